@@ -1,0 +1,54 @@
+"""The composition root: settings in, adapters picked once, handed to use cases."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.db import make_engine, session_factory, upgrade
+from newsletter.delivery.base import Mailer
+from newsletter.delivery.factory import make_mailer
+from newsletter.settings import Settings
+
+if TYPE_CHECKING:
+    from newsletter.content.library import ContentLibrary
+
+
+class App:
+    """Everything a use case needs, built lazily from one ``Settings``."""
+
+    def __init__(self, settings: Settings, *, mailer: Mailer | None = None) -> None:
+        self.settings = settings
+        self._mailer = mailer
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.effective_database_url)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return session_factory(self.engine)
+
+    @cached_property
+    def library(self) -> ContentLibrary:
+        from newsletter.content.library import load_library
+
+        return load_library(self.settings)
+
+    @property
+    def mailer(self) -> Mailer:
+        if self._mailer is None:
+            self._mailer = make_mailer(self.settings)
+        return self._mailer
+
+    def migrate(self) -> None:
+        upgrade(self.engine)
+
+    def close(self) -> None:
+        if self._mailer is not None:
+            self._mailer.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()

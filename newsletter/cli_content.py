@@ -1,0 +1,165 @@
+"""``newsletter content list|check`` and ``newsletter preview``: thin commands over the library."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+
+from newsletter.content.library import SAMPLE_SUBSCRIBER, ContentLibrary, load_library
+from newsletter.content.model import ContentItem, SubscriberContext
+from newsletter.content.templates import template_names
+from newsletter.cronfile import load_cron_file, missing_jobs
+from newsletter.errors import ConfigurationError, ContentError, NewsletterError
+from newsletter.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _library(settings: Settings, *, strict: bool = True) -> ContentLibrary:
+    try:
+        return load_library(settings, strict=strict)
+    except ContentError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group()
+def content() -> None:
+    """List and check the content library (content/ and templates/emails/)."""
+
+
+@content.command("list")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def list_items(fmt: str) -> None:
+    """List every content item: id, kind, subject and template."""
+    items = _library(_settings()).items()
+    if fmt == "json":
+        click.echo(json.dumps([_as_json(item) for item in items], indent=2, ensure_ascii=False))
+        return
+    rows: list[tuple[str, ...]] = [("ID", "KIND", "SUBJECT", "TEMPLATE")]
+    rows += [(item.id, item.kind, item.subject, item.template) for item in items]
+    click.echo(format_table(rows))
+
+
+@content.command("check")
+def check() -> None:
+    """Check every content file, sequence, template and cron.yaml; render every item.
+
+    Prints one line per problem as file:line: message and exits 1 if there is any.
+    """
+    settings = _settings()
+    library = _library(settings, strict=False)
+    problems = library.check()
+    jobs = 0
+    try:
+        cron_jobs = load_cron_file(settings.cron_file)
+        jobs = len(cron_jobs)
+        problems += [
+            ContentError(
+                f"job {name!r} is not scheduled, so the scheduler never runs it; add it",
+                str(settings.cron_file),
+            )
+            for name in missing_jobs(cron_jobs)
+        ]
+    except ContentError as exc:
+        problems.append(exc)
+    for problem in problems:
+        click.echo(str(problem))
+    if problems:
+        noun = "problem" if len(problems) == 1 else "problems"
+        raise click.ClickException(f"{len(problems)} {noun} found; fix them and run again")
+    click.echo(
+        f"OK: {_count(library.items(), 'item')}, {_count(library.sequences(), 'sequence')}, "
+        f"{_count(template_names(settings.templates_dir), 'template')} and "
+        f"{jobs} cron {'job' if jobs == 1 else 'jobs'} checked; every item renders"
+    )
+
+
+@click.command()
+@click.argument("item_id", metavar="ITEM")
+@click.option("--subscriber", "email", help="Render as this subscriber (default: a sample).")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML part here (default: var/preview/<kind>-<slug>.html).",
+)
+@click.option("--text", is_flag=True, help="Print the plain-text part instead of writing HTML.")
+def preview(item_id: str, email: str | None, output: Path | None, text: bool) -> None:
+    """Render ITEM (e.g. tips/meet-your-ql) as it will be sent."""
+    settings = _settings()
+    library = _library(settings)
+    subscriber = _subscriber(settings, email)
+    try:
+        rendered = library.render(_item_id(item_id), subscriber, library.sample_links())
+    except ContentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if text and output is None:
+        click.echo(f"Subject: {rendered.subject}\nPreheader: {rendered.preheader}\n")
+        click.echo(rendered.text, nl=False)
+        return
+    item = library.item(rendered.item_id)
+    path = output or settings.var_dir / "preview" / f"{item.kind}-{item.slug}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered.html, encoding="utf-8")
+    if text:
+        click.echo(rendered.text, nl=False)
+    click.echo(str(path))
+
+
+def _count(things: Sequence[object], noun: str) -> str:
+    return f"{len(things)} {noun}{'' if len(things) == 1 else 's'}"
+
+
+def _subscriber(settings: Settings, email: str | None) -> SubscriberContext:
+    if email is None:
+        return SubscriberContext(
+            email=SAMPLE_SUBSCRIBER.email,
+            first_name=SAMPLE_SUBSCRIBER.first_name,
+            timezone=settings.default_timezone,
+        )
+    from newsletter.subscribers import subscriber_context  # the database, only when asked
+
+    try:
+        return subscriber_context(settings, email)
+    except NewsletterError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _item_id(raw: str) -> str:
+    """Accept ``tips/x``, ``tips/x.md`` and ``content/tips/x.md``."""
+    parts = raw.removesuffix(".md").strip("/").split("/")
+    return "/".join(parts[-2:])
+
+
+def _as_json(item: ContentItem) -> dict[str, object]:
+    return {
+        "id": item.id,
+        "kind": item.kind,
+        "subject": item.subject,
+        "template": item.template,
+        "preheader": item.preheader,
+        "tags": list(item.tags),
+        "medical": item.medical,
+        "transactional": item.transactional,
+        "example": item.example,
+        "path": item.path,
+    }
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, no trailing spaces."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = (
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    )
+    return "\n".join(line.rstrip() for line in lines)

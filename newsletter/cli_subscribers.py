@@ -1,0 +1,172 @@
+"""``newsletter subscribers ...``: add, import, list, show, export, unsubscribe, forget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from newsletter.cli_support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.models import SubscriberStatus
+
+COLUMNS = ("email", "first_name", "status", "timezone", "tags", "created_at")
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the subscriber list."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", "first_name", help="First name used in greetings.")
+@click.option("--timezone", help="IANA time zone, e.g. Europe/Berlin.")
+@click.option("--tag", "tags", multiple=True, help="Tag (repeatable).")
+@click.option("--confirmed", is_flag=True, help="Consent was given elsewhere: skip double opt-in.")
+@click.option("--now", "now_text", hidden=True)
+def add(
+    email: str,
+    first_name: str | None,
+    timezone: str | None,
+    tags: tuple[str, ...],
+    confirmed: bool,
+    now_text: str | None,
+) -> None:
+    """Add one subscriber; without --confirmed a confirmation email is sent."""
+    from newsletter.subscribers import add_subscriber
+
+    app = get_app()
+    with user_errors():
+        result = add_subscriber(
+            app,
+            email,
+            first_name=first_name,
+            timezone=timezone,
+            tags=tags,
+            confirmed=confirmed,
+            now=parse_now(now_text),
+        )
+    messages = {
+        "activated": "added and active",
+        "already_active": "already active",
+        "confirmation_queued": "added; confirmation email queued",
+        "throttled": "pending; a confirmation email was sent less than an hour ago",
+    }
+    click.echo(f"{result.email}: {messages.get(result.outcome, result.outcome)}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--confirmed", is_flag=True, help="The list's earlier consent is recorded.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write skipped rows (line, email, reason) to this CSV file.",
+)
+@click.option("--now", "now_text", hidden=True)
+def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str | None) -> None:
+    """Import a CSV (columns email, first_name, timezone, tags) of any size."""
+    from newsletter.importing import import_csv
+
+    app = get_app()
+    with file.open("rb") as handle:
+        total = max(0, sum(1 for _ in handle) - 1)
+    stderr = click.get_text_stream("stderr")
+    with click.progressbar(length=total, label="importing", file=stderr) as bar:
+        with user_errors():
+            report = import_csv(
+                app, file, confirmed=confirmed, now=parse_now(now_text), progress=bar.update
+            )
+    click.echo(f"taken: {report.taken}, skipped: {len(report.skipped)}")
+    for skipped in report.skipped[:20]:
+        click.echo(f"  line {skipped.line}: {skipped.email or '(empty)'}: {skipped.reason}")
+    if len(report.skipped) > 20:
+        click.echo(f"  ... and {len(report.skipped) - 20} more (use --report FILE for all)")
+    if report_path is not None:
+        import csv
+
+        with report_path.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["line", "email", "reason"])
+            for s in report.skipped:
+                writer.writerow([s.line, s.email, s.reason])
+
+
+@subscribers.command("list")
+@click.option("--status", type=click.Choice([s.value for s in SubscriberStatus]))
+@click.option("--tag", help="Only subscribers with this tag.")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def list_(status: str | None, tag: str | None, fmt: str) -> None:
+    """List subscribers."""
+    from newsletter.subscribers import iter_subscribers
+
+    rows = list(iter_subscribers(get_app(), status=status, tag=tag))
+    emit(rows, COLUMNS, fmt, title=f"{len(rows)} subscribers")
+
+
+@subscribers.command("show")
+@click.argument("email")
+def show(email: str) -> None:
+    """State and history of one subscriber."""
+    from newsletter.subscribers import export
+
+    with user_errors():
+        data = export(get_app(), email)
+    sub = data["subscriber"]
+    click.echo(f"{sub['email']}  {sub['status']}  ({sub['timezone']})")
+    click.echo(f"name: {sub['first_name'] or '-'}   tags: {','.join(sub['tags']) or '-'}")
+    click.echo(f"created: {sub['created_at']}   confirmed: {sub['confirmed_at'] or '-'}")
+    click.echo("consent:")
+    for c in data["consent"]:
+        click.echo(
+            f"  {c['at'][:19]}  {c['kind']:<10} ip={c['ip'] or '-'} source={c['source'] or '-'}"
+        )
+    click.echo("enrollments:")
+    for e in data["enrollments"]:
+        click.echo(
+            f"  {e['sequence']}: {e['status']}, next step {e['position']}, due {e['next_due_at'] or '-'}"
+        )
+    click.echo("deliveries:")
+    for d in data["deliveries"]:
+        click.echo(
+            f"  #{d['id']} {d['kind']:<12} {d['item']:<36} {d['status']:<8} {d['sent_at'] or ''}"
+        )
+
+
+@subscribers.command("export")
+@click.argument("email")
+def export_(email: str) -> None:
+    """Everything held about one subscriber, as JSON."""
+    from newsletter.subscribers import export
+
+    with user_errors():
+        click.echo(json.dumps(export(get_app(), email), indent=2))
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--now", "now_text", hidden=True)
+def unsubscribe(email: str, now_text: str | None) -> None:
+    """Opt a subscriber out at once."""
+    from newsletter.subscriptions import unsubscribe_email
+
+    with user_errors():
+        unsubscribe_email(get_app(), email, now=parse_now(now_text))
+    click.echo(f"{email.strip().lower()}: unsubscribed")
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--now", "now_text", hidden=True)
+def forget(email: str, yes: bool, now_text: str | None) -> None:
+    """Erase personal data, keeping a hashed suppression (never mailed again)."""
+    from newsletter.subscriptions import forget as forget_subscriber
+
+    if not yes:
+        click.confirm(f"Erase everything held about {email}?", abort=True)
+    with user_errors():
+        forget_subscriber(get_app(), email, now=parse_now(now_text))
+    click.echo(f"{email.strip().lower()}: forgotten (a hashed suppression is kept)")

@@ -1,0 +1,109 @@
+"""What every CLI command shares: the lazily opened ``App``, error translation, output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from newsletter.app import App
+from newsletter.errors import NewsletterError
+from newsletter.settings import load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class State:
+    """``ctx.obj``: opens the app on first use and closes it when the command ends."""
+
+    def __init__(self) -> None:
+        self._app: App | None = None
+
+    def app(self) -> App:
+        if self._app is None:
+            try:
+                self._app = App(load_settings())
+                self._app.migrate()
+            except NewsletterError as exc:
+                raise click.ClickException(str(exc)) from exc
+        return self._app
+
+    def close(self) -> None:
+        if self._app is not None:
+            self._app.close()
+
+
+def get_app(ctx: click.Context | None = None) -> App:
+    ctx = ctx or click.get_current_context()
+    state = ctx.find_object(State)
+    if state is None:
+        state = State()
+        ctx.obj = state
+        ctx.call_on_close(state.close)
+    return state.app()
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Translate our errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except NewsletterError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def parse_now(value: str | None) -> datetime:
+    """``--now`` as an aware UTC datetime (naive input is taken as UTC)."""
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not ISO-8601; use e.g. 2026-12-01T09:00:00+00:00"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+FORMATS = click.Choice(["table", "json", "csv"])
+
+
+def emit(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, *, title: str = ""
+) -> None:
+    """Print rows as a rich table for people, or JSON / CSV for scripts."""
+    if fmt == "json":
+        click.echo(json.dumps([{c: row.get(c) for c in columns} for row in rows], default=str))
+        return
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _cell(row.get(c)) for c in columns})
+        click.echo(buffer.getvalue(), nl=False)
+        return
+    table = Table(title=title or None)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    Console(width=max(100, click.get_terminal_size()[0]), soft_wrap=False).print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    return str(value)

@@ -1,0 +1,1 @@
+"""The content library: items, sequences, templates and rendering."""

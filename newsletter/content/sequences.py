@@ -1,0 +1,182 @@
+"""Sequences: ``content/sequences/<name>.yaml`` parsed and validated.
+
+Pure: ``parse_sequence`` takes the file's text and the known items, returns a ``Sequence``
+or raises a ``ContentError`` naming the file and the line of the offending key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import time, timedelta
+from typing import Any
+
+from newsletter.content.model import KINDS, ContentItem, Rotation, SendWindow, Sequence, Step
+from newsletter.content.yaml_source import YamlDocument, parse_yaml
+
+ENROLL_MODES = ("on_confirm", "manual")
+ROTATION_KINDS = tuple(kind for kind in KINDS if kind != "system")
+_TOP_KEYS = ("name", "description", "enroll", "send_window", "steps", "then", "tags")
+_STEP_KEYS = ("send", "after")
+_THEN_KEYS = ("every", "from")
+_DELAY = re.compile(r"^(?:\d+[dhm])+$")
+_DELAY_PART = re.compile(r"(\d+)([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+_WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def parse_delay(value: object) -> timedelta:
+    """``"3d"``, ``"12h"``, ``"30m"`` or a combination like ``"1d12h"``; ValueError if not."""
+    text = str(value).strip() if isinstance(value, str | int) else ""
+    if isinstance(value, bool) or not _DELAY.match(text):
+        raise ValueError(
+            f"bad delay {value!r}: write a number and a unit, d (days), h (hours) or "
+            "m (minutes), e.g. 3d, 12h or 1d12h"
+        )
+    delay = timedelta()
+    for amount, unit in _DELAY_PART.findall(text):
+        delay += timedelta(**{_UNITS[unit]: int(amount)})
+    return delay
+
+
+def parse_window(value: object) -> SendWindow:
+    """``"08:00-11:00"`` in the subscriber's local time; ValueError if not."""
+    match = _WINDOW.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"bad send_window {value!r}: write it as HH:MM-HH:MM, e.g. 08:00-11:00")
+    start_h, start_m, end_h, end_m = (int(part) for part in match.groups())
+    try:
+        start, end = time(start_h, start_m), time(end_h, end_m)
+    except ValueError:
+        raise ValueError(f"bad send_window {value!r}: hours run 00-23 and minutes 00-59") from None
+    if end <= start:
+        raise ValueError(
+            f"bad send_window {value!r}: the window must end after it starts on the same "
+            "day, e.g. 08:00-11:00"
+        )
+    return SendWindow(start, end)
+
+
+def parse_sequence(text: str, path: str, stem: str, items: Mapping[str, ContentItem]) -> Sequence:
+    """Validate one sequence file; *items* maps every known item id to its item."""
+    doc = parse_yaml(text, path)
+    data = doc.data
+    if not isinstance(data, dict):
+        raise doc.error("a sequence must be a mapping with name, send_window and steps")
+    _reject_unknown(doc, data, _TOP_KEYS, ())
+    name = _string(doc, data, "name", default=stem)
+    if name != stem:
+        raise doc.error(
+            f"name {name!r} does not match the file name {stem + '.yaml'!r}; rename one of them",
+            "name",
+        )
+    if not NAME.match(name):
+        raise doc.error(f"bad name {name!r}: use lower-case letters, digits and dashes", "name")
+    enroll = _string(doc, data, "enroll", default="manual")
+    if enroll not in ENROLL_MODES:
+        raise doc.error(f"enroll must be on_confirm or manual, got {enroll!r}", "enroll")
+    if "send_window" not in data:
+        raise doc.error("missing send_window: add e.g. 'send_window: \"08:00-11:00\"'")
+    try:
+        window = parse_window(data["send_window"])
+    except ValueError as exc:
+        raise doc.error(str(exc), "send_window") from None
+    return Sequence(
+        name=name,
+        description=_string(doc, data, "description", default=""),
+        enroll=enroll,
+        send_window=window,
+        steps=_steps(doc, data, items),
+        then=_rotation(doc, data.get("then")),
+        path=path,
+        tags=_tags(doc, data.get("tags", [])),
+    )
+
+
+def _steps(
+    doc: YamlDocument, data: dict[str, Any], items: Mapping[str, ContentItem]
+) -> tuple[Step, ...]:
+    raw = data.get("steps")
+    if not isinstance(raw, list) or not raw:
+        raise doc.error("steps must be a list of '- send: <kind>/<slug>' entries", "steps")
+    steps = []
+    for index, entry in enumerate(raw):
+        where = ("steps", index)
+        if not isinstance(entry, dict):
+            raise doc.error("each step needs 'send: <kind>/<slug>' and 'after: <delay>'", *where)
+        _reject_unknown(doc, entry, _STEP_KEYS, where)
+        item_id = entry.get("send")
+        if not isinstance(item_id, str):
+            raise doc.error("step is missing 'send: <kind>/<slug>'", *where)
+        item = items.get(item_id)
+        if item is None:
+            raise doc.error(
+                f"step {index + 1} sends {item_id!r}, which is not in the content library "
+                f"(expected content/{item_id}.md)",
+                *where,
+                "send",
+            )
+        if item.transactional:
+            raise doc.error(
+                f"step {index + 1} sends {item_id!r}, a transactional email; sequences send "
+                "marketing items only",
+                *where,
+                "send",
+            )
+        if "after" not in entry:
+            raise doc.error(f"step {index + 1} is missing 'after:' (e.g. after: 3d)", *where)
+        try:
+            after = parse_delay(entry["after"])
+        except ValueError as exc:
+            raise doc.error(str(exc), *where, "after") from None
+        steps.append(Step(item_id, after))
+    return tuple(steps)
+
+
+def _rotation(doc: YamlDocument, raw: object) -> Rotation | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise doc.error("then must be a mapping: {every: 4d, from: [tips, ...]}", "then")
+    _reject_unknown(doc, raw, _THEN_KEYS, ("then",))
+    try:
+        every = parse_delay(raw.get("every"))
+    except ValueError as exc:
+        raise doc.error(str(exc), "then", "every") from None
+    if every <= timedelta():
+        raise doc.error("then.every must be longer than zero", "then", "every")
+    kinds = raw.get("from")
+    if not isinstance(kinds, list) or not kinds:
+        raise doc.error("then.from must list kinds, e.g. [tips, testimonials]", "then", "from")
+    for index, kind in enumerate(kinds):
+        if kind not in ROTATION_KINDS:
+            raise doc.error(
+                f"then.from: {kind!r} is not a kind that can rotate; use "
+                f"{', '.join(ROTATION_KINDS)}",
+                "then",
+                "from",
+                index,
+            )
+    return Rotation(every, tuple(kinds))
+
+
+def _tags(doc: YamlDocument, raw: object) -> tuple[str, ...]:
+    if not isinstance(raw, list) or not all(isinstance(tag, str) for tag in raw):
+        raise doc.error("tags must be a list of words", "tags")
+    return tuple(raw)
+
+
+def _string(doc: YamlDocument, data: dict[str, Any], key: str, *, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str):
+        raise doc.error(f"{key} must be a string, got {value!r}", key)
+    return value
+
+
+def _reject_unknown(
+    doc: YamlDocument, data: dict[Any, Any], allowed: tuple[str, ...], where: tuple[str | int, ...]
+) -> None:
+    for key in data:
+        if key not in allowed:
+            raise doc.error(f"unknown key {key!r}; allowed keys: {', '.join(allowed)}", *where, key)

@@ -1,0 +1,1 @@
+"""Mail delivery: the port (``base``) and its adapters (outbox, smtp, sendgrid)."""

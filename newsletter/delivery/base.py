@@ -1,0 +1,68 @@
+"""The mail port: what every delivery backend takes and gives back.
+
+Backends translate their SDK's errors here; nothing outside ``newsletter/delivery``
+imports an SDK.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One fully rendered email to one recipient.
+
+    ``delivery_id`` is the ledger row id; it travels as the ``X-Newsletter-Delivery``
+    header and in SendGrid ``custom_args``. ``personal`` maps a name (``first_name``,
+    ``email``, ``unsubscribe_url`` ...) to the per-recipient value that was rendered into
+    subject/html/text; backends that batch (SendGrid personalizations) use it to find the
+    shared skeleton of several emails.
+    """
+
+    delivery_id: int
+    to_email: str
+    subject: str
+    html: str
+    text: str
+    from_email: str
+    from_name: str | None = None
+    to_name: str | None = None
+    reply_to: str | None = None
+    message_id: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    categories: tuple[str, ...] = ()
+    personal: Mapping[str, str] = field(default_factory=dict)
+
+
+class SendStatus(enum.StrEnum):
+    SENT = "sent"  # accepted by the provider
+    FAILED = "failed"  # permanent for this recipient
+    RETRY = "retry"  # transient; try again after ``retry_after`` seconds (or backoff)
+    UNKNOWN = "unknown"  # the request may or may not have been acted on
+
+
+@dataclass(frozen=True)
+class SendResult:
+    delivery_id: int
+    status: SendStatus
+    provider_message_id: str | None = None
+    error: str | None = None
+    retry_after: float | None = None
+
+
+class Mailer(Protocol):
+    """A delivery backend. ``send_batch`` returns one result per message, same order.
+
+    It raises ``ProviderAuthError`` when the provider refuses our credentials; every
+    other failure is reported per message as a ``SendResult``.
+    """
+
+    name: str
+
+    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]: ...
+
+    def close(self) -> None: ...

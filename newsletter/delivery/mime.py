@@ -1,0 +1,35 @@
+"""Build the RFC 5322 message shared by the SMTP and outbox backends."""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formataddr, make_msgid
+
+from newsletter.delivery.base import OutgoingEmail
+
+DELIVERY_HEADER = "X-Newsletter-Delivery"
+
+
+def build_mime(message: OutgoingEmail) -> EmailMessage:
+    """A multipart/alternative message: plain text first, then HTML."""
+    mime = EmailMessage()
+    mime["Subject"] = message.subject
+    mime["From"] = formataddr((message.from_name or "", message.from_email))
+    mime["To"] = (
+        str(Address(display_name=message.to_name or "", addr_spec=message.to_email))
+        if message.to_name
+        else message.to_email
+    )
+    if message.reply_to:
+        mime["Reply-To"] = message.reply_to
+    domain = message.from_email.rpartition("@")[2] or "localhost"
+    mime["Message-ID"] = (
+        f"<{message.message_id}>" if message.message_id else make_msgid(domain=domain)
+    )
+    mime[DELIVERY_HEADER] = str(message.delivery_id)
+    for name, value in message.headers.items():
+        mime[name] = value
+    mime.set_content(message.text)
+    mime.add_alternative(message.html, subtype="html")
+    return mime

@@ -1,0 +1,181 @@
+"""Deliver what is due: claim a batch, render, hand chunks to the mailer, record outcomes.
+
+Commits per batch: one for the claim, one per chunk (marks the chunk ``sending`` and
+records the previous chunk's outcomes), one at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
+from newsletter.content.model import Links, SubscriberContext
+from newsletter.db import transaction
+from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
+from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
+from newsletter.ledger import claim_batch, mark_sending, record_results, release
+from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
+from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
+from newsletter.tokens import make_confirm_token, make_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+SAMPLE = SubscriberContext(email="sample@example.com", first_name="Alex")
+
+
+@dataclass
+class DispatchReport:
+    claimed: int = 0
+    commits: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+
+    def add(self, results: Sequence[SendResult]) -> None:
+        for r in results:
+            self.outcomes[r.status.value] = self.outcomes.get(r.status.value, 0) + 1
+
+
+def _fingerprint(app: App) -> str:
+    return key_fingerprint(app.settings.sendgrid_api_key or app.settings.smtp_url or "outbox")
+
+
+def deliver_due(
+    app: App,
+    *,
+    now: datetime,
+    worker: str = "worker",
+    limit: int | None = None,
+    kinds: Sequence[DeliveryKind] | None = None,
+) -> DispatchReport:
+    """One batch. Raises ``SendingHaltedError`` when sending is halted."""
+    report = DispatchReport()
+    with transaction(app.sessions) as session:
+        reason = halt_reason(session, fingerprint=_fingerprint(app))
+        if reason is not None:
+            raise SendingHaltedError(reason)
+        rows = claim_batch(
+            session,
+            worker=worker,
+            limit=limit or app.settings.batch_size,
+            now=now,
+            lease=timedelta(seconds=app.settings.lease_seconds),
+            kinds=kinds,
+        )
+        messages, failures = _build_messages(app, session, rows, now=now)
+    report.commits += 1
+    report.claimed = len(rows)
+    if not rows:
+        return report
+    pending: list[SendResult] = list(failures)
+    chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
+    chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
+    for index, chunk in enumerate(chunks):
+        with transaction(app.sessions) as session:
+            record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+            mark_sending(session, [m.delivery_id for m in chunk], now=now)
+        report.commits += 1
+        report.add(pending)
+        try:
+            pending = app.mailer.send_batch(chunk)
+        except ProviderAuthError as exc:
+            untouched = [m.delivery_id for c in chunks[index:] for m in c]
+            with transaction(app.sessions) as session:
+                release(session, untouched, now=now)
+                set_halt(session, str(exc), fingerprint=_fingerprint(app), now=now)
+            report.commits += 1
+            log.critical("sending halted: %s", exc)
+            raise SendingHaltedError(str(exc)) from exc
+    with transaction(app.sessions) as session:
+        record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+    report.commits += 1
+    report.add(pending)
+    return report
+
+
+def _build_messages(
+    app: App, session: Session, rows: Sequence[Delivery], *, now: datetime
+) -> tuple[list[OutgoingEmail], list[SendResult]]:
+
+    settings = app.settings
+    sender = Sender(
+        from_email=settings.from_email,
+        from_name=settings.from_name,
+        reply_to=settings.reply_to or None,
+        base_url=settings.base_url,
+    )
+    sub_ids = {r.subscriber_id for r in rows if r.subscriber_id is not None}
+    subscribers = {
+        s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(sub_ids)))
+    }
+    enr_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
+    sequences = dict(
+        session.execute(
+            select(Enrollment.id, Enrollment.sequence).where(Enrollment.id.in_(enr_ids))
+        ).tuples()
+    )
+    camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
+    campaigns = dict(
+        session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).tuples()
+    )
+    keys = settings.secret_keys
+    messages: list[OutgoingEmail] = []
+    failures: list[SendResult] = []
+    for row in rows:
+        subscriber = subscribers.get(row.subscriber_id) if row.subscriber_id else None
+        if row.kind == DeliveryKind.TEST.value or subscriber is None:
+            recipient = SubscriberContext(
+                email=row.to_email or SAMPLE.email,
+                first_name=SAMPLE.first_name,
+                timezone=settings.default_timezone,
+            )
+            links = Links(unsubscribe=f"{settings.base_url}/unsubscribe/test-send")
+        else:
+            recipient = SubscriberContext(
+                email=subscriber.email,
+                first_name=subscriber.first_name,
+                timezone=subscriber.timezone,
+                tags=tuple(subscriber.tags or ()),
+            )
+            unsub = unsubscribe_url(
+                settings.base_url, make_unsubscribe_token(subscriber.public_id, keys=keys)
+            )
+            confirm = None
+            if row.kind == DeliveryKind.CONFIRMATION.value:
+                token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
+                confirm = confirm_url(settings.base_url, token)
+            links = Links(unsubscribe=unsub, confirm=confirm)
+        categories = _categories(row, sequences, campaigns)
+        try:
+            rendered = app.library.render(row.item_id, recipient, links)
+        except ContentError as exc:
+            failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
+            continue
+        messages.append(
+            compose(
+                rendered,
+                delivery_id=row.id,
+                attempt=row.attempts,
+                recipient=recipient,
+                links=links,
+                sender=sender,
+                categories=categories,
+                subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
+            )
+        )
+    return messages, failures
+
+
+def _categories(
+    row: Delivery, sequences: dict[int, str], campaigns: dict[int, str]
+) -> tuple[str, ...]:
+    if row.kind == DeliveryKind.DRIP.value and row.enrollment_id in sequences:
+        return (f"sequence:{sequences[row.enrollment_id]}", f"item:{row.item_id}")
+    if row.kind == DeliveryKind.CAMPAIGN.value and row.campaign_id in campaigns:
+        return (f"campaign:{campaigns[row.campaign_id]}",)
+    return (row.kind,)

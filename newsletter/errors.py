@@ -1,0 +1,122 @@
+"""The one exception tree of the project.
+
+Every error says what went wrong, with the offending value, and what to do next.
+Messages never carry a secret.
+"""
+
+from __future__ import annotations
+
+
+class NewsletterError(Exception):
+    """Root of every error this project raises on purpose."""
+
+
+class ConfigurationError(NewsletterError, ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        self.variable = variable
+        self.problem = problem
+        super().__init__(f"{variable}: {problem}")
+
+
+class InvalidEmailError(NewsletterError, ValueError):
+    """An address failed syntax validation."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        self.email = email
+        self.reason = reason
+        super().__init__(f"invalid email address {email!r}: {reason}")
+
+
+class SubscriberNotFound(NewsletterError, LookupError):
+    """No subscriber has this address (or it was forgotten)."""
+
+    def __init__(self, email: str) -> None:
+        self.email = email
+        super().__init__(
+            f"no subscriber with address {email!r}; check the spelling or run "
+            "`newsletter subscribers list`"
+        )
+
+
+class SuppressedAddressError(NewsletterError):
+    """The address is on the suppression list and must not be mailed."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        self.email = email
+        self.reason = reason
+        super().__init__(f"{email!r} is suppressed ({reason}); it will not be mailed")
+
+
+class TokenError(NewsletterError, ValueError):
+    """A confirm or unsubscribe token is malformed, forged or for another purpose."""
+
+
+class TokenExpiredError(TokenError):
+    """A confirm token is genuine but too old; the visitor can ask for a new one."""
+
+
+class ContentError(NewsletterError, ValueError):
+    """A content file, sequence, template or cron file is invalid.
+
+    ``path`` and ``line`` locate the problem when known.
+    """
+
+    def __init__(self, message: str, path: str | None = None, line: int | None = None) -> None:
+        self.message = message
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+
+
+class ItemNotFound(ContentError, LookupError):
+    """No content item has this id."""
+
+
+class RenderError(ContentError):
+    """An item could not be rendered (undefined variable, missing footer, ...)."""
+
+
+class DeliveryError(NewsletterError):
+    """Base of mail-provider failures, translated at the adapter edge."""
+
+
+class TransientDeliveryError(DeliveryError):
+    """Worth retrying later (4xx SMTP, 429, 5xx, time-out)."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Retrying will not help for this recipient (5xx SMTP, HTTP 400/413)."""
+
+
+class ProviderAuthError(DeliveryError):
+    """The provider refused our credentials (HTTP 401/403): all sending stops until fixed."""
+
+
+class SendingHaltedError(NewsletterError):
+    """Sending is halted after a provider refused our credentials."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            f"sending is halted: {reason}. Fix the credentials, then run "
+            "`newsletter delivery resume` (or restart with a valid key)"
+        )
+
+
+class CampaignError(NewsletterError, ValueError):
+    """A campaign operation was refused; the message says why and what to do."""
+
+
+class CampaignNotFound(CampaignError, LookupError):
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no campaign named {name!r}; run `newsletter campaign list`")

@@ -1,0 +1,57 @@
+"""The recurring jobs, by the names ``cron.yaml`` uses. Each takes the app and ``now``.
+
+``newsletter tick`` runs every job once; ``serve`` and ``worker`` run them on their cron.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from newsletter.app import App
+from newsletter.db import transaction
+from newsletter.dispatch import deliver_due
+from newsletter.ledger import recover_expired_leases
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[App, datetime], dict[str, Any]]
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def deliver(app: App, now: datetime) -> dict[str, Any]:
+    """Send every due delivery, batch after batch, until none is left due at ``now``."""
+    batches = sent = claimed = commits = 0
+    outcomes: dict[str, int] = {}
+    while True:
+        report = deliver_due(app, now=now, worker=WORKER_ID)
+        commits += report.commits
+        if report.claimed == 0:
+            break
+        batches += 1
+        claimed += report.claimed
+        for key, value in report.outcomes.items():
+            outcomes[key] = outcomes.get(key, 0) + value
+        sent = outcomes.get("sent", 0)
+    return {"batches": batches, "claimed": claimed, "sent": sent, "outcomes": outcomes,
+            "commits": commits}
+
+
+def recover_leases(app: App, now: datetime) -> dict[str, Any]:
+    """Expired leases: never handed over -> queued again; handed over -> ``unknown``."""
+    with transaction(app.sessions) as session:
+        requeued, unknown = recover_expired_leases(session, now=now)
+    if unknown:
+        log.warning("%d deliveries marked unknown after their lease expired mid-send", unknown)
+    return {"requeued": requeued, "unknown": unknown}
+
+
+JOBS: dict[str, Job] = {
+    "recover-leases": recover_leases,
+    "deliver": deliver,
+}

@@ -1,0 +1,313 @@
+"""The ``deliveries`` ledger: enqueue once, claim in batches, record outcomes.
+
+Life of a row::
+
+    queued --claim--> leased --handed to provider--> sending --outcome--> sent | failed
+       ^                 |                               |                 | queued (retry)
+       +--lease expired--+                               +--lease expired--> unknown
+
+A row is *written before any provider call* and its unique ``key`` makes the send happen
+once. ``leased`` rows whose lease expired were never handed over and go back to
+``queued``; ``sending`` rows whose lease expired may or may not have reached the provider
+and become ``unknown``: they are never resent automatically (policy in README,
+"Delivery semantics"). SendGrid events carrying the delivery id turn them into ``sent``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from newsletter.addresses import email_hash
+from newsletter.backoff import retry_delay
+from newsletter.delivery.base import SendResult, SendStatus
+from newsletter.models import (
+    Campaign,
+    CampaignState,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    key: str
+    kind: DeliveryKind
+    item_id: str
+    due_at: datetime
+    subscriber_id: int | None = None
+    to_email: str | None = None
+    campaign_id: int | None = None
+    enrollment_id: int | None = None
+    step: int | None = None
+
+
+def enqueue(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int:
+    """Insert rows whose key is new; return how many were inserted. Does not commit."""
+    if not rows:
+        return 0
+    values = [
+        {
+            "key": r.key,
+            "kind": r.kind.value,
+            "item_id": r.item_id,
+            "due_at": r.due_at,
+            "subscriber_id": r.subscriber_id,
+            "to_email": r.to_email,
+            "campaign_id": r.campaign_id,
+            "enrollment_id": r.enrollment_id,
+            "step": r.step,
+            "status": DeliveryStatus.QUEUED.value,
+            "attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for r in rows
+    ]
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(Delivery).on_conflict_do_nothing(index_elements=["key"])
+    result = session.execute(statement.returning(Delivery.id), values)
+    return len(result.all())
+
+
+def _eligible_marketing() -> object:
+    """SQL condition: the delivery may still go out at claim time."""
+    subscriber_ok = exists().where(
+        Subscriber.id == Delivery.subscriber_id,
+        or_(
+            Subscriber.status == SubscriberStatus.ACTIVE.value,
+            and_(
+                Delivery.kind == DeliveryKind.CONFIRMATION.value,
+                Subscriber.status.in_(
+                    [SubscriberStatus.PENDING.value, SubscriberStatus.UNSUBSCRIBED.value]
+                ),
+            ),
+        ),
+    )
+    campaign_ok = or_(
+        Delivery.campaign_id.is_(None),
+        Delivery.kind == DeliveryKind.TEST.value,
+        exists().where(
+            Campaign.id == Delivery.campaign_id,
+            Campaign.state == CampaignState.SENDING.value,
+        ),
+    )
+    return and_(or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok)
+
+
+def claim_batch(
+    session: Session,
+    *,
+    worker: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    kinds: Sequence[DeliveryKind] | None = None,
+) -> list[Delivery]:
+    """Lease up to ``limit`` due rows for ``worker``. The caller commits once.
+
+    Rows whose subscriber left or whose address is suppressed, or whose campaign was
+    cancelled, are marked ``skipped`` in the same transaction. Paused campaigns' rows are
+    left queued. PostgreSQL skips rows another worker holds (``FOR UPDATE SKIP LOCKED``).
+    """
+    due = (
+        select(Delivery)
+        .where(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.due_at <= now)
+        .where(
+            ~exists().where(
+                Campaign.id == Delivery.campaign_id,
+                Campaign.state.in_([CampaignState.PAUSED.value, CampaignState.STALE.value]),
+            )
+        )
+        .order_by(Delivery.due_at, Delivery.id)
+        .limit(limit)
+    )
+    if kinds is not None:
+        due = due.where(Delivery.kind.in_([k.value for k in kinds]))
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=Delivery)
+    rows = list(session.scalars(due))
+    if not rows:
+        return []
+    ids = [r.id for r in rows]
+    eligible = set(
+        session.scalars(select(Delivery.id).where(Delivery.id.in_(ids), _eligible_marketing()))
+    )
+    suppressed = _suppressed_ids(session, rows)
+    keep = [r for r in rows if r.id in eligible and r.id not in suppressed]
+    drop = [r.id for r in rows if r.id not in eligible or r.id in suppressed]
+    if drop:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(drop))
+            .values(
+                status=DeliveryStatus.SKIPPED.value,
+                error="skipped at claim: unsubscribed, suppressed or campaign cancelled",
+                updated_at=now,
+            )
+        )
+    if keep:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([r.id for r in keep]))
+            .values(
+                status=DeliveryStatus.LEASED.value,
+                leased_by=worker,
+                lease_expires_at=now + lease,
+                attempts=Delivery.attempts + 1,
+                updated_at=now,
+            )
+        )
+        for row in keep:
+            session.refresh(row)
+    return keep
+
+
+def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
+    """Ids of marketing rows whose address hash is on the suppression list."""
+    marketing = [r for r in rows if r.kind != DeliveryKind.CONFIRMATION.value]
+    if not marketing:
+        return set()
+    emails: dict[int, str] = {}
+    sub_ids = {r.subscriber_id for r in marketing if r.subscriber_id is not None}
+    if sub_ids:
+        found = session.execute(
+            select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(sub_ids))
+        ).all()
+        by_sub = {sid: email for sid, email in found}
+        for r in marketing:
+            if r.subscriber_id in by_sub:
+                emails[r.id] = by_sub[r.subscriber_id]
+    for r in marketing:
+        if r.to_email:
+            emails[r.id] = r.to_email
+    hashes = {email_hash(e) for e in emails.values()}
+    if not hashes:
+        return set()
+    blocked = set(
+        session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes)))
+    )
+    return {rid for rid, e in emails.items() if email_hash(e) in blocked}
+
+
+def mark_sending(session: Session, ids: Sequence[int], *, now: datetime) -> None:
+    """Record that these rows are about to be handed to the provider. Caller commits."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(status=DeliveryStatus.SENDING.value, updated_at=now)
+        )
+
+
+def record_results(
+    session: Session, results: Sequence[SendResult], *, now: datetime, max_attempts: int
+) -> None:
+    """Write provider outcomes: few statements per batch, the caller commits once."""
+    final = [
+        {
+            "id": r.delivery_id,
+            "status": r.status.value,
+            "provider_message_id": r.provider_message_id,
+            "sent_at": now if r.status is SendStatus.SENT else None,
+            "error": r.error,
+            "lease_expires_at": None,
+            "updated_at": now,
+        }
+        for r in results
+        if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN)
+    ]
+    if final:  # one executemany by primary key
+        session.execute(update(Delivery), final)
+    retry = [r for r in results if r.status is SendStatus.RETRY]
+    if retry:
+        attempts = dict(
+            session.execute(
+                select(Delivery.id, Delivery.attempts).where(
+                    Delivery.id.in_([r.delivery_id for r in retry])
+                )
+            ).tuples()
+        )
+        for result in retry:
+            tries = attempts.get(result.delivery_id, max_attempts)
+            if tries >= max_attempts:
+                values: dict[str, object] = {
+                    "status": DeliveryStatus.FAILED.value,
+                    "error": f"gave up after {tries} attempts: {result.error}",
+                }
+            else:
+                delay = retry_delay(tries, retry_after=result.retry_after)
+                values = {
+                    "status": DeliveryStatus.QUEUED.value,
+                    "error": result.error,
+                    "due_at": now + timedelta(seconds=delay),
+                }
+            session.execute(
+                update(Delivery)
+                .where(Delivery.id == result.delivery_id)
+                .values(lease_expires_at=None, leased_by=None, updated_at=now, **values)
+            )
+
+
+def release(session: Session, ids: Sequence[int], *, now: datetime) -> None:
+    """Give rows back untouched (never handed over): the attempt does not count."""
+    if ids:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids))
+            .values(
+                status=DeliveryStatus.QUEUED.value,
+                attempts=Delivery.attempts - 1,
+                lease_expires_at=None,
+                leased_by=None,
+                updated_at=now,
+            )
+        )
+
+
+def recover_expired_leases(session: Session, *, now: datetime) -> tuple[int, int]:
+    """Expired ``leased`` rows go back to ``queued``; expired ``sending`` become ``unknown``.
+
+    Returns (requeued, unknown). The caller commits.
+    """
+    expired = Delivery.lease_expires_at < now
+    requeued = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.LEASED.value, expired)
+        .values(
+            status=DeliveryStatus.QUEUED.value,
+            attempts=Delivery.attempts - 1,
+            lease_expires_at=None,
+            leased_by=None,
+            updated_at=now,
+        )
+    ).rowcount
+    unknown = session.execute(
+        update(Delivery)
+        .where(Delivery.status == DeliveryStatus.SENDING.value, expired)
+        .values(
+            status=DeliveryStatus.UNKNOWN.value,
+            error="lease expired while the message was being handed to the provider",
+            lease_expires_at=None,
+            updated_at=now,
+        )
+    ).rowcount
+    return int(requeued or 0), int(unknown or 0)
+
+
+def count_by_status(session: Session, **filters: object) -> dict[str, int]:
+    statement = select(Delivery.status, func.count()).group_by(Delivery.status)
+    for name, value in filters.items():
+        statement = statement.where(getattr(Delivery, name) == value)
+    return {status: int(n) for status, n in session.execute(statement).tuples()}

@@ -1,0 +1,86 @@
+"""APScheduler 3.x running the jobs named in ``cron.yaml`` (inside serve and worker)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from newsletter.app import App
+from newsletter.cronfile import load_cron_file
+from newsletter.errors import NewsletterError
+from newsletter.jobs import JOBS
+
+log = logging.getLogger(__name__)
+
+JOB_DEFAULTS = {
+    "coalesce": True,  # a backlog of missed runs collapses into one run
+    "max_instances": 1,  # one instance of a job at a time in this process
+    "misfire_grace_time": None,  # a late job runs late, however late, never silently skipped
+}
+
+
+def _run(app: App, name: str) -> None:
+    now = datetime.now(UTC)
+    try:
+        result = JOBS[name](app, now)
+    except NewsletterError as exc:
+        log.error("job %s failed: %s", name, exc, exc_info=True)
+        return
+    log.info("job %s done %s", name, result)
+
+
+def build_scheduler(app: App) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+    for job in load_cron_file(app.settings.cron_file):
+        if job.name not in JOBS:
+            raise NewsletterError(
+                f"{app.settings.cron_file}: job {job.name!r} has no implementation; "
+                f"known jobs: {', '.join(JOBS)}"
+            )
+        scheduler.add_job(
+            _run,
+            CronTrigger.from_crontab(job.cron, timezone=UTC),
+            args=(app, job.name),
+            id=job.name,
+            name=job.name,
+            replace_existing=True,
+        )
+
+    def _report(event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            log.warning("job %s missed its run at %s", event.job_id, event.scheduled_run_time)
+        elif event.exception is not None:
+            log.error("job %s raised %r", event.job_id, event.exception)
+
+    scheduler.add_listener(_report, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
+    return scheduler
+
+
+def start_scheduler(app: App) -> BackgroundScheduler:
+    scheduler = build_scheduler(app)
+    scheduler.start()
+    log.info("scheduler started with jobs: %s", ", ".join(j.id for j in scheduler.get_jobs()))
+    return scheduler
+
+
+def run_worker(app: App) -> None:
+    """Run the scheduler until SIGINT/SIGTERM."""
+    stop = threading.Event()
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    scheduler = start_scheduler(app)
+    try:
+        stop.wait()
+    finally:
+        scheduler.shutdown(wait=True)

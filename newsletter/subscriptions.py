@@ -1,0 +1,354 @@
+"""Subscription use cases: subscribe, confirm, unsubscribe, forget.
+
+Each use case owns its transaction and receives ``now``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from newsletter.addresses import email_hash, normalize_email
+from newsletter.app import App
+from newsletter.db import transaction
+from newsletter.enrollment import enroll_on_confirm
+from newsletter.errors import SubscriberNotFound, TokenError
+from newsletter.ledger import NewDelivery, enqueue
+from newsletter.models import (
+    ConsentEvent,
+    ConsentKind,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from newsletter.tokens import read_confirm_token, read_unsubscribe_token
+
+log = logging.getLogger(__name__)
+
+CONFIRMATION_ITEM = "system/confirmation"
+CONFIRMATION_INTERVAL = timedelta(hours=1)
+CONSENT_TEXT = "v1: I want to receive emails with back pain relief tips every few days."
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+
+
+class SubscribeOutcome(enum.StrEnum):
+    CONFIRMATION_QUEUED = "confirmation_queued"
+    THROTTLED = "throttled"  # a confirmation went out less than an hour ago
+    ALREADY_ACTIVE = "already_active"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True)
+class SubscribeRequest:
+    email: str
+    first_name: str | None = None
+    timezone: str | None = None
+    tags: tuple[str, ...] = ()
+    source: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    consent_text: str | None = CONSENT_TEXT
+
+
+def new_public_id() -> str:
+    return secrets.token_hex(16)
+
+
+def resolve_timezone(name: str | None, default: str) -> str:
+    """An IANA zone, or the default (logged) when missing or unknown."""
+    if not name:
+        return default
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        log.warning("unknown time zone %r, using %s", name[:64], default)
+        return default
+    return name
+
+
+def clean_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
+    seen: list[str] = []
+    for tag in tags:
+        tag = tag.strip().lower()[:MAX_TAG_LENGTH]
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen[:MAX_TAGS]
+
+
+def is_suppressed(session: Session, email: str) -> str | None:
+    return session.scalar(
+        select(Suppression.reason).where(Suppression.email_hash == email_hash(email))
+    )
+
+
+def suppress(session: Session, email: str, reason: str, *, now: datetime) -> None:
+    """Add (or keep) the address on the suppression list. Does not commit."""
+    existing = session.scalar(
+        select(Suppression).where(Suppression.email_hash == email_hash(email))
+    )
+    if existing is None:
+        session.add(Suppression(email_hash=email_hash(email), reason=reason, created_at=now))
+    elif existing.reason == "unsubscribed" and reason != "unsubscribed":
+        existing.reason = reason  # a bounce or complaint is the stronger reason
+
+
+def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> SubscribeOutcome:
+    """Create or refresh a pending subscriber and queue one confirmation email.
+
+    The caller answers the same whatever the outcome. Raises ``InvalidEmailError``.
+    """
+    email = normalize_email(request.email)
+    with transaction(app.sessions) as session:
+        reason = is_suppressed(session, email)
+        if reason in ("bounced", "complained"):
+            return SubscribeOutcome.SUPPRESSED
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE.value:
+            return SubscribeOutcome.ALREADY_ACTIVE
+        if subscriber is not None and subscriber.status in (
+            SubscriberStatus.BOUNCED.value,
+            SubscriberStatus.COMPLAINED.value,
+        ):
+            return SubscribeOutcome.SUPPRESSED
+        if subscriber is None:
+            subscriber = _new_subscriber(app, email, request, now=now)
+            session.add(subscriber)
+            session.flush()
+        else:
+            _refresh(app, subscriber, request, now=now)
+        session.add(_consent(subscriber.id, ConsentKind.SUBSCRIBED, request, now=now))
+        last = subscriber.last_confirmation_at
+        if last is not None and now - last < CONFIRMATION_INTERVAL:
+            return SubscribeOutcome.THROTTLED
+        subscriber.last_confirmation_at = now
+        queue_confirmation(session, subscriber.id, now=now)
+        return SubscribeOutcome.CONFIRMATION_QUEUED
+
+
+def queue_confirmation(session: Session, subscriber_id: int, *, now: datetime) -> None:
+    stamp = now.strftime("%Y%m%dT%H%M%S")
+    enqueue(
+        session,
+        [
+            NewDelivery(
+                key=f"confirm:{subscriber_id}:{stamp}",
+                kind=DeliveryKind.CONFIRMATION,
+                item_id=CONFIRMATION_ITEM,
+                due_at=now,
+                subscriber_id=subscriber_id,
+            )
+        ],
+        now=now,
+    )
+
+
+def _new_subscriber(
+    app: App, email: str, request: SubscribeRequest, *, now: datetime
+) -> Subscriber:
+    return Subscriber(
+        public_id=new_public_id(),
+        email=email,
+        first_name=(request.first_name or "").strip()[:200] or None,
+        timezone=resolve_timezone(request.timezone, app.settings.default_timezone),
+        status=SubscriberStatus.PENDING.value,
+        tags=clean_tags(request.tags),
+        attributes={},
+        source=(request.source or None) and request.source[:500],
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now: datetime) -> None:
+    if request.first_name:
+        subscriber.first_name = request.first_name.strip()[:200]
+    if request.timezone:
+        subscriber.timezone = resolve_timezone(request.timezone, app.settings.default_timezone)
+    subscriber.tags = clean_tags(list(subscriber.tags or []) + list(request.tags))
+    subscriber.status = SubscriberStatus.PENDING.value
+    subscriber.updated_at = now
+
+
+def _consent(
+    subscriber_id: int, kind: ConsentKind, request: SubscribeRequest | None, *, now: datetime
+) -> ConsentEvent:
+    return ConsentEvent(
+        subscriber_id=subscriber_id,
+        kind=kind.value,
+        at=now,
+        ip=request.ip if request else None,
+        user_agent=(request.user_agent or "")[:500] or None if request else None,
+        source=(request.source or "")[:500] or None if request else None,
+        consent_text=request.consent_text if request else None,
+    )
+
+
+def pending_for_confirm_token(app: App, token: str, *, now: datetime) -> Subscriber:
+    """Look up the subscriber a confirm token names (read only). Raises ``TokenError``."""
+    public_id = read_confirm_token(
+        token,
+        keys=app.settings.secret_keys,
+        now=now,
+        max_age=timedelta(days=app.settings.confirm_token_max_age_days),
+    )
+    with app.sessions() as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+    if subscriber is None:
+        raise TokenError("this confirmation link is no longer valid; subscribe again")
+    return subscriber
+
+
+def confirm(app: App, token: str, *, ip: str | None, now: datetime) -> Subscriber:
+    """Activate the subscriber and enroll them; repeats are harmless."""
+    found = pending_for_confirm_token(app, token, now=now)
+    with transaction(app.sessions) as session:
+        subscriber = session.get(Subscriber, found.id, with_for_update=True)
+        if subscriber is None:
+            raise TokenError("this confirmation link is no longer valid; subscribe again")
+        if subscriber.status == SubscriberStatus.ACTIVE.value:
+            return subscriber
+        if subscriber.status in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):
+            raise TokenError("this address can no longer be subscribed; contact the sender")
+        activate(app, session, subscriber, now=now, ip=ip, kind=ConsentKind.CONFIRMED)
+        return subscriber
+
+
+def activate(
+    app: App,
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    kind: ConsentKind = ConsentKind.CONFIRMED,
+    source: str | None = None,
+) -> None:
+    """Make a subscriber active, lift an unsubscribe suppression, enroll. Does not commit."""
+    subscriber.status = SubscriberStatus.ACTIVE.value
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.updated_at = now
+    hashed = email_hash(subscriber.email)
+    existing = session.scalar(select(Suppression).where(Suppression.email_hash == hashed))
+    if existing is not None and existing.reason in ("unsubscribed", "forgotten"):
+        session.delete(existing)
+    session.add(
+        ConsentEvent(subscriber_id=subscriber.id, kind=kind.value, at=now, ip=ip, source=source)
+    )
+    session.flush()
+    enroll_on_confirm(session, subscriber.id, app.library.sequences(), now=now)
+
+
+def subscriber_for_unsubscribe_token(app: App, token: str) -> Subscriber | None:
+    """Raises ``TokenError`` for a forged token; None when the subscriber was forgotten."""
+    public_id = read_unsubscribe_token(token, keys=app.settings.secret_keys)
+    with app.sessions() as session:
+        return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+
+
+def unsubscribe_by_token(app: App, token: str, *, ip: str | None, now: datetime) -> None:
+    """RFC 8058 target: takes effect at once; repeats and forgotten subscribers are no-ops."""
+    public_id = read_unsubscribe_token(token, keys=app.settings.secret_keys)
+    with transaction(app.sessions) as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
+        if subscriber is not None:
+            withdraw(session, subscriber, now=now, ip=ip, source="unsubscribe link")
+
+
+def unsubscribe_email(app: App, raw_email: str, *, now: datetime) -> None:
+    email = normalize_email(raw_email)
+    with transaction(app.sessions) as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if subscriber is None:
+            raise SubscriberNotFound(email)
+        withdraw(session, subscriber, now=now, source="cli")
+
+
+def withdraw(
+    session: Session,
+    subscriber: Subscriber,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    source: str | None = None,
+    status: SubscriberStatus = SubscriberStatus.UNSUBSCRIBED,
+) -> None:
+    """Stop all marketing email to this subscriber. Does not commit."""
+    if subscriber.status == status.value:
+        return
+    reason = {"unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}[
+        status.value
+    ]
+    subscriber.status = status.value
+    subscriber.unsubscribed_at = now
+    subscriber.updated_at = now
+    suppress(session, subscriber.email, reason, now=now)
+    session.add(
+        ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind=ConsentKind.WITHDRAWN.value,
+            at=now,
+            ip=ip,
+            source=source or reason,
+        )
+    )
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.subscriber_id == subscriber.id)
+        .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
+    )
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.status == DeliveryStatus.QUEUED.value,
+        )
+        .values(status=DeliveryStatus.SKIPPED.value, error=f"subscriber {reason}", updated_at=now)
+    )
+
+
+def forget(app: App, raw_email: str, *, now: datetime) -> None:
+    """Erase personal data; keep only a hashed suppression. Raises ``SubscriberNotFound``."""
+    email = normalize_email(raw_email)
+    with transaction(app.sessions) as session:
+        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
+        if subscriber is None:
+            raise SubscriberNotFound(email)
+        existing = session.scalar(
+            select(Suppression).where(Suppression.email_hash == email_hash(email))
+        )
+        if existing is None:
+            session.add(Suppression(email_hash=email_hash(email), reason="forgotten", created_at=now))
+        session.execute(
+            update(Delivery)
+            .where(Delivery.subscriber_id == subscriber.id)
+            .values(
+                status=_skip_if_queued(),
+                to_email=None,
+                subscriber_id=None,
+                updated_at=now,
+            )
+        )
+        session.delete(subscriber)
+
+
+def _skip_if_queued() -> object:
+    from sqlalchemy import case
+
+    return case(
+        (Delivery.status == DeliveryStatus.QUEUED.value, DeliveryStatus.SKIPPED.value),
+        else_=Delivery.status,
+    )

@@ -1,0 +1,212 @@
+"""The ASGI app: routes are thin; the work happens in ``newsletter.subscriptions``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from limits import parse
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+from starlette.background import BackgroundTask
+
+from newsletter import __version__
+from newsletter.app import App
+from newsletter.dispatch import deliver_due
+from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
+from newsletter.models import DeliveryKind
+from newsletter.sending_halt import halt_reason
+from newsletter.subscriptions import (
+    SubscribeRequest,
+    confirm,
+    pending_for_confirm_token,
+    subscribe,
+    subscriber_for_unsubscribe_token,
+    unsubscribe_by_token,
+)
+from newsletter.web.body import read_body, read_fields
+from newsletter.web.form_input import BadRequest, check_redirect, check_signature, read_form
+from newsletter.web.openapi import SUBSCRIBE_BODY, TOKEN_FORM_BODY
+from newsletter.web.pages import page
+
+log = logging.getLogger(__name__)
+
+THANKS = "Thanks! Check your inbox: we sent you a link to confirm your subscription."
+
+Clock = Callable[[], datetime]
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def wants_json(request: Request) -> bool:
+    content_type = request.headers.get("content-type", "")
+    accept = request.headers.get("accept", "")
+    return "json" in content_type or ("application/json" in accept and "text/html" not in accept)
+
+
+def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
+    """Build the web surface over one ``App``; ``clock`` lets tests choose the time."""
+    web = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
+    settings = app.settings
+    web.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.origins),
+        allow_methods=["POST"],
+        allow_headers=["Content-Type", "X-Newsletter-Signature"],
+    )
+    limiter = MovingWindowRateLimiter(MemoryStorage())
+    per_ip = parse(settings.subscribe_rate_limit)
+
+    def error(request: Request, status: int, message: str) -> Response:
+        if wants_json(request):
+            return JSONResponse({"error": message}, status_code=status)
+        return page("Something went wrong", message, status=status)
+
+    @web.exception_handler(BadRequest)
+    async def _bad_request(request: Request, exc: BadRequest) -> Response:
+        return error(request, exc.status, exc.message)
+
+    @web.exception_handler(InvalidEmailError)
+    async def _bad_email(request: Request, exc: InvalidEmailError) -> Response:
+        return error(request, 400, f"That email address does not look right: {exc.reason}")
+
+    @web.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> Response:
+        log.error("database unavailable: %s", exc.orig)
+        return error(request, 503, "The service is briefly unavailable; please try again.")
+
+    def deliver_confirmations() -> None:
+        try:
+            deliver_due(app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION])
+        except NewsletterError:
+            log.exception("confirmation delivery failed; the scheduler will retry")
+
+    @web.post(
+        "/subscribe",
+        status_code=202,
+        openapi_extra=SUBSCRIBE_BODY,
+        responses={
+            202: {"description": "Accepted (JSON callers)"},
+            303: {"description": "Redirect to the allowed `redirect` URL"},
+            400: {"description": "Missing or malformed field"},
+            403: {"description": "Bad signature"},
+            413: {"description": "Body too large"},
+            415: {"description": "Unsupported content type"},
+            429: {"description": "Too many requests"},
+        },
+    )
+    async def subscribe_route(request: Request) -> Response:
+        """The form webhook: creates or refreshes a pending subscriber."""
+        ip = request.client.host if request.client else "unknown"
+        if not limiter.hit(per_ip, "subscribe", ip):
+            raise BadRequest(429, "Too many requests from your address; try again in a minute.")
+        body = await read_body(request, settings.max_body_bytes)
+        check_signature(body, request.headers.get("x-newsletter-signature"), settings.form_secret)
+        form = read_form(await read_fields(request, body))
+        redirect = check_redirect(form.redirect, settings.origins) if form.redirect else None
+        background = None
+        if not form.honeypot_filled:
+            outcome = subscribe(
+                app,
+                SubscribeRequest(
+                    email=form.email,
+                    first_name=form.first_name,
+                    timezone=form.timezone,
+                    tags=form.tags,
+                    source=form.source or request.headers.get("referer"),
+                    ip=ip,
+                    user_agent=request.headers.get("user-agent"),
+                ),
+                now=clock(),
+            )
+            log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
+            background = BackgroundTask(deliver_confirmations)
+        if wants_json(request):
+            return JSONResponse(
+                {"status": "accepted", "message": THANKS}, status_code=202, background=background
+            )
+        if redirect:
+            return RedirectResponse(redirect, status_code=303, background=background)
+        response = page("Almost there", THANKS)
+        response.background = background
+        return response
+
+    @web.get("/confirm/{token}", response_class=Response)
+    def confirm_page(token: str, request: Request) -> Response:
+        """Shows a Confirm button; changes nothing (mail scanners follow links)."""
+        try:
+            pending_for_confirm_token(app, token, now=clock())
+        except TokenExpiredError as exc:
+            return page("This link has expired", str(exc), status=410, ask_again=True)
+        except TokenError as exc:
+            return page("This link is not valid", str(exc), status=400, ask_again=True)
+        return page(
+            "Confirm your subscription",
+            "One click and you are in.",
+            action=str(request.url.path),
+            button="Confirm",
+        )
+
+    @web.post("/confirm/{token}", response_class=Response, openapi_extra=TOKEN_FORM_BODY)
+    def confirm_route(token: str, request: Request) -> Response:
+        """Activates the subscriber and enrolls them in ``on_confirm`` sequences."""
+        try:
+            confirm(app, token, ip=request.client.host if request.client else None, now=clock())
+        except TokenExpiredError as exc:
+            return page("This link has expired", str(exc), status=410, ask_again=True)
+        except TokenError as exc:
+            return page("This link is not valid", str(exc), status=400, ask_again=True)
+        return page("You are subscribed", "Thank you! Your first email is on its way.")
+
+    @web.get("/unsubscribe/{token}", response_class=Response)
+    def unsubscribe_page(token: str, request: Request) -> Response:
+        """Shows an Unsubscribe button; changes nothing."""
+        try:
+            subscriber_for_unsubscribe_token(app, token)
+        except TokenError as exc:
+            return page("This link is not valid", str(exc), status=400)
+        return page(
+            "Unsubscribe",
+            "Click the button and you will get no more emails from us.",
+            action=str(request.url.path),
+            button="Unsubscribe",
+        )
+
+    @web.post("/unsubscribe/{token}", response_class=Response, openapi_extra=TOKEN_FORM_BODY)
+    async def unsubscribe_route(token: str, request: Request) -> Response:
+        """Unsubscribes at once; also the RFC 8058 one-click target (200, no redirect)."""
+        await read_body(request, 16 * 1024)
+        try:
+            unsubscribe_by_token(
+                app, token, ip=request.client.host if request.client else None, now=clock()
+            )
+        except TokenError as exc:
+            return error(request, 400, str(exc))
+        if wants_json(request):
+            return JSONResponse({"status": "unsubscribed"})
+        return page("You are unsubscribed", "You will get no more emails from us.")
+
+    @web.get("/healthz")
+    def healthz() -> JSONResponse:
+        """Liveness and database reachability; ``degraded`` while sending is halted."""
+        body: dict[str, Any] = {"status": "ok", "database": "ok", "sending": "ok"}
+        try:
+            with app.sessions() as session:
+                session.execute(text("SELECT 1"))
+                reason = halt_reason(session)
+        except OperationalError:
+            return JSONResponse({"status": "down", "database": "unreachable"}, status_code=503)
+        if reason is not None:
+            body.update(status="degraded", sending="halted", reason=reason)
+        return JSONResponse(body)
+
+    return web

@@ -1,0 +1,144 @@
+"""Parse and check what ``POST /subscribe`` receives (pure functions over bytes/strings)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from newsletter.errors import NewsletterError
+
+EMAIL_FIELDS = ("email", "EMAIL", "email_address", "contact[email]")
+NAME_FIELDS = ("first_name", "name", "FNAME")
+HONEYPOT = "website"
+
+
+class BadRequest(NewsletterError, ValueError):
+    """A client error with its HTTP status; the message is shown to the caller."""
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        self.message = message
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class SubscribeForm:
+    email: str
+    first_name: str | None
+    timezone: str | None
+    tags: tuple[str, ...]
+    source: str | None
+    redirect: str | None
+    honeypot_filled: bool
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequest(400, "the JSON body must be an object with an 'email' field")
+    return data
+
+
+def parse_urlencoded(body: bytes) -> dict[str, Any]:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest(400, "the form body is not UTF-8") from None
+    fields: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        if key in fields:
+            previous = fields[key]
+            fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            fields[key] = value
+    return fields
+
+
+def _first_text(fields: Mapping[str, Any], names: tuple[str, ...], label: str) -> str | None:
+    for name in names:
+        if name in fields:
+            value = fields[name]
+            if isinstance(value, list):
+                value = value[0] if value else ""
+            if value is None:
+                return None
+            if not isinstance(value, str):
+                raise BadRequest(400, f"'{label}' must be a string")
+            return value
+    return None
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        return tuple(t for t in (p.strip() for p in value.split(",")) if t)
+    if isinstance(value, list) and all(isinstance(t, str) for t in value):
+        return tuple(t for v in value for t in (p.strip() for p in v.split(",")) if t)
+    raise BadRequest(400, "'tags' must be a string or a list of strings")
+
+
+def read_form(fields: Mapping[str, Any]) -> SubscribeForm:
+    """Map the accepted field aliases; raise ``BadRequest`` for a missing or bad field."""
+    email = _first_text(fields, EMAIL_FIELDS, "email")
+    honeypot = _first_text(fields, (HONEYPOT,), HONEYPOT)
+    if not email or not email.strip():
+        raise BadRequest(400, "the 'email' field is required")
+    return SubscribeForm(
+        email=email,
+        first_name=_first_text(fields, NAME_FIELDS, "first_name"),
+        timezone=_first_text(fields, ("timezone",), "timezone"),
+        tags=_tags(fields.get("tags", fields.get("tags[]"))),
+        source=_first_text(fields, ("source",), "source"),
+        redirect=_first_text(fields, ("redirect",), "redirect"),
+        honeypot_filled=bool(honeypot and honeypot.strip()),
+    )
+
+
+def origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of an absolute http(s) URL, else None."""
+    if any(ord(c) < 0x21 or c == "\\" for c in url):
+        return None
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.username is not None or parts.password is not None:
+        return None
+    host = parts.hostname
+    default = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def check_redirect(url: str, allowed: tuple[str, ...]) -> str:
+    """Return ``url`` if its origin is allowed; raise ``BadRequest`` otherwise."""
+    origin = origin_of(url)
+    normalised_allowed = {origin_of(a) for a in allowed}
+    if origin is None or origin not in normalised_allowed:
+        raise BadRequest(400, "the 'redirect' URL is not on an allowed origin")
+    return url
+
+
+def check_signature(body: bytes, header: str | None, secret: str) -> None:
+    """Verify ``X-Newsletter-Signature: sha256=<hex>`` when present."""
+    if header is None:
+        return
+    if not secret:
+        raise BadRequest(403, "signed requests are not accepted: no form secret is configured")
+    scheme, _, given = header.strip().partition("=")
+    if scheme != "sha256" or not given:
+        raise BadRequest(403, "X-Newsletter-Signature must look like sha256=<hex>")
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.lower()):
+        raise BadRequest(403, "X-Newsletter-Signature does not match the body")

@@ -1,0 +1,140 @@
+"""Shared fixtures: a real database (SQLite, and PostgreSQL when configured), an App,
+factories. PostgreSQL runs when ``NEWSLETTER_TEST_POSTGRES_URL`` is set; under ``CI=true``
+an unreachable PostgreSQL fails the run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from newsletter.app import App
+from newsletter.db import make_engine, upgrade
+from newsletter.models import Base
+from newsletter.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+_pg_engine: Engine | None = None
+
+
+def _postgres_engine() -> Engine:
+    """One migrated engine per test session; tables are emptied before each test."""
+    global _pg_engine
+    if _pg_engine is None:
+        if not POSTGRES_URL:
+            if IN_CI:
+                pytest.fail("CI=true but NEWSLETTER_TEST_POSTGRES_URL is not set")
+            pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
+        engine = make_engine(POSTGRES_URL)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("DROP SCHEMA public CASCADE"))
+                conn.execute(text("CREATE SCHEMA public"))
+        except Exception as exc:  # noqa: BLE001 - any connection failure
+            if IN_CI:
+                pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        upgrade(engine)
+        _pg_engine = engine
+    return _pg_engine
+
+
+def truncate_all(engine: Engine) -> None:
+    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database URL: SQLite in tmp_path, or the shared PostgreSQL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'test.db'}"
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        return url
+    engine = _postgres_engine()
+    truncate_all(engine)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite database only (for tests that need no PostgreSQL variant)."""
+    url = f"sqlite:///{tmp_path / 'test.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    return url
+
+
+def base_environ(tmp_path: Path, db_url: str) -> dict[str, str]:
+    return {
+        "NEWSLETTER_VAR_DIR": str(tmp_path / "var"),
+        "NEWSLETTER_DATABASE_URL": db_url,
+        "NEWSLETTER_SECRET_KEY": "test-secret-key-newest,test-secret-key-old",
+        "NEWSLETTER_BASE_URL": "https://news.example",
+        "NEWSLETTER_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "NEWSLETTER_POSTAL_ADDRESS": "Backwise Ltd, 1 Test Street, 10115 Berlin, Germany",
+        "NEWSLETTER_FROM_EMAIL": "tips@shop.example",
+        "NEWSLETTER_FROM_NAME": "Backwise",
+        "NEWSLETTER_ALLOWED_ORIGINS": "https://shop.example,http://127.0.0.1:8765",
+        "NEWSLETTER_FORM_SECRET": "form-secret",
+        "NEWSLETTER_DEFAULT_TIMEZONE": "Europe/Berlin",
+        "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
+        "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
+        "NEWSLETTER_CRON_FILE": str(ROOT / "cron.yaml"),
+    }
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, db_url: str) -> Callable[..., Settings]:
+    """Settings over the test database; keyword overrides use variable suffixes."""
+
+    def make(**overrides: str) -> Settings:
+        environ = base_environ(tmp_path, db_url)
+        environ.update({f"NEWSLETTER_{k.upper()}": v for k, v in overrides.items()})
+        return load_settings(environ)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[App]:
+    application = App(settings)
+    yield application
+    application.close()
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def unique_email() -> Callable[[], str]:
+    def make(prefix: str = "reader") -> str:
+        return f"{prefix}{next(_counter)}@example.org"
+
+    return make
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, db_url: str) -> dict[str, Any]:
+    """Environment for CliRunner / subprocess runs of the CLI over the test database."""
+    return base_environ(tmp_path, db_url)
