@@ -117,11 +117,11 @@ def _build_messages(
     sequences = dict(
         session.execute(
             select(Enrollment.id, Enrollment.sequence).where(Enrollment.id.in_(enr_ids))
-        ).tuples()
+        ).all()
     )
     camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaigns = dict(
-        session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).tuples()
+        session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).all()
     )
     keys = settings.secret_keys
     messages: list[OutgoingEmail] = []

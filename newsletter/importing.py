@@ -158,7 +158,7 @@ def _import_batch(
             select(Suppression.email_hash, Suppression.reason).where(
                 Suppression.email_hash.in_(list(hashes))
             )
-        ).tuples()
+        ).all()
     )
     fresh: list[_Row] = []
     for row in batch:
@@ -193,7 +193,7 @@ def _import_batch(
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(Subscriber).on_conflict_do_nothing(index_elements=["email"])
     inserted = dict(
-        session.execute(statement.returning(Subscriber.email, Subscriber.id), values).tuples()
+        session.execute(statement.returning(Subscriber.email, Subscriber.id), values).all()
     )
     for row in fresh:
         if row.email not in inserted:  # subscribed concurrently

@@ -237,7 +237,7 @@ def record_results(
                 select(Delivery.id, Delivery.attempts).where(
                     Delivery.id.in_([r.delivery_id for r in retry])
                 )
-            ).tuples()
+            ).all()
         )
         for result in retry:
             tries = attempts.get(result.delivery_id, max_attempts)
@@ -310,4 +310,4 @@ def count_by_status(session: Session, **filters: object) -> dict[str, int]:
     statement = select(Delivery.status, func.count()).group_by(Delivery.status)
     for name, value in filters.items():
         statement = statement.where(getattr(Delivery, name) == value)
-    return {status: int(n) for status, n in session.execute(statement).tuples()}
+    return {status: int(n) for status, n in session.execute(statement).all()}

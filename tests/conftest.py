@@ -1,6 +1,7 @@
 """Shared fixtures: a real database (SQLite, and PostgreSQL when configured), an App,
-factories. PostgreSQL runs when ``NEWSLETTER_TEST_POSTGRES_URL`` is set; under ``CI=true``
-an unreachable PostgreSQL fails the run instead of skipping.
+factories. PostgreSQL runs when ``NEWSLETTER_TEST_POSTGRES_URL`` is set; with
+``NEWSLETTER_REQUIRE_POSTGRES=1`` (CI's PostgreSQL pass) an unreachable PostgreSQL fails
+the run instead of skipping.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from newsletter.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")
-IN_CI = os.environ.get("CI", "").lower() == "true"
+# Set by .ci/run for its PostgreSQL pass: there, a skipped PostgreSQL test is a failure.
+REQUIRE_POSTGRES = os.environ.get("NEWSLETTER_REQUIRE_POSTGRES", "") == "1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 _pg_engine: Engine | None = None
@@ -33,8 +35,8 @@ def _postgres_engine() -> Engine:
     global _pg_engine
     if _pg_engine is None:
         if not POSTGRES_URL:
-            if IN_CI:
-                pytest.fail("CI=true but NEWSLETTER_TEST_POSTGRES_URL is not set")
+            if REQUIRE_POSTGRES:
+                pytest.fail("NEWSLETTER_REQUIRE_POSTGRES=1 but NEWSLETTER_TEST_POSTGRES_URL is unset")
             pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
         engine = make_engine(POSTGRES_URL)
         try:
@@ -42,7 +44,7 @@ def _postgres_engine() -> Engine:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
         except Exception as exc:  # noqa: BLE001 - any connection failure
-            if IN_CI:
+            if REQUIRE_POSTGRES:
                 pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
             pytest.skip(f"PostgreSQL unreachable: {exc}")
         upgrade(engine)

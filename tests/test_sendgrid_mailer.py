@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import email.utils
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -425,3 +427,29 @@ def test_empty_batch_sends_nothing(server: SendGridServer, mailer: SendGridMaile
 )
 def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
     assert parse_retry_after(httpx.Headers(headers), now=NOW) == expected
+
+
+def _imported_modules(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_sendgrid_sdk_is_imported_in_exactly_one_module() -> None:
+    package = Path(__file__).resolve().parents[1] / "newsletter"
+    importers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if {"sendgrid", "python_http_client"} & _imported_modules(path)
+    )
+    assert importers == ["delivery/sendgrid.py"]
+
+
+def test_personalization_module_is_pure() -> None:
+    path = Path(__file__).resolve().parents[1] / "newsletter/delivery/personalization.py"
+    io_modules = {"sendgrid", "httpx", "sqlalchemy", "os", "socket", "time", "datetime"}
+    assert not (_imported_modules(path) & io_modules)

@@ -21,6 +21,7 @@ SEQUENCES_DIR = "sequences"
 @dataclass
 class ScannedContent:
     items: dict[str, tuple[ContentItem, ItemLines]] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)  # ids of item files with problems
     sequences: dict[str, Sequence] = field(default_factory=dict)
     problems: list[ContentError] = field(default_factory=list)
 
@@ -53,7 +54,9 @@ def scan_content(content_dir: Path, templates: Collection[str]) -> ScannedConten
     items = {item_id: item for item_id, (item, _) in scanned.items.items()}
     for path in _files(content_dir / SEQUENCES_DIR, (".yaml", ".yml"), scanned.problems):
         try:
-            sequence = parse_sequence(_read(path), str(path), path.stem, items)
+            sequence = parse_sequence(
+                _read(path), str(path), path.stem, items, scanned.broken
+            )
         except ContentError as exc:
             scanned.problems.append(exc)
             continue
@@ -66,6 +69,7 @@ def _scan_item(path: Path, kind: str, templates: Collection[str], scanned: Scann
         item, lines = parse_item(_read(path), str(path), kind, path.stem, templates)
     except ContentError as exc:
         scanned.problems.append(exc)
+        scanned.broken.add(f"{kind}/{path.stem}")
         return
     scanned.items[item.id] = (item, lines)
 

@@ -7,7 +7,7 @@ or raises a ``ContentError`` naming the file and the line of the offending key.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import time, timedelta
 from typing import Any
 
@@ -58,8 +58,17 @@ def parse_window(value: object) -> SendWindow:
     return SendWindow(start, end)
 
 
-def parse_sequence(text: str, path: str, stem: str, items: Mapping[str, ContentItem]) -> Sequence:
-    """Validate one sequence file; *items* maps every known item id to its item."""
+def parse_sequence(
+    text: str,
+    path: str,
+    stem: str,
+    items: Mapping[str, ContentItem],
+    broken: Collection[str] = (),
+) -> Sequence:
+    """Validate one sequence file; *items* maps every known item id to its item.
+
+    Steps naming a *broken* item (a file that exists but has its own error) are not
+    reported again here."""
     doc = parse_yaml(text, path)
     data = doc.data
     if not isinstance(data, dict):
@@ -87,7 +96,7 @@ def parse_sequence(text: str, path: str, stem: str, items: Mapping[str, ContentI
         description=_string(doc, data, "description", default=""),
         enroll=enroll,
         send_window=window,
-        steps=_steps(doc, data, items),
+        steps=_steps(doc, data, items, broken),
         then=_rotation(doc, data.get("then")),
         path=path,
         tags=_tags(doc, data.get("tags", [])),
@@ -95,7 +104,10 @@ def parse_sequence(text: str, path: str, stem: str, items: Mapping[str, ContentI
 
 
 def _steps(
-    doc: YamlDocument, data: dict[str, Any], items: Mapping[str, ContentItem]
+    doc: YamlDocument,
+    data: dict[str, Any],
+    items: Mapping[str, ContentItem],
+    broken: Collection[str],
 ) -> tuple[Step, ...]:
     raw = data.get("steps")
     if not isinstance(raw, list) or not raw:
@@ -110,14 +122,14 @@ def _steps(
         if not isinstance(item_id, str):
             raise doc.error("step is missing 'send: <kind>/<slug>'", *where)
         item = items.get(item_id)
-        if item is None:
+        if item is None and item_id not in broken:
             raise doc.error(
                 f"step {index + 1} sends {item_id!r}, which is not in the content library "
                 f"(expected content/{item_id}.md)",
                 *where,
                 "send",
             )
-        if item.transactional:
+        if item is not None and item.transactional:
             raise doc.error(
                 f"step {index + 1} sends {item_id!r}, a transactional email; sequences send "
                 "marketing items only",

@@ -6,6 +6,7 @@ validation errors can say ``file:line``. Safe loading only (no Python tags).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ import yaml
 from newsletter.errors import ContentError
 
 Key = str | int
+_UNQUOTED_JINJA = re.compile(r":\s*\{[{%]")
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,10 @@ def parse_yaml(text: str, path: str, *, line_offset: int = 0) -> YamlDocument:
         mark = exc.problem_mark or exc.context_mark
         line = line_offset + (mark.line + 1 if mark is not None else 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        lines = text.splitlines()
+        offending = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+        if _UNQUOTED_JINJA.search(offending):
+            problem += "; quote values that start with {{ or {%, e.g. subject: \"{{ ... }}\""
         raise ContentError(f"invalid YAML: {problem}", path, line) from None
     except yaml.YAMLError as exc:
         raise ContentError(f"invalid YAML: {exc}", path, line_offset + 1) from None

@@ -6,8 +6,8 @@ with its own ``substitutions`` (applied to subject and content), ``headers`` and
 
 1. For each email, every value in ``OutgoingEmail.personal`` is replaced in subject and
    text by a tag such as ``%%nl:first_name%%``, and in html its escaped form by
-   ``%%nl:first_name:h%%`` (the raw form by the plain tag), in one left-to-right pass,
-   longest value first. That gives the email's *skeleton*.
+   ``%%nl:first_name:h%%`` (the raw form by the plain tag), longest value first.
+   That gives the email's *skeleton*.
 2. The email is kept for batching only if substituting its own values back into the
    skeleton reproduces its subject, html and text exactly (``apply_substitutions``);
    otherwise (``%%`` in the content, ``%`` in a value, an odd key, too large
@@ -133,12 +133,15 @@ def _candidates(message: OutgoingEmail) -> tuple[dict[str, str], dict[str, str]]
 
 
 def _replace_all(text: str, candidates: Mapping[str, str]) -> str:
-    """Replace every candidate in one left-to-right pass, longest first."""
-    if not candidates:
-        return text
-    ordered = sorted(candidates, key=len, reverse=True)
-    pattern = re.compile("|".join(re.escape(c) for c in ordered))
-    return pattern.sub(lambda m: candidates[m.group(0)], text)
+    """Replace each candidate by its tag, longest first.
+
+    Plain ``str.replace`` (no per-email regex to compile): a value that happens to occur
+    inside a tag put there before would corrupt the skeleton, but then the round-trip
+    proof in ``make_skeleton`` fails and the email simply goes out alone.
+    """
+    for value in sorted(candidates, key=lambda c: (-len(c), c)):
+        text = text.replace(value, candidates[value])
+    return text
 
 
 def make_skeleton(message: OutgoingEmail) -> Skeleton | None:

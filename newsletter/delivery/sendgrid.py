@@ -250,9 +250,10 @@ class SendGridMailer:
                 SendStatus.RETRY,
                 error=self._scrub(f"connection failed while sending the request: {exc!r}"),
             )
-        except httpx.TransportError as exc:
-            # Read error, read time-out, remote disconnect: the request was sent and
-            # may have been accepted. Reconciled from events (custom_args.delivery_id).
+        except httpx.RequestError as exc:
+            # Read error, read time-out, remote disconnect, undecodable answer: the
+            # request was sent and may have been accepted. The ledger reconciles it
+            # from SendGrid events carrying custom_args.delivery_id; we never resend.
             return _Outcome(
                 SendStatus.UNKNOWN,
                 error=self._scrub(

@@ -16,11 +16,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The raw body, or ``BadRequest(413)`` as soon as it passes ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        try:
-            if int(declared) > limit:
-                raise BadRequest(413, f"the body is larger than {limit} bytes")
-        except ValueError:
-            raise BadRequest(400, "Content-Length is not a number") from None
+        if not declared.strip().isdigit():
+            raise BadRequest(400, "Content-Length is not a number")
+        if int(declared) > limit:
+            raise BadRequest(413, f"the body is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():

@@ -1,0 +1,196 @@
+"""Parse a SendGrid event batch into values, with the keys that make each event unique.
+
+Pure: no I/O, no clock. Decisions:
+
+* The body must be a JSON array (else ``EventPayloadError``, HTTP 400). Inside it, an
+  element that is not an object, has no ``event`` name or no usable ``timestamp`` is
+  ignored and counted, so one odd event never makes SendGrid retry the whole batch.
+* The logical key is SHA-256 over (``sg_message_id``, ``event``, ``timestamp``, normalised
+  ``email``), plus the ``url`` for ``click`` events so two clicks on different links in
+  the same second stay two events. A retry that carries a new ``sg_event_id`` has the same
+  logical key, so it is stored once.
+* Personal data stays out of the stored payload: ``email``, ``ip`` and ``useragent`` are
+  dropped (the row keeps the address hash), and the address is blanked out of any other
+  text (bounce reasons often quote it), so ``forget`` leaves nothing readable behind.
+* ``delivery_id`` (our ``custom_args``, which SendGrid puts at the top level of each
+  event) is taken when it is a positive integer; anything else is ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from newsletter.addresses import email_hash, normalize_email
+from newsletter.errors import InvalidEmailError, NewsletterError
+
+PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
+REDACTED = "<redacted>"
+MAX_EVENT_NAME = 32
+MAX_EVENT_ID = 200
+MAX_MESSAGE_ID = 300
+MAX_DELIVERY_ID = 2**63 - 1
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_INTEGER = re.compile(r"[0-9]{1,19}")
+
+
+class EventPayloadError(NewsletterError, ValueError):
+    """The signed body is not a JSON array of events (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """One event as we store it; ``email`` is normalised and never stored in ``payload``."""
+
+    event: str
+    occurred_at: datetime
+    logical_key: str
+    email: str | None
+    email_hash: str | None
+    sg_event_id: str | None
+    sg_message_id: str | None
+    delivery_id: int | None
+    bounce_type: str | None  # SendGrid's ``type`` on bounce events: "bounce" or "blocked"
+    reason: str | None
+    payload: Mapping[str, Any]
+
+    @property
+    def provider_message_id(self) -> str | None:
+        """The ``X-Message-Id`` the send API answered: ``sg_message_id`` before its filter suffix."""
+        if not self.sg_message_id:
+            return None
+        return self.sg_message_id.split(".", 1)[0][:200] or None
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    events: tuple[ParsedEvent, ...]
+    ignored: tuple[str, ...] = field(default=())  # why each ignored element was ignored
+
+
+def parse_batch(body: bytes) -> ParsedBatch:
+    """Parse a webhook body; raise ``EventPayloadError`` unless it is a JSON array."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EventPayloadError(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise EventPayloadError("the body must be a JSON array of SendGrid events")
+    events: list[ParsedEvent] = []
+    ignored: list[str] = []
+    for index, raw in enumerate(data):
+        parsed = parse_event(raw)
+        if isinstance(parsed, str):
+            ignored.append(f"event {index}: {parsed}")
+        else:
+            events.append(parsed)
+    return ParsedBatch(tuple(events), tuple(ignored))
+
+
+def parse_event(raw: object) -> ParsedEvent | str:
+    """One event, or the reason it cannot be used."""
+    if not isinstance(raw, dict):
+        return "not a JSON object"
+    name = raw.get("event")
+    if not isinstance(name, str) or not name or len(name) > MAX_EVENT_NAME:
+        return "no usable 'event' name"
+    occurred = _timestamp(raw.get("timestamp"))
+    if occurred is None:
+        return "no usable 'timestamp'"
+    raw_email = raw.get("email") if isinstance(raw.get("email"), str) else None
+    email = _normalise(raw_email)
+    message_id = _text(raw.get("sg_message_id"), MAX_MESSAGE_ID)
+    url = raw.get("url") if name == "click" and isinstance(raw.get("url"), str) else None
+    return ParsedEvent(
+        event=name,
+        occurred_at=occurred,
+        logical_key=logical_key(message_id, name, int(occurred.timestamp()), email, url),
+        email=email,
+        email_hash=email_hash(email) if email else None,
+        sg_event_id=_text(raw.get("sg_event_id"), MAX_EVENT_ID, truncate=False),
+        sg_message_id=message_id,
+        delivery_id=_delivery_id(raw.get("delivery_id")),
+        bounce_type=_text(raw.get("type"), 32) if name == "bounce" else None,
+        reason=_text(raw.get("reason"), 2000),
+        payload=scrub(raw, raw_email),
+    )
+
+
+def logical_key(
+    message_id: str | None, event: str, timestamp: int, email: str | None, url: str | None
+) -> str:
+    """SHA-256 hex of what makes two deliveries of an event the same event."""
+    parts: list[object] = [message_id or "", event, timestamp, email or ""]
+    if url is not None:
+        parts.append(url)
+    encoded = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
+
+
+def scrub(raw: Mapping[str, Any], raw_email: str | None) -> dict[str, Any]:
+    """The event without personal fields, the address blanked out of any text."""
+    pattern = re.compile(re.escape(raw_email.strip()), re.IGNORECASE) if raw_email else None
+    return {k: _blank(v, pattern) for k, v in raw.items() if k not in PERSONAL_FIELDS}
+
+
+def _blank(value: Any, pattern: re.Pattern[str] | None) -> Any:
+    if pattern is None:
+        return value
+    if isinstance(value, str):
+        return pattern.sub(REDACTED, value)
+    if isinstance(value, list):
+        return [_blank(v, pattern) for v in value]
+    if isinstance(value, dict):
+        return {k: _blank(v, pattern) for k, v in value.items()}
+    return value
+
+
+def _normalise(raw: str | None) -> str | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return normalize_email(raw)
+    except InvalidEmailError:
+        return raw.strip().lower()[:320]
+
+
+def _timestamp(value: object) -> datetime | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = _ascii_int(value)
+    if not isinstance(value, int | float):
+        return None
+    try:
+        moment = datetime.fromtimestamp(int(value), UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+    return moment if moment >= EARLIEST else None
+
+
+def _delivery_id(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = _ascii_int(value)
+    if isinstance(value, int) and 0 < value <= MAX_DELIVERY_ID:
+        return value
+    return None
+
+
+def _ascii_int(value: str) -> int | None:
+    text = value.strip()
+    return int(text) if _INTEGER.fullmatch(text) else None
+
+
+def _text(value: object, limit: int, *, truncate: bool = True) -> str | None:
+    if not isinstance(value, str) or not value:
+        return None
+    if len(value) > limit:
+        return value[:limit] if truncate else None
+    return value

@@ -1,0 +1,202 @@
+"""Double opt-in and unsubscribe over HTTP, including RFC 8058 one-click."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from newsletter.app import App
+from newsletter.models import ConsentEvent, Enrollment, Subscriber, Suppression
+from newsletter.settings import Settings
+from newsletter.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.web.app import create_web_app
+from tests.conftest import NOW
+from tests.mailbox import link, read_outbox, token_of
+from tests.test_web_subscribe import Clock
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(NOW)
+
+
+@pytest.fixture
+def site(make_settings: Callable[..., Settings], clock: Clock) -> Iterator[tuple[TestClient, App]]:
+    app = App(make_settings())
+    yield TestClient(create_web_app(app, clock=clock), follow_redirects=False), app
+    app.close()
+
+
+def subscribe_and_get_confirm_token(client: TestClient, app: App, email: str) -> str:
+    assert client.post("/subscribe", json={"email": email, "first_name": "Kim"}).status_code == 202
+    mails = [m for m in read_outbox(app.settings.effective_outbox_dir) if email in m["To"]]
+    return token_of(link(mails[-1], "/confirm/"))
+
+
+def status_of(app: App, email: str) -> str | None:
+    with app.sessions() as session:
+        return session.scalar(select(Subscriber.status).where(Subscriber.email == email))
+
+
+def test_get_confirm_shows_a_button_and_changes_nothing(site: tuple[TestClient, App]) -> None:
+    client, app = site
+    token = subscribe_and_get_confirm_token(client, app, "kim@example.org")
+    page = client.get(f"/confirm/{token}")
+    assert page.status_code == 200
+    assert f'action="/confirm/{token}"' in page.text and ">Confirm<" in page.text
+    assert status_of(app, "kim@example.org") == "pending"
+
+
+def test_post_confirm_activates_records_consent_and_enrolls(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    client, app = site
+    token = subscribe_and_get_confirm_token(client, app, "kim@example.org")
+    clock.now = NOW + timedelta(hours=2)
+    response = client.post(f"/confirm/{token}")
+    assert response.status_code == 200
+    assert "You are subscribed" in response.text
+    assert status_of(app, "kim@example.org") == "active"
+    with app.sessions() as session:
+        kinds = list(session.scalars(select(ConsentEvent.kind).order_by(ConsentEvent.id)))
+        confirmed = session.scalars(
+            select(ConsentEvent).where(ConsentEvent.kind == "confirmed")
+        ).one()
+        enrollments = list(session.scalars(select(Enrollment.sequence)))
+    assert kinds == ["subscribed", "confirmed"]
+    assert confirmed.at == NOW + timedelta(hours=2) and confirmed.ip == "testclient"
+    assert "back-pain-basics" in enrollments
+    again = client.post(f"/confirm/{token}")  # a repeat is harmless
+    assert again.status_code == 200
+    with app.sessions() as session:
+        assert len(list(session.scalars(select(Enrollment)))) == len(enrollments)
+
+
+def test_expired_confirm_token_gets_a_clear_page_and_a_way_to_ask_again(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    client, app = site
+    token = subscribe_and_get_confirm_token(client, app, "late@example.org")
+    clock.now = NOW + timedelta(days=8)
+    for response in (client.get(f"/confirm/{token}"), client.post(f"/confirm/{token}")):
+        assert response.status_code == 410
+        assert "expired" in response.text
+        assert 'action="/subscribe"' in response.text
+    assert status_of(app, "late@example.org") == "pending"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),
+        lambda t: "x" + t,
+        lambda t: "not-a-token",
+        lambda t: t.split(".")[0],
+    ],
+    ids=["bad-signature", "prefixed", "garbage", "truncated"],
+)
+def test_tampered_confirm_token_is_refused(
+    site: tuple[TestClient, App], mangle: Callable[[str], str]
+) -> None:
+    client, app = site
+    token = subscribe_and_get_confirm_token(client, app, "t@example.org")
+    bad = mangle(token)
+    for response in (client.get(f"/confirm/{bad}"), client.post(f"/confirm/{bad}")):
+        assert response.status_code == 400
+        assert "not valid" in response.text
+    assert status_of(app, "t@example.org") == "pending"
+
+
+def test_unsubscribe_token_cannot_confirm(site: tuple[TestClient, App]) -> None:
+    """Tokens are bound to their purpose."""
+    client, app = site
+    subscribe_and_get_confirm_token(client, app, "p@example.org")
+    with app.sessions() as session:
+        public_id = session.scalars(select(Subscriber.public_id)).one()
+    unsub = make_unsubscribe_token(public_id, keys=app.settings.secret_keys)
+    assert client.post(f"/confirm/{unsub}").status_code == 400
+    confirm = make_confirm_token(public_id, keys=app.settings.secret_keys, now=NOW)
+    assert client.post(f"/unsubscribe/{confirm}").status_code == 400
+    assert status_of(app, "p@example.org") == "pending"
+
+
+def active_subscriber(client: TestClient, app: App, email: str) -> str:
+    token = subscribe_and_get_confirm_token(client, app, email)
+    assert client.post(f"/confirm/{token}").status_code == 200
+    with app.sessions() as session:
+        public_id = session.scalar(select(Subscriber.public_id).where(Subscriber.email == email))
+    assert public_id
+    return make_unsubscribe_token(public_id, keys=app.settings.secret_keys)
+
+
+def test_get_unsubscribe_shows_a_button_and_changes_nothing(site: tuple[TestClient, App]) -> None:
+    client, app = site
+    token = active_subscriber(client, app, "u@example.org")
+    page = client.get(f"/unsubscribe/{token}")
+    assert page.status_code == 200 and ">Unsubscribe<" in page.text
+    assert status_of(app, "u@example.org") == "active"
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_rfc8058_one_click_unsubscribes_with_200_and_no_redirect(
+    site: tuple[TestClient, App], encoding: str
+) -> None:
+    client, app = site
+    token = active_subscriber(client, app, "oneclick@example.org")
+    if encoding == "urlencoded":
+        response = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    else:
+        response = client.post(
+            f"/unsubscribe/{token}", files={"List-Unsubscribe": (None, "One-Click")}
+        )
+    assert response.status_code == 200
+    assert "location" not in response.headers and "set-cookie" not in response.headers
+    assert status_of(app, "oneclick@example.org") == "unsubscribed"
+    with app.sessions() as session:
+        assert session.scalars(select(Suppression.reason)).one() == "unsubscribed"
+        assert {e.status for e in session.scalars(select(Enrollment))} == {"stopped"}
+    repeat = client.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"})
+    assert repeat.status_code == 200
+
+
+def test_unsubscribe_token_survives_secret_rotation(
+    make_settings: Callable[..., Settings], clock: Clock
+) -> None:
+    old_app = App(make_settings(secret_key="old-key"))
+    client = TestClient(create_web_app(old_app, clock=clock))
+    token = active_subscriber(client, old_app, "rot@example.org")
+    old_app.close()
+    rotated = App(make_settings(secret_key="brand-new-key,old-key"))
+    client = TestClient(create_web_app(rotated, clock=clock))
+    assert client.post(f"/unsubscribe/{token}").status_code == 200
+    assert status_of(rotated, "rot@example.org") == "unsubscribed"
+    rotated.close()
+
+
+def test_forged_unsubscribe_token_is_refused(site: tuple[TestClient, App]) -> None:
+    client, app = site
+    active_subscriber(client, app, "f@example.org")
+    forged = make_unsubscribe_token("0" * 32, keys=["attacker-key"])
+    assert client.get(f"/unsubscribe/{forged}").status_code == 400
+    response = client.post(f"/unsubscribe/{forged}")
+    assert response.status_code == 400 and "not valid" in response.text
+    assert status_of(app, "f@example.org") == "active"
+
+
+def test_resubscribe_after_unsubscribe_needs_a_new_confirmation(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    client, app = site
+    token = active_subscriber(client, app, "back@example.org")
+    client.post(f"/unsubscribe/{token}")
+    clock.now = NOW + timedelta(hours=3)
+    confirm_token = subscribe_and_get_confirm_token(client, app, "back@example.org")
+    assert status_of(app, "back@example.org") == "pending"
+    client.post(f"/confirm/{confirm_token}")
+    assert status_of(app, "back@example.org") == "active"
+    with app.sessions() as session:
+        assert session.scalars(select(Suppression)).all() == []
