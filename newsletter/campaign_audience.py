@@ -81,9 +81,7 @@ def audience_zones(session: Session, segment: Segment) -> list[str]:
     return sorted(session.scalars(select(Subscriber.timezone).where(condition).distinct()))
 
 
-def batch_upper_bound(
-    session: Session, segment: Segment, *, after: int, size: int
-) -> int | None:
+def batch_upper_bound(session: Session, segment: Segment, *, after: int, size: int) -> int | None:
     """The id of the ``size``-th audience member after ``after``; None if fewer are left."""
     condition = audience_condition(_dialect(session), segment)
     return session.scalar(
@@ -114,6 +112,7 @@ def freeze_range(
     ids = Subscriber.id > after
     if upto is not None:
         ids = and_(ids, Subscriber.id <= upto)
+    due: ColumnElement[datetime]
     if isinstance(due_at, dict):
         earliest = min(due_at.values())
         due = case(
@@ -155,9 +154,7 @@ def freeze_range(
     return max(0, int(result.rowcount or 0))  # type: ignore[attr-defined]
 
 
-def range_zones(
-    session: Session, segment: Segment, *, after: int, upto: int | None
-) -> list[str]:
+def range_zones(session: Session, segment: Segment, *, after: int, upto: int | None) -> list[str]:
     """Distinct zones of the audience members in one keyset range."""
     condition = audience_condition(_dialect(session), segment)
     ids = Subscriber.id > after

@@ -74,7 +74,9 @@ def start_due(app: App, *, now: datetime) -> tuple[int, int]:
             if campaign is None or campaign.state != CampaignState.SCHEDULED.value:
                 continue
             assert campaign.scheduled_at is not None
-            if is_stale(campaign.scheduled_at, now=now, stale_hours=app.settings.campaign_stale_hours):
+            if is_stale(
+                campaign.scheduled_at, now=now, stale_hours=app.settings.campaign_stale_hours
+            ):
                 campaign.state = CampaignState.STALE.value
                 stale += 1
                 log.warning(

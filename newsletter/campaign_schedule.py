@@ -19,7 +19,7 @@ Decisions (copied into the README by the lead):
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -120,9 +120,7 @@ def local_instants(wall: datetime, zones: Iterable[str]) -> dict[str, datetime]:
     return {name: wall_to_utc(wall, name) for name in zones}
 
 
-def check_window(
-    first: datetime, last: datetime, *, now: datetime, max_days: int
-) -> None:
+def check_window(first: datetime, last: datetime, *, now: datetime, max_days: int) -> None:
     """Refuse a start in the past or further than ``max_days`` ahead."""
     if first < now:
         raise CampaignError(
@@ -145,13 +143,5 @@ def is_stale(start: datetime, *, now: datetime, stale_hours: float) -> bool:
 def progress_bar(done: int, total: int, *, width: int = 30) -> str:
     """``[#########---------------------]  30%  3,000/10,000``."""
     fraction = 0.0 if total <= 0 else min(1.0, done / total)
-    filled = int(round(fraction * width))
+    filled = round(fraction * width)
     return f"[{'#' * filled}{'-' * (width - filled)}] {fraction:4.0%}  {done:,}/{total:,}"
-
-
-def earliest_and_latest(instants: Sequence[datetime], fallback: datetime) -> tuple[
-    datetime, datetime
-]:
-    if not instants:
-        return fallback, fallback
-    return min(instants), max(instants)

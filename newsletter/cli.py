@@ -117,8 +117,12 @@ def _register_optional() -> None:
     """Commands owned by other modules."""
     from newsletter.cli_content import content, preview
 
+    main.add_command(subscribers)
     main.add_command(content)
     main.add_command(preview)
+    from newsletter.cli_campaign import campaign
+
+    main.add_command(campaign)
 
 
 _register_optional()

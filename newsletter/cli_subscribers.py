@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -73,7 +74,7 @@ def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str
     app = get_app()
     with file.open("rb") as handle:
         total = max(0, sum(1 for _ in handle) - 1)
-    stderr = click.get_text_stream("stderr")
+    stderr = sys.stderr
     with click.progressbar(length=total, label="importing", file=stderr) as bar:
         with user_errors():
             report = import_csv(

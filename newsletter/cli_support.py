@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -96,7 +97,7 @@ def emit(
         table.add_column(column)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(width=max(100, click.get_terminal_size()[0]), soft_wrap=False).print(table)
+    Console(width=max(100, shutil.get_terminal_size().columns), soft_wrap=False).print(table)
 
 
 def _cell(value: Any) -> str:

@@ -7,6 +7,7 @@ records the previous chunk's outcomes), one at the end.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -75,14 +76,35 @@ def deliver_due(
     pending: list[SendResult] = list(failures)
     chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
+    lease = timedelta(seconds=app.settings.lease_seconds)
+    started = time.monotonic()
     for index, chunk in enumerate(chunks):
+        # ``now`` is the run's logical time; the lease is renewed by the real time elapsed
+        # so a long batch (slow SMTP) keeps its rows until they are handed over.
+        moment = now + timedelta(seconds=time.monotonic() - started)
         with transaction(app.sessions) as session:
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
-            mark_sending(session, [m.delivery_id for m in chunk], now=now)
+            owned = set(
+                mark_sending(
+                    session, [m.delivery_id for m in chunk], now=now, worker=worker, lease=lease
+                )
+                if index == 0
+                else mark_sending(
+                    session,
+                    [m.delivery_id for m in chunk],
+                    now=now,
+                    worker=worker,
+                    lease=lease + (moment - now),
+                )
+            )
         report.commits += 1
         report.add(pending)
+        lost = len(chunk) - len(owned)
+        if lost:
+            log.warning("%d deliveries lost their lease before sending; another worker has them", lost)
+            chunk = [m for m in chunk if m.delivery_id in owned]
         try:
-            pending = app.mailer.send_batch(chunk)
+            pending = app.mailer.send_batch(chunk) if chunk else []
         except ProviderAuthError as exc:
             untouched = [m.delivery_id for c in chunks[index:] for m in c]
             with transaction(app.sessions) as session:

@@ -1,4 +1,16 @@
-"""Enrollment of confirmed subscribers in ``enroll: on_confirm`` sequences."""
+"""Enrollment of confirmed subscribers in ``enroll: on_confirm`` sequences.
+
+Called by ``activate`` (``POST /confirm/{token}``, ``subscribers add --confirmed``);
+``subscribers import --confirmed`` writes the same rows in bulk.
+
+Decisions (copied into the README):
+
+* The first step is due ``after`` the confirmation (``after: 0d``: right away), and it
+  ignores the send window: the welcome answers the subscriber's own action.
+* A subscriber who unsubscribed and confirms again resumes where they left off: their
+  ``stopped`` enrollment becomes active again with the next step due now (inside the
+  window), and no item they already had is sent again. A ``done`` enrollment stays done.
+"""
 
 from __future__ import annotations
 
@@ -15,30 +27,36 @@ from newsletter.models import Enrollment, EnrollmentStatus
 def enroll_on_confirm(
     session: Session, subscriber_id: int, sequences: Iterable[Sequence], *, now: datetime
 ) -> list[str]:
-    """Enroll in every ``on_confirm`` sequence not already joined; return their names.
-
-    The first step is due at ``now``. Does not commit.
-    """
-    names = [s.name for s in sequences if s.enroll == "on_confirm"]
-    if not names:
+    """Enroll in every ``on_confirm`` sequence not already joined (or resume a stopped
+    one); return the names of the sequences joined or resumed. Does not commit."""
+    wanted = {s.name: s for s in sequences if s.enroll == "on_confirm"}
+    if not wanted:
         return []
-    existing = set(
-        session.scalars(
-            select(Enrollment.sequence).where(
-                Enrollment.subscriber_id == subscriber_id, Enrollment.sequence.in_(names)
+    existing = {
+        e.sequence: e
+        for e in session.scalars(
+            select(Enrollment).where(
+                Enrollment.subscriber_id == subscriber_id, Enrollment.sequence.in_(list(wanted))
             )
         )
-    )
-    added = [n for n in names if n not in existing]
-    for name in added:
-        session.add(
-            Enrollment(
-                subscriber_id=subscriber_id,
-                sequence=name,
-                status=EnrollmentStatus.ACTIVE.value,
-                position=0,
-                next_due_at=now,
-                created_at=now,
+    }
+    joined: list[str] = []
+    for name, sequence in wanted.items():
+        enrollment = existing.get(name)
+        if enrollment is None:
+            session.add(
+                Enrollment(
+                    subscriber_id=subscriber_id,
+                    sequence=name,
+                    status=EnrollmentStatus.ACTIVE.value,
+                    position=0,
+                    next_due_at=now + sequence.steps[0].after,
+                    created_at=now,
+                )
             )
-        )
-    return added
+            joined.append(name)
+        elif enrollment.status == EnrollmentStatus.STOPPED.value:
+            enrollment.status = EnrollmentStatus.ACTIVE.value
+            enrollment.next_due_at = now  # the planner places it in the window
+            joined.append(name)
+    return joined

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.app import App
+from newsletter.campaign_planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
+from newsletter.drip.planner import plan_drips
 from newsletter.ledger import recover_expired_leases
 
 log = logging.getLogger(__name__)
@@ -53,5 +55,7 @@ def recover_leases(app: App, now: datetime) -> dict[str, Any]:
 
 JOBS: dict[str, Job] = {
     "recover-leases": recover_leases,
+    "plan-drips": plan_drips,
+    "plan-campaigns": plan_campaigns,
     "deliver": deliver,
 }

@@ -18,11 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.addresses import email_hash
 from newsletter.backoff import retry_delay
@@ -81,7 +84,7 @@ def enqueue(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> 
     return len(result.all())
 
 
-def _eligible_marketing() -> object:
+def _eligible_marketing() -> ColumnElement[bool]:
     """SQL condition: the delivery may still go out at claim time."""
     subscriber_ok = exists().where(
         Subscriber.id == Delivery.subscriber_id,
@@ -169,8 +172,15 @@ def claim_batch(
                 updated_at=now,
             )
         )
-        for row in keep:
-            session.refresh(row)
+        # One SELECT refreshes every kept row (not one per row).
+        keep = list(
+            session.scalars(
+                select(Delivery)
+                .where(Delivery.id.in_([r.id for r in keep]))
+                .order_by(Delivery.due_at, Delivery.id)
+                .execution_options(populate_existing=True)
+            )
+        )
     return keep
 
 
@@ -185,7 +195,7 @@ def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
         found = session.execute(
             select(Subscriber.id, Subscriber.email).where(Subscriber.id.in_(sub_ids))
         ).all()
-        by_sub = {sid: email for sid, email in found}
+        by_sub = {row[0]: row[1] for row in found}
         for r in marketing:
             if r.subscriber_id in by_sub:
                 emails[r.id] = by_sub[r.subscriber_id]
@@ -201,14 +211,35 @@ def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
     return {rid for rid, e in emails.items() if email_hash(e) in blocked}
 
 
-def mark_sending(session: Session, ids: Sequence[int], *, now: datetime) -> None:
-    """Record that these rows are about to be handed to the provider. Caller commits."""
-    if ids:
-        session.execute(
-            update(Delivery)
-            .where(Delivery.id.in_(ids))
-            .values(status=DeliveryStatus.SENDING.value, updated_at=now)
-        )
+def mark_sending(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    now: datetime,
+    worker: str | None = None,
+    lease: timedelta | None = None,
+) -> list[int]:
+    """Record that these rows are about to be handed to the provider; return their ids.
+
+    With ``worker``, only rows still ``leased`` by that worker are marked: a row whose
+    lease expired and went back to the queue (maybe claimed by another worker) is left
+    alone and must not be sent by this one. ``lease`` renews the lease from ``now``.
+    Caller commits.
+    """
+    if not ids:
+        return []
+    statement = update(Delivery).where(Delivery.id.in_(ids))
+    values: dict[str, object] = {"status": DeliveryStatus.SENDING.value, "updated_at": now}
+    if lease is not None:
+        values["lease_expires_at"] = now + lease
+    if worker is None:
+        session.execute(statement.values(**values))
+        return list(ids)
+    owned = statement.where(
+        Delivery.status == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
+    )
+    marked = session.execute(owned.values(**values).returning(Delivery.id)).scalars()
+    return sorted(marked)
 
 
 def record_results(
@@ -282,7 +313,8 @@ def recover_expired_leases(session: Session, *, now: datetime) -> tuple[int, int
     Returns (requeued, unknown). The caller commits.
     """
     expired = Delivery.lease_expires_at < now
-    requeued = session.execute(
+    requeued = _rowcount(
+        session,
         update(Delivery)
         .where(Delivery.status == DeliveryStatus.LEASED.value, expired)
         .values(
@@ -291,9 +323,10 @@ def recover_expired_leases(session: Session, *, now: datetime) -> tuple[int, int
             lease_expires_at=None,
             leased_by=None,
             updated_at=now,
-        )
-    ).rowcount
-    unknown = session.execute(
+        ),
+    )
+    unknown = _rowcount(
+        session,
         update(Delivery)
         .where(Delivery.status == DeliveryStatus.SENDING.value, expired)
         .values(
@@ -301,9 +334,38 @@ def recover_expired_leases(session: Session, *, now: datetime) -> tuple[int, int
             error="lease expired while the message was being handed to the provider",
             lease_expires_at=None,
             updated_at=now,
-        )
-    ).rowcount
-    return int(requeued or 0), int(unknown or 0)
+        ),
+    )
+    return requeued, unknown
+
+
+def requeue_unknown(session: Session, *, now: datetime, before: datetime | None = None) -> int:
+    """Operator's choice: send ``unknown`` rows again (last touched before ``before``).
+
+    The only way an ``unknown`` row is ever resent: the operator accepts that a recipient
+    may get the email twice. Suppressions and unsubscribes are re-checked at claim time.
+    Returns how many rows were requeued. The caller commits.
+    """
+    statement = update(Delivery).where(Delivery.status == DeliveryStatus.UNKNOWN.value)
+    if before is not None:
+        statement = statement.where(Delivery.updated_at < before)
+    return _rowcount(
+        session,
+        statement.values(
+            status=DeliveryStatus.QUEUED.value,
+            due_at=now,
+            lease_expires_at=None,
+            leased_by=None,
+            error="requeued by the operator after an unknown outcome",
+            updated_at=now,
+        ),
+    )
+
+
+def _rowcount(session: Session, statement: Any) -> int:
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount or 0)
 
 
 def count_by_status(session: Session, **filters: object) -> dict[str, int]:

@@ -136,7 +136,8 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "sequence", name="uq_enrollments_subscriber_sequence"),
-        Index("ix_enrollments_due", "next_due_at"),
+        # The drip planner reads "active and due" and "active and waiting" (NULL) from it.
+        Index("ix_enrollments_due", "status", "next_due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

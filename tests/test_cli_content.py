@@ -174,9 +174,7 @@ def test_check_names_file_and_line(
     assert "found; fix them and run again" in result.stderr
 
 
-def test_check_lists_every_problem_not_just_the_first(
-    cli: click.Group, library_root: Path
-) -> None:
+def test_check_lists_every_problem_not_just_the_first(cli: click.Group, library_root: Path) -> None:
     (library_root / "content/tips/a.md").write_text("---\nsubject: A\n---\nx\n")
     (library_root / "content/tips/b.md").write_text("---\npreheader: B\n---\nx\n")
     result = CliRunner().invoke(cli, ["content", "check"])

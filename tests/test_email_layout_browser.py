@@ -56,9 +56,7 @@ def test_welcome_email_fits_the_viewport(width: int, scheme: str) -> None:
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_browser_path(), args=ARGS)
         try:
-            page = browser.new_page(
-                viewport={"width": width, "height": 800}, color_scheme=scheme
-            )
+            page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
             page.route("**/*", lambda route: route.abort())  # no network, ever
             page.set_content(email.html)
             scroll_width = page.evaluate("document.documentElement.scrollWidth")

@@ -54,9 +54,7 @@ def scan_content(content_dir: Path, templates: Collection[str]) -> ScannedConten
     items = {item_id: item for item_id, (item, _) in scanned.items.items()}
     for path in _files(content_dir / SEQUENCES_DIR, (".yaml", ".yml"), scanned.problems):
         try:
-            sequence = parse_sequence(
-                _read(path), str(path), path.stem, items, scanned.broken
-            )
+            sequence = parse_sequence(_read(path), str(path), path.stem, items, scanned.broken)
         except ContentError as exc:
             scanned.problems.append(exc)
             continue

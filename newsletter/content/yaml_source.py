@@ -57,10 +57,12 @@ def parse_yaml(text: str, path: str, *, line_offset: int = 0) -> YamlDocument:
         mark = exc.problem_mark or exc.context_mark
         line = line_offset + (mark.line + 1 if mark is not None else 1)
         problem = exc.problem or exc.context or "invalid YAML"
-        lines = text.splitlines()
-        offending = lines[mark.line] if mark is not None and mark.line < len(lines) else ""
+        source_lines = text.splitlines()
+        offending = (
+            source_lines[mark.line] if mark is not None and mark.line < len(source_lines) else ""
+        )
         if _UNQUOTED_JINJA.search(offending):
-            problem += "; quote values that start with {{ or {%, e.g. subject: \"{{ ... }}\""
+            problem += '; quote values that start with {{ or {%, e.g. subject: "{{ ... }}"'
         raise ContentError(f"invalid YAML: {problem}", path, line) from None
     except yaml.YAMLError as exc:
         raise ContentError(f"invalid YAML: {exc}", path, line_offset + 1) from None

@@ -18,7 +18,7 @@ Decisions (copied into the README):
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 from newsletter.content.model import SendWindow
 
@@ -93,17 +93,3 @@ def _aware(instant: datetime) -> datetime:
     if instant.tzinfo is None:
         raise ValueError(f"naive datetime {instant!r}; pass an aware UTC datetime")
     return instant
-
-
-__all__ = [
-    "add_wall_clock",
-    "in_window",
-    "local_date",
-    "local_wall",
-    "next_in_window",
-    "resolve_local",
-    "step_due_at",
-    "time",
-    "window_bounds",
-    "window_start_after_day",
-]

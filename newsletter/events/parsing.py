@@ -61,7 +61,7 @@ class ParsedEvent:
 
     @property
     def provider_message_id(self) -> str | None:
-        """The ``X-Message-Id`` the send API answered: ``sg_message_id`` before its filter suffix."""
+        """The send API's ``X-Message-Id``: ``sg_message_id`` before its filter suffix."""
         if not self.sg_message_id:
             return None
         return self.sg_message_id.split(".", 1)[0][:200] or None

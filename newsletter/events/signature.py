@@ -85,7 +85,9 @@ class WebhookVerifier:
         try:
             payload = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise SignatureError(403, "the body is not UTF-8; the signature does not verify")
+            raise SignatureError(
+                403, "the body is not UTF-8; the signature does not verify"
+            ) from None
         try:
             valid = self._webhook.verify_signature(
                 payload, base64.b64encode(decoded).decode("ascii"), timestamp.strip(), self._key

@@ -209,4 +209,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             body.update(status="degraded", sending="halted", reason=reason)
         return JSONResponse(body)
 
+    from newsletter.web.webhooks import sendgrid_webhook_router
+
+    web.include_router(sendgrid_webhook_router(app, clock=clock))
     return web

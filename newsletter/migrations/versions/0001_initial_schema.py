@@ -160,7 +160,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("subscriber_id", "sequence", name="uq_enrollments_subscriber_sequence"),
     )
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
-        batch_op.create_index("ix_enrollments_due", ["next_due_at"], unique=False)
+        batch_op.create_index("ix_enrollments_due", ["status", "next_due_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_enrollments_subscriber_id"), ["subscriber_id"], unique=False
         )

@@ -1,0 +1,165 @@
+"""Memory stays flat while a campaign's audience is frozen into the ledger.
+
+    .venv/bin/python bench/bench_campaign_memory.py [--small 20000] [--large 200000]
+        [--database-url postgresql+psycopg://postgres@127.0.0.1:5432/nl_campaign]
+
+For each size, a fresh database gets that many subscribers (one set-based INSERT), a warm-up
+campaign with the same SQL shape but an empty segment compiles and caches every statement,
+then ``freeze_audience`` runs for the measured campaign under ``tracemalloc``. Prints the
+peak Python allocation and the time for each size, and the ratio large/small (flat = ~1.0).
+Without ``--database-url`` each size gets a SQLite file in a temporary folder; with it the
+database is wiped (``DROP SCHEMA public CASCADE``) before each size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import tracemalloc
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, bindparam, text
+
+from newsletter.app import App
+from newsletter.campaign_planner import freeze_audience
+from newsletter.db import make_engine, transaction, upgrade
+from newsletter.models import Campaign, CampaignState, UTCDateTime
+from newsletter.settings import load_settings
+
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC")
+
+
+def tags_of(n: int) -> list[str]:
+    """The tags ``insert_subscribers`` gives subscriber number ``n`` (1-based)."""
+    if n % 10 == 0:
+        return ["vip", "back"]
+    if n % 10 in (1, 2, 3):
+        return ["desk"]
+    return ["back"]
+
+
+def zone_of(n: int) -> str:
+    return ZONES[n % len(ZONES)]
+
+
+def insert_subscribers(
+    engine: Engine, count: int, *, first: int = 1, status: str = "active", now: datetime = NOW
+) -> None:
+    """Insert subscribers ``first .. first+count-1`` in one statement (recursive CTE), with
+    ``tags_of(n)`` and ``zone_of(n)``; emails are ``reader<n>@example.org``."""
+    json_type = "::json" if engine.dialect.name == "postgresql" else ""
+    zones = " ".join(f"WHEN {i} THEN '{z}'" for i, z in enumerate(ZONES))
+    statement = text(
+        f"""
+        WITH RECURSIVE seq(n) AS (
+            SELECT :first UNION ALL SELECT n + 1 FROM seq WHERE n < :last
+        )
+        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+            attributes, created_at, updated_at, confirmed_at, soft_bounces)
+        SELECT 'p' || n, 'reader' || n || '@example.org', 'Reader', CASE n % {len(ZONES)}
+            {zones} END, :status,
+            (CASE WHEN n % 10 = 0 THEN '["vip", "back"]'
+                  WHEN n % 10 IN (1, 2, 3) THEN '["desk"]'
+                  ELSE '["back"]' END){json_type},
+            '{{}}'{json_type}, :now, :now, :now, 0
+        FROM seq
+        """
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    with engine.begin() as conn:
+        conn.execute(
+            statement, {"first": first, "last": first + count - 1, "status": status, "now": now}
+        )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    subscribers: int
+    rows: int
+    peak_bytes: int
+    seconds: float
+
+
+def add_campaign(app: App, name: str, include: list[str], exclude: list[str]) -> int:
+    """A started campaign (state ``sending``) whose audience is not frozen yet."""
+    with transaction(app.sessions) as session:
+        campaign = Campaign(
+            name=name,
+            item_id="campaigns/seven-day-reset",
+            state=CampaignState.SENDING.value,
+            include_tags=include,
+            exclude_tags=exclude,
+            pause_drips=False,
+            scheduled_at=NOW,
+            timezone="UTC",
+            audience_cursor=0,
+            audience_frozen=False,
+            audience_count=0,
+            created_at=NOW,
+            updated_at=NOW,
+            started_at=NOW,
+        )
+        session.add(campaign)
+        session.flush()
+        return campaign.id
+
+
+def measure(url: str, count: int, var_dir: Path) -> Measurement:
+    """Peak traced memory of ``freeze_audience`` over ``count`` subscribers at ``url``."""
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    insert_subscribers(engine, count)
+    engine.dispose()
+    settings = load_settings(
+        {
+            "NEWSLETTER_DATABASE_URL": url,
+            "NEWSLETTER_VAR_DIR": str(var_dir),
+            "NEWSLETTER_SECRET_KEY": "bench",
+        }
+    )
+    app = App(settings)
+    try:
+        warm = add_campaign(app, "warm-up", ["no-such-tag"], ["vip"])
+        freeze_audience(app, warm, now=NOW)
+        measured = add_campaign(app, "measured", ["back"], ["vip"])
+        tracemalloc.start()
+        started = time.perf_counter()
+        rows = freeze_audience(app, measured, now=NOW)
+        seconds = time.perf_counter() - started
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    finally:
+        app.close()
+    return Measurement(count, rows, peak, seconds)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--small", type=int, default=20_000)
+    parser.add_argument("--large", type=int, default=200_000)
+    parser.add_argument("--database-url", default="")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        results = []
+        for count in (args.small, args.large):
+            url = args.database_url or f"sqlite:///{Path(tmp) / f'bench-{count}.db'}"
+            result = measure(url, count, Path(tmp) / "var")
+            results.append(result)
+            print(
+                f"{result.subscribers:>9,} subscribers: {result.rows:>9,} rows frozen, "
+                f"peak {result.peak_bytes / 1024:,.0f} KiB, {result.seconds:.2f} s "
+                f"({result.rows / max(result.seconds, 1e-9):,.0f} rows/s)"
+            )
+        small, large = results
+        print(f"peak ratio large/small: {large.peak_bytes / max(small.peak_bytes, 1):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,424 @@
+"""The ``plan-drips`` job: set-based planning over ``enrollments.next_due_at``.
+
+An enrollment is in one of three states, all visible in the index on
+``(status, next_due_at)``:
+
+* ``active`` with ``next_due_at`` set: waiting for that time (the *plan* pass picks it up
+  once ``next_due_at <= now``);
+* ``active`` with ``next_due_at`` NULL: an item is planned and its delivery not yet final
+  (the *advance* pass picks it up once the ledger row is ``sent``, ``failed``, ``unknown``
+  or ``skipped``, and computes the next due time from the moment it was sent);
+* ``done`` / ``stopped``: never read again.
+
+Each pass reads one batch of rows with one indexed query, decides in Python with the pure
+functions of ``planning`` and ``timing``, then writes the ledger rows (``enqueue``, key
+``drip:<enrollment_id>:<item_id>``) and moves the enrollments forward with two set-based
+statements in the *same* transaction. Cost grows with the number of due (or just-sent)
+enrollments, never with the size of the list.
+
+Several planners may run at once: on PostgreSQL each batch takes the transaction-scoped
+advisory lock ``pg_try_advisory_xact_lock``; a planner that does not get it stops at once
+(another one is planning) - and the ledger key makes a second insert a no-op anyway.
+Enrollment rows are read ``FOR UPDATE SKIP LOCKED`` so an unsubscribe that is writing the
+same row is not overwritten. SQLite has one writer (``BEGIN IMMEDIATE``).
+
+Decisions (copied into the README):
+
+* "After the previous step": the next due time counts from the previous item's
+  ``sent_at``. A ``failed`` item (permanent refusal, exhausted retries, render error)
+  and an ``unknown`` one (fate unknown after a crash; it probably went out) count from the
+  moment their fate was recorded, so one bad send does not freeze the sequence.
+* A subscriber who gets a ``pause_drips`` campaign on a local day gets no drip step that
+  day: the step moves to the window of the next local day (the first step, the welcome,
+  is never held back). Both campaigns whose ledger rows exist and scheduled campaigns whose
+  audience is not frozen yet (matched by their tags) count.
+* A subscriber whose time zone is unknown is planned in ``NEWSLETTER_DEFAULT_TIMEZONE``
+  (with one warning per zone name and process).
+* An enrollment whose sequence file disappeared is retried a day later (with a warning),
+  so restoring the file resumes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from collections.abc import Sequence as Seq
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import and_, select, text, update
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.campaign_schedule import Segment
+from newsletter.content.model import Sequence
+from newsletter.db import transaction
+from newsletter.drip.planning import NextSend, choose_next, rotation_pool
+from newsletter.drip.timing import (
+    in_window,
+    local_date,
+    next_in_window,
+    resolve_local,
+    step_due_at,
+    window_start_after_day,
+)
+from newsletter.ledger import NewDelivery, enqueue
+from newsletter.models import (
+    Campaign,
+    CampaignState,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Subscriber,
+    SubscriberStatus,
+)
+
+log = logging.getLogger(__name__)
+
+PLAN_BATCH = 1000
+ADVISORY_LOCK_KEY = 0x6E6C_6472_6970  # "nldrip": one drip planner at a time
+FINAL = (
+    DeliveryStatus.SENT.value,
+    DeliveryStatus.FAILED.value,
+    DeliveryStatus.UNKNOWN.value,
+    DeliveryStatus.SKIPPED.value,
+)
+HAD_KINDS = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
+MISSING_SEQUENCE_RETRY = timedelta(days=1)
+
+
+@dataclass
+class PlanReport:
+    advanced: int = 0  # enrollments given their next due time after a send
+    planned: int = 0  # ledger rows written
+    deferred: int = 0  # due outside the send window: moved to its next opening
+    paused: int = 0  # held back for a pause_drips campaign that day
+    done: int = 0  # nothing left to send
+    stopped: int = 0  # the subscriber is no longer active
+    locked: bool = False  # another planner held the lock
+    batches: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class ZoneResolver:
+    """IANA names to zones, the default zone for unknown names (warned once each)."""
+
+    def __init__(self, default: str) -> None:
+        self.default = ZoneInfo(default)
+        self._cache: dict[str, tzinfo] = {}
+
+    def __call__(self, name: str | None) -> tzinfo:
+        key = name or ""
+        zone = self._cache.get(key)
+        if zone is None:
+            try:
+                zone = ZoneInfo(key) if key else self.default
+            except (ZoneInfoNotFoundError, ValueError):
+                log.warning("unknown time zone %r: planning drips in %s", key[:64], self.default)
+                zone = self.default
+            self._cache[key] = zone
+        return zone
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What the planner needs from the content library."""
+
+    sequences: Mapping[str, Sequence]
+    pool: Mapping[str, Seq[str]]
+
+    @classmethod
+    def from_app(cls, app: App) -> Catalog:
+        library = app.library
+        items = [i.id for i in library.items() if not i.transactional]
+        kinds = {kind for s in library.sequences() if s.then for kind in s.then.kinds}
+        return cls({s.name: s for s in library.sequences()}, rotation_pool(items, kinds))
+
+
+@dataclass
+class _Context:
+    catalog: Catalog
+    zones: ZoneResolver
+    now: datetime
+    report: PlanReport = field(default_factory=PlanReport)
+    missing: set[str] = field(default_factory=set)
+
+
+def plan_drips(
+    app: App, now: datetime, *, batch_size: int = PLAN_BATCH, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """One planner pass: advance enrollments whose item was sent, then plan due ones."""
+    ctx = _Context(
+        catalog or Catalog.from_app(app), ZoneResolver(app.settings.default_timezone), now
+    )
+    for step in (_advance_batch, _plan_batch):
+        while True:
+            with transaction(app.sessions) as session:
+                if not _lock(session):
+                    ctx.report.locked = True
+                    return ctx.report.as_dict()
+                count = step(session, ctx, batch_size)
+            ctx.report.batches += 1
+            if count < batch_size:
+                break
+    if ctx.missing:
+        log.warning(
+            "enrollments in unknown sequences %s were put off by a day; restore the files "
+            "in content/sequences/ or the enrollments stay waiting",
+            sorted(ctx.missing),
+        )
+    return ctx.report.as_dict()
+
+
+def _lock(session: Session) -> bool:
+    if session.get_bind().dialect.name != "postgresql":
+        return True  # SQLite: BEGIN IMMEDIATE already made this the only writer
+    return bool(
+        session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+    )
+
+
+def _for_update(session: Session, statement: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return statement.with_for_update(of=Enrollment, skip_locked=True)
+    return statement
+
+
+# ---- advance: an item reached its final state -> when is the next one due? ----------------
+
+
+def _advance_batch(session: Session, ctx: _Context, batch_size: int) -> int:
+    statement = (
+        select(
+            Enrollment.id,
+            Enrollment.subscriber_id,
+            Enrollment.sequence,
+            Enrollment.position,
+            Enrollment.last_item_id,
+            Subscriber.timezone,
+            Delivery.status,
+            Delivery.sent_at,
+            Delivery.updated_at,
+        )
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .join(
+            Delivery,
+            and_(
+                Delivery.subscriber_id == Enrollment.subscriber_id,
+                Delivery.item_id == Enrollment.last_item_id,
+                Delivery.enrollment_id == Enrollment.id,
+            ),
+        )
+        .where(
+            Enrollment.status == EnrollmentStatus.ACTIVE.value,
+            Enrollment.next_due_at.is_(None),
+            Delivery.status.in_(FINAL),
+        )
+        .order_by(Enrollment.id)
+        .limit(batch_size)
+    )
+    rows = session.execute(_for_update(session, statement)).all()
+    if not rows:
+        return 0
+    had = _had(session, (r.subscriber_id for r in rows))
+    changes: list[dict[str, Any]] = []
+    for row in rows:
+        sent_at = row.sent_at if row.status == DeliveryStatus.SENT.value else None
+        base = sent_at or row.updated_at
+        change: dict[str, Any] = {"id": row.id, "last_sent_at": sent_at or base}
+        sequence = ctx.catalog.sequences.get(row.sequence)
+        if sequence is None:
+            ctx.missing.add(row.sequence)
+            change["next_due_at"] = base + MISSING_SEQUENCE_RETRY
+        else:
+            nxt = _choose(sequence, row, had, ctx)
+            if nxt is None:
+                change["status"] = EnrollmentStatus.DONE.value
+                ctx.report.done += 1
+            else:
+                zone = ctx.zones(row.timezone)
+                change["next_due_at"] = step_due_at(base, nxt.delay, zone, sequence.send_window)
+        changes.append(change)
+    _update_enrollments(session, changes)
+    ctx.report.advanced += len(rows)
+    return len(rows)
+
+
+# ---- plan: an enrollment is due -> write its ledger row ------------------------------------
+
+
+def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
+    statement = (
+        select(
+            Enrollment.id,
+            Enrollment.subscriber_id,
+            Enrollment.sequence,
+            Enrollment.position,
+            Enrollment.last_item_id,
+            Enrollment.next_due_at,
+            Subscriber.timezone,
+            Subscriber.status.label("subscriber_status"),
+            Subscriber.tags,
+        )
+        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
+        .where(
+            Enrollment.status == EnrollmentStatus.ACTIVE.value,
+            Enrollment.next_due_at <= ctx.now,
+        )
+        .order_by(Enrollment.next_due_at, Enrollment.id)
+        .limit(batch_size)
+    )
+    rows = session.execute(_for_update(session, statement)).all()
+    if not rows:
+        return 0
+    subscriber_ids = [r.subscriber_id for r in rows]
+    had = _had(session, subscriber_ids)
+    campaign_days = _pause_instants(session, rows, ctx)
+    deliveries: list[NewDelivery] = []
+    changes: list[dict[str, Any]] = []
+    for row in rows:
+        change, delivery = _plan_one(row, had, campaign_days, ctx)
+        changes.append(change)
+        if delivery is not None:
+            deliveries.append(delivery)
+    ctx.report.planned += enqueue(session, deliveries, now=ctx.now)
+    _update_enrollments(session, changes)
+    return len(rows)
+
+
+def _plan_one(
+    row: Any,
+    had: Mapping[int, set[str]],
+    campaign_days: Mapping[int, list[datetime]],
+    ctx: _Context,
+) -> tuple[dict[str, Any], NewDelivery | None]:
+    now, report = ctx.now, ctx.report
+    if row.subscriber_status != SubscriberStatus.ACTIVE.value:
+        report.stopped += 1
+        return {"id": row.id, "status": EnrollmentStatus.STOPPED.value, "next_due_at": None}, None
+    sequence = ctx.catalog.sequences.get(row.sequence)
+    if sequence is None:
+        ctx.missing.add(row.sequence)
+        return {"id": row.id, "next_due_at": now + MISSING_SEQUENCE_RETRY}, None
+    nxt = _choose(sequence, row, had, ctx)
+    if nxt is None:
+        report.done += 1
+        return {"id": row.id, "status": EnrollmentStatus.DONE.value, "next_due_at": None}, None
+    first = row.last_item_id is None
+    if not first:
+        zone = ctx.zones(row.timezone)
+        window = sequence.send_window
+        if not in_window(now, zone, window):
+            report.deferred += 1
+            return {"id": row.id, "next_due_at": next_in_window(now, zone, window)}, None
+        today = local_date(now, zone)
+        if any(local_date(at, zone) == today for at in campaign_days.get(row.subscriber_id, ())):
+            report.paused += 1
+            return {"id": row.id, "next_due_at": window_start_after_day(now, zone, window)}, None
+    delivery = NewDelivery(
+        key=f"drip:{row.id}:{nxt.item_id}",
+        kind=DeliveryKind.DRIP,
+        item_id=nxt.item_id,
+        due_at=now,
+        subscriber_id=row.subscriber_id,
+        enrollment_id=row.id,
+        step=nxt.step,
+    )
+    change = {
+        "id": row.id,
+        "position": nxt.position,
+        "last_item_id": nxt.item_id,
+        "next_due_at": None,
+    }
+    return change, delivery
+
+
+def _choose(
+    sequence: Sequence, row: Any, had: Mapping[int, set[str]], ctx: _Context
+) -> NextSend | None:
+    return choose_next(
+        sequence,
+        last_item_id=row.last_item_id,
+        position=row.position,
+        had=had.get(row.subscriber_id, set()),
+        pool=ctx.catalog.pool,
+    )
+
+
+def _had(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:
+    """Every item each subscriber has a drip or campaign ledger row for."""
+    ids = sorted(set(subscriber_ids))
+    had: dict[int, set[str]] = defaultdict(set)
+    rows = session.execute(
+        select(Delivery.subscriber_id, Delivery.item_id).where(
+            Delivery.subscriber_id.in_(ids), Delivery.kind.in_(HAD_KINDS)
+        )
+    ).all()
+    for subscriber_id, item_id in rows:
+        if subscriber_id is not None:
+            had[subscriber_id].add(item_id)
+    return had
+
+
+def _pause_instants(session: Session, rows: Seq[Any], ctx: _Context) -> dict[int, list[datetime]]:
+    """Per subscriber: instants of ``pause_drips`` campaigns sent to them around ``now``."""
+    near = (ctx.now - timedelta(days=2), ctx.now + timedelta(days=2))
+    ids = sorted({r.subscriber_id for r in rows})
+    found: dict[int, list[datetime]] = defaultdict(list)
+    planned = session.execute(
+        select(Delivery.subscriber_id, Delivery.due_at)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(
+            Delivery.subscriber_id.in_(ids),
+            Delivery.kind == DeliveryKind.CAMPAIGN.value,
+            Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
+            Delivery.due_at.between(*near),
+            Campaign.pause_drips.is_(True),
+        )
+    ).all()
+    for subscriber_id, due_at in planned:
+        if subscriber_id is not None:
+            found[subscriber_id].append(due_at)
+    upcoming = session.scalars(
+        select(Campaign).where(
+            Campaign.pause_drips.is_(True),
+            Campaign.audience_frozen.is_(False),
+            Campaign.state.in_(
+                [
+                    CampaignState.SCHEDULED.value,
+                    CampaignState.SENDING.value,
+                    CampaignState.PAUSED.value,
+                ]
+            ),
+            Campaign.scheduled_at.between(*near),
+        )
+    ).all()
+    for campaign in upcoming:
+        segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
+        for row in rows:
+            if segment.matches(row.tags or ()):
+                found[row.subscriber_id].append(_campaign_instant(campaign, row.timezone, ctx))
+    return found
+
+
+def _campaign_instant(campaign: Campaign, zone_name: str | None, ctx: _Context) -> datetime:
+    assert campaign.scheduled_at is not None
+    if campaign.local_time is None:
+        return campaign.scheduled_at
+    return resolve_local(datetime.fromisoformat(campaign.local_time), ctx.zones(zone_name))
+
+
+def _update_enrollments(session: Session, changes: list[dict[str, Any]]) -> None:
+    """One executemany per set of changed columns (UPDATE ... WHERE id = ?)."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for change in changes:
+        groups[tuple(sorted(change))].append(change)
+    for group in groups.values():
+        session.execute(update(Enrollment), group)

@@ -1,0 +1,181 @@
+"""``newsletter subscribers ...`` through click's CliRunner, with exact output."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import func, select
+
+from newsletter.app import App
+from newsletter.cli import main
+from newsletter.models import Delivery, Enrollment, Subscriber, Suppression
+from newsletter.settings import load_settings
+
+NOW = "2026-11-24T09:00:00+00:00"
+
+
+@pytest.fixture
+def run(cli_env: dict[str, Any]) -> Any:
+    runner = CliRunner()
+
+    def invoke(*args: str, input: str | None = None) -> Result:
+        return runner.invoke(main, list(args), env=cli_env, input=input, catch_exceptions=False)
+
+    return invoke
+
+
+@pytest.fixture
+def app(cli_env: dict[str, Any]) -> Any:
+    application = App(load_settings(cli_env))
+    yield application
+    application.close()
+
+
+def test_add_confirmed_then_list_show_export(run: Any, app: App) -> None:
+    result = run("subscribers", "add", "Ann@Example.org", "--name", "Ann", "--timezone",
+                 "Europe/Paris", "--tag", "vip", "--confirmed", "--now", NOW)
+    assert result.exit_code == 0
+    assert result.output == "ann@example.org: added and active\n"
+    listed = run("subscribers", "list", "--format", "json")
+    assert json.loads(listed.output) == [{
+        "email": "ann@example.org", "first_name": "Ann", "status": "active",
+        "timezone": "Europe/Paris", "tags": ["vip"], "created_at": "2026-11-24T09:00:00+00:00",
+    }]
+    as_csv = run("subscribers", "list", "--format", "csv", "--status", "active")
+    assert as_csv.output.splitlines() == [
+        "email,first_name,status,timezone,tags,created_at",
+        "ann@example.org,Ann,active,Europe/Paris,vip,2026-11-24T09:00:00+00:00",
+    ]
+    table = run("subscribers", "list")
+    assert "ann@example.org" in table.output and "1 subscribers" in table.output
+    shown = run("subscribers", "show", "ann@example.org")
+    assert shown.output.splitlines()[0] == "ann@example.org  active  (Europe/Paris)"
+    assert "back-pain-basics: active" in shown.output
+    exported = json.loads(run("subscribers", "export", "ann@example.org").output)
+    assert exported["consent"][0]["kind"] == "imported"
+    assert exported["enrollments"][0]["sequence"] == "back-pain-basics"
+
+
+def test_add_without_confirmed_sends_the_double_opt_in(run: Any, app: App) -> None:
+    result = run("subscribers", "add", "bo@example.org", "--now", NOW)
+    assert result.output == "bo@example.org: added; confirmation email queued\n"
+    with app.sessions() as session:
+        assert session.scalars(select(Subscriber.status)).one() == "pending"
+        assert session.scalars(select(Delivery.kind)).one() == "confirmation"
+
+
+def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
+    bad = run("subscribers", "add", "not-an-email")
+    assert bad.exit_code == 1
+    assert bad.output.startswith("Error: invalid email address 'not-an-email'")
+    missing = run("subscribers", "show", "nobody@example.org")
+    assert missing.exit_code == 1
+    assert missing.output == (
+        "Error: no subscriber with address 'nobody@example.org'; check the spelling or run "
+        "`newsletter subscribers list`\n"
+    )
+
+
+def test_unsubscribe_and_forget(run: Any, app: App) -> None:
+    run("subscribers", "add", "cy@example.org", "--confirmed", "--now", NOW)
+    assert run("subscribers", "unsubscribe", "cy@example.org").output == "cy@example.org: unsubscribed\n"
+    forgot = run("subscribers", "forget", "cy@example.org", "--yes")
+    assert forgot.output == "cy@example.org: forgotten (a hashed suppression is kept)\n"
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+        assert session.scalar(select(func.count()).select_from(Enrollment)) == 0
+        assert session.scalars(select(Suppression.reason)).one() == "unsubscribed"
+    exported = run("subscribers", "export", "cy@example.org")
+    assert exported.exit_code == 1
+
+
+def test_forget_asks_first(run: Any, app: App) -> None:
+    run("subscribers", "add", "dee@example.org", "--confirmed", "--now", NOW)
+    aborted = run("subscribers", "forget", "dee@example.org", input="n\n")
+    assert aborted.exit_code == 1
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 1
+
+
+def write_csv(path: Path, rows: list[list[str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
+    return path
+
+
+def test_import_reports_taken_and_skipped_and_never_duplicates(
+    run: Any, app: App, tmp_path: Path
+) -> None:
+    source = write_csv(tmp_path / "list.csv", [
+        ["email", "first_name", "timezone", "tags"],
+        ["a@example.org", "A", "Europe/Berlin", "vip;blog"],
+        ["not-an-email", "B", "", ""],
+        ["A@example.org", "A again", "", ""],
+        ["c@example.org", "", "Nowhere/Land", ""],
+        ["", "", "", ""],
+    ])
+    result = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "taken: 2, skipped: 3"
+    assert lines[1].startswith("  line 3: not-an-email: invalid email:")
+    assert lines[2] == "  line 4: a@example.org: duplicate in this file"
+    assert lines[3].startswith("  line 6: (empty): invalid email:")
+    rerun = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
+    assert rerun.stdout.splitlines()[0] == "taken: 0, skipped: 5"
+    assert "  line 2: a@example.org: already a subscriber" in rerun.output
+    with app.sessions() as session:
+        rows = {s.email: s for s in session.scalars(select(Subscriber))}
+        enrollments = session.scalar(select(func.count()).select_from(Enrollment))
+    assert set(rows) == {"a@example.org", "c@example.org"}
+    assert rows["a@example.org"].tags == ["vip", "blog"]
+    assert rows["c@example.org"].timezone == "Europe/Berlin"  # unknown zone -> default
+    assert enrollments == 2
+
+
+def test_import_never_resubscribes_a_forgotten_address(run: Any, app: App, tmp_path: Path) -> None:
+    run("subscribers", "add", "gone@example.org", "--confirmed", "--now", NOW)
+    run("subscribers", "forget", "gone@example.org", "--yes")
+    source = write_csv(tmp_path / "again.csv", [["email"], ["Gone@example.org"]])
+    result = run("subscribers", "import", str(source), "--confirmed")
+    assert result.stdout.splitlines() == [
+        "taken: 0, skipped: 1", "  line 2: gone@example.org: suppressed (forgotten)"]
+
+
+def test_import_without_confirmed_sends_double_opt_in(run: Any, app: App, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "optin.csv", [["email"], ["p@example.org"], ["q@example.org"]])
+    run("subscribers", "import", str(source), "--now", NOW)
+    with app.sessions() as session:
+        assert set(session.scalars(select(Subscriber.status))) == {"pending"}
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+
+
+def test_import_without_email_column_is_refused(run: Any, tmp_path: Path) -> None:
+    source = write_csv(tmp_path / "bad.csv", [["name"], ["x"]])
+    result = run("subscribers", "import", str(source))
+    assert result.exit_code == 1
+    assert "no email column found" in result.output
+
+
+def test_import_streams_a_large_file_in_batches(run: Any, app: App, tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    with path.open("w") as handle:
+        handle.write("email,first_name\n")
+        for i in range(5000):
+            handle.write(f"user{i}@example.org,U{i}\n")
+        handle.write("broken,row\n")
+    result = run("subscribers", "import", str(path), "--confirmed", "--now", NOW)
+    assert result.stdout.splitlines()[0] == "taken: 5000, skipped: 1"
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 5000
+
+
+def test_every_command_has_help(run: Any) -> None:
+    for command in ["add", "import", "list", "show", "export", "unsubscribe", "forget"]:
+        result = run("subscribers", command, "--help")
+        assert result.exit_code == 0 and "Usage:" in result.output
