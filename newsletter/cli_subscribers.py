@@ -75,11 +75,10 @@ def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str
     with file.open("rb") as handle:
         total = max(0, sum(1 for _ in handle) - 1)
     stderr = sys.stderr
-    with click.progressbar(length=total, label="importing", file=stderr) as bar:
-        with user_errors():
-            report = import_csv(
-                app, file, confirmed=confirmed, now=parse_now(now_text), progress=bar.update
-            )
+    with click.progressbar(length=total, label="importing", file=stderr) as bar, user_errors():
+        report = import_csv(
+            app, file, confirmed=confirmed, now=parse_now(now_text), progress=bar.update
+        )
     click.echo(f"taken: {report.taken}, skipped: {len(report.skipped)}")
     for skipped in report.skipped[:20]:
         click.echo(f"  line {skipped.line}: {skipped.email or '(empty)'}: {skipped.reason}")
@@ -127,7 +126,8 @@ def show(email: str) -> None:
     click.echo("enrollments:")
     for e in data["enrollments"]:
         click.echo(
-            f"  {e['sequence']}: {e['status']}, next step {e['position']}, due {e['next_due_at'] or '-'}"
+            f"  {e['sequence']}: {e['status']}, next step {e['position']}, "
+            f"due {e['next_due_at'] or '-'}"
         )
     click.echo("deliveries:")
     for d in data["deliveries"]:

@@ -84,24 +84,16 @@ def deliver_due(
         moment = now + timedelta(seconds=time.monotonic() - started)
         with transaction(app.sessions) as session:
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
-            owned = set(
-                mark_sending(
-                    session, [m.delivery_id for m in chunk], now=now, worker=worker, lease=lease
-                )
-                if index == 0
-                else mark_sending(
-                    session,
-                    [m.delivery_id for m in chunk],
-                    now=now,
-                    worker=worker,
-                    lease=lease + (moment - now),
-                )
-            )
+            ids = [m.delivery_id for m in chunk]
+            renewed = lease + (moment - now)
+            owned = set(mark_sending(session, ids, now=now, worker=worker, lease=renewed))
         report.commits += 1
         report.add(pending)
         lost = len(chunk) - len(owned)
         if lost:
-            log.warning("%d deliveries lost their lease before sending; another worker has them", lost)
+            log.warning(
+                "%d deliveries lost their lease before sending; another worker has them", lost
+            )
             chunk = [m for m in chunk if m.delivery_id in owned]
         try:
             pending = app.mailer.send_batch(chunk) if chunk else []

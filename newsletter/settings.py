@@ -141,16 +141,15 @@ def load_settings(
     if "SENDGRID_API_KEY" in source and "sendgrid_api_key" not in values:
         values["sendgrid_api_key"] = source["SENDGRID_API_KEY"]
     try:
-        settings = Settings.model_validate(values) if environ is not None else Settings(
-            _env_file=env_file,  # type: ignore[call-arg]
-        )
+        if environ is None:
+            settings = Settings(_env_file=env_file)
+        else:
+            settings = Settings.model_validate(values)
     except ValidationError as exc:
         first = exc.errors()[0]
         raise ConfigurationError(_variable_for(first["loc"]), first["msg"]) from None
     if settings.mail_backend == "smtp" and not settings.smtp_url:
-        raise ConfigurationError(
-            PREFIX + "SMTP_URL", "required when NEWSLETTER_MAIL_BACKEND=smtp"
-        )
+        raise ConfigurationError(PREFIX + "SMTP_URL", "required when NEWSLETTER_MAIL_BACKEND=smtp")
     if settings.mail_backend == "sendgrid" and not settings.sendgrid_api_key:
         raise ConfigurationError(
             PREFIX + "SENDGRID_API_KEY", "required when NEWSLETTER_MAIL_BACKEND=sendgrid"

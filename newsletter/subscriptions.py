@@ -331,7 +331,9 @@ def forget(app: App, raw_email: str, *, now: datetime) -> None:
             select(Suppression).where(Suppression.email_hash == email_hash(email))
         )
         if existing is None:
-            session.add(Suppression(email_hash=email_hash(email), reason="forgotten", created_at=now))
+            session.add(
+                Suppression(email_hash=email_hash(email), reason="forgotten", created_at=now)
+            )
         session.execute(
             update(Delivery)
             .where(Delivery.subscriber_id == subscriber.id)

@@ -36,14 +36,16 @@ def _postgres_engine() -> Engine:
     if _pg_engine is None:
         if not POSTGRES_URL:
             if REQUIRE_POSTGRES:
-                pytest.fail("NEWSLETTER_REQUIRE_POSTGRES=1 but NEWSLETTER_TEST_POSTGRES_URL is unset")
+                pytest.fail(
+                    "NEWSLETTER_REQUIRE_POSTGRES=1 but NEWSLETTER_TEST_POSTGRES_URL is unset"
+                )
             pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
         engine = make_engine(POSTGRES_URL)
         try:
             with engine.begin() as conn:
                 conn.execute(text("DROP SCHEMA public CASCADE"))
                 conn.execute(text("CREATE SCHEMA public"))
-        except Exception as exc:  # noqa: BLE001 - any connection failure
+        except Exception as exc:
             if REQUIRE_POSTGRES:
                 pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
             pytest.skip(f"PostgreSQL unreachable: {exc}")

@@ -34,7 +34,9 @@ def html_part(message: EmailMessage) -> str:
 
 def link(message: EmailMessage, path: str) -> str:
     """The first https link in the text part whose path starts with ``path``."""
-    found = re.search(rf"https?://[^\s<>\"')\]]+{re.escape(path)}[^\s<>\"')\]]+", text_part(message))
+    found = re.search(
+        rf"https?://[^\s<>\"')\]]+{re.escape(path)}[^\s<>\"')\]]+", text_part(message)
+    )
     assert found, f"no {path} link in:\n{text_part(message)}"
     return found.group(0)
 

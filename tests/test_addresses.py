@@ -24,8 +24,16 @@ def test_normalize(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    ["", "   ", "plainaddress", "a@@example.org", "a@example", "a b@example.org",
-     "a@example..org", "x" * 250 + "@example.org"],
+    [
+        "",
+        "   ",
+        "plainaddress",
+        "a@@example.org",
+        "a@example",
+        "a b@example.org",
+        "a@example..org",
+        "x" * 250 + "@example.org",
+    ],
     ids=["empty", "blank", "no-at", "double-at", "no-tld", "space", "double-dot", "too-long"],
 )
 def test_invalid(raw: str) -> None:

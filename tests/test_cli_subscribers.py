@@ -37,22 +37,41 @@ def app(cli_env: dict[str, Any]) -> Any:
 
 
 def test_add_confirmed_then_list_show_export(run: Any, app: App) -> None:
-    result = run("subscribers", "add", "Ann@Example.org", "--name", "Ann", "--timezone",
-                 "Europe/Paris", "--tag", "vip", "--confirmed", "--now", NOW)
+    result = run(
+        "subscribers",
+        "add",
+        "Ann@Example.org",
+        "--name",
+        "Ann",
+        "--timezone",
+        "Europe/Paris",
+        "--tag",
+        "vip",
+        "--confirmed",
+        "--now",
+        NOW,
+    )
     assert result.exit_code == 0
     assert result.output == "ann@example.org: added and active\n"
     listed = run("subscribers", "list", "--format", "json")
-    assert json.loads(listed.output) == [{
-        "email": "ann@example.org", "first_name": "Ann", "status": "active",
-        "timezone": "Europe/Paris", "tags": ["vip"], "created_at": "2026-11-24T09:00:00+00:00",
-    }]
+    assert json.loads(listed.output) == [
+        {
+            "email": "ann@example.org",
+            "first_name": "Ann",
+            "status": "active",
+            "timezone": "Europe/Paris",
+            "tags": ["vip"],
+            "created_at": "2026-11-24T09:00:00+00:00",
+        }
+    ]
     as_csv = run("subscribers", "list", "--format", "csv", "--status", "active")
     assert as_csv.output.splitlines() == [
         "email,first_name,status,timezone,tags,created_at",
         "ann@example.org,Ann,active,Europe/Paris,vip,2026-11-24T09:00:00+00:00",
     ]
     table = run("subscribers", "list")
-    assert "ann@example.org" in table.output and "1 subscribers" in table.output
+    assert "ann@example.org" in table.output
+    assert "1 subscribers" in table.output
     shown = run("subscribers", "show", "ann@example.org")
     assert shown.output.splitlines()[0] == "ann@example.org  active  (Europe/Paris)"
     assert "back-pain-basics: active" in shown.output
@@ -83,7 +102,10 @@ def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
 
 def test_unsubscribe_and_forget(run: Any, app: App) -> None:
     run("subscribers", "add", "cy@example.org", "--confirmed", "--now", NOW)
-    assert run("subscribers", "unsubscribe", "cy@example.org").output == "cy@example.org: unsubscribed\n"
+    assert (
+        run("subscribers", "unsubscribe", "cy@example.org").output
+        == "cy@example.org: unsubscribed\n"
+    )
     forgot = run("subscribers", "forget", "cy@example.org", "--yes")
     assert forgot.output == "cy@example.org: forgotten (a hashed suppression is kept)\n"
     with app.sessions() as session:
@@ -111,14 +133,17 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
 def test_import_reports_taken_and_skipped_and_never_duplicates(
     run: Any, app: App, tmp_path: Path
 ) -> None:
-    source = write_csv(tmp_path / "list.csv", [
-        ["email", "first_name", "timezone", "tags"],
-        ["a@example.org", "A", "Europe/Berlin", "vip;blog"],
-        ["not-an-email", "B", "", ""],
-        ["A@example.org", "A again", "", ""],
-        ["c@example.org", "", "Nowhere/Land", ""],
-        ["", "", "", ""],
-    ])
+    source = write_csv(
+        tmp_path / "list.csv",
+        [
+            ["email", "first_name", "timezone", "tags"],
+            ["a@example.org", "A", "Europe/Berlin", "vip;blog"],
+            ["not-an-email", "B", "", ""],
+            ["A@example.org", "A again", "", ""],
+            ["c@example.org", "", "Nowhere/Land", ""],
+            ["", "", "", ""],
+        ],
+    )
     result = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -144,7 +169,9 @@ def test_import_never_resubscribes_a_forgotten_address(run: Any, app: App, tmp_p
     source = write_csv(tmp_path / "again.csv", [["email"], ["Gone@example.org"]])
     result = run("subscribers", "import", str(source), "--confirmed")
     assert result.stdout.splitlines() == [
-        "taken: 0, skipped: 1", "  line 2: gone@example.org: suppressed (forgotten)"]
+        "taken: 0, skipped: 1",
+        "  line 2: gone@example.org: suppressed (forgotten)",
+    ]
 
 
 def test_import_without_confirmed_sends_double_opt_in(run: Any, app: App, tmp_path: Path) -> None:
@@ -178,4 +205,5 @@ def test_import_streams_a_large_file_in_batches(run: Any, app: App, tmp_path: Pa
 def test_every_command_has_help(run: Any) -> None:
     for command in ["add", "import", "list", "show", "export", "unsubscribe", "forget"]:
         result = run("subscribers", command, "--help")
-        assert result.exit_code == 0 and "Usage:" in result.output
+        assert result.exit_code == 0
+        assert "Usage:" in result.output

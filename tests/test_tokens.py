@@ -20,7 +20,11 @@ WEEK = timedelta(days=7)
 
 @pytest.mark.parametrize(
     ("age", "ok"),
-    [(timedelta(0), True), (timedelta(days=6, hours=23), True), (timedelta(days=7, seconds=1), False)],
+    [
+        (timedelta(0), True),
+        (timedelta(days=6, hours=23), True),
+        (timedelta(days=7, seconds=1), False),
+    ],
     ids=["fresh", "almost-expired", "expired"],
 )
 def test_confirm_token_expires(age: timedelta, ok: bool) -> None:
@@ -50,8 +54,9 @@ def test_unsubscribe_tokens_never_expire() -> None:
 
 
 @pytest.mark.parametrize(
-    "token", ["", "abc", "a.b.c", "ImFiYyI.AAAA", "ImFiYyI.x.y"], ids=["empty", "word", "dots",
-                                                                       "short-sig", "extra"]
+    "token",
+    ["", "abc", "a.b.c", "ImFiYyI.AAAA", "ImFiYyI.x.y"],
+    ids=["empty", "word", "dots", "short-sig", "extra"],
 )
 def test_garbage_tokens_raise_token_error(token: str) -> None:
     with pytest.raises(TokenError):

@@ -81,8 +81,13 @@ def test_json_subscribe_creates_pending_subscriber_and_sends_one_confirmation(
     client, app = web_app
     response = client.post(
         "/subscribe",
-        json={"email": "Reader@Example.ORG", "first_name": "Ann", "timezone": "America/New_York",
-              "tags": ["blog"], "source": "blog-footer"},
+        json={
+            "email": "Reader@Example.ORG",
+            "first_name": "Ann",
+            "timezone": "America/New_York",
+            "tags": ["blog"],
+            "source": "blog-footer",
+        },
         headers={"User-Agent": "pytest-agent"},
     )
     assert response.status_code == 202
@@ -91,11 +96,19 @@ def test_json_subscribe_creates_pending_subscriber_and_sends_one_confirmation(
         subscriber = session.scalars(select(Subscriber)).one()
         consent = session.scalars(select(ConsentEvent)).one()
     assert (subscriber.email, subscriber.status, subscriber.timezone) == (
-        "reader@example.org", "pending", "America/New_York")
+        "reader@example.org",
+        "pending",
+        "America/New_York",
+    )
     assert subscriber.tags == ["blog"]
     assert (consent.kind, consent.ip, consent.user_agent, consent.source) == (
-        "subscribed", "testclient", "pytest-agent", "blog-footer")
-    assert consent.at == NOW and consent.consent_text
+        "subscribed",
+        "testclient",
+        "pytest-agent",
+        "blog-footer",
+    )
+    assert consent.at == NOW
+    assert consent.consent_text
     mails = read_outbox(outbox(app))
     assert len(mails) == 1
     assert mails[0]["To"] == "Ann <reader@example.org>"
@@ -180,18 +193,44 @@ def test_disallowed_redirect_is_refused_and_nothing_written(
         ({"json": {"name": "x"}}, 400, "'email' field is required"),
         ({"json": {"email": 42}}, 400, "must be a string"),
         ({"json": ["a@example.org"]}, 400, "must be an object"),
-        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400,
-         "not valid JSON"),
-        ({"content": b"email=a@example.org", "headers": {"Content-Type": "text/plain"}}, 415,
-         "application/x-www-form-urlencoded"),
+        (
+            {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+            400,
+            "not valid JSON",
+        ),
+        (
+            {"content": b"email=a@example.org", "headers": {"Content-Type": "text/plain"}},
+            415,
+            "application/x-www-form-urlencoded",
+        ),
         ({"content": b"email=a@example.org"}, 415, "application/json"),
-        ({"data": {"email": "a@example.org", "tags": "x"},
-          "headers": {"X-Newsletter-Signature": "sha256=" + "0" * 64}}, 403, "does not match"),
-        ({"data": {"email": "a@example.org"}, "headers": {"X-Newsletter-Signature": "md5=abc"}},
-         403, "sha256="),
+        (
+            {
+                "data": {"email": "a@example.org", "tags": "x"},
+                "headers": {"X-Newsletter-Signature": "sha256=" + "0" * 64},
+            },
+            403,
+            "does not match",
+        ),
+        (
+            {"data": {"email": "a@example.org"}, "headers": {"X-Newsletter-Signature": "md5=abc"}},
+            403,
+            "sha256=",
+        ),
     ],
-    ids=["malformed", "double-at", "empty", "missing", "not-string", "json-array", "bad-json",
-         "text-plain", "no-content-type", "forged-signature", "bad-signature-scheme"],
+    ids=[
+        "malformed",
+        "double-at",
+        "empty",
+        "missing",
+        "not-string",
+        "json-array",
+        "bad-json",
+        "text-plain",
+        "no-content-type",
+        "forged-signature",
+        "bad-signature-scheme",
+    ],
 )
 def test_bad_input_gets_clear_4xx_and_writes_nothing(
     web_app: tuple[TestClient, App], kwargs: dict[str, object], status: int, message: str
@@ -208,9 +247,7 @@ def test_bad_input_gets_clear_4xx_and_writes_nothing(
 def test_oversized_body_is_refused(web_app: tuple[TestClient, App]) -> None:
     client, app = web_app
     body = json.dumps({"email": "a@example.org", "source": "x" * 70_000})
-    response = client.post(
-        "/subscribe", content=body, headers={"Content-Type": "application/json"}
-    )
+    response = client.post("/subscribe", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert counts(app) == (0, 0, 0)
 
@@ -240,7 +277,10 @@ def test_valid_signature_is_accepted(web_app: tuple[TestClient, App]) -> None:
     response = client.post(
         "/subscribe",
         content=body,
-        headers={"Content-Type": "application/json", "X-Newsletter-Signature": f"sha256={signature}"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Newsletter-Signature": f"sha256={signature}",
+        },
     )
     assert response.status_code == 202
     assert counts(app)[0] == 1
@@ -253,7 +293,10 @@ def test_signature_over_other_body_is_refused(web_app: tuple[TestClient, App]) -
     response = client.post(
         "/subscribe",
         content=signed.replace(b"signed", b"other"),
-        headers={"Content-Type": "application/json", "X-Newsletter-Signature": f"sha256={signature}"},
+        headers={
+            "Content-Type": "application/json",
+            "X-Newsletter-Signature": f"sha256={signature}",
+        },
     )
     assert response.status_code == 403
     assert counts(app) == (0, 0, 0)
@@ -272,8 +315,7 @@ def test_honeypot_gets_the_generic_success_and_writes_nothing(
 def test_rate_limit_per_ip(make_client: Callable[..., tuple[TestClient, App]]) -> None:
     client, app = make_client(subscribe_rate_limit="3/minute")
     statuses = [
-        client.post("/subscribe", json={"email": f"r{i}@example.org"}).status_code
-        for i in range(5)
+        client.post("/subscribe", json={"email": f"r{i}@example.org"}).status_code for i in range(5)
     ]
     assert statuses == [202, 202, 202, 429, 429]
     assert counts(app)[0] == 3
@@ -288,13 +330,26 @@ def test_same_answer_for_new_pending_active_and_suppressed(
     from newsletter.subscriptions import suppress
 
     with transaction(app.sessions) as session:
-        session.add(Subscriber(public_id="a" * 32, email="active@example.org", timezone="UTC",
-                               status="active", tags=[], attributes={}, created_at=NOW,
-                               updated_at=NOW))
+        session.add(
+            Subscriber(
+                public_id="a" * 32,
+                email="active@example.org",
+                timezone="UTC",
+                status="active",
+                tags=[],
+                attributes={},
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
         suppress(session, "bounced@example.org", "bounced", now=NOW)
     answers = set()
-    for address in ["new@example.org", "new@example.org", "active@example.org",
-                    "bounced@example.org"]:
+    for address in [
+        "new@example.org",
+        "new@example.org",
+        "active@example.org",
+        "bounced@example.org",
+    ]:
         response = client.post("/subscribe", json={"email": address})
         answers.add((response.status_code, response.text))
         clock.now += timedelta(seconds=1)

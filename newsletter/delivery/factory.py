@@ -11,9 +11,7 @@ def make_mailer(settings: Settings) -> Mailer:
     if settings.mail_backend == "sendgrid":
         from newsletter.delivery.sendgrid import SendGridMailer
 
-        return SendGridMailer(
-            api_key=settings.sendgrid_api_key, api_url=settings.sendgrid_api_url
-        )
+        return SendGridMailer(api_key=settings.sendgrid_api_key, api_url=settings.sendgrid_api_url)
     if settings.mail_backend == "smtp":
         from newsletter.delivery.smtp import SMTPMailer
 

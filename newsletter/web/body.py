@@ -41,7 +41,7 @@ async def read_fields(request: Request, body: bytes) -> dict[str, Any]:
     if content_type == "multipart/form-data":
         try:
             form = await request.form(**MULTIPART_LIMITS)
-        except Exception as exc:  # noqa: BLE001 - the multipart parser raises several kinds
+        except Exception as exc:
             raise BadRequest(400, f"the multipart body could not be parsed: {exc}") from None
         fields: dict[str, Any] = {}
         for key, value in form.multi_items():
