@@ -15,6 +15,7 @@ database is wiped (``DROP SCHEMA public CASCADE``) before each size.
 from __future__ import annotations
 
 import argparse
+import gc
 import tempfile
 import time
 import tracemalloc
@@ -130,6 +131,7 @@ def measure(url: str, count: int, var_dir: Path) -> Measurement:
         warm = add_campaign(app, "warm-up", ["desk"], ["vip"])
         freeze_audience(app, warm, now=NOW)
         measured = add_campaign(app, "measured", ["back"], ["vip"])
+        gc.collect()
         tracemalloc.start()
         started = time.perf_counter()
         rows = freeze_audience(app, measured, now=NOW)

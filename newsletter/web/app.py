@@ -16,6 +16,7 @@ from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
 from newsletter.app import App
@@ -24,6 +25,7 @@ from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, To
 from newsletter.models import DeliveryKind
 from newsletter.sending_halt import halt_reason
 from newsletter.subscriptions import (
+    SubscribeOutcome,
     SubscribeRequest,
     confirm,
     pending_for_confirm_token,
@@ -35,6 +37,7 @@ from newsletter.web.body import read_body, read_fields
 from newsletter.web.form_input import BadRequest, check_redirect, check_signature, read_form
 from newsletter.web.openapi import SUBSCRIBE_BODY, TOKEN_FORM_BODY
 from newsletter.web.pages import page
+from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +89,14 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
 
     def deliver_confirmations() -> None:
         try:
-            deliver_due(app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION])
+            while deliver_due(
+                app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION]
+            ).claimed:
+                pass
         except NewsletterError:
             log.exception("confirmation delivery failed; the scheduler will retry")
+
+    pump = Pump(deliver_confirmations)
 
     @web.post(
         "/subscribe",
@@ -115,7 +123,8 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         redirect = check_redirect(form.redirect, settings.origins) if form.redirect else None
         background = None
         if not form.honeypot_filled:
-            outcome = subscribe(
+            outcome = await run_in_threadpool(
+                subscribe,
                 app,
                 SubscribeRequest(
                     email=form.email,
@@ -129,7 +138,8 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                 now=clock(),
             )
             log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
-            background = BackgroundTask(deliver_confirmations)
+            if outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
+                background = BackgroundTask(pump.kick)
         if wants_json(request):
             return JSONResponse(
                 {"status": "accepted", "message": THANKS}, status_code=202, background=background
@@ -186,8 +196,12 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         """Unsubscribes at once; also the RFC 8058 one-click target (200, no redirect)."""
         await read_body(request, 16 * 1024)
         try:
-            unsubscribe_by_token(
-                app, token, ip=request.client.host if request.client else None, now=clock()
+            await run_in_threadpool(
+                unsubscribe_by_token,
+                app,
+                token,
+                ip=request.client.host if request.client else None,
+                now=clock(),
             )
         except TokenError as exc:
             return error(request, 400, str(exc))

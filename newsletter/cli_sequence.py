@@ -1,0 +1,193 @@
+"""``newsletter sequence list|show|simulate`` and ``newsletter delivery retry-unknown``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import click
+
+from newsletter.cli_support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.content.library import ContentLibrary, load_library
+from newsletter.content.model import Sequence
+from newsletter.drip.planning import rotation_pool
+from newsletter.drip.simulation import simulate
+from newsletter.errors import NewsletterError
+from newsletter.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    with user_errors():
+        return load_settings()
+
+
+def _library(settings: Settings) -> ContentLibrary:
+    with user_errors():
+        return load_library(settings)
+
+
+def _sequence(library: ContentLibrary, name: str) -> Sequence:
+    with user_errors():
+        return library.sequence(name)
+
+
+def delay_text(delay: timedelta) -> str:
+    """``3d``, ``12h``, ``1d12h``, ``0d``: how sequence files write delays."""
+    minutes = int(delay.total_seconds()) // 60
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m")) if n]
+    return "".join(parts) or "0d"
+
+
+def window_text(sequence: Sequence) -> str:
+    window = sequence.send_window
+    return f"{window.start:%H:%M}-{window.end:%H:%M}"
+
+
+def then_text(sequence: Sequence) -> str:
+    if sequence.then is None:
+        return ""
+    return f"every {delay_text(sequence.then.every)} from {', '.join(sequence.then.kinds)}"
+
+
+@click.group()
+def sequence() -> None:
+    """Drip sequences: list them, show one, simulate the send times for one subscriber."""
+
+
+@sequence.command("list")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def list_sequences(fmt: str) -> None:
+    """List every sequence: how people join, its steps, send window and rotation."""
+    rows = [
+        {
+            "name": s.name,
+            "enroll": s.enroll,
+            "steps": len(s.steps),
+            "window": window_text(s),
+            "then": then_text(s),
+            "description": s.description,
+        }
+        for s in _library(_settings()).sequences()
+    ]
+    emit(rows, ["name", "enroll", "steps", "window", "then", "description"], fmt)
+
+
+@sequence.command("show")
+@click.argument("name")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def show_sequence(name: str, fmt: str) -> None:
+    """Show the steps of sequence NAME: delay, item and subject."""
+    library = _library(_settings())
+    seq = _sequence(library, name)
+    rows = [
+        {
+            "step": index + 1,
+            "after": delay_text(step.after),
+            "item": step.item_id,
+            "subject": library.item(step.item_id).subject,
+        }
+        for index, step in enumerate(seq.steps)
+    ]
+    if fmt == "table":
+        click.echo(f"{seq.name}: {seq.description}")
+        click.echo(f"enroll: {seq.enroll}; send window {window_text(seq)} local time")
+        if seq.then is not None:
+            click.echo(f"then: {then_text(seq)} (items not had yet)")
+    emit(rows, ["step", "after", "item", "subject"], fmt)
+
+
+@sequence.command("simulate")
+@click.argument("name")
+@click.option(
+    "--signup", "signup_text", help="Sign-up time, ISO-8601; without an offset it is local."
+)
+@click.option("--timezone", "zone_name", help="The subscriber's IANA zone [default: setting].")
+@click.option("--rotations", default=3, show_default=True, type=click.IntRange(0, 100))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+def simulate_sequence(
+    name: str, signup_text: str | None, zone_name: str | None, rotations: int, fmt: str
+) -> None:
+    """Print the exact local and UTC send time of every step of NAME (and a few rotation
+    items) for a subscriber who confirms at --signup in --timezone, assuming each email
+    goes out when due."""
+    settings = _settings()
+    library = _library(settings)
+    seq = _sequence(library, name)
+    zone = _zone(zone_name or settings.default_timezone)
+    signup = _signup(signup_text, zone)
+    kinds = seq.then.kinds if seq.then else ()
+    pool = rotation_pool([i.id for i in library.items() if not i.transactional], kinds)
+    sends = simulate(seq, pool, signup=signup, zone=zone, rotations=rotations)
+    rows = [
+        {
+            "n": send.number,
+            "step": "then" if send.step < 0 else send.step + 1,
+            "item": send.item_id,
+            "local": send.local(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            "utc": send.at.strftime("%Y-%m-%dT%H:%MZ"),
+        }
+        for send in sends
+    ]
+    if fmt == "table":
+        local = signup.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+        click.echo(f"{seq.name} for a subscriber confirming {local} in {zone}")
+    emit(rows, ["n", "step", "item", "local", "utc"], fmt)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(
+            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin",
+            param_hint="--timezone",
+        ) from None
+
+
+def _signup(text: str | None, zone: ZoneInfo) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not ISO-8601; use e.g. 2026-10-10T14:30 or 2026-10-10T12:30:00+00:00",
+            param_hint="--signup",
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=zone)
+    return parsed.astimezone(UTC)
+
+
+@click.command("retry-unknown")
+@click.option(
+    "--before", "before_text", help="Only rows whose fate became unknown before this time."
+)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def retry_unknown(before_text: str | None, yes: bool) -> None:
+    """Queue deliveries whose outcome is unknown (a crash mid-send) to be sent again.
+
+    Each may reach its recipient twice: only run this when the provider's events did not
+    reconcile them (SendGrid events turn most of them into sent) and a missing email is
+    worse than a duplicate.
+    """
+    from newsletter.db import transaction
+    from newsletter.ledger import count_by_status, requeue_unknown
+
+    before = parse_now(before_text) if before_text else None
+    app = get_app()
+    with app.sessions() as session:
+        waiting = count_by_status(session).get("unknown", 0)
+    if waiting == 0:
+        click.echo("no deliveries with an unknown outcome")
+        return
+    if not yes:
+        click.confirm(f"requeue up to {waiting} deliveries with an unknown outcome?", abort=True)
+    try:
+        with transaction(app.sessions) as session:
+            count = requeue_unknown(session, now=datetime.now(UTC), before=before)
+    except NewsletterError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"requeued {count} deliveries; the next deliver run sends them")
