@@ -1,6 +1,6 @@
 """Dispatch throughput to a local SendGrid-compatible server, as ratios to a bare client.
 
-    .venv/bin/python bench/bench_sendgrid.py [--count 100000] [--concurrency 4]
+    .venv/bin/python bench/bench_sendgrid.py [--count 100000] [--concurrency 4] [--repeat 1]
 
 Starts ``tests/sendgrid_server.py`` in its own process (schema validation on, bodies not
 kept) and measures, in the same run against the same server:
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=100_000, help="emails per run")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     parser.add_argument("--chunk", type=int, default=CHUNK, help="emails per send_batch")
+    parser.add_argument("--repeat", type=int, default=1, help="keep the best of N runs")
     parser.add_argument("--no-validate", action="store_true", help="server skips the schema")
     args = parser.parse_args(argv)
 
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: bare_client(url, messages, True, threads, args.chunk),
             ),
         ]:
-            run = measure(label, probe, args.count, work)
+            tries = [measure(label, probe, args.count, work) for _ in range(args.repeat)]
+            run = max(tries, key=lambda r: r.rate)  # best of: the box may be shared
             runs.append(run)
             print(
                 f"{run.label:40s} {run.rate:10.0f} emails/s  {run.seconds:7.2f} s  "

@@ -150,8 +150,10 @@ def freeze_range(
         ],
         rows,
     )
-    result = session.execute(statement.on_conflict_do_nothing(index_elements=["key"]))
-    return max(0, int(result.rowcount or 0))  # type: ignore[attr-defined]
+    # ``preserve_rowcount``: SQLAlchemy only keeps the rowcount of UPDATE/DELETE otherwise.
+    statement = statement.on_conflict_do_nothing(index_elements=["key"])
+    result = session.connection().execute(statement.execution_options(preserve_rowcount=True))
+    return max(0, result.rowcount)
 
 
 def range_zones(session: Session, segment: Segment, *, after: int, upto: int | None) -> list[str]:

@@ -123,6 +123,13 @@ def _register_optional() -> None:
     from newsletter.cli_campaign import campaign
 
     main.add_command(campaign)
+    from newsletter.cli_sequence import retry_unknown, sequence
+
+    main.add_command(sequence)
+    delivery.add_command(retry_unknown)
+    from newsletter.cli_stats import stats
+
+    main.add_command(stats)
 
 
 _register_optional()

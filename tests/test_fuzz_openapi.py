@@ -15,7 +15,7 @@ from newsletter.settings import load_settings
 from newsletter.web.app import create_web_app
 from tests.conftest import ROOT, base_environ
 
-VECTOR = ROOT.parent / "shared" / "sendgrid" / "sendgrid_signed_webhook_test_vector.json"
+VECTOR = ROOT / "tests" / "data" / "sendgrid" / "sendgrid_signed_webhook_test_vector.json"
 
 
 def _build() -> App:

@@ -11,7 +11,9 @@ Decisions (copied into the README):
   occurrence (summer time): the earlier instant, so nothing waits an extra hour.
 * **The window** ``HH:MM-HH:MM`` is half-open, ``[start, end)``, on the local clock. A step
   that becomes due outside it goes out at the next opening of the window, never outside
-  it (only the first step of a sequence ignores the window).
+  it (only the first step of a sequence ignores the window). A window that lies wholly
+  inside a DST gap (e.g. 02:00-03:00 on the spring-forward night) does not exist that day;
+  the next day's window is used.
 * **Late sends** (the service was down): a step whose due time has passed goes out at the
   first moment the planner runs inside a window - late, never skipped.
 """
@@ -69,6 +71,8 @@ def next_in_window(earliest: datetime, zone: tzinfo, window: SendWindow) -> date
     day = local_date(earliest, zone)
     for offset in range(_SEARCH_DAYS):
         start, end = window_bounds(day + timedelta(days=offset), zone, window)
+        if start >= end:
+            continue  # the whole window lies in a DST gap that day: it does not exist
         if earliest < start:
             return start
         if earliest < end:
