@@ -35,6 +35,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -275,7 +276,7 @@ def send_test(
     with app.sessions() as session:
         found = session.execute(
             select(Delivery.to_email, Delivery.status, Delivery.error).where(Delivery.key.in_(keys))
-        ).tuples()
+        )
         by_email = {e: (status, error) for e, status, error in found if e is not None}
     return [TestOutcome(e, *by_email.get(e, ("missing", None))) for e in emails]
 
@@ -376,11 +377,19 @@ def list_campaigns(app: App) -> list[CampaignView]:
             select(Delivery.campaign_id, Delivery.status, func.count())
             .where(Delivery.kind == DeliveryKind.CAMPAIGN.value, Delivery.campaign_id.is_not(None))
             .group_by(Delivery.campaign_id, Delivery.status)
-        ).tuples()
+        )
         for campaign_id, status, n in grouped:
             if campaign_id is not None:
                 counts.setdefault(campaign_id, {})[status] = int(n)
         return [_view(session, c, counts=counts.get(c.id, {})) for c in campaigns]
+
+
+def provider_stats(app: App, name: str) -> dict[str, Any]:
+    """Delivered, opens, clicks, bounces... from provider events (``newsletter.stats``)."""
+    from newsletter.stats import campaign_stats
+
+    with app.sessions() as session:
+        return campaign_stats(session, _find(session, name).id)
 
 
 def show_campaign(app: App, name: str) -> CampaignView:
@@ -410,7 +419,7 @@ def _view(
                     Delivery.kind == DeliveryKind.CAMPAIGN.value,
                 )
                 .group_by(Delivery.status)
-            ).tuples()
+            )
         }
     return CampaignView(
         name=campaign.name,

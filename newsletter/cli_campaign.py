@@ -15,7 +15,7 @@ from newsletter.models import CampaignState
 
 NOW_OPTION = click.option("--now", "now_text", hidden=True)
 STATUSES = ("queued", "leased", "sending", "sent", "failed", "unknown", "skipped")
-LIST_COLUMNS = ("name", "state", "item", "audience", "schedule", "sent", "queued", "failed")
+LIST_COLUMNS = ("name", "state", "audience", "schedule", "sent", "queued", "failed")
 
 
 @click.group()
@@ -197,7 +197,6 @@ def list_(fmt: str) -> None:
         {
             "name": v.name,
             "state": v.state,
-            "item": v.item_id,
             "audience": v.audience,
             "schedule": schedule_text(v),
             "sent": v.counts.get("sent", 0),
@@ -221,7 +220,7 @@ def show(name: str, fmt: str) -> None:
         view = show_campaign(app, name)
     stats = _stats(app, name)
     if fmt == "json":
-        click.echo(json.dumps({**as_dict(view), **({"stats": stats} if stats else {})}))
+        click.echo(json.dumps({**as_dict(view), "stats": stats}))
         return
     for line in show_lines(view, stats):
         click.echo(line)
@@ -272,7 +271,7 @@ def _counts_text(view: CampaignView) -> str:
     )
 
 
-def show_lines(view: CampaignView, stats: dict[str, Any] | None) -> list[str]:
+def show_lines(view: CampaignView, stats: dict[str, Any]) -> list[str]:
     audience = f"{view.audience:,}"
     if view.state in (CampaignState.DRAFT.value, CampaignState.SCHEDULED.value):
         audience += " active subscribers now (frozen when it starts)"
@@ -293,9 +292,20 @@ def show_lines(view: CampaignView, stats: dict[str, Any] | None) -> list[str]:
     for label, at in (("started", view.started_at), ("finished", view.finished_at)):
         if at is not None:
             lines.append(f"{label + ':':<10} {at.astimezone(zone):%Y-%m-%d %H:%M} {view.timezone}")
-    if stats:
+    if view.started_at is not None:
         lines.append(
-            "stats:     " + ", ".join(f"{k} {v}" for k, v in stats.items() if k != "campaign")
+            "events:    "
+            + ", ".join(
+                f"{label} {stats.get(key, 0):,}"
+                for key, label in (
+                    ("delivered", "delivered"),
+                    ("opens", "opens"),
+                    ("clicks", "clicks"),
+                    ("bounces", "bounces"),
+                    ("spam_reports", "spam reports"),
+                    ("unsubscribes", "unsubscribes"),
+                )
+            )
         )
     return lines
 
@@ -324,22 +334,8 @@ def as_dict(view: CampaignView) -> dict[str, Any]:
     }
 
 
-def _stats(app: Any, name: str) -> dict[str, Any] | None:
-    """Delivered / opens / clicks from ``newsletter.stats`` when that module provides them."""
-    try:
-        from newsletter import stats  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return None
-    campaign_stats = getattr(stats, "campaign_stats", None)
-    if campaign_stats is None:
-        return None
-    from sqlalchemy import select
+def _stats(app: Any, name: str) -> dict[str, Any]:
+    from newsletter.campaigns import provider_stats
 
-    from newsletter.models import Campaign
-
-    with app.sessions() as session:
-        campaign_id = session.scalar(select(Campaign.id).where(Campaign.name == name.strip()))
-        if campaign_id is None:
-            return None
-        result = campaign_stats(session, campaign_id)
-    return dict(result) if isinstance(result, dict) else dict(vars(result))
+    with user_errors():
+        return provider_stats(app, name)

@@ -16,10 +16,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from newsletter.cli_support import get_app, user_errors
+from newsletter.cli_support import get_app, parse_now, user_errors
 from newsletter.stats import SPAM_FLAG_RATE, StatsReport, stats_report
 
 _DAYS = re.compile(r"([0-9]{1,5})d")
@@ -63,12 +64,14 @@ def parse_since(value: str, *, zone: str, now: datetime) -> datetime:
     show_default=True,
     help="A table for people, JSON for scripts.",
 )
-def stats(since_text: str | None, fmt: str) -> None:
+@click.option("--now", "now_text", hidden=True, help="Take Nd relative to this ISO time (tests).")
+def stats(since_text: str | None, fmt: str, now_text: str | None) -> None:
     """Per sequence step and campaign: sent, delivered, opened, clicked, bounced, spam, unsubs."""
     app = get_app()
     since = None
     if since_text is not None:
-        since = parse_since(since_text, zone=app.settings.default_timezone, now=datetime.now(UTC))
+        now = parse_now(now_text)
+        since = parse_since(since_text, zone=app.settings.default_timezone, now=now)
     with user_errors(), app.sessions() as session:
         report = stats_report(session, since=since)
     if fmt == "json":
@@ -99,22 +102,24 @@ def _print_tables(report: StatsReport) -> None:
         since = f" since {report.since.isoformat(timespec='minutes')}" if report.since else ""
         click.echo(f"no emails sent{since}")
         return
-    console = Console(width=max(120, shutil.get_terminal_size().columns), soft_wrap=False)
-    if report.sequences:
-        table = _table("Sequences", ("sequence", "step", "item"))
+    console = Console(width=max(100, shutil.get_terminal_size().columns), soft_wrap=False)
+    names = list(dict.fromkeys(row["sequence"] for row in report.sequences))
+    for name in names:
+        table = _table(f"Sequence {name or '(unknown: subscriber forgotten)'}", ("step", "item"))
         for row in report.sequences:
-            step = "then" if row["step"] is None or row["step"] < 0 else str(row["step"] + 1)
-            table.add_row(row["sequence"] or "(unknown)", step, row["item"], *_cells(row))
+            if row["sequence"] == name:
+                step = "then" if row["step"] is None or row["step"] < 0 else str(row["step"] + 1)
+                table.add_row(step, row["item"], *_cells(row))
         console.print(table)
     if report.campaigns:
-        table = _table("Campaigns", ("campaign", "item"))
+        table = _table("Campaigns", ("campaign",))  # the item is in `campaign show` and JSON
         for row in report.campaigns:
-            table.add_row(row["campaign"], row["item"], *_cells(row))
+            table.add_row(row["campaign"], *_cells(row))
         console.print(table)
 
 
 def _table(title: str, names: tuple[str, ...]) -> Table:
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     for name in names:
         table.add_column(name)
     for name, _ in COLUMNS:
@@ -123,19 +128,20 @@ def _table(title: str, names: tuple[str, ...]) -> Table:
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
+    """Each count with its rate on the line below; a flagged spam rate is marked ``!``."""
     cells = []
     for name, rate in COLUMNS:
-        count = row["spam_reports"] if name == "spam" else row[_COUNT.get(name, name)]
+        count = row[_COUNT.get(name, name)]
         if rate is None:
             cells.append(str(count))
             continue
         digits = 2 if name == "spam" else 1
         mark = " !" if name == "spam" and row["flagged"] else ""
-        cells.append(f"{count} ({_percent(row[rate], digits)}){mark}")
+        cells.append(f"{count}\n{_percent(row[rate], digits)}{mark}")
     return cells
 
 
-_COUNT = {"unsubs": "unsubscribes"}
+_COUNT = {"spam": "spam_reports", "unsubs": "unsubscribes"}
 
 
 def _percent(value: float | None, digits: int) -> str:

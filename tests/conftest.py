@@ -75,6 +75,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
+def postgres_url() -> str:
+    """The shared PostgreSQL only, emptied (mark such tests ``postgres``)."""
+    engine = _postgres_engine()
+    truncate_all(engine)
+    return POSTGRES_URL
+
+
+@pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database only (for tests that need no PostgreSQL variant)."""
     url = f"sqlite:///{tmp_path / 'test.db'}"

@@ -37,6 +37,7 @@ relay, and what a bounce quotes).
 from __future__ import annotations
 
 import contextlib
+import email.policy
 import smtplib
 import socket
 import ssl
@@ -50,6 +51,9 @@ from newsletter.delivery.mime import build_mime
 from newsletter.errors import ConfigurationError, ProviderAuthError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+# CRLF line ends (smtplib sends bytes as given) and headers folded only past RFC 5321's
+# 998: a long List-Unsubscribe URL stays one plain header instead of RFC 2047 words.
+WIRE = email.policy.SMTP.clone(max_line_length=998)
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ class SMTPMailer:
     def _send_one(self, conn: smtplib.SMTP, message: OutgoingEmail) -> SendResult:
         mime = build_mime(message)
         message_id = str(mime["Message-ID"]).strip("<>")
-        data = mime.as_bytes()
+        data = mime.as_bytes(policy=WIRE)
         try:
             code, reply = conn.mail(message.from_email)
             if code == 250:
@@ -179,13 +183,16 @@ class SMTPMailer:
             self._drop()
             raise _Lost(False, f"smtp: connection lost before the message: {exc}") from None
         try:
-            conn.data(data)
+            code, reply = conn.data(data)  # raises only when DATA itself is refused
         except smtplib.SMTPDataError as exc:
             self._reset(conn)
             return _refused(message.delivery_id, exc.smtp_code, exc.smtp_error)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise _Lost(True, f"smtp: connection lost during the message: {exc}") from None
+        if code != 250:
+            self._reset(conn)
+            return _refused(message.delivery_id, code, reply)
         return SendResult(message.delivery_id, SendStatus.SENT, provider_message_id=message_id)
 
     # ---- the connection ----------------------------------------------------------------

@@ -1,0 +1,206 @@
+"""Pure parts of the event webhook: parsing, logical keys, scrubbing, and the policy."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from newsletter.events.parsing import (
+    EventPayloadError,
+    ParsedEvent,
+    parse_batch,
+    parse_event,
+)
+from newsletter.events.policy import Effect, applies, effect_of, target_status
+from newsletter.models import SubscriberStatus as S
+
+BASE: dict[str, Any] = {
+    "email": "Reader@Example.org",
+    "event": "delivered",
+    "timestamp": 1764000000,
+    "sg_event_id": "e1",
+    "sg_message_id": "MSG.filter-1",
+}
+
+
+def parsed(**changes: Any) -> ParsedEvent:
+    event = parse_event({**BASE, **changes})
+    assert isinstance(event, ParsedEvent), event
+    return event
+
+
+def test_fields_are_normalised() -> None:
+    event = parsed(delivery_id="42")
+    assert (event.email, event.delivery_id, event.provider_message_id) == (
+        "reader@example.org",
+        42,
+        "MSG",
+    )
+    assert event.occurred_at == datetime(2025, 11, 24, 16, 0, tzinfo=UTC)
+    assert "email" not in event.payload
+
+
+@pytest.mark.parametrize(
+    ("changes", "same"),
+    [
+        pytest.param({"sg_event_id": "other"}, True, id="new-event-id"),
+        pytest.param({"email": "READER@example.org "}, True, id="address-case"),
+        pytest.param({"timestamp": "1764000000"}, True, id="timestamp-as-text"),
+        pytest.param({"ip": "192.0.2.1"}, True, id="extra-field"),
+        pytest.param({"timestamp": 1764000001}, False, id="other-second"),
+        pytest.param({"event": "open"}, False, id="other-event"),
+        pytest.param({"sg_message_id": "MSG2.filter"}, False, id="other-message"),
+        pytest.param({"email": "other@example.org"}, False, id="other-address"),
+    ],
+)
+def test_logical_key(changes: dict[str, Any], same: bool) -> None:
+    """The logical key ignores the event id and spelling, and nothing else."""
+    assert (parsed(**changes).logical_key == parsed().logical_key) is same
+
+
+def test_clicks_on_different_links_are_different_events() -> None:
+    one = parsed(event="click", url="https://a.example")
+    two = parsed(event="click", url="https://b.example")
+    assert one.logical_key != two.logical_key
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        pytest.param("text", "not a JSON object", id="not-object"),
+        pytest.param({**BASE, "event": None}, "no usable 'event' name", id="no-event"),
+        pytest.param({**BASE, "event": "x" * 33}, "no usable 'event' name", id="long-event"),
+        pytest.param({**BASE, "timestamp": None}, "no usable 'timestamp'", id="no-ts"),
+        pytest.param({**BASE, "timestamp": True}, "no usable 'timestamp'", id="bool-ts"),
+        pytest.param({**BASE, "timestamp": "soon"}, "no usable 'timestamp'", id="text-ts"),
+        pytest.param({**BASE, "timestamp": 10**30}, "no usable 'timestamp'", id="huge-ts"),
+        pytest.param({**BASE, "timestamp": 5}, "no usable 'timestamp'", id="1970"),
+    ],
+)
+def test_unusable_events(raw: object, reason: str) -> None:
+    assert parse_event(raw) == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("17", 17, id="text"),
+        pytest.param(17, 17, id="int"),
+        pytest.param("0", None, id="zero"),
+        pytest.param("-3", None, id="negative"),
+        pytest.param("1e3", None, id="float-text"),
+        pytest.param("\u00b2", None, id="superscript"),
+        pytest.param(True, None, id="bool"),
+        pytest.param(str(2**63), None, id="too-big"),
+    ],
+)
+def test_delivery_id(value: object, expected: int | None) -> None:
+    assert parsed(delivery_id=value).delivery_id == expected
+
+
+def test_batch_errors_and_ignored() -> None:
+    with pytest.raises(EventPayloadError, match="not valid JSON"):
+        parse_batch(b"[")
+    with pytest.raises(EventPayloadError, match="JSON array"):
+        parse_batch(b"{}")
+    batch = parse_batch(json.dumps([BASE, 1]).encode())
+    assert (len(batch.events), batch.ignored) == (1, ("event 1: not a JSON object",))
+
+
+def test_long_event_id_is_dropped_not_truncated() -> None:
+    """A truncated id could collide with another event's; the logical key still dedups."""
+    assert parsed(sg_event_id="x" * 201).sg_event_id is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "effect"),
+    [
+        pytest.param({"event": "bounce", "type": "bounce"}, Effect.BOUNCE, id="hard"),
+        pytest.param({"event": "bounce", "type": "Blocked"}, Effect.SOFT_BOUNCE, id="blocked"),
+        pytest.param({"event": "bounce"}, Effect.BOUNCE, id="untyped-bounce"),
+        pytest.param({"event": "deferred"}, Effect.NONE, id="deferred"),
+        pytest.param({"event": "dropped", "reason": "Bounced Address"}, Effect.BOUNCE, id="d-b"),
+        pytest.param({"event": "dropped", "reason": "Invalid"}, Effect.BOUNCE, id="d-invalid"),
+        pytest.param(
+            {"event": "dropped", "reason": "Invalid SMTPAPI header"}, Effect.NONE, id="d-smtpapi"
+        ),
+        pytest.param(
+            {"event": "dropped", "reason": "Unsubscribed Address"}, Effect.UNSUBSCRIBE, id="d-u"
+        ),
+        pytest.param(
+            {"event": "dropped", "reason": "Spam Reporting Address"}, Effect.COMPLAINT, id="d-s"
+        ),
+        pytest.param({"event": "spamreport"}, Effect.COMPLAINT, id="spam"),
+        pytest.param({"event": "unsubscribe"}, Effect.UNSUBSCRIBE, id="unsub"),
+        pytest.param({"event": "group_unsubscribe"}, Effect.UNSUBSCRIBE, id="group-unsub"),
+        pytest.param({"event": "group_resubscribe"}, Effect.NONE, id="group-resub"),
+        pytest.param({"event": "open"}, Effect.NONE, id="open"),
+    ],
+)
+def test_effect_of(changes: dict[str, Any], effect: Effect) -> None:
+    assert effect_of(parsed(**changes)) is effect
+
+
+@pytest.mark.parametrize(
+    ("current", "effects", "soft", "expected"),
+    [
+        pytest.param(S.ACTIVE, [Effect.BOUNCE], 0, S.BOUNCED, id="active-bounce"),
+        pytest.param(S.PENDING, [Effect.UNSUBSCRIBE], 0, S.UNSUBSCRIBED, id="pending-unsub"),
+        pytest.param(S.ACTIVE, [Effect.SOFT_BOUNCE], 2, None, id="two-soft"),
+        pytest.param(S.ACTIVE, [Effect.SOFT_BOUNCE], 3, S.BOUNCED, id="third-soft"),
+        pytest.param(S.UNSUBSCRIBED, [Effect.BOUNCE], 0, S.BOUNCED, id="unsub-to-bounced"),
+        pytest.param(S.BOUNCED, [Effect.UNSUBSCRIBE], 0, None, id="bounced-stays"),
+        pytest.param(S.COMPLAINED, [Effect.BOUNCE], 0, None, id="complained-stays"),
+        pytest.param(S.BOUNCED, [Effect.COMPLAINT], 0, S.COMPLAINED, id="bounced-to-complained"),
+        pytest.param(
+            S.ACTIVE, [Effect.UNSUBSCRIBE, Effect.COMPLAINT], 0, S.COMPLAINED, id="strongest"
+        ),
+        pytest.param(None, [Effect.UNSUBSCRIBE], 0, S.UNSUBSCRIBED, id="no-subscriber"),
+        pytest.param(S.ACTIVE, [], 0, None, id="nothing"),
+    ],
+)
+def test_target_status(
+    current: S | None, effects: list[Effect], soft: int, expected: S | None
+) -> None:
+    assert target_status(current, effects, soft_bounces=soft) == expected
+
+
+def test_unsubscribe_before_confirmation_does_not_apply() -> None:
+    confirmed = datetime(2026, 1, 1, tzinfo=UTC)
+    before = confirmed - timedelta(seconds=1)
+    assert not applies(Effect.UNSUBSCRIBE, occurred_at=before, confirmed_at=confirmed)
+    assert applies(Effect.UNSUBSCRIBE, occurred_at=confirmed, confirmed_at=confirmed)
+    assert applies(Effect.BOUNCE, occurred_at=before, confirmed_at=confirmed)
+    assert not applies(Effect.NONE, occurred_at=before, confirmed_at=None)
+
+
+def test_pure_modules_do_no_io_and_sendgrid_stays_in_one_module() -> None:
+    """parsing and policy import no I/O library; only signature.py imports sendgrid."""
+    import ast
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parent.parent / "newsletter"
+    forbidden = ("sqlalchemy", "sendgrid", "fastapi", "starlette", "click", "os", "httpx")
+
+    def imports(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+        return names
+
+    for pure in ("events/parsing.py", "events/policy.py"):
+        found = imports(package / pure)
+        assert not [n for n in found if n.split(".")[0] in forbidden], pure
+        assert ".now(" not in (package / pure).read_text()
+    users = sorted(
+        str(p.relative_to(package))
+        for p in package.rglob("*.py")
+        if any(n.split(".")[0] == "sendgrid" for n in imports(p))
+    )
+    assert [u for u in users if not u.startswith("delivery/")] == ["events/signature.py"]
