@@ -1,0 +1,203 @@
+"""SendGrid faults end to end: the ledger state each leaves and the requests it costs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from newsletter.app import App
+from newsletter.cli import main
+from newsletter.db import transaction
+from newsletter.dispatch import deliver_due
+from newsletter.errors import SendingHaltedError
+from newsletter.ledger import NewDelivery, enqueue
+from newsletter.models import Delivery, DeliveryKind, Subscriber
+from newsletter.settings import Settings
+from newsletter.web.app import create_web_app
+from tests.conftest import NOW
+from tests.sendgrid_server import Fault, SendGridServer
+
+
+@pytest.fixture
+def server() -> Iterator[SendGridServer]:
+    with SendGridServer() as running:
+        yield running
+
+
+@pytest.fixture
+def sg_settings(make_settings: Callable[..., Settings], server: SendGridServer) -> Settings:
+    return make_settings(
+        mail_backend="sendgrid", sendgrid_api_key="SG.right-key", sendgrid_api_url=server.url
+    )
+
+
+@pytest.fixture
+def sg_app(sg_settings: Settings) -> Iterator[App]:
+    app = App(sg_settings)
+    yield app
+    app.close()
+
+
+def queue(app: App, count: int) -> list[int]:
+    with transaction(app.sessions) as session:
+        for i in range(count):
+            session.add(
+                Subscriber(
+                    public_id=f"{i:032x}",
+                    email=f"r{i}@example.org",
+                    first_name=f"R{i}",
+                    timezone="UTC",
+                    status="active",
+                    tags=[],
+                    attributes={},
+                    created_at=NOW,
+                    updated_at=NOW,
+                )
+            )
+        session.flush()
+        ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
+        enqueue(
+            session,
+            [
+                NewDelivery(
+                    key=f"t:{sid}",
+                    kind=DeliveryKind.DRIP,
+                    item_id="tips/meet-your-ql",
+                    due_at=NOW,
+                    subscriber_id=sid,
+                )
+                for sid in ids
+            ],
+            now=NOW,
+        )
+    with app.sessions() as session:
+        return list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
+
+
+def rows(app: App) -> list[Delivery]:
+    with app.sessions() as session:
+        return list(session.scalars(select(Delivery).order_by(Delivery.id)))
+
+
+def test_202_marks_sent_and_keeps_the_message_id(sg_app: App, server: SendGridServer) -> None:
+    ids = queue(sg_app, 3)
+    deliver_due(sg_app, now=NOW)
+    assert [(r.status, r.attempts) for r in rows(sg_app)] == [("sent", 1)] * 3
+    assert all(r.provider_message_id for r in rows(sg_app))
+    recorded = server.recorded()
+    assert sorted(recorded.accepted_delivery_ids) == sorted(str(i) for i in ids)
+    assert recorded.requests == 1  # same content, per-recipient fields only: one request
+
+
+def test_400_fails_permanently_with_sendgrid_message(sg_app: App, server: SendGridServer) -> None:
+    queue(sg_app, 2)
+    server.inject(Fault(status=400), times=1)
+    deliver_due(sg_app, now=NOW)
+    states = {(r.status, r.error is not None) for r in rows(sg_app)}
+    assert states == {("failed", True)}
+    assert server.recorded().requests == 1
+    deliver_due(sg_app, now=NOW + timedelta(hours=1))
+    assert server.recorded().requests == 1  # never retried
+
+
+def test_429_waits_until_the_reset_and_makes_no_storm(sg_app: App, server: SendGridServer) -> None:
+    queue(sg_app, 2)
+    server.inject(Fault(status=429, headers={"Retry-After": "120"}), times=1)
+    deliver_due(sg_app, now=NOW)
+    after = rows(sg_app)
+    assert {r.status for r in after} == {"queued"}
+    assert {r.due_at for r in after} == {NOW + timedelta(seconds=120)}
+    assert server.recorded().requests == 1
+    assert deliver_due(sg_app, now=NOW + timedelta(seconds=60)).claimed == 0
+    assert server.recorded().requests == 1
+    deliver_due(sg_app, now=NOW + timedelta(seconds=121))
+    assert {r.status for r in rows(sg_app)} == {"sent"}
+    assert server.recorded().requests == 2
+
+
+def test_500_backs_off_then_succeeds(sg_app: App, server: SendGridServer) -> None:
+    queue(sg_app, 1)
+    server.inject(Fault(status=500), times=1)
+    deliver_due(sg_app, now=NOW)
+    (row,) = rows(sg_app)
+    assert row.status == "queued"
+    assert timedelta(seconds=30) <= row.due_at - NOW <= timedelta(seconds=60)
+    deliver_due(sg_app, now=NOW + timedelta(minutes=2))
+    assert rows(sg_app)[0].status == "sent"
+    assert rows(sg_app)[0].attempts == 2
+
+
+def test_attempts_are_capped(
+    make_settings: Callable[..., Settings], server: SendGridServer
+) -> None:
+    app = App(
+        make_settings(
+            mail_backend="sendgrid",
+            sendgrid_api_key="SG.k",
+            sendgrid_api_url=server.url,
+            max_attempts="2",
+        )
+    )
+    queue(app, 1)
+    server.inject(Fault(status=503), times=None)
+    deliver_due(app, now=NOW)
+    deliver_due(app, now=NOW + timedelta(hours=1))
+    (row,) = rows(app)
+    assert row.status == "failed"
+    assert row.error is not None
+    assert row.error.startswith("gave up after 2 attempts")
+    assert server.recorded().requests == 2
+    app.close()
+
+
+def test_dropped_connection_after_the_request_is_unknown_and_never_resent(
+    sg_app: App, server: SendGridServer
+) -> None:
+    queue(sg_app, 2)
+    server.inject(Fault(drop=True), times=1)
+    deliver_due(sg_app, now=NOW)
+    assert {r.status for r in rows(sg_app)} == {"unknown"}
+    deliver_due(sg_app, now=NOW + timedelta(days=1))
+    assert server.recorded().requests == 1
+
+
+def test_401_halts_all_sending_loudly_until_the_key_changes(
+    make_settings: Callable[..., Settings],
+    sg_app: App,
+    server: SendGridServer,
+    cli_env: dict[str, Any],
+) -> None:
+    queue(sg_app, 3)
+    server.inject(Fault(status=401), times=None)
+    with pytest.raises(SendingHaltedError, match="NEWSLETTER_SENDGRID_API_KEY"):
+        deliver_due(sg_app, now=NOW)
+    assert {r.status for r in rows(sg_app)} == {"queued"}  # nothing lost
+    assert server.recorded().requests == 1
+    env = {
+        **cli_env,
+        "NEWSLETTER_MAIL_BACKEND": "sendgrid",
+        "NEWSLETTER_SENDGRID_API_KEY": "SG.right-key",
+        "NEWSLETTER_SENDGRID_API_URL": server.url,
+    }
+    result = CliRunner().invoke(main, ["tick", "--job", "deliver"], env=env)
+    assert result.exit_code == 1
+    assert "sending is halted" in result.output
+    assert server.recorded().requests == 1  # halted: no request at all
+    health = TestClient(create_web_app(sg_app)).get("/healthz").json()
+    assert health["status"] == "degraded"
+    assert health["sending"] == "halted"
+    server.clear_faults()
+    fixed = App(
+        make_settings(
+            mail_backend="sendgrid", sendgrid_api_key="SG.new-key", sendgrid_api_url=server.url
+        )
+    )
+    deliver_due(fixed, now=NOW + timedelta(minutes=1))
+    assert {r.status for r in rows(fixed)} == {"sent"}
+    fixed.close()
