@@ -23,8 +23,9 @@ Decisions:
   are sent even while the campaign is paused); each run gets fresh keys, so a test can be
   repeated.
 - Drips during a campaign: a subscriber due a drip step the same day gets both, unless the
-  campaign was created with ``--pause-drips`` (the drip planner holds steps while such a
-  campaign is ``sending``).
+  campaign was created with ``--pause-drips``; then the drip planner
+  (``newsletter/drip/planner.py``) holds that subscriber's step while the campaign email is
+  due around the same day.
 - Transactional items (``system/confirmation``) cannot be campaigns: they carry no
   unsubscribe footer.
 """
@@ -33,9 +34,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -54,50 +54,21 @@ from newsletter.campaign_schedule import (
     wall_to_utc,
     zone,
 )
+from newsletter.campaign_views import (
+    CampaignView,
+    find_campaign,
+    segment_of,
+    show_campaign,
+    view_of,
+)
 from newsletter.db import transaction
-from newsletter.errors import CampaignError, CampaignNotFound
+from newsletter.errors import CampaignError
 from newsletter.ledger import NewDelivery, enqueue
 from newsletter.models import Campaign, CampaignState, Delivery, DeliveryKind, DeliveryStatus
 
 EDITABLE = (CampaignState.DRAFT.value, CampaignState.SCHEDULED.value)
 FINISHED = (CampaignState.SENT.value, CampaignState.CANCELLED.value)
 MAX_NAME = 200
-
-
-@dataclass(frozen=True)
-class CampaignView:
-    """Everything ``campaign list`` / ``show`` print about one campaign."""
-
-    name: str
-    item_id: str
-    state: str
-    segment: Segment
-    pause_drips: bool
-    scheduled_at: datetime | None
-    local_time: str | None
-    timezone: str
-    audience: int  # frozen rows once started, else the segment's size now
-    audience_frozen: bool
-    counts: dict[str, int] = field(default_factory=dict)
-    created_at: datetime | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-
-    @property
-    def done(self) -> int:
-        return sum(
-            self.counts.get(s.value, 0)
-            for s in (
-                DeliveryStatus.SENT,
-                DeliveryStatus.FAILED,
-                DeliveryStatus.UNKNOWN,
-                DeliveryStatus.SKIPPED,
-            )
-        )
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -142,7 +113,7 @@ def create_campaign(
         )
         session.add(campaign)
         session.flush()
-        return _view(session, campaign, audience=audience)
+        return view_of(session, campaign, audience=audience)
 
 
 def edit_campaign(
@@ -176,7 +147,7 @@ def edit_campaign(
                 local_instants(wall, audience_zones(session, segment)).values()
             )
         campaign.updated_at = now
-        return _view(session, campaign, audience=audience)
+        return view_of(session, campaign, audience=audience)
 
 
 def delete_campaign(app: App, name: str) -> None:
@@ -203,7 +174,7 @@ def schedule_campaign(
     marketer_zone = zone(timezone or app.settings.default_timezone).key
     with transaction(app.sessions) as session:
         campaign = _editable(session, name, "schedule")
-        segment = _segment(campaign)
+        segment = segment_of(campaign)
         audience = _require_audience(session, segment)
         if local_time:
             if requested.instant is not None:
@@ -224,7 +195,7 @@ def schedule_campaign(
         campaign.timezone = marketer_zone
         campaign.state = CampaignState.SCHEDULED.value
         campaign.updated_at = now
-        return _view(session, campaign, audience=audience)
+        return view_of(session, campaign, audience=audience)
 
 
 def send_campaign_now(app: App, name: str, *, now: datetime) -> CampaignView:
@@ -232,7 +203,7 @@ def send_campaign_now(app: App, name: str, *, now: datetime) -> CampaignView:
     _require_postal_address(app)
     with transaction(app.sessions) as session:
         campaign = _editable(session, name, "send")
-        _require_audience(session, _segment(campaign))
+        _require_audience(session, segment_of(campaign))
         campaign.scheduled_at = now
         campaign.local_time = None
         campaign.state = CampaignState.SENDING.value
@@ -255,7 +226,7 @@ def send_test(
         raise CampaignError("give at least one address with --to EMAIL")
     run = secrets.token_hex(6)
     with transaction(app.sessions) as session:
-        campaign = _find(session, name)
+        campaign = find_campaign(session, name)
         app.library.item(campaign.item_id)  # fails early if the item was removed
         rows = [
             NewDelivery(
@@ -306,7 +277,7 @@ def pause_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
 def resume_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
     """Paused -> where it was; stale -> sending now."""
     with transaction(app.sessions) as session:
-        campaign = _find(session, name, lock=True)
+        campaign = find_campaign(session, name, lock=True)
         if campaign.state == CampaignState.STALE.value:
             campaign.state = CampaignState.SENDING.value
             campaign.started_at = now
@@ -319,13 +290,13 @@ def resume_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
                 "can be resumed"
             )
         campaign.updated_at = now
-        return _view(session, campaign)
+        return view_of(session, campaign)
 
 
 def cancel_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
     """Stop for good: queued rows become ``skipped``; sent ones stay recorded."""
     with transaction(app.sessions) as session:
-        campaign = _find(session, name, lock=True)
+        campaign = find_campaign(session, name, lock=True)
         if campaign.state in FINISHED:
             raise CampaignError(f"campaign {name!r} is already {campaign.state}; nothing to cancel")
         campaign.state = CampaignState.CANCELLED.value
@@ -340,7 +311,7 @@ def cancel_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
             )
             .values(status=DeliveryStatus.SKIPPED.value, error="campaign cancelled", updated_at=now)
         )
-        return _view(session, campaign)
+        return view_of(session, campaign)
 
 
 def _transition(
@@ -353,7 +324,7 @@ def _transition(
     now: datetime,
 ) -> CampaignView:
     with transaction(app.sessions) as session:
-        campaign = _find(session, name, lock=True)
+        campaign = find_campaign(session, name, lock=True)
         if campaign.state not in allowed:
             raise CampaignError(
                 f"campaign {name!r} is {campaign.state}; only {' or '.join(allowed)} "
@@ -361,103 +332,17 @@ def _transition(
             )
         campaign.state = target.value
         campaign.updated_at = now
-        return _view(session, campaign)
+        return view_of(session, campaign)
 
 
 # ---- views -------------------------------------------------------------------------
 
 
-def list_campaigns(app: App) -> list[CampaignView]:
-    with app.sessions() as session:
-        campaigns = list(
-            session.scalars(select(Campaign).order_by(Campaign.created_at, Campaign.id))
-        )
-        counts: dict[int, dict[str, int]] = {}
-        grouped = session.execute(
-            select(Delivery.campaign_id, Delivery.status, func.count())
-            .where(Delivery.kind == DeliveryKind.CAMPAIGN.value, Delivery.campaign_id.is_not(None))
-            .group_by(Delivery.campaign_id, Delivery.status)
-        )
-        for campaign_id, status, n in grouped:
-            if campaign_id is not None:
-                counts.setdefault(campaign_id, {})[status] = int(n)
-        return [_view(session, c, counts=counts.get(c.id, {})) for c in campaigns]
-
-
-def provider_stats(app: App, name: str) -> dict[str, Any]:
-    """Delivered, opens, clicks, bounces... from provider events (``newsletter.stats``)."""
-    from newsletter.stats import campaign_stats
-
-    with app.sessions() as session:
-        return campaign_stats(session, _find(session, name).id)
-
-
-def show_campaign(app: App, name: str) -> CampaignView:
-    with app.sessions() as session:
-        return _view(session, _find(session, name))
-
-
-def _view(
-    session: Session,
-    campaign: Campaign,
-    *,
-    audience: int | None = None,
-    counts: dict[str, int] | None = None,
-) -> CampaignView:
-    started = campaign.state not in EDITABLE and campaign.started_at is not None
-    if audience is None:
-        audience = (
-            campaign.audience_count if started else count_audience(session, _segment(campaign))
-        )
-    if counts is None:
-        counts = {
-            status: int(n)
-            for status, n in session.execute(
-                select(Delivery.status, func.count())
-                .where(
-                    Delivery.campaign_id == campaign.id,
-                    Delivery.kind == DeliveryKind.CAMPAIGN.value,
-                )
-                .group_by(Delivery.status)
-            )
-        }
-    return CampaignView(
-        name=campaign.name,
-        item_id=campaign.item_id,
-        state=campaign.state,
-        segment=_segment(campaign),
-        pause_drips=campaign.pause_drips,
-        scheduled_at=campaign.scheduled_at,
-        local_time=campaign.local_time,
-        timezone=campaign.timezone or "UTC",
-        audience=audience,
-        audience_frozen=campaign.audience_frozen,
-        counts=counts,
-        created_at=campaign.created_at,
-        started_at=campaign.started_at,
-        finished_at=campaign.finished_at,
-    )
-
-
 # ---- helpers -----------------------------------------------------------------------
 
 
-def _segment(campaign: Campaign) -> Segment:
-    return Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
-
-
-def _find(session: Session, name: str, *, lock: bool = False) -> Campaign:
-    statement = select(Campaign).where(Campaign.name == name.strip())
-    if lock:
-        statement = statement.with_for_update()
-    campaign = session.scalar(statement)
-    if campaign is None:
-        raise CampaignNotFound(name)
-    return campaign
-
-
 def _editable(session: Session, name: str, verb: str) -> Campaign:
-    campaign = _find(session, name, lock=True)
+    campaign = find_campaign(session, name, lock=True)
     if campaign.state not in EDITABLE:
         hint = {
             CampaignState.SENDING.value: "; pause or cancel it instead",

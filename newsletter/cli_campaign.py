@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from newsletter.campaign_schedule import progress_bar
-from newsletter.campaigns import CampaignView
+from newsletter.campaign_views import CampaignView
 from newsletter.cli_support import emit, get_app, parse_now, user_errors
 from newsletter.models import CampaignState
 
@@ -148,7 +148,8 @@ def schedule(
 @NOW_OPTION
 def send(name: str, yes: bool, now_text: str | None) -> None:
     """Start a campaign now (after a confirmation prompt)."""
-    from newsletter.campaigns import send_campaign_now, show_campaign
+    from newsletter.campaign_views import show_campaign
+    from newsletter.campaigns import send_campaign_now
 
     app = get_app()
     with user_errors():
@@ -187,7 +188,7 @@ def test(name: str, recipients: tuple[str, ...], now_text: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def list_(fmt: str) -> None:
     """Every campaign with its state, schedule and progress."""
-    from newsletter.campaigns import list_campaigns
+    from newsletter.campaign_views import list_campaigns
 
     views = list_campaigns(get_app())
     if fmt == "json":
@@ -213,7 +214,7 @@ def list_(fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def show(name: str, fmt: str) -> None:
     """One campaign: state, schedule, audience, delivery counts and progress."""
-    from newsletter.campaigns import show_campaign
+    from newsletter.campaign_views import show_campaign
 
     app = get_app()
     with user_errors():
@@ -335,7 +336,7 @@ def as_dict(view: CampaignView) -> dict[str, Any]:
 
 
 def _stats(app: Any, name: str) -> dict[str, Any]:
-    from newsletter.campaigns import provider_stats
+    from newsletter.campaign_views import provider_stats
 
     with user_errors():
         return provider_stats(app, name)

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -94,10 +95,12 @@ def emit(
         return
     table = Table(title=title or None)
     for column in columns:
-        table.add_column(column)
+        table.add_column(column, no_wrap=True)
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
-    Console(width=max(100, shutil.get_terminal_size().columns), soft_wrap=False).print(table)
+    # A terminal gets its own width; a pipe or a test gets whole rows, never wrapped cells.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 400
+    Console(width=width, soft_wrap=False).print(table)
 
 
 def _cell(value: Any) -> str:

@@ -1,4 +1,12 @@
-"""APScheduler 3.x running the jobs named in ``cron.yaml`` (inside serve and worker)."""
+"""APScheduler 3.x running the jobs named in ``cron.yaml`` (inside serve and worker).
+
+Policy: each job is *coalesced* (a backlog of missed runs becomes one run), runs as *one
+instance at a time* per process (a slow ``deliver`` is not started twice), and a run that
+comes late (the process was busy or suspended) *runs late* - ``misfire_grace_time=None``
+means no run is ever dropped for being late; a late start is logged. Across processes the
+jobs are safe to overlap: the drip planner takes a PostgreSQL advisory lock, the campaign
+planner locks campaign rows, and delivery claims rows with ``SKIP LOCKED``.
+"""
 
 from __future__ import annotations
 
@@ -27,11 +35,15 @@ JOB_DEFAULTS = {
 
 
 def _run(app: App, name: str) -> None:
+    """One scheduled run: a failure is logged with its traceback, the scheduler lives on."""
     now = datetime.now(UTC)
     try:
         result = JOBS[name](app, now)
     except NewsletterError as exc:
         log.error("job %s failed: %s", name, exc, exc_info=True)
+        return
+    except Exception:  # a scheduled job must never kill the scheduler
+        log.exception("job %s crashed; it runs again at its next time", name)
         return
     log.info("job %s done %s", name, result)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -46,7 +47,7 @@ def test_parse_at_reads_wall_times_and_instants(
 
 @pytest.mark.parametrize("text", ["tomorrow", "2026-13-01 09:00", "", "09:00"])
 def test_parse_at_refuses_other_text_naming_the_forms(text: str) -> None:
-    with pytest.raises(CampaignError, match="use e.g. '2026-12-01 09:00'"):
+    with pytest.raises(CampaignError, match=re.escape("use e.g. '2026-12-01 09:00'")):
         parse_at(text)
 
 

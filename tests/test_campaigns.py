@@ -15,6 +15,7 @@ from newsletter.app import App
 from newsletter.campaign_audience import audience_condition
 from newsletter.campaign_planner import freeze_audience, plan_campaigns
 from newsletter.campaign_schedule import Segment
+from newsletter.campaign_views import show_campaign
 from newsletter.campaigns import (
     cancel_campaign,
     create_campaign,
@@ -23,7 +24,6 @@ from newsletter.campaigns import (
     resume_campaign,
     schedule_campaign,
     send_campaign_now,
-    show_campaign,
 )
 from newsletter.db import transaction
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
@@ -110,7 +110,7 @@ def campaign_rows(app: App, name: str) -> Counter[str]:
             .where(Campaign.name == name, Delivery.kind == DeliveryKind.CAMPAIGN.value)
             .group_by(Delivery.status)
         )
-        return Counter({status: n for status, n in rows})
+        return Counter(dict(rows.all()))
 
 
 def test_ten_thousand_paused_half_way_resumed_one_email_each(

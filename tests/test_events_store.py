@@ -436,6 +436,36 @@ def test_unknown_delivery_is_reconciled_and_never_resent(app: App, tmp_path: Pat
     assert not outbox.exists() or list(outbox.iterdir()) == []
 
 
+def test_one_batch_reconciles_many_deliveries(app: App) -> None:
+    """Several deliveries settled by one batch (one executemany), others left alone."""
+    subscriber_id = add_subscriber(app, "many@example.org")
+    ids = [
+        add_delivery(app, subscriber_id, status=status, key=f"many:{n}")
+        for n, status in enumerate(
+            [
+                DeliveryStatus.UNKNOWN,
+                DeliveryStatus.SENDING,
+                DeliveryStatus.UNKNOWN,
+                DeliveryStatus.SKIPPED,
+            ]
+        )
+    ]
+    batch = [
+        make_event("delivered", "many@example.org", T0, message=f"M{n}", delivery_id=d)
+        for n, d in enumerate(ids)
+    ]
+    batch.append(make_event("open", "many@example.org", T0, message="M9", delivery_id=999999))
+    assert post(app, batch).reconciled == 3
+    with app.sessions() as session:
+        rows = [session.get_one(Delivery, d) for d in ids]
+    assert [(r.status, r.provider_message_id) for r in rows] == [
+        ("sent", "M0"),
+        ("sent", "M1"),
+        ("sent", "M2"),
+        ("skipped", None),
+    ]
+
+
 def test_replayed_batch_still_reconciles_a_row_that_went_unknown_later(app: App) -> None:
     """Events stored while the row was ``sending`` still settle it when SendGrid retries."""
     subscriber_id = add_subscriber(app, "race@example.org")

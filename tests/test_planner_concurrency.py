@@ -138,7 +138,7 @@ def test_two_planners_and_two_workers_send_each_email_exactly_once(
             select(Delivery.enrollment_id, func.count()).group_by(Delivery.enrollment_id)
         ).all()
         progress = Counter(
-            session.execute(select(Enrollment.status, Enrollment.last_item_id)).tuples()
+            session.execute(select(Enrollment.status, Enrollment.last_item_id)).all()
         )
         still_due = session.scalar(select(func.count()).where(Enrollment.next_due_at <= NOW))
     app.close()

@@ -18,6 +18,7 @@ Pure: no I/O, no clock. Decisions:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -134,25 +135,47 @@ def logical_key(
 
 def scrub(raw: Mapping[str, Any], raw_email: str | None) -> dict[str, Any]:
     """The event without personal fields, the address blanked out of any text."""
-    pattern = re.compile(re.escape(raw_email.strip()), re.IGNORECASE) if raw_email else None
-    return {k: _blank(v, pattern) for k, v in raw.items() if k not in PERSONAL_FIELDS}
+    needle = raw_email.strip().lower() if raw_email else ""
+    return {k: _blank(v, needle) for k, v in raw.items() if k not in PERSONAL_FIELDS}
 
 
-def _blank(value: Any, pattern: re.Pattern[str] | None) -> Any:
-    if pattern is None:
+def _blank(value: Any, needle: str) -> Any:
+    if not needle:
         return value
     if isinstance(value, str):
-        return pattern.sub(REDACTED, value)
+        return _replace_folded(value, needle) if "@" in value else value
     if isinstance(value, list):
-        return [_blank(v, pattern) for v in value]
+        return [_blank(v, needle) for v in value]
     if isinstance(value, dict):
-        return {k: _blank(v, pattern) for k, v in value.items()}
+        return {k: _blank(v, needle) for k, v in value.items()}
     return value
+
+
+def _replace_folded(text: str, needle: str) -> str:
+    """Replace ``needle`` (lower case) in ``text`` ignoring case, without a regex per event."""
+    folded = text.lower()
+    if len(folded) != len(text) or needle not in folded:  # lower() changed lengths: rare
+        if needle in folded:
+            return re.sub(re.escape(needle), REDACTED, text, flags=re.IGNORECASE)
+        return text
+    parts: list[str] = []
+    start = 0
+    while (found := folded.find(needle, start)) != -1:
+        parts.append(text[start:found])
+        parts.append(REDACTED)
+        start = found + len(needle)
+    parts.append(text[start:])
+    return "".join(parts)
 
 
 def _normalise(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
+    return _normalise_cached(raw)
+
+
+@functools.lru_cache(maxsize=8192)  # a batch names the same recipients many times
+def _normalise_cached(raw: str) -> str:
     try:
         return normalize_email(raw)
     except InvalidEmailError:

@@ -18,13 +18,15 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, literal, select, update
+from sqlalchemy import Table, bindparam, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -52,6 +54,7 @@ RECONCILABLE = (
     DeliveryStatus.QUEUED.value,
     DeliveryStatus.FAILED.value,
 )
+_SQLITE_WRITER = threading.Lock()
 SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
 
 
@@ -76,8 +79,14 @@ class IngestReport:
 
 
 def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
-    """Store and act on one webhook batch; committed when this returns."""
-    with transaction(app.sessions) as session:
+    """Store and act on one webhook batch; committed when this returns.
+
+    On SQLite (one writer at a time) concurrent batches of this process queue on a lock
+    instead of SQLite's sleep-and-poll busy handler, which lets late arrivals overtake and
+    starves some requests for seconds under load.
+    """
+    queue = _SQLITE_WRITER if app.engine.dialect.name == "sqlite" else nullcontext()
+    with queue, transaction(app.sessions) as session:
         report = store_events(session, batch.events, now=now)
     for reason in batch.ignored[:10]:
         log.warning("sendgrid webhook: ignored %s", reason)
@@ -138,7 +147,7 @@ def _insert(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -
             "payload": dict(e.payload),
             "received_at": now,
         }
-        for e in events
+        for e in sorted(events, key=lambda e: e.logical_key)  # one lock order for all
     ]
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = insert(ProviderEvent).on_conflict_do_nothing().returning(ProviderEvent.logical_key)
@@ -157,7 +166,7 @@ def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime)
             first_seen[event.delivery_id] = event
     if not first_seen:
         return 0
-    open_ids = list(
+    open_ids = sorted(  # updated in id order: no deadlock between concurrent batches
         session.scalars(
             select(Delivery.id).where(
                 Delivery.id.in_(list(first_seen)), Delivery.status.in_(RECONCILABLE)
@@ -169,7 +178,11 @@ def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime)
     table = cast(Table, Delivery.__table__)
     statement = (
         update(table)
-        .where(table.c.id == bindparam("b_id"), table.c.status.in_(RECONCILABLE))
+        .where(
+            table.c.id == bindparam("b_id"),
+            # plain comparisons: an expanding IN cannot be used with executemany
+            or_(*(table.c.status == status for status in RECONCILABLE)),
+        )
         .values(
             status=DeliveryStatus.SENT.value,
             provider_message_id=func.coalesce(table.c.provider_message_id, bindparam("b_msg")),
@@ -202,7 +215,10 @@ def apply_suppressions(session: Session, events: Iterable[ParsedEvent], *, now: 
             by_email[event.email].append(event)
     if not by_email:
         return 0
-    statement = select(Subscriber).where(Subscriber.email.in_(list(by_email)))
+    # Locked in id order, so concurrent batches touching the same people cannot deadlock.
+    statement = (
+        select(Subscriber).where(Subscriber.email.in_(list(by_email))).order_by(Subscriber.id)
+    )
     if session.get_bind().dialect.name == "postgresql":
         statement = statement.with_for_update()  # soft-bounce counts are read-modify-write
     subscribers = {s.email: s for s in session.scalars(statement)}
@@ -248,11 +264,23 @@ def _act(
 def _ensure_suppressed(
     session: Session, email: str, status: SubscriberStatus, *, now: datetime
 ) -> None:
-    """Add the hash to the suppression list, or raise its reason to the stronger one."""
-    reason = status.value
+    """Add the hash to the suppression list, or raise its reason to the stronger one.
+
+    Insert-or-ignore, then a conditional update: two batches suppressing the same address
+    at once cannot collide on the unique hash.
+    """
     hashed = email_hash(email)
-    row = session.scalar(select(Suppression).where(Suppression.email_hash == hashed))
-    if row is None:
-        session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
-    elif SUPPRESSION_SEVERITY.get(row.reason, 0) < SEVERITY[status]:
-        row.reason = reason
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    session.execute(
+        insert(Suppression)
+        .values(email_hash=hashed, reason=status.value, created_at=now)
+        .on_conflict_do_nothing(index_elements=["email_hash"])
+    )
+    weaker = [r for r, rank in SUPPRESSION_SEVERITY.items() if rank < SEVERITY[status]]
+    if weaker:
+        session.execute(
+            update(Suppression)
+            .where(Suppression.email_hash == hashed, Suppression.reason.in_(weaker))
+            .values(reason=status.value)
+            .execution_options(synchronize_session=False)
+        )

@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.concurrency import run_in_threadpool
 
@@ -120,6 +120,10 @@ def sendgrid_webhook_router(
         except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
             log.error("sendgrid webhook: database unavailable: %s", exc)
             return _error(503, "the database is unavailable; SendGrid will retry", retry=True)
+        except IntegrityError:
+            # Only a race with a concurrent writer gets here; the retry finds the rows.
+            log.exception("sendgrid webhook: conflicting concurrent write; answered 503")
+            return _error(503, "a concurrent write conflicted; SendGrid will retry", retry=True)
         return JSONResponse({"status": "ok", **report.as_dict()})
 
     return router

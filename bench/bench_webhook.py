@@ -1,0 +1,297 @@
+"""Load test of ``POST /webhooks/sendgrid`` on loopback against a real uvicorn server.
+
+    .venv/bin/python bench/bench_webhook.py [--batches 100] [--events 1000] [--concurrency 8]
+        [--replays 10] [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/DB]
+
+For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
+``NEWSLETTER_BENCH_POSTGRES_URL`` is given -- its schema is DROPPED and recreated) it:
+
+1. migrates, seeds subscribers and ``unknown`` deliveries (so reconciling has work);
+2. starts ``uvicorn`` in its own process with a fresh EC P-256 verification key;
+3. signs every body beforehand (SendGrid's cost, not ours), then posts ``--batches``
+   batches of ``--events`` events with at most ``--concurrency`` requests in flight, plus
+   ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
+4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
+   once, and every request must have been answered 200.
+
+It prints requests/second, events/second and the p50/p99/max latency per database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, insert, select, text
+
+from newsletter.db import make_engine, upgrade
+from newsletter.models import Delivery, ProviderEvent, Subscriber
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+SUBSCRIBERS = 5000
+UNKNOWN_DELIVERIES = 2000
+MIX = [  # SendGrid's usual proportions, roughly
+    ("processed", 30),
+    ("delivered", 30),
+    ("open", 20),
+    ("click", 8),
+    ("deferred", 5),
+    ("bounce", 2),
+    ("unsubscribe", 1),
+    ("spamreport", 1),
+    ("dropped", 1),
+    ("group_unsubscribe", 2),
+]
+
+
+def server_app() -> Any:
+    """uvicorn factory: the web app over settings from the environment."""
+    from newsletter.app import App
+    from newsletter.settings import load_settings
+    from newsletter.web.app import create_web_app
+
+    return create_web_app(App(load_settings()))
+
+
+@dataclass
+class Result:
+    database: str
+    requests: int
+    events: int
+    seconds: float
+    latencies: list[float]
+    stored: int
+    expected: int
+    statuses: dict[int, int]
+
+    def line(self) -> str:
+        ordered = sorted(self.latencies)
+        p50 = ordered[len(ordered) // 2]
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (
+            f"{self.database:10} {self.requests:5d} requests {self.requests / self.seconds:7.1f}"
+            f" req/s {self.events / self.seconds:9.0f} events/s  p50 {p50 * 1000:7.1f} ms"
+            f"  p99 {p99 * 1000:7.1f} ms  max {ordered[-1] * 1000:7.1f} ms  stored "
+            f"{self.stored}/{self.expected}  statuses {self.statuses}"
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def prepare(url: str) -> None:
+    engine = make_engine(url)
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(text("DROP SCHEMA public CASCADE"))
+            conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+    now = time.time()
+    from datetime import UTC, datetime
+
+    at = datetime.fromtimestamp(now - 3600, UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Subscriber),
+            [
+                {
+                    "public_id": f"p{n:030d}",
+                    "email": f"reader{n}@example.com",
+                    "timezone": "UTC",
+                    "status": "active",
+                    "tags": [],
+                    "attributes": {},
+                    "created_at": at,
+                    "updated_at": at,
+                    "confirmed_at": at,
+                    "soft_bounces": 0,
+                }
+                for n in range(SUBSCRIBERS)
+            ],
+        )
+        conn.execute(
+            insert(Delivery),
+            [
+                {
+                    "key": f"bench:{n}",
+                    "kind": "drip",
+                    "item_id": "tips/x",
+                    "status": "unknown",
+                    "attempts": 1,
+                    "due_at": at,
+                    "created_at": at,
+                    "updated_at": at,
+                }
+                for n in range(UNKNOWN_DELIVERIES)
+            ],
+        )
+    engine.dispose()
+
+
+def make_batches(batches: int, events: int, seed: int = 7) -> list[list[dict[str, Any]]]:
+    rng = random.Random(seed)
+    names = [name for name, weight in MIX for _ in range(weight)]
+    base = int(time.time()) - 600
+    out = []
+    for b in range(batches):
+        batch = []
+        for e in range(events):
+            n = b * events + e
+            name = rng.choice(names)
+            event: dict[str, Any] = {
+                "email": f"reader{rng.randrange(SUBSCRIBERS * 2)}@example.com",
+                "event": name,
+                "timestamp": base + n % 600,
+                "sg_event_id": f"ev-{n:012d}",
+                "sg_message_id": f"MSG{n:012d}.filterdrecv-p3mdw1-756b745b58-kmzbl-18-5F5F-9.0",
+                "smtp-id": f"<MSG{n:012d}@ismtpd0039p1iad1.sendgrid.net>",
+                "category": ["drip", "tips"],
+                "delivery_id": str(rng.randrange(1, UNKNOWN_DELIVERIES * 3)),
+            }
+            if name == "bounce":
+                event.update(type=rng.choice(["bounce", "blocked"]), reason="550 5.1.1 no user")
+            if name == "dropped":
+                event["reason"] = "Bounced Address"
+            if name == "click":
+                event["url"] = "https://shop.example/stretches"
+            batch.append(event)
+        out.append(batch)
+    return out
+
+
+def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result:
+    prepare(url)
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode()
+    batches = make_batches(args.batches, args.events)
+    replays = [
+        [{**e, "sg_event_id": "retry-" + e["sg_event_id"]} for e in batch]
+        for batch in random.Random(3).sample(batches, min(args.replays, len(batches)))
+    ]
+    stamp = str(int(time.time()))
+    bodies = []
+    for batch in batches + replays:
+        body = json.dumps(batch, separators=(",", ":")).encode()
+        signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE: base64.b64encode(signature).decode(),
+            TIMESTAMP: stamp,
+        }
+        bodies.append((body, headers))
+    random.Random(5).shuffle(bodies)
+    port = free_port()
+    environ = {
+        **os.environ,
+        "NEWSLETTER_DATABASE_URL": url,
+        "NEWSLETTER_VAR_DIR": str(workdir / "var"),
+        "NEWSLETTER_SECRET_KEY": "bench-secret",
+        "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": public,
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [sys.executable, "-m", "uvicorn", "bench.bench_webhook:server_app", "--factory"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    server = subprocess.Popen(command, cwd=ROOT, env=environ)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait(base)
+        latencies: list[float] = []
+        statuses: dict[int, int] = {}
+        with httpx.Client(
+            base_url=base,
+            timeout=120,
+            limits=httpx.Limits(max_connections=args.concurrency),
+        ) as client:
+
+            def post(item: tuple[bytes, dict[str, str]]) -> None:
+                started = time.perf_counter()
+                response = client.post("/webhooks/sendgrid", content=item[0], headers=item[1])
+                latencies.append(time.perf_counter() - started)
+                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(args.concurrency) as pool:
+                list(pool.map(post, bodies))
+            seconds = time.perf_counter() - started
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
+    engine.dispose()
+    return Result(
+        database=label,
+        requests=len(bodies),
+        events=sum(len(json.loads(b)) for b, _ in bodies),
+        seconds=seconds,
+        latencies=latencies,
+        stored=stored,
+        expected=args.batches * args.events,
+        statuses=statuses,
+    )
+
+
+def _wait(base: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the server at {base} did not come up")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--batches", type=int, default=100)
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--replays", type=int, default=10)
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL", "")
+    )
+    args = parser.parse_args(argv)
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="nl-bench-webhook-") as directory:
+        workdir = Path(directory)
+        targets = [(f"sqlite:///{workdir / 'bench.db'}", "sqlite")]
+        if args.postgres_url:
+            targets.append((args.postgres_url, "postgresql"))
+        for url, label in targets:
+            result = run(url, label, args, workdir)
+            print(result.line(), flush=True)
+            if result.stored != result.expected or set(result.statuses) != {200}:
+                print(f"FAIL: {label}: events lost, duplicated or refused", flush=True)
+                failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
