@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -11,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.db import make_engine, session_factory, upgrade
 from newsletter.delivery.base import Mailer
 from newsletter.delivery.factory import make_mailer
+from newsletter.delivery.rate import SendRateLimiter
 from newsletter.settings import Settings
 
 if TYPE_CHECKING:
@@ -20,9 +24,20 @@ if TYPE_CHECKING:
 class App:
     """Everything a use case needs, built lazily from one ``Settings``."""
 
-    def __init__(self, settings: Settings, *, mailer: Mailer | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        mailer: Mailer | None = None,
+        clock: Callable[[], datetime] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self._mailer = mailer
+        # The wall clock and sleep used for real-time pacing (SEND_RATE); use cases still
+        # receive their logical ``now`` as a parameter.
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.sleep = sleep
 
     @cached_property
     def engine(self) -> Engine:
@@ -37,6 +52,10 @@ class App:
         from newsletter.content.library import load_library
 
         return load_library(self.settings)
+
+    @cached_property
+    def send_limiter(self) -> SendRateLimiter:
+        return SendRateLimiter(self.sessions, self.settings.send_rate)
 
     @property
     def mailer(self) -> Mailer:

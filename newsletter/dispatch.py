@@ -42,7 +42,8 @@ class DispatchReport:
             self.outcomes[r.status.value] = self.outcomes.get(r.status.value, 0) + 1
 
 
-def _fingerprint(app: App) -> str:
+def sending_fingerprint(app: App) -> str:
+    """Which credentials a halt belongs to: a changed key lifts it."""
     return key_fingerprint(app.settings.sendgrid_api_key or app.settings.smtp_url or "outbox")
 
 
@@ -57,7 +58,7 @@ def deliver_due(
     """One batch. Raises ``SendingHaltedError`` when sending is halted."""
     report = DispatchReport()
     with transaction(app.sessions) as session:
-        reason = halt_reason(session, fingerprint=_fingerprint(app))
+        reason = halt_reason(session, fingerprint=sending_fingerprint(app))
         if reason is not None:
             raise SendingHaltedError(reason)
         rows = claim_batch(
@@ -79,6 +80,11 @@ def deliver_due(
     lease = timedelta(seconds=app.settings.lease_seconds)
     started = time.monotonic()
     for index, chunk in enumerate(chunks):
+        # SEND_RATE: reserve capacity across workers and wait before marking the chunk
+        # ``sending`` (rows still ``leased`` are safe to lose to an expired lease).
+        wait = app.send_limiter.acquire(len(chunk), now=app.clock())
+        if wait > 0:
+            app.sleep(wait)
         # ``now`` is the run's logical time; the lease is renewed by the real time elapsed
         # so a long batch (slow SMTP) keeps its rows until they are handed over.
         moment = now + timedelta(seconds=time.monotonic() - started)
@@ -101,7 +107,7 @@ def deliver_due(
             untouched = [m.delivery_id for c in chunks[index:] for m in c]
             with transaction(app.sessions) as session:
                 release(session, untouched, now=now)
-                set_halt(session, str(exc), fingerprint=_fingerprint(app), now=now)
+                set_halt(session, str(exc), fingerprint=sending_fingerprint(app), now=now)
             report.commits += 1
             log.critical("sending halted: %s", exc)
             raise SendingHaltedError(str(exc)) from exc

@@ -8,8 +8,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from newsletter.app import App
@@ -30,8 +31,12 @@ def deliver(app: App, now: datetime) -> dict[str, Any]:
     """Send every due delivery, batch after batch, until none is left due at ``now``."""
     batches = sent = claimed = commits = 0
     outcomes: dict[str, int] = {}
+    started = time.monotonic()
     while True:
-        report = deliver_due(app, now=now, worker=WORKER_ID)
+        # Later batches run later: advance the logical time by the real time spent, so
+        # their leases start fresh (and a simulated ``now`` moves only by seconds).
+        moment = now + timedelta(seconds=time.monotonic() - started)
+        report = deliver_due(app, now=moment, worker=WORKER_ID)
         commits += report.commits
         if report.claimed == 0:
             break
@@ -40,8 +45,13 @@ def deliver(app: App, now: datetime) -> dict[str, Any]:
         for key, value in report.outcomes.items():
             outcomes[key] = outcomes.get(key, 0) + value
         sent = outcomes.get("sent", 0)
-    return {"batches": batches, "claimed": claimed, "sent": sent, "outcomes": outcomes,
-            "commits": commits}
+    return {
+        "batches": batches,
+        "claimed": claimed,
+        "sent": sent,
+        "outcomes": outcomes,
+        "commits": commits,
+    }
 
 
 def recover_leases(app: App, now: datetime) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -245,22 +245,43 @@ def mark_sending(
 def record_results(
     session: Session, results: Sequence[SendResult], *, now: datetime, max_attempts: int
 ) -> None:
-    """Write provider outcomes: few statements per batch, the caller commits once."""
+    """Write provider outcomes: few statements per batch, the caller commits once.
+
+    Only rows still ``leased`` or ``sending`` are touched: a row that a provider event has
+    meanwhile settled (``sent``) keeps that state, so a late RETRY can never resend it.
+    """
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    # Spelled with OR, not IN: an expanding IN cannot be used in an executemany.
+    in_flight = or_(
+        table.c.status == DeliveryStatus.LEASED.value,
+        table.c.status == DeliveryStatus.SENDING.value,
+    )
     final = [
         {
-            "id": r.delivery_id,
-            "status": r.status.value,
-            "provider_message_id": r.provider_message_id,
-            "sent_at": now if r.status is SendStatus.SENT else None,
-            "error": r.error,
-            "lease_expires_at": None,
-            "updated_at": now,
+            "b_id": r.delivery_id,
+            "b_status": r.status.value,
+            "b_provider_message_id": r.provider_message_id,
+            "b_sent_at": now if r.status is SendStatus.SENT else None,
+            "b_error": r.error,
         }
         for r in results
         if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN)
     ]
-    if final:  # one executemany by primary key
-        session.execute(update(Delivery), final)
+    if final:  # one executemany
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), in_flight)
+            .values(
+                status=bindparam("b_status"),
+                provider_message_id=bindparam("b_provider_message_id"),
+                sent_at=bindparam("b_sent_at"),
+                error=bindparam("b_error"),
+                lease_expires_at=None,
+                updated_at=now,
+            ),
+            final,
+        )
     retry = [r for r in results if r.status is SendStatus.RETRY]
     if retry:
         attempts = dict(
@@ -286,7 +307,7 @@ def record_results(
                 }
             session.execute(
                 update(Delivery)
-                .where(Delivery.id == result.delivery_id)
+                .where(Delivery.id == result.delivery_id, in_flight)
                 .values(lease_expires_at=None, leased_by=None, updated_at=now, **values)
             )
 

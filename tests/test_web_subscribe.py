@@ -236,8 +236,9 @@ def test_bad_input_gets_clear_4xx_and_writes_nothing(
     web_app: tuple[TestClient, App], kwargs: dict[str, object], status: int, message: str
 ) -> None:
     client, app = web_app
-    headers = {"Accept": "application/json", **kwargs.pop("headers", {})}  # type: ignore[dict-item]
-    response = client.post("/subscribe", headers=headers, **kwargs)  # type: ignore[arg-type]
+    request = dict(kwargs)  # the parametrized dict is shared between database runs
+    headers = {"Accept": "application/json", **request.pop("headers", {})}  # type: ignore[dict-item]
+    response = client.post("/subscribe", headers=headers, **request)  # type: ignore[arg-type]
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
     assert counts(app) == (0, 0, 0)

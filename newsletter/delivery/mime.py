@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
@@ -10,10 +11,14 @@ from newsletter.delivery.base import OutgoingEmail
 
 DELIVERY_HEADER = "X-Newsletter-Delivery"
 
+# RFC 5322 allows 998-character lines. With the default 78, a long List-Unsubscribe URL
+# would be folded into RFC 2047 encoded-words, which breaks one-click unsubscribe.
+MIME_POLICY = policy.SMTP.clone(max_line_length=998)
+
 
 def build_mime(message: OutgoingEmail) -> EmailMessage:
     """A multipart/alternative message: plain text first, then HTML."""
-    mime = EmailMessage()
+    mime = EmailMessage(policy=MIME_POLICY)
     mime["Subject"] = message.subject
     mime["From"] = formataddr((message.from_name or "", message.from_email))
     mime["To"] = (

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
 from newsletter.app import App
-from newsletter.dispatch import deliver_due
+from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
 from newsletter.models import DeliveryKind
 from newsletter.sending_halt import halt_reason
@@ -216,7 +216,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         try:
             with app.sessions() as session:
                 session.execute(text("SELECT 1"))
-                reason = halt_reason(session)
+                reason = halt_reason(session, fingerprint=sending_fingerprint(app))
         except OperationalError:
             return JSONResponse({"status": "down", "database": "unreachable"}, status_code=503)
         if reason is not None:
