@@ -227,8 +227,15 @@ def show(name: str, fmt: str) -> None:
         click.echo(line)
 
 
+STEER_HELP = {
+    "pause": "Stop sending a campaign for now (takes effect within one claim batch).",
+    "resume": "Continue a paused campaign, or start a stale one now.",
+    "cancel": "Stop a campaign for good; what was sent stays recorded.",
+}
+
+
 def _steer(verb: str) -> Any:
-    @campaign.command(verb)
+    @campaign.command(verb, help=STEER_HELP[verb])
     @click.argument("name")
     @NOW_OPTION
     def command(name: str, now_text: str | None) -> None:
@@ -239,11 +246,6 @@ def _steer(verb: str) -> Any:
             view = action(get_app(), name, now=parse_now(now_text))
         click.echo(f"{view.name!r} is {view.state}: {_counts_text(view)}")
 
-    command.__doc__ = {
-        "pause": "Stop sending a campaign for now (takes effect within one claim batch).",
-        "resume": "Continue a paused campaign, or start a stale one now.",
-        "cancel": "Stop a campaign for good; what was sent stays recorded.",
-    }[verb]
     return command
 
 

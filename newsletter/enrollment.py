@@ -24,6 +24,26 @@ from newsletter.content.model import Sequence
 from newsletter.models import Enrollment, EnrollmentStatus
 
 
+def new_enrollment(subscriber_id: int, sequence: Sequence, *, now: datetime) -> Enrollment:
+    """A fresh enrollment: the first step is due ``after`` the confirmation."""
+    return Enrollment(
+        subscriber_id=subscriber_id,
+        sequence=sequence.name,
+        status=EnrollmentStatus.ACTIVE.value,
+        position=0,
+        next_due_at=now + sequence.steps[0].after,
+        created_at=now,
+    )
+
+
+def enroll_new_subscribers(
+    session: Session, subscriber_ids: Iterable[int], sequences: Iterable[Sequence], *, now: datetime
+) -> None:
+    """Bulk form for subscribers created just now (import): no enrollment exists yet."""
+    wanted = [s for s in sequences if s.enroll == "on_confirm"]
+    session.add_all(new_enrollment(sid, seq, now=now) for sid in subscriber_ids for seq in wanted)
+
+
 def enroll_on_confirm(
     session: Session, subscriber_id: int, sequences: Iterable[Sequence], *, now: datetime
 ) -> list[str]:
@@ -44,16 +64,7 @@ def enroll_on_confirm(
     for name, sequence in wanted.items():
         enrollment = existing.get(name)
         if enrollment is None:
-            session.add(
-                Enrollment(
-                    subscriber_id=subscriber_id,
-                    sequence=name,
-                    status=EnrollmentStatus.ACTIVE.value,
-                    position=0,
-                    next_due_at=now + sequence.steps[0].after,
-                    created_at=now,
-                )
-            )
+            session.add(new_enrollment(subscriber_id, sequence, now=now))
             joined.append(name)
         elif enrollment.status == EnrollmentStatus.STOPPED.value:
             enrollment.status = EnrollmentStatus.ACTIVE.value

@@ -21,12 +21,11 @@ from sqlalchemy.orm import Session
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
 from newsletter.db import transaction
+from newsletter.enrollment import enroll_new_subscribers
 from newsletter.errors import InvalidEmailError, NewsletterError
 from newsletter.models import (
     ConsentEvent,
     ConsentKind,
-    Enrollment,
-    EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -211,19 +210,7 @@ def _import_batch(
         for sid in inserted.values()
     )
     if confirmed:
-        names = [s.name for s in app.library.sequences() if s.enroll == "on_confirm"]
-        session.add_all(
-            Enrollment(
-                subscriber_id=sid,
-                sequence=name,
-                status=EnrollmentStatus.ACTIVE.value,
-                position=0,
-                next_due_at=now,
-                created_at=now,
-            )
-            for sid in inserted.values()
-            for name in names
-        )
+        enroll_new_subscribers(session, inserted.values(), app.library.sequences(), now=now)
     else:
         for sid in inserted.values():
             queue_confirmation(session, sid, now=now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -33,6 +32,7 @@ from newsletter.jobs import JOBS
 from newsletter.models import Campaign, Delivery, DeliveryKind, Subscriber
 from newsletter.settings import Settings
 from newsletter.subscriptions import unsubscribe_email
+from tests import factories
 from tests.conftest import NOW
 
 ITEM = "campaigns/seven-day-reset"
@@ -78,20 +78,15 @@ def add_subscriber(app: App) -> AddSubscriber:
         email: str, *, tags: Sequence[str] = (), timezone: str = "UTC", status: str = "active"
     ) -> int:
         with transaction(app.sessions) as session:
-            subscriber = Subscriber(
-                public_id=secrets.token_hex(8),
-                email=email,
+            subscriber = factories.add_subscriber(
+                session,
+                email,
                 first_name="Sam",
                 timezone=timezone,
                 status=status,
                 tags=list(tags),
-                attributes={},
-                created_at=NOW,
-                updated_at=NOW,
                 soft_bounces=0,
             )
-            session.add(subscriber)
-            session.flush()
             return subscriber.id
 
     return add

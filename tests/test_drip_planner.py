@@ -14,8 +14,9 @@ from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.drip.planner import Catalog, plan_drips
 from newsletter.enrollment import enroll_on_confirm
-from newsletter.models import Campaign, Delivery, Enrollment, Subscriber
+from newsletter.models import Campaign, Delivery, Enrollment
 from newsletter.settings import Settings
+from tests.factories import add_subscriber
 
 SEQ = "back-pain-basics"
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)  # Monday 07:00 in Berlin
@@ -30,18 +31,9 @@ def app(make_settings: Callable[..., Settings]) -> Iterator[App]:
 
 def add(app: App, email: str, *, zone: str = "Europe/Berlin", tags: list[str] | None = None) -> int:
     with transaction(app.sessions) as session:
-        subscriber = Subscriber(
-            public_id=email,
-            email=email,
-            timezone=zone,
-            status="active",
-            tags=tags or [],
-            attributes={},
-            created_at=T0,
-            updated_at=T0,
+        subscriber = add_subscriber(
+            session, email, timezone=zone, tags=tags or [], created_at=T0, updated_at=T0
         )
-        session.add(subscriber)
-        session.flush()
         enroll_on_confirm(session, subscriber.id, app.library.sequences(), now=T0)
         return subscriber.id
 

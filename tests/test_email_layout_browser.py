@@ -2,36 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-from pathlib import Path
-
 import pytest
 from content_fixtures import ADDRESS, ROOT
 
 from newsletter.content.library import ContentLibrary
 from newsletter.content.model import Links, SubscriberContext
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _browser_path() -> str:
-    found = str(CHROMIUM) if CHROMIUM.exists() else shutil.which("chromium")
-    if found:
-        return found
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("CI=true but no Chromium at /usr/bin/chromium: install it (apt chromium)")
-    pytest.skip("no Chromium installed (the test runs wherever /usr/bin/chromium exists)")
+from tests.browser import CHROMIUM_ARGS, chromium_path
 
 
 @pytest.mark.browser
@@ -54,7 +30,7 @@ def test_welcome_email_fits_the_viewport(width: int, scheme: str) -> None:
         Links(unsubscribe=long_link),
     )
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=_browser_path(), args=ARGS)
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": 800}, color_scheme=scheme)
             page.route("**/*", lambda route: route.abort())  # no network, ever

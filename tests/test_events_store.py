@@ -36,6 +36,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from tests import factories
 from tests.conftest import NOW
 
 T0 = NOW - timedelta(days=1)
@@ -80,19 +81,15 @@ def add_subscriber(
     confirmed_at: datetime | None = NOW - timedelta(days=30),
 ) -> int:
     with transaction(app.sessions) as session:
-        subscriber = Subscriber(
-            public_id=hashlib.md5(email.encode(), usedforsecurity=False).hexdigest(),
-            email=email,
+        subscriber = factories.add_subscriber(
+            session,
+            email,
             timezone="Europe/Berlin",
             status=status.value,
-            tags=[],
-            attributes={},
             created_at=NOW - timedelta(days=60),
             updated_at=NOW - timedelta(days=60),
             confirmed_at=confirmed_at,
         )
-        session.add(subscriber)
-        session.flush()
         return subscriber.id
 
 

@@ -9,38 +9,16 @@ from sqlalchemy import select, update
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
-from newsletter.ledger import NewDelivery, claim_batch, enqueue, mark_sending, record_results
-from newsletter.models import Delivery, DeliveryKind, Subscriber
+from newsletter.ledger import claim_batch, mark_sending, record_results
+from newsletter.models import Delivery
 from tests.conftest import NOW
+from tests.factories import add_subscriber, queue_deliveries
 
 
 def one_sending_row(app: App) -> int:
     with transaction(app.sessions) as session:
-        subscriber = Subscriber(
-            public_id="b" * 32,
-            email="l@example.org",
-            timezone="UTC",
-            status="active",
-            tags=[],
-            attributes={},
-            created_at=NOW,
-            updated_at=NOW,
-        )
-        session.add(subscriber)
-        session.flush()
-        enqueue(
-            session,
-            [
-                NewDelivery(
-                    key="k",
-                    kind=DeliveryKind.DRIP,
-                    item_id="tips/walking",
-                    due_at=NOW,
-                    subscriber_id=subscriber.id,
-                )
-            ],
-            now=NOW,
-        )
+        subscriber = add_subscriber(session, "l@example.org")
+        queue_deliveries(session, [subscriber.id], item_id="tips/walking")
         (row,) = claim_batch(session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5))
         mark_sending(session, [row.id], now=NOW)
         return row.id

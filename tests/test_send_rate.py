@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,26 +16,12 @@ from newsletter.delivery.rate import STATE_KEY, SendRateLimiter
 from newsletter.models import ServiceState
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
-POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")
 
 
-def _postgres_or_skip() -> str:
-    if not POSTGRES_URL:
-        if os.environ.get("CI") == "true":
-            pytest.fail("NEWSLETTER_TEST_POSTGRES_URL must be set in CI")
-        pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
-    return POSTGRES_URL
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    url = _postgres_or_skip() if request.param == "postgres" else f"sqlite:///{tmp_path}/nl.db"
-    engine = make_engine(url)
+@pytest.fixture
+def sessions(db_url: str) -> Iterator[sessionmaker[Session]]:
+    """The shared database fixture: SQLite, and PostgreSQL when configured."""
+    engine = make_engine(db_url)
     upgrade(engine)
     factory = session_factory(engine)
     with factory() as session, session.begin():

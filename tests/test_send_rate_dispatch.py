@@ -5,14 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import insert, select
-
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
-from newsletter.models import Delivery, Subscriber
 from newsletter.settings import Settings
 from tests.conftest import NOW
+from tests.factories import add_subscribers, queue_deliveries
 
 
 class FakeTime:
@@ -32,41 +30,8 @@ class FakeTime:
 
 def seed(app: App, count: int) -> None:
     with transaction(app.sessions) as session:
-        session.execute(
-            insert(Subscriber),
-            [
-                {
-                    "public_id": f"{i:032x}",
-                    "email": f"r{i}@example.org",
-                    "timezone": "UTC",
-                    "status": "active",
-                    "tags": [],
-                    "attributes": {},
-                    "created_at": NOW,
-                    "updated_at": NOW,
-                    "soft_bounces": 0,
-                }
-                for i in range(count)
-            ],
-        )
-        ids = list(session.scalars(select(Subscriber.id)))
-        session.execute(
-            insert(Delivery),
-            [
-                {
-                    "key": f"r:{sid}",
-                    "kind": "drip",
-                    "subscriber_id": sid,
-                    "item_id": "tips/walking",
-                    "status": "queued",
-                    "attempts": 0,
-                    "due_at": NOW,
-                    "created_at": NOW,
-                    "updated_at": NOW,
-                }
-                for sid in ids
-            ],
-        )
+        subscriber_ids = add_subscribers(session, count)
+        queue_deliveries(session, subscriber_ids, item_id="tips/walking")
 
 
 def test_dispatch_paces_sends_to_the_configured_rate(

@@ -16,11 +16,11 @@ from newsletter.cli import main
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.errors import SendingHaltedError
-from newsletter.ledger import NewDelivery, enqueue
-from newsletter.models import Delivery, DeliveryKind, Subscriber
+from newsletter.models import Delivery
 from newsletter.settings import Settings
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
+from tests.factories import add_subscribers, queue_deliveries
 from tests.sendgrid_server import Fault, SendGridServer
 
 
@@ -46,38 +46,8 @@ def sg_app(sg_settings: Settings) -> Iterator[App]:
 
 def queue(app: App, count: int) -> list[int]:
     with transaction(app.sessions) as session:
-        for i in range(count):
-            session.add(
-                Subscriber(
-                    public_id=f"{i:032x}",
-                    email=f"r{i}@example.org",
-                    first_name=f"R{i}",
-                    timezone="UTC",
-                    status="active",
-                    tags=[],
-                    attributes={},
-                    created_at=NOW,
-                    updated_at=NOW,
-                )
-            )
-        session.flush()
-        ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
-        enqueue(
-            session,
-            [
-                NewDelivery(
-                    key=f"t:{sid}",
-                    kind=DeliveryKind.DRIP,
-                    item_id="tips/meet-your-ql",
-                    due_at=NOW,
-                    subscriber_id=sid,
-                )
-                for sid in ids
-            ],
-            now=NOW,
-        )
-    with app.sessions() as session:
-        return list(session.scalars(select(Delivery.id).order_by(Delivery.id)))
+        subscriber_ids = add_subscribers(session, count)
+        return queue_deliveries(session, subscriber_ids, item_id="tips/meet-your-ql")
 
 
 def rows(app: App) -> list[Delivery]:

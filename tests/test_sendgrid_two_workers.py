@@ -13,13 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from newsletter.app import App
 from newsletter.db import transaction
-from newsletter.models import Delivery, Subscriber
+from newsletter.models import Delivery
 from newsletter.settings import load_settings
 from tests.conftest import NOW, base_environ
+from tests.factories import add_subscribers, queue_deliveries
 
 COUNT = 10_000
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,41 +42,9 @@ def sendgrid_process() -> Iterator[str]:
 
 
 def seed(app: App, count: int) -> None:
-    subscribers = [
-        {
-            "public_id": f"{i:032x}",
-            "email": f"reader{i}@example.org",
-            "first_name": f"R{i}",
-            "timezone": "Europe/Berlin",
-            "status": "active",
-            "tags": [],
-            "attributes": {},
-            "created_at": NOW,
-            "updated_at": NOW,
-            "soft_bounces": 0,
-        }
-        for i in range(count)
-    ]
     with transaction(app.sessions) as session:
-        session.execute(insert(Subscriber), subscribers)
-        ids = list(session.scalars(select(Subscriber.id).order_by(Subscriber.id)))
-        session.execute(
-            insert(Delivery),
-            [
-                {
-                    "key": f"bench:{sid}",
-                    "kind": "drip",
-                    "subscriber_id": sid,
-                    "item_id": "tips/meet-your-ql",
-                    "status": "queued",
-                    "attempts": 0,
-                    "due_at": NOW,
-                    "created_at": NOW,
-                    "updated_at": NOW,
-                }
-                for sid in ids
-            ],
-        )
+        subscriber_ids = add_subscribers(session, count, timezone="Europe/Berlin", prefix="reader")
+        queue_deliveries(session, subscriber_ids, item_id="tips/meet-your-ql")
 
 
 @pytest.mark.postgres

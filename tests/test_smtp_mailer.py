@@ -25,9 +25,9 @@ from newsletter.delivery.base import OutgoingEmail, SendStatus
 from newsletter.delivery.smtp import SMTPMailer, parse_smtp_url
 from newsletter.dispatch import deliver_due
 from newsletter.errors import ConfigurationError, ProviderAuthError
-from newsletter.ledger import NewDelivery, enqueue
-from newsletter.models import Delivery, DeliveryKind, Subscriber
+from newsletter.models import Delivery
 from newsletter.settings import Settings
+from tests.factories import add_subscriber, queue_deliveries
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -283,38 +283,13 @@ def test_refused_credentials_halt_sending() -> None:
 
 def add_subscribers(app: App, locals_: list[str]) -> dict[str, int]:
     """Active subscribers with one queued drip row each; returns local part -> delivery id."""
-    ids: dict[str, int] = {}
     with transaction(app.sessions) as session:
-        for local in locals_:
-            subscriber = Subscriber(
-                public_id=f"pid-{local}",
-                email=f"{local}@example.org",
-                timezone="Europe/Berlin",
-                status="active",
-                tags=[],
-                attributes={},
-                created_at=NOW,
-                updated_at=NOW,
-            )
-            session.add(subscriber)
-            session.flush()
-            enqueue(
-                session,
-                [
-                    NewDelivery(
-                        key=f"test:{local}",
-                        kind=DeliveryKind.DRIP,
-                        item_id="tips/meet-your-ql",
-                        due_at=NOW,
-                        subscriber_id=subscriber.id,
-                    )
-                ],
-                now=NOW,
-            )
-        for delivery in session.scalars(select(Delivery)):
-            assert delivery.subscriber_id is not None
-            ids[delivery.key.removeprefix("test:")] = delivery.id
-    return ids
+        subscriber_ids = [
+            add_subscriber(session, f"{local}@example.org", timezone="Europe/Berlin").id
+            for local in locals_
+        ]
+        delivery_ids = queue_deliveries(session, subscriber_ids, item_id="tips/meet-your-ql")
+    return dict(zip(locals_, delivery_ids, strict=True))
 
 
 def test_smtp_faults_lead_to_the_documented_ledger_state(

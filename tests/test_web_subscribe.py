@@ -18,6 +18,7 @@ from newsletter.models import ConsentEvent, Delivery, Subscriber
 from newsletter.settings import Settings
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
+from tests.factories import add_subscriber
 from tests.mailbox import read_outbox, text_part
 
 
@@ -331,18 +332,7 @@ def test_same_answer_for_new_pending_active_and_suppressed(
     from newsletter.subscriptions import suppress
 
     with transaction(app.sessions) as session:
-        session.add(
-            Subscriber(
-                public_id="a" * 32,
-                email="active@example.org",
-                timezone="UTC",
-                status="active",
-                tags=[],
-                attributes={},
-                created_at=NOW,
-                updated_at=NOW,
-            )
-        )
+        add_subscriber(session, "active@example.org")
         suppress(session, "bounced@example.org", "bounced", now=NOW)
     answers = set()
     for address in [
