@@ -55,8 +55,21 @@ def deliver_due(
     limit: int | None = None,
     kinds: Sequence[DeliveryKind] | None = None,
 ) -> DispatchReport:
-    """One batch. Raises ``SendingHaltedError`` when sending is halted."""
+    """One batch. Raises ``SendingHaltedError`` when sending is halted.
+
+    Without ``NEWSLETTER_POSTAL_ADDRESS`` only transactional email (the confirmation) is
+    claimed: marketing email waits, queued, until the address is set (it is required in
+    every marketing footer), instead of failing.
+    """
     report = DispatchReport()
+    if not app.settings.postal_address:
+        if kinds is not None and DeliveryKind.CONFIRMATION not in kinds:
+            return report
+        if kinds is None:
+            log.warning(
+                "NEWSLETTER_POSTAL_ADDRESS is not set: marketing email waits until it is"
+            )
+        kinds = [DeliveryKind.CONFIRMATION]
     with transaction(app.sessions) as session:
         reason = halt_reason(session, fingerprint=sending_fingerprint(app))
         if reason is not None:
