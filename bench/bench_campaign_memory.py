@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -27,9 +28,13 @@ from sqlalchemy import Engine, bindparam, text
 
 from newsletter.app import App
 from newsletter.campaign_planner import freeze_audience
-from newsletter.db import make_engine, transaction, upgrade
+from newsletter.db import transaction
 from newsletter.models import Campaign, CampaignState, UTCDateTime
 from newsletter.settings import load_settings
+
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import fresh_engine
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 ZONES = ("Europe/Berlin", "America/New_York", "Asia/Tokyo", "UTC")
@@ -110,12 +115,7 @@ def add_campaign(app: App, name: str, include: list[str], exclude: list[str]) ->
 
 def measure(url: str, count: int, var_dir: Path) -> Measurement:
     """Peak traced memory of ``freeze_audience`` over ``count`` subscribers at ``url``."""
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    engine = fresh_engine(url)
     insert_subscribers(engine, count)
     engine.dispose()
     settings = load_settings(

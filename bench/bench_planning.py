@@ -22,6 +22,7 @@ The PostgreSQL database named by ``--postgres-url`` is wiped (schema ``public`` 
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -32,11 +33,14 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 
 from newsletter.app import App
-from newsletter.db import make_engine, upgrade
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.drip.planner import plan_drips
 from newsletter.jobs import deliver
 from newsletter.settings import load_settings
+
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import fresh_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)  # 09:30 in Berlin: inside 08:00-11:00
@@ -117,12 +121,7 @@ class CommitCounter:
 
 
 def run(url: str, size: int, fraction: float) -> dict[str, Any]:
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    engine = fresh_engine(url)
     due = max(1, int(size * fraction))
     started = time.perf_counter()
     populate(engine, size, due)

@@ -37,10 +37,14 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 
-from newsletter.db import make_engine, upgrade
+from newsletter.db import make_engine
 from newsletter.models import Delivery, ProviderEvent, Subscriber
+
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import fresh_engine
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -100,12 +104,7 @@ def free_port() -> int:
 
 
 def prepare(url: str) -> None:
-    engine = make_engine(url)
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-    upgrade(engine)
+    engine = fresh_engine(url)
     now = time.time()
     from datetime import UTC, datetime
 

@@ -66,9 +66,7 @@ def deliver_due(
         if kinds is not None and DeliveryKind.CONFIRMATION not in kinds:
             return report
         if kinds is None:
-            log.warning(
-                "NEWSLETTER_POSTAL_ADDRESS is not set: marketing email waits until it is"
-            )
+            log.warning("NEWSLETTER_POSTAL_ADDRESS is not set: marketing email waits until it is")
         kinds = [DeliveryKind.CONFIRMATION]
     with transaction(app.sessions) as session:
         reason = halt_reason(session, fingerprint=sending_fingerprint(app))

@@ -171,3 +171,22 @@ def test_401_halts_all_sending_loudly_until_the_key_changes(
     deliver_due(fixed, now=NOW + timedelta(minutes=1))
     assert {r.status for r in rows(fixed)} == {"sent"}
     fixed.close()
+
+
+def test_marketing_email_waits_without_a_postal_address(
+    make_settings: Callable[..., Settings], server: SendGridServer
+) -> None:
+    """POSTAL_ADDRESS is required in every marketing footer: without it nothing is claimed."""
+    app = App(
+        make_settings(
+            mail_backend="sendgrid",
+            sendgrid_api_key="SG.k",
+            sendgrid_api_url=server.url,
+            postal_address="",
+        )
+    )
+    queue(app, 2)
+    assert deliver_due(app, now=NOW).claimed == 0
+    assert {r.status for r in rows(app)} == {"queued"}
+    assert server.recorded().requests == 0
+    app.close()
