@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
@@ -78,24 +79,41 @@ def list_sequences(fmt: str) -> None:
 @click.argument("name")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 def show_sequence(name: str, fmt: str) -> None:
-    """Show the steps of sequence NAME: delay, item and subject."""
-    library = _library(_settings())
+    """Show the steps of sequence NAME: delay, item, subject, and what each step achieved
+    (sent, delivered, opens, clicks, spam reports; JSON has every count and rate)."""
+    from newsletter.stats import sequence_stats
+
+    app = get_app()
+    library = app.library
     seq = _sequence(library, name)
-    rows = [
-        {
+    with app.sessions() as session:
+        by_item: dict[str, dict[str, Any]] = {}
+        for found in sequence_stats(session, seq.name):
+            by_item.setdefault(found["item"], found)
+    columns = ["step", "after", "item", "subject", *SHOWN_STATS]
+    rows = []
+    for index, step in enumerate(seq.steps):
+        stats = by_item.get(step.item_id, {})
+        row: dict[str, Any] = {
             "step": index + 1,
             "after": delay_text(step.after),
             "item": step.item_id,
             "subject": library.item(step.item_id).subject,
         }
-        for index, step in enumerate(seq.steps)
-    ]
+        if fmt == "json":
+            row["stats"] = {k: v for k, v in stats.items() if k not in ("sequence", "step", "item")}
+        else:
+            row.update({k: stats.get(k, 0) for k in SHOWN_STATS})
+        rows.append(row)
     if fmt == "table":
         click.echo(f"{seq.name}: {seq.description}")
         click.echo(f"enroll: {seq.enroll}; send window {window_text(seq)} local time")
         if seq.then is not None:
             click.echo(f"then: {then_text(seq)} (items not had yet)")
-    emit(rows, ["step", "after", "item", "subject"], fmt)
+    emit(rows, [*columns, "stats"] if fmt == "json" else columns, fmt)
+
+
+SHOWN_STATS = ("sent", "delivered", "opens", "clicks", "spam_reports")
 
 
 @sequence.command("simulate")

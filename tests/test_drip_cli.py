@@ -33,7 +33,7 @@ def test_sequence_show_lists_each_step(cli_env: dict[str, Any]) -> None:
     result = run(cli_env, "sequence", "show", "back-pain-basics", "--format", "csv")
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[0] == "step,after,item,subject"
+    assert lines[0] == "step,after,item,subject,sent,delivered,opens,clicks,spam_reports"
     assert lines[1].startswith("1,0d,system/welcome,")
     assert lines[2].startswith("2,2d,tips/meet-your-ql,")
 

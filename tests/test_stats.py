@@ -407,3 +407,22 @@ def test_bad_since_says_what_to_type(run: Any) -> None:
     assert "'last week' is not a date; use 2026-11-01, 2026-11-01T09:00:00+01:00 or 30d" in (
         result.output
     )
+
+
+def test_sequence_show_carries_each_steps_numbers(cli_env: dict[str, Any], cli_app: App) -> None:
+    """``sequence show`` puts the stats next to each step (same numbers as ``stats``)."""
+    build(cli_app)
+    show = CliRunner().invoke(
+        main, ["sequence", "show", SEQ, "--format", "csv"], env=cli_env, catch_exceptions=False
+    )
+    lines = show.stdout.splitlines()
+    assert lines[0] == "step,after,item,subject,sent,delivered,opens,clicks,spam_reports"
+    assert lines[1].startswith("1,0d,system/welcome,")
+    assert lines[1].endswith(",11,9,6,3,0")
+    assert lines[2].endswith(",4,4,1,0,1")
+    as_json = CliRunner().invoke(
+        main, ["sequence", "show", SEQ, "--format", "json"], env=cli_env, catch_exceptions=False
+    )
+    first = json.loads(as_json.stdout)[0]
+    assert first["stats"]["unsubscribes"] == 1
+    assert first["stats"]["open_rate"] == WELCOME["open_rate"]
