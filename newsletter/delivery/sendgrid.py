@@ -20,6 +20,7 @@ A batched request (personalizations) gives its outcome to every email in it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -313,14 +314,10 @@ def parse_retry_after(headers: httpx.Headers, *, now: float) -> float | None:
     ``X-RateLimit-Reset`` (epoch seconds); ``None`` when neither is usable."""
     value = headers.get("Retry-After")
     if value:
-        try:
+        with contextlib.suppress(ValueError):  # not a number of seconds: maybe an HTTP date
             return max(0.0, float(value))
-        except ValueError:
-            pass
-        try:
+        with contextlib.suppress(TypeError, ValueError):  # neither: try the reset header
             return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-        except (TypeError, ValueError):
-            pass
     reset = headers.get("X-RateLimit-Reset")
     if reset:
         try:

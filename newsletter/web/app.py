@@ -89,10 +89,12 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
 
     def deliver_confirmations() -> None:
         try:
-            while deliver_due(
-                app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION]
-            ).claimed:
-                pass
+            claimed = 1
+            while claimed:  # until no confirmation is left due
+                report = deliver_due(
+                    app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION]
+                )
+                claimed = report.claimed
         except NewsletterError:
             log.exception("confirmation delivery failed; the scheduler will retry")
 

@@ -1,0 +1,69 @@
+"""The layering STYLE.md asks for, checked with ``ast``: the pure core does no I/O."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PURE = [
+    "newsletter/tokens.py",
+    "newsletter/addresses.py",
+    "newsletter/backoff.py",
+    "newsletter/compose.py",
+    "newsletter/content/model.py",
+    "newsletter/drip/timing.py",
+    "newsletter/drip/planning.py",
+    "newsletter/campaign_schedule.py",
+    "newsletter/delivery/personalization.py",
+    "newsletter/events/parsing.py",
+    "newsletter/web/form_input.py",
+]
+IO_MODULES = {
+    "sqlalchemy",
+    "sendgrid",
+    "smtplib",
+    "click",
+    "apscheduler",
+    "fastapi",
+    "starlette",
+    "os",
+    "httpx",
+    "socket",
+    "subprocess",
+}
+CLOCK_CALLS = {"now", "utcnow", "today", "time"}
+
+
+def imported_roots(tree: ast.AST) -> set[str]:
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("path", PURE)
+def test_pure_module_does_no_io_and_reads_no_clock(path: str) -> None:
+    tree = ast.parse((ROOT / path).read_text())
+    assert imported_roots(tree) & IO_MODULES == set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = ast.unparse(node.func.value)
+            assert not (node.func.attr in CLOCK_CALLS and owner in {"datetime", "date", "time"}), (
+                f"{path} reads the clock: {ast.unparse(node)}"
+            )
+
+
+def test_sendgrid_sdk_is_imported_only_at_its_two_edges() -> None:
+    """Mail sending and event-webhook verification; nowhere else."""
+    users = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "newsletter").rglob("*.py")
+        if "sendgrid" in imported_roots(ast.parse(p.read_text()))
+    )
+    assert users == ["newsletter/delivery/sendgrid.py", "newsletter/events/signature.py"]
