@@ -207,3 +207,14 @@ def test_every_command_has_help(run: Any) -> None:
         result = run("subscribers", command, "--help")
         assert result.exit_code == 0
         assert "Usage:" in result.output
+
+
+def test_preview_as_a_real_subscriber(run: Any, tmp_path: Path) -> None:
+    """``preview --subscriber`` renders with that subscriber's name from the database."""
+    run("subscribers", "add", "zoe@example.org", "--name", "Zoë", "--confirmed", "--now", NOW)
+    result = run("preview", "tips/meet-your-ql", "--subscriber", "Zoe@Example.org", "--text")
+    assert result.exit_code == 0
+    assert "Meet your QL, Zoë" in result.stdout
+    missing = run("preview", "tips/meet-your-ql", "--subscriber", "nobody@example.org")
+    assert missing.exit_code == 1
+    assert "no subscriber with address 'nobody@example.org'" in missing.output
