@@ -12,9 +12,14 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
    batches of ``--events`` events with at most ``--concurrency`` requests in flight, plus
    ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
 4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
-   once, and every request must have been answered 200.
+   once, and every request must have been answered 200;
+5. posts the same requests, with the same client, to a *ceiling*: a bare ASGI app under
+   the same uvicorn that reads the body, verifies the signature and answers 200 -- what
+   the transport and the signature check alone allow on this machine, right now.
 
-It prints requests/second, events/second and the p50/p99/max latency per database.
+It prints requests/second, events/second and the p50/p99/max latency per database and
+for its ceiling, and the throughput as a share of that ceiling (the number to compare
+across machines and runs).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 SUBSCRIBERS = 5000
 UNKNOWN_DELIVERIES = 2000
+JSON_HEADERS = [(b"content-type", b"application/json")]
 MIX = [  # SendGrid's usual proportions, roughly
     ("processed", 30),
     ("delivered", 30),
@@ -74,6 +80,44 @@ def server_app() -> Any:
     return create_web_app(App(load_settings()))
 
 
+def ceiling_app() -> Any:
+    """uvicorn factory: a bare ASGI app that verifies the signature and answers 200."""
+    from datetime import UTC, datetime
+
+    from starlette.concurrency import run_in_threadpool
+
+    from newsletter.events.signature import SignatureError, WebhookVerifier
+
+    verifier = WebhookVerifier(os.environ["NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY"])
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return  # no lifespan work (uvicorn runs with --lifespan off)
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        status = 200
+        if scope["path"] != "/healthz":
+            try:
+                await run_in_threadpool(
+                    verifier.verify,
+                    b"".join(chunks),
+                    signature=headers.get(SIGNATURE.lower()),
+                    timestamp=headers.get(TIMESTAMP.lower()),
+                    now=datetime.now(UTC),
+                )
+            except SignatureError as exc:
+                status = exc.status
+        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
+        await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
+
+    return app
+
+
 @dataclass
 class Result:
     database: str
@@ -84,6 +128,11 @@ class Result:
     stored: int
     expected: int
     statuses: dict[int, int]
+    ceiling: Result | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
 
     def line(self) -> str:
         ordered = sorted(self.latencies)
@@ -94,6 +143,20 @@ class Result:
             f" req/s {self.events / self.seconds:9.0f} events/s  p50 {p50 * 1000:7.1f} ms"
             f"  p99 {p99 * 1000:7.1f} ms  max {ordered[-1] * 1000:7.1f} ms  stored "
             f"{self.stored}/{self.expected}  statuses {self.statuses}"
+        )
+
+    def ceiling_line(self) -> str:
+        if self.ceiling is None:
+            return ""
+        ceiling = self.ceiling
+        ordered = sorted(ceiling.latencies)
+        p50 = ordered[len(ordered) // 2]
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        return (
+            f"{'  ceiling':10} {ceiling.requests:5d} requests {ceiling.rate:7.1f} req/s"
+            f"  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  statuses {ceiling.statuses}"
+            f"\n{'  ratio':10} {self.rate / ceiling.rate:6.1%} of the ceiling (verify-only app, "
+            "same uvicorn, client and requests)"
         )
 
 
@@ -203,7 +266,6 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
         }
         bodies.append((body, headers))
     random.Random(5).shuffle(bodies)
-    port = free_port()
     environ = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": url,
@@ -212,8 +274,47 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
         "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": public,
         "PYTHONPATH": str(ROOT),
     }
-    command = [sys.executable, "-m", "uvicorn", "bench.bench_webhook:server_app", "--factory"]
+    seconds, latencies, statuses = serve_and_post("server_app", environ, bodies, args)
+    ceiling_seconds, ceiling_latencies, ceiling_statuses = serve_and_post(
+        "ceiling_app", environ, bodies, args
+    )
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
+    engine.dispose()
+    return Result(
+        database=label,
+        requests=len(bodies),
+        events=sum(len(json.loads(b)) for b, _ in bodies),
+        seconds=seconds,
+        latencies=latencies,
+        stored=stored,
+        expected=args.batches * args.events,
+        statuses=statuses,
+        ceiling=Result(
+            database="ceiling",
+            requests=len(bodies),
+            events=0,
+            seconds=ceiling_seconds,
+            latencies=ceiling_latencies,
+            stored=0,
+            expected=0,
+            statuses=ceiling_statuses,
+        ),
+    )
+
+
+def serve_and_post(
+    factory: str,
+    environ: dict[str, str],
+    bodies: list[tuple[bytes, dict[str, str]]],
+    args: argparse.Namespace,
+) -> tuple[float, list[float], dict[int, int]]:
+    """Start uvicorn over ``factory`` and post every body; (seconds, latencies, statuses)."""
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", f"bench.bench_webhook:{factory}", "--factory"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--lifespan", "off"] if factory == "ceiling_app" else []
     server = subprocess.Popen(command, cwd=ROOT, env=environ)
     try:
         base = f"http://127.0.0.1:{port}"
@@ -239,20 +340,7 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
     finally:
         server.terminate()
         server.wait(timeout=30)
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
-    engine.dispose()
-    return Result(
-        database=label,
-        requests=len(bodies),
-        events=sum(len(json.loads(b)) for b, _ in bodies),
-        seconds=seconds,
-        latencies=latencies,
-        stored=stored,
-        expected=args.batches * args.events,
-        statuses=statuses,
-    )
+    return seconds, latencies, statuses
 
 
 def _wait(base: str) -> None:
@@ -286,7 +374,9 @@ def main(argv: list[str] | None = None) -> int:
         for url, label in targets:
             result = run(url, label, args, workdir)
             print(result.line(), flush=True)
-            if result.stored != result.expected or set(result.statuses) != {200}:
+            print(result.ceiling_line(), flush=True)
+            ceiling_statuses = set(result.ceiling.statuses) if result.ceiling else {200}
+            if result.stored != result.expected or {*result.statuses, *ceiling_statuses} != {200}:
                 print(f"FAIL: {label}: events lost, duplicated or refused", flush=True)
                 failed = True
     return 1 if failed else 0

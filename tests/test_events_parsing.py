@@ -7,7 +7,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from newsletter.addresses import normalize_email
+from newsletter.errors import InvalidEmailError
 from newsletter.events.parsing import (
     EventPayloadError,
     ParsedEvent,
@@ -30,6 +34,50 @@ def parsed(**changes: Any) -> ParsedEvent:
     event = parse_event({**BASE, **changes})
     assert isinstance(event, ParsedEvent), event
     return event
+
+
+def _validator_form(raw: str) -> str:
+    """What the parser stored for an address before its fast path for plain ones."""
+    try:
+        return normalize_email(raw)
+    except InvalidEmailError:
+        return raw.strip().lower()[:320]
+
+
+_ATOM = "aZ09.-+_'!#$%&*/=?^`{|}~"
+_ADDRESSES = st.builds(
+    "{}{}@{}{}".format,
+    st.sampled_from(["", " ", "\t"]),
+    st.text(_ATOM, min_size=0, max_size=70),
+    st.text("aZ09.-", min_size=0, max_size=40).map(lambda d: d.replace("Z", "Z.")),
+    st.sampled_from(["", ".com", ".ORG", ".xn--bcher-kva.com", ".invalid", ".", " "]),
+)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "Reader@Example.ORG",
+        " a.b+c@sub.example.co ",
+        "a@XN--bcher-kva.com",
+        "a..b@example.org",
+        "a@localhost",
+        "a@example.invalid",
+        "x" * 70 + "@example.org",
+        "A@" + "b" * 250 + ".com",
+        "ü@example.org",
+        '"quoted"@example.org',
+    ],
+)
+def test_plain_address_fast_path_matches_the_validator(raw: str) -> None:
+    assert parsed(email=raw).email == _validator_form(raw)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ADDRESSES)
+def test_plain_address_fast_path_matches_the_validator_for_any_ascii(raw: str) -> None:
+    """The shortcut for plain ASCII addresses stores what the validator would have."""
+    assert parsed(email=raw).email == _validator_form(raw)
 
 
 def test_fields_are_normalised() -> None:

@@ -514,3 +514,20 @@ def test_stored_rows_carry_the_event_fields(app: App) -> None:
     assert (row.event, row.occurred_at, row.delivery_id, row.received_at) == ("open", T0, 77, NOW)
     assert row.sg_message_id == "M9.filterdrecv-1-2-3"
     assert row.occurred_at.tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"event":"open","timestamp":1764000000,"sg_event_id":"a\\u0000b","x":"\\u0000"}]',
+        '[{"event":"bounce","timestamp":1764000000,"email":"a\\u0000@x.org","\\u0000":1}]',
+        '[{"event":"open","timestamp":1764000000,"sg_event_id":"\\ud800","x":"\\udc00"}]',
+        '[{"event":"bounce","timestamp":1764000000,"email":"\\ud800@x.org"}]',
+        '[{"event":"open","timestamp":1764000000,"x":NaN,"y":-Infinity,"z":1e400}]',
+    ],
+    ids=["nul", "nul-email-and-key", "lone-surrogate", "surrogate-email", "non-finite"],
+)
+def test_text_postgresql_cannot_store_is_made_storable(app: App, body: str) -> None:
+    """NUL, lone surrogates and NaN in a (verified) body are stored, never a 5xx."""
+    report = ingest(app, parse_batch(body.encode()), now=NOW)
+    assert (report.stored, count(app, ProviderEvent)) == (1, 1)

@@ -12,6 +12,11 @@ Pure: no I/O, no clock. Decisions:
 * Personal data stays out of the stored payload: ``email``, ``ip`` and ``useragent`` are
   dropped (the row keeps the address hash), and the address is blanked out of any other
   text (bounce reasons often quote it), so ``forget`` leaves nothing readable behind.
+* Text PostgreSQL cannot store is made storable, so a verified body never makes the
+  service answer 5xx: an escaped NUL becomes U+FFFD, an escaped lone surrogate ``?``,
+  and the non-standard ``NaN``/``Infinity`` (or a number that overflows to infinity)
+  ``null``. Genuine SendGrid bodies contain none of these; the raw bytes are scanned
+  for their escapes, and only a body that has one is walked.
 * ``delivery_id`` (our ``custom_args``, which SendGrid puts at the top level of each
   event) is taken when it is a positive integer; anything else is ignored.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -38,6 +44,11 @@ MAX_MESSAGE_ID = 300
 MAX_DELIVERY_ID = 2**63 - 1
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _INTEGER = re.compile(r"[0-9]{1,19}")
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F])")
+# Addresses the validator can only lower-case or refuse (both give ``str.lower()`` here):
+# plain ASCII atoms, no quoting, no IDNA ``xn--`` label that it would turn into Unicode.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@[A-Za-z0-9.-]{1,189}")
+_KEY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 class EventPayloadError(NewsletterError, ValueError):
@@ -77,9 +88,11 @@ class ParsedBatch:
 def parse_batch(body: bytes) -> ParsedBatch:
     """Parse a webhook body; raise ``EventPayloadError`` unless it is a JSON array."""
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise EventPayloadError(f"the body is not valid JSON: {exc}") from None
+    if _UNSTORABLE_ESCAPE.search(body):
+        data = _storable(data)
     if not isinstance(data, list):
         raise EventPayloadError("the body must be a JSON array of SendGrid events")
     events: list[ParsedEvent] = []
@@ -129,7 +142,7 @@ def logical_key(
     parts: list[object] = [message_id or "", event, timestamp, email or ""]
     if url is not None:
         parts.append(url)
-    encoded = json.dumps(parts, separators=(",", ":"), ensure_ascii=False)
+    encoded = _KEY_ENCODER.encode(parts)  # the same text as json.dumps with these options
     return hashlib.sha256(encoded.encode("utf-8")).hexdigest()
 
 
@@ -168,9 +181,36 @@ def _replace_folded(text: str, needle: str) -> str:
     return "".join(parts)
 
 
+def _no_constant(_name: str) -> None:
+    return None  # NaN, Infinity, -Infinity: not JSON, and not storable as JSON
+
+
+def _finite_float(text: str) -> float | None:
+    value = float(text)
+    return value if math.isfinite(value) else None
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with every string (keys too) free of NUL and lone surrogates."""
+    if isinstance(value, str):
+        if value.isascii() and "\x00" not in value:
+            return value
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 def _normalise(raw: str | None) -> str | None:
-    if raw is None or not raw.strip():
+    if raw is None:
         return None
+    text = raw.strip()
+    if not text:
+        return None
+    if _PLAIN_ADDRESS.fullmatch(text) and "xn--" not in text.lower():
+        return text.lower()  # what ``_normalise_cached`` returns, without the validator
     return _normalise_cached(raw)
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -27,24 +26,15 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, literal, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from newsletter.addresses import email_hash
 from newsletter.app import App
 from newsletter.db import transaction
+from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
-from newsletter.events.policy import SEVERITY, Effect, applies, effect_of, target_status
-from newsletter.models import (
-    Delivery,
-    DeliveryStatus,
-    ProviderEvent,
-    Subscriber,
-    SubscriberStatus,
-    Suppression,
-)
-from newsletter.subscriptions import withdraw
+from newsletter.events.suppression import apply_suppressions
+from newsletter.models import Delivery, DeliveryStatus, ProviderEvent
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +45,6 @@ RECONCILABLE = (
     DeliveryStatus.FAILED.value,
 )
 _SQLITE_WRITER = threading.Lock()
-SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
 
 
 @dataclass(frozen=True)
@@ -103,7 +92,7 @@ def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
 def store_events(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -> IngestReport:
     """Insert new events, act on them, reconcile deliveries. Does not commit."""
     unique = _unique(events)
-    new = _insert(session, unique, now=now)
+    new = insert_events(session, unique, now=now)
     reconciled = reconcile(session, unique, now=now)
     suppressed = apply_suppressions(session, new, now=now)
     return IngestReport(
@@ -131,10 +120,20 @@ def _unique(events: Iterable[ParsedEvent]) -> list[ParsedEvent]:
     return kept
 
 
-def _insert(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -> list[ParsedEvent]:
+def insert_events(
+    session: Session, events: Sequence[ParsedEvent], *, now: datetime
+) -> list[ParsedEvent]:
     """Insert if new on either unique key; return the events whose rows were created."""
     if not events:
         return []
+    if session.get_bind().dialect.name == "postgresql":
+        created = postgres.insert_events(session, events, now=now)
+    else:
+        created = _insert_portable(session, events, now=now)
+    return [e for e in events if e.logical_key in created]
+
+
+def _insert_portable(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -> set[str]:
     rows = [
         {
             "sg_event_id": e.sg_event_id,
@@ -149,10 +148,10 @@ def _insert(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -
         }
         for e in sorted(events, key=lambda e: e.logical_key)  # one lock order for all
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(ProviderEvent).on_conflict_do_nothing().returning(ProviderEvent.logical_key)
-    created = set(session.scalars(statement, rows))
-    return [e for e in events if e.logical_key in created]
+    statement = (
+        sqlite_insert(ProviderEvent).on_conflict_do_nothing().returning(ProviderEvent.logical_key)
+    )
+    return set(session.scalars(statement, rows))
 
 
 def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime) -> int:
@@ -166,6 +165,16 @@ def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime)
             first_seen[event.delivery_id] = event
     if not first_seen:
         return 0
+    if session.get_bind().dialect.name == "postgresql":
+        settled = postgres.settle_deliveries(session, first_seen, RECONCILABLE, now=now)
+    else:
+        settled = _settle_portable(session, first_seen, now=now)
+    if settled:
+        log.info("reconciled %d deliveries as sent from SendGrid events", settled)
+    return settled
+
+
+def _settle_portable(session: Session, first_seen: dict[int, ParsedEvent], *, now: datetime) -> int:
     open_ids = sorted(  # updated in id order: no deadlock between concurrent batches
         session.scalars(
             select(Delivery.id).where(
@@ -203,84 +212,4 @@ def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime)
             for delivery_id in open_ids
         ],
     )
-    log.info("reconciled %d deliveries as sent from SendGrid events", len(open_ids))
     return len(open_ids)
-
-
-def apply_suppressions(session: Session, events: Iterable[ParsedEvent], *, now: datetime) -> int:
-    """Move recipients towards suppression; return how many changed state."""
-    by_email: dict[str, list[ParsedEvent]] = defaultdict(list)
-    for event in events:
-        if event.email and effect_of(event) is not Effect.NONE:
-            by_email[event.email].append(event)
-    if not by_email:
-        return 0
-    # Locked in id order, so concurrent batches touching the same people cannot deadlock.
-    statement = (
-        select(Subscriber).where(Subscriber.email.in_(list(by_email))).order_by(Subscriber.id)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        statement = statement.with_for_update()  # soft-bounce counts are read-modify-write
-    subscribers = {s.email: s for s in session.scalars(statement)}
-    changed = 0
-    for email in sorted(by_email):  # a stable lock order across concurrent batches
-        changed += _act(session, email, by_email[email], subscribers.get(email), now=now)
-    return changed
-
-
-def _act(
-    session: Session,
-    email: str,
-    events: Sequence[ParsedEvent],
-    subscriber: Subscriber | None,
-    *,
-    now: datetime,
-) -> int:
-    confirmed_at = subscriber.confirmed_at if subscriber is not None else None
-    effects = [
-        effect
-        for effect, event in ((effect_of(e), e) for e in events)
-        if applies(effect, occurred_at=event.occurred_at, confirmed_at=confirmed_at)
-    ]
-    soft = sum(1 for e in effects if e is Effect.SOFT_BOUNCE)
-    current = None
-    if subscriber is not None:
-        subscriber.soft_bounces = (subscriber.soft_bounces or 0) + soft
-        current = SubscriberStatus(subscriber.status)
-    total_soft = subscriber.soft_bounces if subscriber is not None else 0
-    target = target_status(current, effects, soft_bounces=total_soft)
-    if target is None:
-        if subscriber is not None and soft:
-            subscriber.updated_at = now
-        return 0
-    names = ",".join(sorted({e.event for e in events}))
-    if subscriber is not None:
-        withdraw(session, subscriber, now=now, status=target, source=f"sendgrid {names}")
-    _ensure_suppressed(session, email, target, now=now)
-    log.info("sendgrid %s: recipient now %s", names, target.value)
-    return 1
-
-
-def _ensure_suppressed(
-    session: Session, email: str, status: SubscriberStatus, *, now: datetime
-) -> None:
-    """Add the hash to the suppression list, or raise its reason to the stronger one.
-
-    Insert-or-ignore, then a conditional update: two batches suppressing the same address
-    at once cannot collide on the unique hash.
-    """
-    hashed = email_hash(email)
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    session.execute(
-        insert(Suppression)
-        .values(email_hash=hashed, reason=status.value, created_at=now)
-        .on_conflict_do_nothing(index_elements=["email_hash"])
-    )
-    weaker = [r for r, rank in SUPPRESSION_SEVERITY.items() if rank < SEVERITY[status]]
-    if weaker:
-        session.execute(
-            update(Suppression)
-            .where(Suppression.email_hash == hashed, Suppression.reason.in_(weaker))
-            .values(reason=status.value)
-            .execution_options(synchronize_session=False)
-        )
