@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from newsletter.content.model import Links, RenderedEmail, SubscriberContext
@@ -16,8 +17,21 @@ class Sender:
     base_url: str
 
 
-def unsubscribe_url(base_url: str, token: str) -> str:
-    return f"{base_url}/unsubscribe/{token}"
+DELIVERY_PARAM = "d"
+
+
+def unsubscribe_url(base_url: str, token: str, *, delivery_id: int | None = None) -> str:
+    """The subscriber's link; ``?d=`` names the email it was in (for the stats)."""
+    url = f"{base_url}/unsubscribe/{token}"
+    return url if delivery_id is None else f"{url}?{DELIVERY_PARAM}={delivery_id}"
+
+
+def read_delivery_param(value: str | None) -> int | None:
+    """The delivery id from an untrusted ``?d=``: a positive 64-bit integer, else None."""
+    if value is None or not re.fullmatch(r"[0-9]{1,19}", value):
+        return None
+    number = int(value)
+    return number if 0 < number < 2**63 else None
 
 
 def confirm_url(base_url: str, token: str) -> str:

@@ -174,7 +174,9 @@ def _build_messages(
                 tags=tuple(subscriber.tags or ()),
             )
             unsub = unsubscribe_url(
-                settings.base_url, make_unsubscribe_token(subscriber.public_id, keys=keys)
+                settings.base_url,
+                make_unsubscribe_token(subscriber.public_id, keys=keys),
+                delivery_id=row.id,
             )
             confirm = None
             if row.kind == DeliveryKind.CONFIRMATION.value:

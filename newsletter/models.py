@@ -117,6 +117,13 @@ class ConsentEvent(Base):
     user_agent: Mapped[str | None] = mapped_column(String(500))
     source: Mapped[str | None] = mapped_column(String(500))  # form/page/list name
     consent_text: Mapped[str | None] = mapped_column(Text)  # text or version shown
+    # A withdrawal through an email's unsubscribe link: the email (``deliveries.id``) it
+    # came from, checked to be this subscriber's. No foreign key, like
+    # ``provider_events.delivery_id``: the consent record must never block or follow a
+    # change to the ledger.
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), index=True
+    )
 
 
 class Suppression(Base):

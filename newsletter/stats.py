@@ -1,4 +1,4 @@
-"""Email stats per sequence step and per campaign, from the ledger and SendGrid events.
+"""Email stats per sequence step and per campaign, from the ledger and the email events.
 
 Sent, delivered, opens, clicks, bounces, spam reports and unsubscribes, with rates.
 
@@ -18,9 +18,12 @@ for the rest); no Python loop over deliveries or events. Decisions:
   ``delivered`` events, ``sent`` is the best base there is). A rate is ``None`` over zero.
 * ``flagged`` is true when the spam-report rate passes ``SPAM_FLAG_RATE`` (0.1%, the
   bulk-sender ceiling the large mailbox providers publish).
-* ``unsubscribes`` counts SendGrid ``unsubscribe``/``group_unsubscribe`` events; one-click
-  unsubscribes through our own link carry no delivery id and are not attributed to an
-  email.
+* ``unsubscribes`` counts the emails that got a SendGrid ``unsubscribe`` or
+  ``group_unsubscribe`` event *or* whose own unsubscribe link was used (a ``withdrawn``
+  consent event naming the delivery, from the link's ``?d=``); both for one email count
+  once. The consent events are read as one more event source (``UNION ALL``), so the
+  same ``count(DISTINCT ...)`` deduplicates across sources. A link unsubscribe is lost from
+  the numbers when the subscriber is later forgotten (their consent log is erased).
 * Test sends are left out; drip emails of a forgotten subscriber lose their enrollment
   and appear under sequence ``None``.
 """
@@ -32,11 +35,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, distinct, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    Subquery,
+    case,
+    distinct,
+    func,
+    literal,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.models import (
     Campaign,
+    ConsentEvent,
+    ConsentKind,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -48,13 +64,15 @@ SPAM_FLAG_RATE = 0.001
 
 _Key = ColumnElement[Any] | InstrumentedAttribute[Any]
 
+# The event name given to withdrawals through our own link (never a SendGrid event name).
+LINK_UNSUBSCRIBE = "link_unsubscribe"
 EVENT_COUNTS: dict[str, tuple[str, ...]] = {
     "delivered": ("delivered",),
     "opens": ("open",),
     "clicks": ("click",),
     "bounces": ("bounce",),
     "spam_reports": ("spamreport",),
-    "unsubscribes": ("unsubscribe", "group_unsubscribe"),
+    "unsubscribes": ("unsubscribe", "group_unsubscribe", LINK_UNSUBSCRIBE),
 }
 COUNTS = ("sent", *EVENT_COUNTS)
 RATES = (
@@ -112,12 +130,25 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 6) if whole else None
 
 
-def _event_columns() -> list[ColumnElement[int]]:
+def _email_events() -> Subquery:
+    """``(delivery_id, event)``: SendGrid events, plus link unsubscribes as one more kind."""
+    link = select(
+        ConsentEvent.delivery_id.label("delivery_id"),
+        literal(LINK_UNSUBSCRIBE, String()).label("event"),
+    ).where(
+        ConsentEvent.kind == ConsentKind.WITHDRAWN.value,
+        ConsentEvent.delivery_id.is_not(None),
+    )
+    sendgrid = select(ProviderEvent.delivery_id, ProviderEvent.event).where(
+        ProviderEvent.delivery_id.is_not(None)
+    )
+    return union_all(sendgrid, link).subquery("email_events")
+
+
+def _event_columns(events: Subquery) -> list[ColumnElement[int]]:
     """``count(DISTINCT CASE WHEN event IN (...) THEN delivery_id END)`` per metric."""
     return [
-        func.count(
-            distinct(case((ProviderEvent.event.in_(names), ProviderEvent.delivery_id)))
-        ).label(metric)
+        func.count(distinct(case((events.c.event.in_(names), events.c.delivery_id)))).label(metric)
         for metric, names in EVENT_COUNTS.items()
     ]
 
@@ -144,10 +175,11 @@ def _grouped(
         .select_from(Delivery)
         .where(Delivery.status == DeliveryStatus.SENT.value)
     )
+    email_events = _email_events()
     events = base(
-        select(*keys, *_event_columns())
-        .select_from(ProviderEvent)
-        .join(Delivery, Delivery.id == ProviderEvent.delivery_id)
+        select(*keys, *_event_columns(email_events))
+        .select_from(email_events)
+        .join(Delivery, Delivery.id == email_events.c.delivery_id)
     )
     merged: dict[tuple[Any, ...], dict[str, int]] = {}
     for row in session.execute(sent):

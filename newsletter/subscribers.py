@@ -181,6 +181,7 @@ def export(app: App, raw_email: str) -> dict[str, Any]:
                     "user_agent": c.user_agent,
                     "source": c.source,
                     "consent_text": c.consent_text,
+                    "delivery_id": c.delivery_id,
                 }
                 for c in consents
             ],

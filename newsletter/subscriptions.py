@@ -259,13 +259,37 @@ def subscriber_for_unsubscribe_token(app: App, token: str) -> Subscriber | None:
         return session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
 
 
-def unsubscribe_by_token(app: App, token: str, *, ip: str | None, now: datetime) -> None:
-    """RFC 8058 target: takes effect at once; repeats and forgotten subscribers are no-ops."""
+def unsubscribe_by_token(
+    app: App, token: str, *, ip: str | None, now: datetime, delivery_id: int | None = None
+) -> None:
+    """RFC 8058 target: takes effect at once; repeats and forgotten subscribers are no-ops.
+
+    ``delivery_id`` (the link's ``?d=``, untrusted) is recorded only when it names an email
+    of this subscriber; any other value is dropped and the unsubscribe still happens.
+    """
     public_id = read_unsubscribe_token(token, keys=app.settings.secret_keys)
     with transaction(app.sessions) as session:
         subscriber = session.scalar(select(Subscriber).where(Subscriber.public_id == public_id))
         if subscriber is not None:
-            withdraw(session, subscriber, now=now, ip=ip, source="unsubscribe link")
+            withdraw(
+                session,
+                subscriber,
+                now=now,
+                ip=ip,
+                source="unsubscribe link",
+                delivery_id=_own_delivery(session, subscriber.id, delivery_id),
+            )
+
+
+def _own_delivery(session: Session, subscriber_id: int, delivery_id: int | None) -> int | None:
+    """``delivery_id`` if that email went to this subscriber, else None."""
+    if delivery_id is None:
+        return None
+    return session.scalar(
+        select(Delivery.id).where(
+            Delivery.id == delivery_id, Delivery.subscriber_id == subscriber_id
+        )
+    )
 
 
 def unsubscribe_email(app: App, raw_email: str, *, now: datetime) -> None:
@@ -285,8 +309,13 @@ def withdraw(
     ip: str | None = None,
     source: str | None = None,
     status: SubscriberStatus = SubscriberStatus.UNSUBSCRIBED,
+    delivery_id: int | None = None,
 ) -> None:
-    """Stop all marketing email to this subscriber. Does not commit."""
+    """Stop all marketing email to this subscriber. Does not commit.
+
+    ``delivery_id`` names the email whose unsubscribe link was used (already checked to be
+    this subscriber's); ``newsletter stats`` counts the withdrawal against that email.
+    """
     if subscriber.status == status.value:
         return
     reason = {"unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}[
@@ -303,6 +332,7 @@ def withdraw(
             at=now,
             ip=ip,
             source=source or reason,
+            delivery_id=delivery_id,
         )
     )
     session.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.models import Delivery, Enrollment, Subscriber, Suppression
 from newsletter.settings import load_settings
+from newsletter.subscriptions import unsubscribe_by_token
+from newsletter.tokens import make_unsubscribe_token
 
 NOW = "2026-11-24T09:00:00+00:00"
 
@@ -114,6 +117,24 @@ def test_unsubscribe_and_forget(run: Any, app: App) -> None:
         assert session.scalars(select(Suppression.reason)).one() == "unsubscribed"
     exported = run("subscribers", "export", "cy@example.org")
     assert exported.exit_code == 1
+
+
+def test_export_names_the_email_an_unsubscribe_link_came_from(run: Any, app: App) -> None:
+    """A withdrawal through an email's link carries that delivery id; other events None."""
+    run("subscribers", "add", "eve@example.org", "--confirmed", "--now", NOW)
+    assert run("tick", "--now", NOW).exit_code == 0
+    with app.sessions() as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        delivery_id = session.scalars(select(Delivery.id).where(Delivery.kind == "drip")).one()
+    token = make_unsubscribe_token(subscriber.public_id, keys=app.settings.secret_keys)
+    unsubscribe_by_token(
+        app, token, ip=None, now=datetime.fromisoformat(NOW), delivery_id=delivery_id
+    )
+    exported = json.loads(run("subscribers", "export", "eve@example.org").output)
+    assert [(c["kind"], c["delivery_id"]) for c in exported["consent"]] == [
+        ("imported", None),
+        ("withdrawn", delivery_id),
+    ]
 
 
 def test_forget_asks_first(run: Any, app: App) -> None:

@@ -36,7 +36,7 @@ def render(
     **overrides: Any,
 ) -> OutgoingEmail:
     """An email rendered for one recipient, the way the composer does it."""
-    url = f"https://news.example/unsubscribe/tok{index:06d}"
+    url = f"https://news.example/unsubscribe/tok{index:06d}?d={index}"  # as dispatch builds it
     values = {
         "first_name": first_name,
         "first_name_html": html.escape(first_name),

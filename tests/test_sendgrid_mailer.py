@@ -42,7 +42,7 @@ TEXT = _text_env.from_string(
 def render(index: int, first_name: str | None = None, **overrides: Any) -> OutgoingEmail:
     """One email rendered for one recipient with Jinja autoescape, as the composer does."""
     name = first_name if first_name is not None else f"Reader {index}"
-    url = f"https://news.example/unsubscribe/tok-{index}"
+    url = f"https://news.example/unsubscribe/tok-{index}?d={1000 + index}"  # as dispatch builds it
     values = {"first_name": name, "unsubscribe_url": url}
     fields: dict[str, Any] = {
         "delivery_id": 1000 + index,

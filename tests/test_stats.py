@@ -16,6 +16,7 @@ from newsletter.cli_stats import parse_since
 from newsletter.db import transaction
 from newsletter.models import (
     Campaign,
+    ConsentEvent,
     Delivery,
     Enrollment,
     ProviderEvent,
@@ -69,7 +70,7 @@ class Ledger:
         )
 
 
-def build(app: App) -> None:
+def build(app: App) -> dict[str, list[int]]:
     """The fixture the expected numbers below are computed from by hand.
 
     Sequence step 0 (system/welcome): 10 sent, 9 delivered, 1 bounce, 6 opened (one of them
@@ -110,8 +111,10 @@ def build(app: App) -> None:
     ledger.event(tips[1], "spamreport")
     for n in (7, 8):
         ledger.delivery("drip", enrollment_id=n, step=-1, item_id="tutorials/stretch")
+    campaign_ids: dict[int, list[int]] = {}
     for campaign_id, spam in ((1, 2), (2, 1)):
         sent = [ledger.delivery("campaign", campaign_id=campaign_id) for _ in range(1000)]
+        campaign_ids[campaign_id] = sent
         for d in sent:
             ledger.event(d, "delivered")
         for d in sent[:spam]:
@@ -119,6 +122,7 @@ def build(app: App) -> None:
     test_send = ledger.delivery("test", campaign_id=1, to_email="seed@example.org")
     ledger.event(test_send, "delivered")
     ledger.event(test_send, "spamreport")
+    ids = {"welcome": welcome, "tips": tips, "spring": campaign_ids[1], "test": [test_send]}
 
     with transaction(app.sessions) as session:
         session.execute(
@@ -172,6 +176,7 @@ def build(app: App) -> None:
         )
         session.execute(insert(Delivery), ledger.deliveries)
         session.execute(insert(ProviderEvent), ledger.events)
+    return ids
 
 
 def step_row(sequence: str, step: int, item: str, **numbers: Any) -> dict[str, Any]:
@@ -304,6 +309,60 @@ def test_report_lists_campaigns_oldest_first(built: App) -> None:
         ("spring", 2),
     ]
     assert [r.get("campaign") or r["step"] for r in report.flagged()] == [1, "spring"]
+
+
+def consent(app: App, *rows: tuple[int, str, int | None]) -> None:
+    """Consent events as ``(subscriber id, kind, delivery id)``."""
+    with transaction(app.sessions) as session:
+        session.execute(
+            insert(ConsentEvent),
+            [
+                {"subscriber_id": sub, "kind": kind, "at": SENT, "delivery_id": delivery}
+                for sub, kind, delivery in rows
+            ],
+        )
+
+
+def test_link_unsubscribes_count_against_the_email_they_came_from(app: App) -> None:
+    """A withdrawal naming a delivery counts for its step or campaign; others do not count."""
+    ids = build(app)
+    consent(
+        app,
+        (4, "withdrawn", ids["tips"][3]),
+        (5, "withdrawn", ids["spring"][0]),
+        (6, "withdrawn", None),  # CLI or SendGrid: no email named
+        (7, "confirmed", ids["welcome"][6]),  # not a withdrawal
+        (8, "withdrawn", ids["test"][0]),  # a test send is never counted
+    )
+    with app.sessions() as session:
+        rows = sequence_stats(session, SEQ, since=datetime(2026, 11, 1, tzinfo=UTC))
+        spring, black_friday = campaign_stats(session, 1), campaign_stats(session, 2)
+    assert rows == [
+        step_row(SEQ, 0, "system/welcome", **WELCOME),
+        step_row(
+            SEQ, 1, "tips/meet-your-ql", **{**TIPS, "unsubscribes": 1, "unsubscribe_rate": 0.25}
+        ),
+        step_row(SEQ, -1, "tutorials/stretch", **ROTATION),
+    ]
+    assert spring == {**campaign_numbers(2), "unsubscribes": 1, "unsubscribe_rate": 0.001}
+    assert black_friday == campaign_numbers(1)
+
+
+def test_link_and_sendgrid_unsubscribe_from_one_email_count_once(app: App) -> None:
+    """welcome[2] already has a SendGrid ``unsubscribe``; the link (twice) adds nothing."""
+    ids = build(app)
+    consent(
+        app,
+        (3, "withdrawn", ids["welcome"][2]),
+        (3, "withdrawn", ids["welcome"][2]),  # unsubscribed, came back, used the link again
+    )
+    with app.sessions() as session:
+        first = sequence_stats(session, SEQ, since=datetime(2026, 11, 1, tzinfo=UTC))[0]
+    assert first == step_row(SEQ, 0, "system/welcome", **WELCOME)
+    consent(app, (4, "withdrawn", ids["welcome"][3]))
+    with app.sessions() as session:
+        first = sequence_stats(session, SEQ, since=datetime(2026, 11, 1, tzinfo=UTC))[0]
+    assert (first["unsubscribes"], first["unsubscribe_rate"]) == (2, 0.222222)
 
 
 @pytest.fixture

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from email.message import EmailMessage
+from urllib.parse import urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.app import App
+from newsletter.drip.planner import plan_drips
+from newsletter.jobs import deliver
 from newsletter.models import ConsentEvent, Enrollment, Subscriber, Suppression
 from newsletter.settings import Settings
+from newsletter.stats import sequence_stats
 from newsletter.tokens import make_confirm_token, make_unsubscribe_token
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
-from tests.mailbox import link, read_outbox, token_of
+from tests.mailbox import html_part, link, read_outbox, token_of
 from tests.test_web_subscribe import Clock
 
 
@@ -205,3 +210,119 @@ def test_resubscribe_after_unsubscribe_needs_a_new_confirmation(
     assert status_of(app, "back@example.org") == "active"
     with app.sessions() as session:
         assert session.scalars(select(Suppression)).all() == []
+
+
+def first_drip(client: TestClient, app: App, clock: Clock, email: str) -> tuple[str, EmailMessage]:
+    """An active subscriber's unsubscribe token and their first drip email (via the outbox)."""
+    token = active_subscriber(client, app, email)
+    plan_drips(app, clock.now)  # the welcome step is due at once
+    deliver(app, clock.now)
+    mails = [
+        m
+        for m in read_outbox(app.settings.effective_outbox_dir)
+        if email in m["To"] and m["List-Unsubscribe"]
+    ]
+    assert len(mails) == 1
+    return token, mails[0]
+
+
+def withdrawals(app: App, email: str) -> list[int | None]:
+    """The delivery id of each ``withdrawn`` consent event of one subscriber."""
+    with app.sessions() as session:
+        return list(
+            session.scalars(
+                select(ConsentEvent.delivery_id)
+                .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+                .where(Subscriber.email == email, ConsentEvent.kind == "withdrawn")
+                .order_by(ConsentEvent.id)
+            )
+        )
+
+
+def path_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}" if parts.query else parts.path
+
+
+def test_unsubscribe_link_names_its_email_and_the_stats_count_it(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    """Link and header carry ``?d=<delivery>``; the GET form keeps it; the POST records it."""
+    client, app = site
+    token, mail = first_drip(client, app, clock, "drip@example.org")
+    delivery_id = int(mail["X-Newsletter-Delivery"])
+    url = link(mail, "/unsubscribe/")
+    assert url == f"https://news.example/unsubscribe/{token}?d={delivery_id}"
+    assert mail["List-Unsubscribe"] == f"<{url}>"
+    assert f'href="{url}"' in html_part(mail)
+    page = client.get(path_of(url))
+    assert page.status_code == 200
+    assert f'action="/unsubscribe/{token}?d={delivery_id}"' in page.text
+    assert client.post(path_of(url)).status_code == 200
+    assert status_of(app, "drip@example.org") == "unsubscribed"
+    assert withdrawals(app, "drip@example.org") == [delivery_id]
+    with app.sessions() as session:
+        step = sequence_stats(session, "back-pain-basics")[0]
+    assert (step["step"], step["sent"], step["unsubscribes"]) == (0, 1, 1)
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_on_the_header_url_records_the_email(
+    site: tuple[TestClient, App], clock: Clock, encoding: str
+) -> None:
+    """RFC 8058 POST straight to the ``List-Unsubscribe`` URL: 200, no redirect, recorded."""
+    client, app = site
+    _, mail = first_drip(client, app, clock, "oneclick@example.org")
+    target = path_of(str(mail["List-Unsubscribe"]).strip("<>"))
+    if encoding == "urlencoded":
+        response = client.post(target, data={"List-Unsubscribe": "One-Click"})
+    else:
+        response = client.post(target, files={"List-Unsubscribe": (None, "One-Click")})
+    assert response.status_code == 200
+    assert "location" not in response.headers
+    assert "set-cookie" not in response.headers
+    assert status_of(app, "oneclick@example.org") == "unsubscribed"
+    assert withdrawals(app, "oneclick@example.org") == [int(mail["X-Newsletter-Delivery"])]
+
+
+@pytest.mark.parametrize(
+    "bogus",
+    [
+        pytest.param("other", id="other-subscribers-delivery"),
+        pytest.param("missing", id="missing"),
+        pytest.param("unknown", id="no-such-delivery"),
+        pytest.param(str(2**63 - 1), id="largest-bigint"),
+        pytest.param(str(2**63), id="past-bigint"),
+        pytest.param("9" * 300, id="huge"),
+        pytest.param("abc", id="not-a-number"),
+        pytest.param("", id="empty"),
+        pytest.param("-1", id="negative"),
+        pytest.param("1.5", id="decimal"),
+        pytest.param('1"><script>alert(1)</script>', id="markup"),
+    ],
+)
+def test_bogus_d_is_ignored_and_the_unsubscribe_still_works(
+    site: tuple[TestClient, App], clock: Clock, bogus: str
+) -> None:
+    """``d`` is only kept when it is one of this subscriber's emails; never a 4xx/5xx."""
+    client, app = site
+    token, mine = first_drip(client, app, clock, "me@example.org")
+    _, theirs = first_drip(client, app, clock, "them@example.org")
+    value = {
+        "other": theirs["X-Newsletter-Delivery"],
+        "unknown": str(int(mine["X-Newsletter-Delivery"]) + 1000),
+    }.get(bogus, bogus)
+    params = {} if bogus == "missing" else {"d": value}
+    page = client.get(f"/unsubscribe/{token}", params=params)
+    assert page.status_code == 200
+    well_formed = bogus in ("other", "unknown", str(2**63 - 1))  # checked by the POST
+    action = f"/unsubscribe/{token}?d={value}" if well_formed else f"/unsubscribe/{token}"
+    assert f'action="{action}"' in page.text
+    assert "<script>" not in page.text
+    response = client.post(f"/unsubscribe/{token}", params=params)
+    assert response.status_code == 200
+    assert status_of(app, "me@example.org") == "unsubscribed"
+    assert status_of(app, "them@example.org") == "active"
+    assert withdrawals(app, "me@example.org") == [None]
+    with app.sessions() as session:
+        assert [row["unsubscribes"] for row in sequence_stats(session, "back-pain-basics")] == [0]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from limits import parse
@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
 from newsletter.app import App
+from newsletter.compose import DELIVERY_PARAM, read_delivery_param
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
 from newsletter.models import DeliveryKind
@@ -44,6 +45,15 @@ log = logging.getLogger(__name__)
 THANKS = "Thanks! Check your inbox: we sent you a link to confirm your subscription."
 
 Clock = Callable[[], datetime]
+# ``?d=`` on unsubscribe links: the email the link was in. Declared as a free string so a
+# bad value is ignored (the unsubscribe still happens) instead of answered with a 422.
+DeliveryParam = Annotated[
+    str | None,
+    Query(
+        description="The delivery (email) the link came from; ignored unless it is one "
+        "of this subscriber's."
+    ),
+]
 
 
 def _utcnow() -> datetime:
@@ -180,21 +190,25 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         return page("You are subscribed", "Thank you! Your first email is on its way.")
 
     @web.get("/unsubscribe/{token}", response_class=Response)
-    def unsubscribe_page(token: str, request: Request) -> Response:
+    def unsubscribe_page(token: str, request: Request, d: DeliveryParam = None) -> Response:
         """Shows an Unsubscribe button; changes nothing."""
         try:
             subscriber_for_unsubscribe_token(app, token)
         except TokenError as exc:
             return page("This link is not valid", str(exc), status=400)
+        delivery_id = read_delivery_param(d)
+        action = str(request.url.path)
+        if delivery_id is not None:  # the POST carries it on; never echo the raw value
+            action += f"?{DELIVERY_PARAM}={delivery_id}"
         return page(
             "Unsubscribe",
             "Click the button and you will get no more emails from us.",
-            action=str(request.url.path),
+            action=action,
             button="Unsubscribe",
         )
 
     @web.post("/unsubscribe/{token}", response_class=Response, openapi_extra=TOKEN_FORM_BODY)
-    async def unsubscribe_route(token: str, request: Request) -> Response:
+    async def unsubscribe_route(token: str, request: Request, d: DeliveryParam = None) -> Response:
         """Unsubscribes at once; also the RFC 8058 one-click target (200, no redirect)."""
         await read_body(request, 16 * 1024)
         try:
@@ -204,6 +218,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                 token,
                 ip=request.client.host if request.client else None,
                 now=clock(),
+                delivery_id=read_delivery_param(d),
             )
         except TokenError as exc:
             return error(request, 400, str(exc))

@@ -125,6 +125,9 @@ def upgrade() -> None:
         sa.Column("user_agent", sa.String(length=500), nullable=True),
         sa.Column("source", sa.String(length=500), nullable=True),
         sa.Column("consent_text", sa.Text(), nullable=True),
+        sa.Column(
+            "delivery_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
+        ),
         sa.ForeignKeyConstraint(
             ["subscriber_id"],
             ["subscribers.id"],
@@ -134,6 +137,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_consent_events")),
     )
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_consent_events_delivery_id"), ["delivery_id"], unique=False
+        )
         batch_op.create_index(
             batch_op.f("ix_consent_events_subscriber_id"), ["subscriber_id"], unique=False
         )
@@ -237,6 +243,7 @@ def downgrade() -> None:
     op.drop_table("enrollments")
     with op.batch_alter_table("consent_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_consent_events_subscriber_id"))
+        batch_op.drop_index(batch_op.f("ix_consent_events_delivery_id"))
 
     op.drop_table("consent_events")
     op.drop_table("suppressions")
