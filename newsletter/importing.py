@@ -31,6 +31,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.subscriptions import (
+    clean_first_name,
     clean_tags,
     new_public_id,
     queue_confirmation,
@@ -122,7 +123,7 @@ def _read(handle: TextIO, report: ImportReport) -> Iterator[_Row]:
         yield _Row(
             line=line,
             email=email,
-            first_name=(row.get("first_name") or "").strip() or None,
+            first_name=clean_first_name(row.get("first_name")),
             timezone=(row.get("timezone") or "").strip() or None,
             tags=clean_tags((row.get("tags") or "").replace(";", ",").split(",")),
         )

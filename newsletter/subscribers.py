@@ -28,6 +28,7 @@ from newsletter.subscriptions import (
     SubscribeOutcome,
     SubscribeRequest,
     activate,
+    clean_first_name,
     clean_tags,
     is_suppressed,
     new_public_id,
@@ -79,7 +80,7 @@ def add_subscriber(
             subscriber = Subscriber(
                 public_id=new_public_id(),
                 email=email,
-                first_name=first_name,
+                first_name=clean_first_name(first_name),
                 timezone=resolve_timezone(timezone, app.settings.default_timezone),
                 status=SubscriberStatus.PENDING.value,
                 tags=clean_tags(tags),

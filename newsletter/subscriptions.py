@@ -33,6 +33,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.one_line import one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,14 @@ def resolve_timezone(name: str | None, default: str) -> str:
         log.warning("unknown time zone %r, using %s", name[:64], default)
         return default
     return name
+
+
+MAX_NAME_LENGTH = 100
+
+
+def clean_first_name(raw: str | None) -> str | None:
+    """A name safe for greetings and email headers: one line, at most 100 characters."""
+    return one_line(raw or "")[:MAX_NAME_LENGTH].strip() or None
 
 
 def clean_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
@@ -161,7 +170,7 @@ def _new_subscriber(
     return Subscriber(
         public_id=new_public_id(),
         email=email,
-        first_name=(request.first_name or "").strip()[:200] or None,
+        first_name=clean_first_name(request.first_name),
         timezone=resolve_timezone(request.timezone, app.settings.default_timezone),
         status=SubscriberStatus.PENDING.value,
         tags=clean_tags(request.tags),
@@ -173,8 +182,8 @@ def _new_subscriber(
 
 
 def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now: datetime) -> None:
-    if request.first_name:
-        subscriber.first_name = request.first_name.strip()[:200]
+    if clean_first_name(request.first_name):
+        subscriber.first_name = clean_first_name(request.first_name)
     if request.timezone:
         subscriber.timezone = resolve_timezone(request.timezone, app.settings.default_timezone)
     subscriber.tags = clean_tags(list(subscriber.tags or []) + list(request.tags))

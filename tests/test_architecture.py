@@ -20,6 +20,7 @@ PURE = [
     "newsletter/delivery/personalization.py",
     "newsletter/events/parsing.py",
     "newsletter/web/form_input.py",
+    "newsletter/one_line.py",
 ]
 IO_MODULES = {
     "sqlalchemy",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email
 import email.policy
+from dataclasses import replace
+
+import pytest
 
 from newsletter.delivery.base import OutgoingEmail
 from newsletter.delivery.mime import build_mime
@@ -44,3 +47,16 @@ def test_text_part_comes_before_html_and_ids_are_set() -> None:
     assert parsed["Message-ID"] == "<nl-42-1@shop.example>"
     assert parsed["X-Newsletter-Delivery"] == "42"
     assert parsed["Subject"] == "Meet your QL, Ré — a longer subject line that still fits"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["Ann\u0085Lee", "Ann\u2028Lee", "Ann\r\nBcc: x@evil.example", "Ann\x00Lee", "Ann\u2029Lee"],
+    ids=["nel", "line-separator", "crlf-injection", "nul", "paragraph-separator"],
+)
+def test_odd_characters_in_a_name_never_break_or_split_headers(name: str) -> None:
+    built = build_mime(replace(message("https://x.example/u/t"), to_name=name, subject=name))
+    parsed = email.message_from_bytes(built.as_bytes(), policy=email.policy.default)
+    assert "Bcc" not in parsed
+    assert parsed["To"].addresses[0].addr_spec == "reader@example.org"
+    assert "\n" not in parsed["Subject"]

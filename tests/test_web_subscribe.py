@@ -398,3 +398,17 @@ def test_openapi_lists_every_route(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     for path in ["/subscribe", "/confirm/{token}", "/unsubscribe/{token}", "/healthz"]:
         assert path in paths
+
+
+@pytest.mark.parametrize(
+    "name", ["Ann\u0085Lee", "Ann\u2028 Lee", "  Ann \r\n Lee  ", "Ann\x07Lee"]
+)
+def test_names_are_cleaned_to_one_line(web_app: tuple[TestClient, App], name: str) -> None:
+    """A name with control or line-break characters is stored (and mailed) on one line."""
+    client, app = web_app
+    response = client.post("/subscribe", json={"email": "odd@example.org", "first_name": name})
+    assert response.status_code == 202
+    with app.sessions() as session:
+        assert session.scalars(select(Subscriber.first_name)).one() == "Ann Lee"
+    (mail,) = read_outbox(outbox(app))
+    assert mail["To"] == "Ann Lee <odd@example.org>"

@@ -8,6 +8,7 @@ from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
 
 from newsletter.delivery.base import OutgoingEmail
+from newsletter.one_line import one_line
 
 DELIVERY_HEADER = "X-Newsletter-Delivery"
 
@@ -19,11 +20,12 @@ MIME_POLICY = policy.SMTP.clone(max_line_length=998)
 def build_mime(message: OutgoingEmail) -> EmailMessage:
     """A multipart/alternative message: plain text first, then HTML."""
     mime = EmailMessage(policy=MIME_POLICY)
-    mime["Subject"] = message.subject
-    mime["From"] = formataddr((message.from_name or "", message.from_email))
+    mime["Subject"] = one_line(message.subject)
+    mime["From"] = formataddr((one_line(message.from_name or ""), message.from_email))
+    to_name = one_line(message.to_name or "")
     mime["To"] = (
-        str(Address(display_name=message.to_name or "", addr_spec=message.to_email))
-        if message.to_name
+        str(Address(display_name=to_name, addr_spec=message.to_email))
+        if to_name
         else message.to_email
     )
     if message.reply_to:
