@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 from newsletter.app import App
@@ -28,6 +29,12 @@ REQUIRE_POSTGRES = os.environ.get("NEWSLETTER_REQUIRE_POSTGRES", "") == "1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 _pg_engine: Engine | None = None
+
+# CI explores the same examples every run (a red CI must be reproducible); developers'
+# runs stay random and keep finding new inputs (failures are saved in .hypothesis/).
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI", "").lower() == "true":
+    hypothesis_settings.load_profile("ci")
 
 
 def _postgres_engine() -> Engine:
