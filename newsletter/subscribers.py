@@ -30,11 +30,11 @@ from newsletter.subscriptions import (
     activate,
     clean_first_name,
     clean_tags,
-    is_suppressed,
     new_public_id,
     resolve_timezone,
     subscribe,
 )
+from newsletter.withdrawals import is_suppressed
 
 PAGE = 1000
 

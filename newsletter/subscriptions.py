@@ -27,14 +27,18 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Enrollment,
-    EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
     Suppression,
 )
 from newsletter.one_line import one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
+from newsletter.withdrawals import (
+    Withdrawal,
+    is_suppressed,
+    record_withdrawals,
+    suppress_many,
+)
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +101,9 @@ def clean_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
     return seen[:MAX_TAGS]
 
 
-def is_suppressed(session: Session, email: str) -> str | None:
-    return session.scalar(
-        select(Suppression.reason).where(Suppression.email_hash == email_hash(email))
-    )
-
-
 def suppress(session: Session, email: str, reason: str, *, now: datetime) -> None:
-    """Add (or keep) the address on the suppression list. Does not commit."""
-    existing = session.scalar(
-        select(Suppression).where(Suppression.email_hash == email_hash(email))
-    )
-    if existing is None:
-        session.add(Suppression(email_hash=email_hash(email), reason=reason, created_at=now))
-    elif existing.reason == "unsubscribed" and reason != "unsubscribed":
-        existing.reason = reason  # a bounce or complaint is the stronger reason
+    """Add (or strengthen) the address on the suppression list. Does not commit."""
+    suppress_many(session, {email: reason}, now=now)
 
 
 def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> SubscribeOutcome:
@@ -327,35 +319,15 @@ def withdraw(
     """
     if subscriber.status == status.value:
         return
-    reason = {"unsubscribed": "unsubscribed", "bounced": "bounced", "complained": "complained"}[
-        status.value
-    ]
     subscriber.status = status.value
     subscriber.unsubscribed_at = now
     subscriber.updated_at = now
-    suppress(session, subscriber.email, reason, now=now)
-    session.add(
-        ConsentEvent(
-            subscriber_id=subscriber.id,
-            kind=ConsentKind.WITHDRAWN.value,
-            at=now,
-            ip=ip,
-            source=source or reason,
-            delivery_id=delivery_id,
-        )
-    )
-    session.execute(
-        update(Enrollment)
-        .where(Enrollment.subscriber_id == subscriber.id)
-        .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
-    )
-    session.execute(
-        update(Delivery)
-        .where(
-            Delivery.subscriber_id == subscriber.id,
-            Delivery.status == DeliveryStatus.QUEUED.value,
-        )
-        .values(status=DeliveryStatus.SKIPPED.value, error=f"subscriber {reason}", updated_at=now)
+    session.flush()
+    suppress(session, subscriber.email, status.value, now=now)
+    record_withdrawals(
+        session,
+        [Withdrawal(subscriber.id, status, source or status.value, ip, delivery_id)],
+        now=now,
     )
 
 

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.db import transaction
-from newsletter.events.suppression import record_withdrawals, suppress_many
 from newsletter.models import (
     ConsentEvent,
     Delivery,
@@ -20,6 +19,7 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.subscriptions import withdraw
+from newsletter.withdrawals import Withdrawal, record_withdrawals, suppress_many
 from tests.conftest import NOW
 from tests.test_events_store import add_delivery, add_subscriber
 
@@ -30,8 +30,8 @@ def _withdraw_in_bulk(session: Session, subscriber: Subscriber, status: Subscrib
     subscriber.unsubscribed_at = NOW
     subscriber.updated_at = NOW
     session.flush()
-    record_withdrawals(session, [(subscriber.id, status, "sendgrid bounce")], now=NOW)
-    suppress_many(session, {subscriber.email: status}, now=NOW)
+    record_withdrawals(session, [Withdrawal(subscriber.id, status, "sendgrid bounce")], now=NOW)
+    suppress_many(session, {subscriber.email: status.value}, now=NOW)
 
 
 def _state(app: App, email: str) -> dict[str, Any]:

@@ -7,13 +7,8 @@ fixed number of statements per batch (not a handful per recipient):
   so concurrent batches touching the same people queue instead of deadlocking: the
   soft-bounce count is read-modify-write);
 * subscribers that change state are updated with one ``executemany`` per kind of change;
-* their withdrawal is recorded as ``subscriptions.withdraw`` records it (consent row,
-  enrollments stopped, queued deliveries skipped), in one statement per table;
-* the suppression list gets one ``INSERT ... ON CONFLICT (email_hash) DO UPDATE``, rows
-  in hash order, raising a weaker reason to the stronger one and never lowering it.
-
-``tests/test_events_suppression.py`` checks that the withdrawal here leaves the same rows
-as ``subscriptions.withdraw``.
+* their withdrawal and the suppression list are written by ``newsletter.withdrawals``,
+  the same code the unsubscribe link and the CLI use (one statement per table).
 """
 
 from __future__ import annotations
@@ -25,31 +20,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, case, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy.orm import Session
 
-from newsletter.addresses import email_hash
 from newsletter.events.parsing import ParsedEvent
 from newsletter.events.policy import Effect, applies, effect_of, target_status
 from newsletter.models import (
-    ConsentEvent,
-    ConsentKind,
-    Delivery,
-    DeliveryStatus,
-    Enrollment,
-    EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
-    Suppression,
 )
+from newsletter.withdrawals import Withdrawal, record_withdrawals, suppress_many
 
 log = logging.getLogger(__name__)
-
-# How strong each suppression reason is; a reason not listed is never overwritten.
-SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
-_UNRANKED = 99
 
 
 @dataclass(frozen=True)
@@ -107,13 +89,15 @@ def apply_suppressions(session: Session, events: Iterable[ParsedEvent], *, now: 
     record_withdrawals(
         session,
         [
-            (d.recipient.id, d.target, f"sendgrid {d.names}")
+            Withdrawal(d.recipient.id, d.target, f"sendgrid {d.names}")
             for d in decisions
             if d.target is not None and d.recipient is not None
         ],
         now=now,
     )
-    suppress_many(session, {d.email: d.target for d in decisions if d.target is not None}, now=now)
+    suppress_many(
+        session, {d.email: d.target.value for d in decisions if d.target is not None}, now=now
+    )
     changed = Counter(d.target.value for d in decisions if d.target is not None)
     if changed:
         log.info("sendgrid events: recipients now %s", dict(sorted(changed.items())))
@@ -173,85 +157,3 @@ def _update_subscribers(session: Session, decisions: Sequence[Decision], *, now:
             .values(soft_bounces=bindparam("b_soft"), updated_at=now),
             counted,
         )
-
-
-def record_withdrawals(
-    session: Session,
-    withdrawals: Sequence[tuple[int, SubscriberStatus, str]],
-    *,
-    now: datetime,
-) -> None:
-    """What ``subscriptions.withdraw`` records besides the status and the suppression.
-
-    ``withdrawals`` holds (subscriber id, new status, source) for subscribers whose status
-    was just changed: a ``withdrawn`` consent row each, enrollments stopped, queued
-    deliveries skipped. A fixed number of statements for any number of subscribers.
-    """
-    if not withdrawals:
-        return
-    session.execute(
-        cast(Table, ConsentEvent.__table__).insert(),
-        [
-            {
-                "subscriber_id": subscriber_id,
-                "kind": ConsentKind.WITHDRAWN.value,
-                "at": now,
-                "ip": None,
-                "source": source,
-            }
-            for subscriber_id, _, source in withdrawals
-        ],
-    )
-    ids = sorted(subscriber_id for subscriber_id, _, _ in withdrawals)
-    session.execute(
-        update(Enrollment)
-        .where(Enrollment.subscriber_id.in_(ids))
-        .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
-        .execution_options(synchronize_session=False)
-    )
-    by_reason: dict[str, list[int]] = defaultdict(list)
-    for subscriber_id, status, _ in withdrawals:
-        by_reason[status.value].append(subscriber_id)
-    for reason, members in sorted(by_reason.items()):
-        session.execute(
-            update(Delivery)
-            .where(
-                Delivery.subscriber_id.in_(sorted(members)),
-                Delivery.status == DeliveryStatus.QUEUED.value,
-            )
-            .values(
-                status=DeliveryStatus.SKIPPED.value, error=f"subscriber {reason}", updated_at=now
-            )
-            .execution_options(synchronize_session=False)
-        )
-
-
-def suppress_many(session: Session, targets: dict[str, SubscriberStatus], *, now: datetime) -> None:
-    """Put each address on the suppression list, or raise its reason to the stronger one.
-
-    One upsert, rows in hash order (one lock order for concurrent batches); two batches
-    suppressing the same address at once cannot collide on the unique hash.
-    """
-    if not targets:
-        return
-    rows = sorted(
-        (
-            {"email_hash": email_hash(email), "reason": status.value, "created_at": now}
-            for email, status in targets.items()
-        ),
-        key=lambda row: row["email_hash"],
-    )
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Suppression)
-    statement = statement.on_conflict_do_update(
-        index_elements=["email_hash"],
-        set_={"reason": statement.excluded.reason},
-        where=_rank(Suppression.reason) < _rank(statement.excluded.reason),
-    )
-    # A list of parameter sets: SQLAlchemy sends them as one multi-row statement, in order,
-    # and compiles the statement once for every batch.
-    session.execute(statement, rows)
-
-
-def _rank(reason: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[int]:
-    return case(SUPPRESSION_SEVERITY, value=reason, else_=_UNRANKED)

@@ -1,0 +1,125 @@
+"""Withdrawing subscribers and keeping the suppression list: one implementation for the
+unsubscribe link, the CLI and SendGrid events (one subscriber or a whole batch).
+
+A fixed number of statements whatever the number of subscribers; nothing here commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import ColumnElement, Table, case, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from newsletter.addresses import email_hash
+from newsletter.models import (
+    ConsentEvent,
+    ConsentKind,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    SubscriberStatus,
+    Suppression,
+)
+
+# How strong each suppression reason is; a reason not listed is never overwritten.
+SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
+_UNRANKED = 99
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A subscriber whose status was just changed to ``status`` (unsubscribed, bounced,
+    complained). ``delivery_id`` names the email whose unsubscribe link was used."""
+
+    subscriber_id: int
+    status: SubscriberStatus
+    source: str
+    ip: str | None = None
+    delivery_id: int | None = None
+
+
+def is_suppressed(session: Session, email: str) -> str | None:
+    """The suppression reason for a normalised address, or None."""
+    return session.scalar(
+        select(Suppression.reason).where(Suppression.email_hash == email_hash(email))
+    )
+
+
+def record_withdrawals(
+    session: Session, withdrawals: Sequence[Withdrawal], *, now: datetime
+) -> None:
+    """Everything a withdrawal records besides the subscriber's own row: a ``withdrawn``
+    consent row each, their enrollments stopped, their queued deliveries skipped."""
+    if not withdrawals:
+        return
+    session.execute(
+        cast(Table, ConsentEvent.__table__).insert(),
+        [
+            {
+                "subscriber_id": w.subscriber_id,
+                "kind": ConsentKind.WITHDRAWN.value,
+                "at": now,
+                "ip": w.ip,
+                "source": w.source,
+                "delivery_id": w.delivery_id,
+            }
+            for w in withdrawals
+        ],
+    )
+    ids = sorted(w.subscriber_id for w in withdrawals)
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.subscriber_id.in_(ids))
+        .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    by_reason: dict[str, list[int]] = defaultdict(list)
+    for w in withdrawals:
+        by_reason[w.status.value].append(w.subscriber_id)
+    for reason, members in sorted(by_reason.items()):
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id.in_(sorted(members)),
+                Delivery.status == DeliveryStatus.QUEUED.value,
+            )
+            .values(
+                status=DeliveryStatus.SKIPPED.value, error=f"subscriber {reason}", updated_at=now
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def suppress_many(session: Session, reasons: Mapping[str, str], *, now: datetime) -> None:
+    """Put each address (normalised email -> reason) on the suppression list, or raise its
+    reason to a stronger one; never lower it.
+
+    One upsert, rows in hash order (one lock order for concurrent batches); two batches
+    suppressing the same address at once cannot collide on the unique hash.
+    """
+    if not reasons:
+        return
+    hashed = sorted((email_hash(email), reason) for email, reason in reasons.items())
+    rows = [{"email_hash": h, "reason": reason, "created_at": now} for h, reason in hashed]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(Suppression)
+    statement = statement.on_conflict_do_update(
+        index_elements=["email_hash"],
+        set_={"reason": statement.excluded.reason},
+        where=_rank(Suppression.reason) < _rank(statement.excluded.reason),
+    )
+    # A list of parameter sets: SQLAlchemy sends them as one multi-row statement, in order,
+    # and compiles the statement once for every batch.
+    session.execute(statement, rows)
+
+
+def _rank(reason: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[int]:
+    return case(SUPPRESSION_SEVERITY, value=reason, else_=_UNRANKED)
