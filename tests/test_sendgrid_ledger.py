@@ -31,17 +31,26 @@ def server() -> Iterator[SendGridServer]:
 
 
 @pytest.fixture
-def sg_settings(make_settings: Callable[..., Settings], server: SendGridServer) -> Settings:
-    return make_settings(
-        mail_backend="sendgrid", sendgrid_api_key="SG.right-key", sendgrid_api_url=server.url
-    )
+def make_sg_app(
+    make_settings: Callable[..., Settings], server: SendGridServer
+) -> Iterator[Callable[..., App]]:
+    """Apps sending through the local server; keyword overrides as for ``make_settings``."""
+    apps: list[App] = []
+
+    def make(**overrides: str) -> App:
+        values = {"sendgrid_api_key": "SG.right-key", **overrides}
+        app = App(make_settings(mail_backend="sendgrid", sendgrid_api_url=server.url, **values))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.close()
 
 
 @pytest.fixture
-def sg_app(sg_settings: Settings) -> Iterator[App]:
-    app = App(sg_settings)
-    yield app
-    app.close()
+def sg_app(make_sg_app: Callable[..., App]) -> App:
+    return make_sg_app()
 
 
 def queue(app: App, count: int) -> list[int]:
@@ -103,17 +112,8 @@ def test_500_backs_off_then_succeeds(sg_app: App, server: SendGridServer) -> Non
     assert rows(sg_app)[0].attempts == 2
 
 
-def test_attempts_are_capped(
-    make_settings: Callable[..., Settings], server: SendGridServer
-) -> None:
-    app = App(
-        make_settings(
-            mail_backend="sendgrid",
-            sendgrid_api_key="SG.k",
-            sendgrid_api_url=server.url,
-            max_attempts="2",
-        )
-    )
+def test_attempts_are_capped(make_sg_app: Callable[..., App], server: SendGridServer) -> None:
+    app = make_sg_app(max_attempts="2")
     queue(app, 1)
     server.inject(Fault(status=503), times=None)
     deliver_due(app, now=NOW)
@@ -123,7 +123,6 @@ def test_attempts_are_capped(
     assert row.error is not None
     assert row.error.startswith("gave up after 2 attempts")
     assert server.recorded().requests == 2
-    app.close()
 
 
 def test_dropped_connection_after_the_request_is_unknown_and_never_resent(
@@ -138,7 +137,7 @@ def test_dropped_connection_after_the_request_is_unknown_and_never_resent(
 
 
 def test_401_halts_all_sending_loudly_until_the_key_changes(
-    make_settings: Callable[..., Settings],
+    make_sg_app: Callable[..., App],
     sg_app: App,
     server: SendGridServer,
     cli_env: dict[str, Any],
@@ -163,30 +162,17 @@ def test_401_halts_all_sending_loudly_until_the_key_changes(
     assert health["status"] == "degraded"
     assert health["sending"] == "halted"
     server.clear_faults()
-    fixed = App(
-        make_settings(
-            mail_backend="sendgrid", sendgrid_api_key="SG.new-key", sendgrid_api_url=server.url
-        )
-    )
+    fixed = make_sg_app(sendgrid_api_key="SG.new-key")
     deliver_due(fixed, now=NOW + timedelta(minutes=1))
     assert {r.status for r in rows(fixed)} == {"sent"}
-    fixed.close()
 
 
 def test_marketing_email_waits_without_a_postal_address(
-    make_settings: Callable[..., Settings], server: SendGridServer
+    make_sg_app: Callable[..., App], server: SendGridServer
 ) -> None:
     """POSTAL_ADDRESS is required in every marketing footer: without it nothing is claimed."""
-    app = App(
-        make_settings(
-            mail_backend="sendgrid",
-            sendgrid_api_key="SG.k",
-            sendgrid_api_url=server.url,
-            postal_address="",
-        )
-    )
+    app = make_sg_app(postal_address="")
     queue(app, 2)
     assert deliver_due(app, now=NOW).claimed == 0
     assert {r.status for r in rows(app)} == {"queued"}
     assert server.recorded().requests == 0
-    app.close()
