@@ -102,8 +102,8 @@ def list_(status: str | None, tag: str | None, fmt: str) -> None:
     """List subscribers."""
     from newsletter.subscribers import iter_subscribers
 
-    rows = list(iter_subscribers(get_app(), status=status, tag=tag))
-    emit(rows, COLUMNS, fmt, title=f"{len(rows)} subscribers")
+    rows = iter_subscribers(get_app(), status=status, tag=tag)
+    emit(rows, COLUMNS, fmt, title=lambda count: f"{count} subscribers")
 
 
 @subscribers.command("show")

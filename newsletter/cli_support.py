@@ -7,7 +7,7 @@ import io
 import json
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -79,11 +79,24 @@ FORMATS = click.Choice(["table", "json", "csv"])
 
 
 def emit(
-    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str, *, title: str = ""
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    fmt: str,
+    *,
+    title: str | Callable[[int], str] = "",
 ) -> None:
-    """Print rows as a rich table for people, or JSON / CSV for scripts."""
+    """Print rows as a rich table for people, or JSON / CSV for scripts.
+
+    JSON and CSV are written row by row, so a list of any size streams through in
+    constant memory; ``title`` may be a function of the row count (tables only).
+    """
     if fmt == "json":
-        click.echo(json.dumps([{c: row.get(c) for c in columns} for row in rows], default=str))
+        click.echo("[", nl=False)
+        for index, row in enumerate(rows):
+            prefix = "" if index == 0 else ", "
+            item = json.dumps({c: row.get(c) for c in columns}, default=str)
+            click.echo(prefix + item, nl=False)
+        click.echo("]")
         return
     if fmt == "csv":
         buffer = io.StringIO()
@@ -91,13 +104,19 @@ def emit(
         writer.writeheader()
         for row in rows:
             writer.writerow({c: _cell(row.get(c)) for c in columns})
+            click.echo(buffer.getvalue(), nl=False)
+            buffer.seek(0)
+            buffer.truncate()
         click.echo(buffer.getvalue(), nl=False)
         return
-    table = Table(title=title or None)
+    table = Table()
     for column in columns:
         table.add_column(column, no_wrap=True)
+    count = 0
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
+        count += 1
+    table.title = (title(count) if callable(title) else title) or None
     # A terminal gets its own width; a pipe or a test gets whole rows, never wrapped cells.
     width = shutil.get_terminal_size().columns if sys.stdout.isatty() else 400
     Console(width=width, soft_wrap=False).print(table)
