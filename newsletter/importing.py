@@ -34,7 +34,7 @@ from newsletter.subscriptions import (
     clean_first_name,
     clean_tags,
     new_public_id,
-    queue_confirmation,
+    queue_confirmations,
     resolve_timezone,
 )
 
@@ -213,5 +213,4 @@ def _import_batch(
     if confirmed:
         enroll_new_subscribers(session, inserted.values(), app.library.sequences(), now=now)
     else:
-        for sid in inserted.values():
-            queue_confirmation(session, sid, now=now)
+        queue_confirmations(session, inserted.values(), now=now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -135,11 +136,12 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
         if last is not None and now - last < CONFIRMATION_INTERVAL:
             return SubscribeOutcome.THROTTLED
         subscriber.last_confirmation_at = now
-        queue_confirmation(session, subscriber.id, now=now)
+        queue_confirmations(session, [subscriber.id], now=now)
         return SubscribeOutcome.CONFIRMATION_QUEUED
 
 
-def queue_confirmation(session: Session, subscriber_id: int, *, now: datetime) -> None:
+def queue_confirmations(session: Session, subscriber_ids: Iterable[int], *, now: datetime) -> None:
+    """One confirmation email each, in one insert. Does not commit."""
     stamp = now.strftime("%Y%m%dT%H%M%S")
     enqueue(
         session,
@@ -151,6 +153,7 @@ def queue_confirmation(session: Session, subscriber_id: int, *, now: datetime) -
                 due_at=now,
                 subscriber_id=subscriber_id,
             )
+            for subscriber_id in subscriber_ids
         ],
         now=now,
     )
