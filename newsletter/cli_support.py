@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from rich.console import Console
@@ -19,8 +19,6 @@ from rich.table import Table
 from newsletter.app import App
 from newsletter.errors import NewsletterError
 from newsletter.settings import load_settings
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class State:

@@ -82,19 +82,12 @@ class RenderError(ContentError):
 
 
 class DeliveryError(NewsletterError):
-    """Base of mail-provider failures, translated at the adapter edge."""
+    """Base of mail-provider failures, translated at the adapter edge.
 
-
-class TransientDeliveryError(DeliveryError):
-    """Worth retrying later (4xx SMTP, 429, 5xx, time-out)."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        self.retry_after = retry_after
-        super().__init__(message)
-
-
-class PermanentDeliveryError(DeliveryError):
-    """Retrying will not help for this recipient (5xx SMTP, HTTP 400/413)."""
+    Per-message outcomes (retry later, permanent failure, unknown) are not exceptions: a
+    backend reports them as ``SendResult`` statuses, one per message, so one bad recipient
+    never aborts a batch. Only a failure that stops all sending is raised.
+    """
 
 
 class ProviderAuthError(DeliveryError):
