@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from newsletter.errors import CampaignError
+from newsletter.zones import find_zone
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,12 @@ def _clean(tags: Iterable[str]) -> tuple[str, ...]:
 
 
 def zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    found = find_zone(name)
+    if found is None:
         raise CampaignError(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin"
-        ) from None
+            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin"
+        )
+    return found
 
 
 def parse_at(text: str) -> RequestedTime:

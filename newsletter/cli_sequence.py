@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -15,6 +15,7 @@ from newsletter.drip.planning import rotation_pool
 from newsletter.drip.simulation import simulate
 from newsletter.errors import NewsletterError
 from newsletter.settings import Settings, load_settings
+from newsletter.zones import find_zone
 
 
 def _settings() -> Settings:
@@ -155,13 +156,13 @@ def simulate_sequence(
 
 
 def _zone(name: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    found = find_zone(name)
+    if found is None:
         raise click.BadParameter(
-            f"unknown time zone {name!r}; use an IANA name such as Europe/Berlin",
+            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin",
             param_hint="--timezone",
-        ) from None
+        )
+    return found
 
 
 def _signup(text: str | None, zone: ZoneInfo) -> datetime:

@@ -46,7 +46,13 @@ class SuppressedAddressError(NewsletterError):
     def __init__(self, email: str, reason: str) -> None:
         self.email = email
         self.reason = reason
-        super().__init__(f"{email!r} is suppressed ({reason}); it will not be mailed")
+        hint = (
+            "; they can come back by confirming themselves: run `newsletter subscribers add "
+            f"{email}` without --confirmed to send the opt-in email"
+            if reason in ("unsubscribed", "forgotten")
+            else ""
+        )
+        super().__init__(f"{email!r} is suppressed ({reason}); it will not be mailed{hint}")
 
 
 class TokenError(NewsletterError, ValueError):

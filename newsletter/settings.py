@@ -11,12 +11,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newsletter.errors import ConfigurationError
+from newsletter.zones import find_zone
 
 PREFIX = "NEWSLETTER_"
 
@@ -68,10 +68,8 @@ class Settings(BaseSettings):
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r} (e.g. Europe/Berlin)") from exc
+        if find_zone(value) is None:
+            raise ValueError(f"unknown IANA time zone {value[:64]!r} (e.g. Europe/Berlin)")
         return value
 
     @field_validator("base_url", "sendgrid_api_url")

@@ -73,7 +73,9 @@ def add_subscriber(
     email = normalize_email(raw_email)
     with transaction(app.sessions) as session:
         reason = is_suppressed(session, email)
-        if reason is not None and reason != "unsubscribed":
+        if reason is not None:
+            # Someone who opted out (or asked to be forgotten) can only come back by
+            # confirming themselves: add them without --confirmed to send the opt-in email.
             raise SuppressedAddressError(email, reason)
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
         if subscriber is None:

@@ -11,9 +11,10 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
@@ -35,11 +36,13 @@ from newsletter.models import (
 from newsletter.one_line import one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
 from newsletter.withdrawals import (
+    STATUS_SEVERITY,
     Withdrawal,
     is_suppressed,
     record_withdrawals,
     suppress_many,
 )
+from newsletter.zones import find_zone
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +80,7 @@ def resolve_timezone(name: str | None, default: str) -> str:
     """An IANA zone, or the default (logged) when missing or unknown."""
     if not name:
         return default
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    if find_zone(name) is None:
         log.warning("unknown time zone %r, using %s", name[:64], default)
         return default
     return name
@@ -117,19 +118,20 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
         reason = is_suppressed(session, email)
         if reason in ("bounced", "complained"):
             return SubscribeOutcome.SUPPRESSED
-        subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
-        if subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE.value:
+        created = _insert_if_new(session, _new_subscriber(app, email, request, now=now))
+        # Locked: two posts of the same address at once queue here instead of colliding,
+        # and the one-confirmation-per-hour check below sees the other's write.
+        subscriber = session.scalars(
+            select(Subscriber).where(Subscriber.email == email).with_for_update()
+        ).one()
+        if subscriber.status == SubscriberStatus.ACTIVE.value:
             return SubscribeOutcome.ALREADY_ACTIVE
-        if subscriber is not None and subscriber.status in (
+        if subscriber.status in (
             SubscriberStatus.BOUNCED.value,
             SubscriberStatus.COMPLAINED.value,
         ):
             return SubscribeOutcome.SUPPRESSED
-        if subscriber is None:
-            subscriber = _new_subscriber(app, email, request, now=now)
-            session.add(subscriber)
-            session.flush()
-        else:
+        if not created:
             _refresh(app, subscriber, request, now=now)
         session.add(_consent(subscriber.id, ConsentKind.SUBSCRIBED, request, now=now))
         last = subscriber.last_confirmation_at
@@ -159,21 +161,30 @@ def queue_confirmations(session: Session, subscriber_ids: Iterable[int], *, now:
     )
 
 
+def _insert_if_new(session: Session, values: dict[str, object]) -> bool:
+    """INSERT ... ON CONFLICT (email) DO NOTHING; True when this call created the row."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(Subscriber).values(values).on_conflict_do_nothing(index_elements=["email"])
+    return session.execute(statement.returning(Subscriber.id)).first() is not None
+
+
 def _new_subscriber(
     app: App, email: str, request: SubscribeRequest, *, now: datetime
-) -> Subscriber:
-    return Subscriber(
-        public_id=new_public_id(),
-        email=email,
-        first_name=clean_first_name(request.first_name),
-        timezone=resolve_timezone(request.timezone, app.settings.default_timezone),
-        status=SubscriberStatus.PENDING.value,
-        tags=clean_tags(request.tags),
-        attributes={},
-        source=(request.source or None) and request.source[:500],
-        created_at=now,
-        updated_at=now,
-    )
+) -> dict[str, object]:
+    """Column values of a new pending subscriber."""
+    return {
+        "public_id": new_public_id(),
+        "email": email,
+        "first_name": clean_first_name(request.first_name),
+        "timezone": resolve_timezone(request.timezone, app.settings.default_timezone),
+        "status": SubscriberStatus.PENDING.value,
+        "tags": clean_tags(request.tags),
+        "attributes": {},
+        "source": (request.source or "")[:500] or None,
+        "created_at": now,
+        "updated_at": now,
+        "soft_bounces": 0,
+    }
 
 
 def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now: datetime) -> None:
@@ -225,6 +236,14 @@ def confirm(app: App, token: str, *, ip: str | None, now: datetime) -> Subscribe
         if subscriber.status == SubscriberStatus.ACTIVE.value:
             return subscriber
         if subscriber.status in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):
+            raise TokenError("this address can no longer be subscribed; contact the sender")
+        if subscriber.status != SubscriberStatus.PENDING.value:
+            # Unsubscribed after this link was sent: the unsubscribe wins. Asking again
+            # through the form makes them pending and sends a fresh link.
+            raise TokenError(
+                "you unsubscribed after this link was sent; subscribe again to get a new one"
+            )
+        if is_suppressed(session, subscriber.email) in ("bounced", "complained"):
             raise TokenError("this address can no longer be subscribed; contact the sender")
         activate(app, session, subscriber, now=now, ip=ip, kind=ConsentKind.CONFIRMED)
         return subscriber
@@ -320,8 +339,8 @@ def withdraw(
     ``delivery_id`` names the email whose unsubscribe link was used (already checked to be
     this subscriber's); ``newsletter stats`` counts the withdrawal against that email.
     """
-    if subscriber.status == status.value:
-        return
+    if STATUS_SEVERITY.get(subscriber.status, 0) >= STATUS_SEVERITY[status.value]:
+        return  # already withdrawn as strongly (a bounced address stays bounced)
     subscriber.status = status.value
     subscriber.unsubscribed_at = now
     subscriber.updated_at = now

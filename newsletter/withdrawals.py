@@ -31,6 +31,8 @@ from newsletter.models import (
 
 # How strong each suppression reason is; a reason not listed is never overwritten.
 SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
+# The same order for a subscriber's status: a withdrawal never moves one down.
+STATUS_SEVERITY = {"pending": 0, "active": 0, **SUPPRESSION_SEVERITY}
 _UNRANKED = 99
 
 
@@ -75,9 +77,12 @@ def record_withdrawals(
         ],
     )
     ids = sorted(w.subscriber_id for w in withdrawals)
-    session.execute(
+    session.execute(  # a finished (``done``) enrollment stays done
         update(Enrollment)
-        .where(Enrollment.subscriber_id.in_(ids))
+        .where(
+            Enrollment.subscriber_id.in_(ids),
+            Enrollment.status == EnrollmentStatus.ACTIVE.value,
+        )
         .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
         .execution_options(synchronize_session=False)
     )

@@ -326,3 +326,64 @@ def test_bogus_d_is_ignored_and_the_unsubscribe_still_works(
     assert withdrawals(app, "me@example.org") == [None]
     with app.sessions() as session:
         assert [row["unsubscribes"] for row in sequence_stats(session, "back-pain-basics")] == [0]
+
+
+def test_an_old_confirm_link_cannot_undo_an_unsubscribe(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    """The unsubscribe wins: the confirmation email sent before it no longer activates."""
+    client, app = site
+    confirm_token = subscribe_and_get_confirm_token(client, app, "undo@example.org")
+    client.post(f"/confirm/{confirm_token}")
+    with app.sessions() as session:
+        public_id = session.scalars(select(Subscriber.public_id)).one()
+    unsub = make_unsubscribe_token(public_id, keys=app.settings.secret_keys)
+    client.post(f"/unsubscribe/{unsub}")
+    again = client.post(f"/confirm/{confirm_token}")
+    assert again.status_code == 400
+    assert "unsubscribed after this link was sent" in again.text
+    assert status_of(app, "undo@example.org") == "unsubscribed"
+
+
+def test_a_bounced_address_stays_bounced(site: tuple[TestClient, App]) -> None:
+    """Neither the unsubscribe link nor an old confirm link moves a bounced subscriber."""
+    from newsletter.db import transaction
+    from newsletter.subscriptions import suppress
+
+    client, app = site
+    confirm_token = subscribe_and_get_confirm_token(client, app, "dead@example.org")
+    client.post(f"/confirm/{confirm_token}")
+    with transaction(app.sessions) as session:
+        subscriber = session.scalars(select(Subscriber)).one()
+        subscriber.status = "bounced"
+        suppress(session, subscriber.email, "bounced", now=NOW)
+        public_id = subscriber.public_id
+    unsub = make_unsubscribe_token(public_id, keys=app.settings.secret_keys)
+    assert client.post(f"/unsubscribe/{unsub}").status_code == 200
+    assert status_of(app, "dead@example.org") == "bounced"
+    assert client.post(f"/confirm/{confirm_token}").status_code == 400
+    assert status_of(app, "dead@example.org") == "bounced"
+    with app.sessions() as session:
+        assert session.scalars(select(Suppression.reason)).one() == "bounced"
+
+
+def test_a_finished_sequence_stays_finished_after_unsubscribe_and_return(
+    site: tuple[TestClient, App], clock: Clock
+) -> None:
+    from sqlalchemy import update
+
+    from newsletter.db import transaction
+
+    client, app = site
+    confirm_token = subscribe_and_get_confirm_token(client, app, "done@example.org")
+    client.post(f"/confirm/{confirm_token}")
+    with transaction(app.sessions) as session:
+        session.execute(update(Enrollment).values(status="done", next_due_at=None))
+        public_id = session.scalars(select(Subscriber.public_id)).one()
+    client.post(f"/unsubscribe/{make_unsubscribe_token(public_id, keys=app.settings.secret_keys)}")
+    clock.now = NOW + timedelta(hours=2)
+    fresh = subscribe_and_get_confirm_token(client, app, "done@example.org")
+    client.post(f"/confirm/{fresh}")
+    assert status_of(app, "done@example.org") == "active"
+    with app.sessions() as session:
+        assert [e.status for e in session.scalars(select(Enrollment))] == ["done"]

@@ -218,6 +218,22 @@ def test_disallowed_redirect_is_refused_and_nothing_written(
             403,
             "sha256=",
         ),
+        (
+            {
+                "data": {"email": "a@example.org"},
+                "headers": {"X-Newsletter-Signature": "sha256=\u00e9\u00e9".encode("latin-1")},
+            },
+            403,
+            "64 hex digits",
+        ),
+        (
+            {
+                "data": {"email": "a@example.org"},
+                "headers": {"X-Newsletter-Signature": "sha256=abc"},
+            },
+            403,
+            "64 hex digits",
+        ),
     ],
     ids=[
         "malformed",
@@ -231,6 +247,8 @@ def test_disallowed_redirect_is_refused_and_nothing_written(
         "no-content-type",
         "forged-signature",
         "bad-signature-scheme",
+        "non-ascii-signature",
+        "short-signature",
     ],
 )
 def test_bad_input_gets_clear_4xx_and_writes_nothing(

@@ -47,7 +47,7 @@ from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import String, cast, literal, select, text, update
 from sqlalchemy.orm import Session
@@ -78,6 +78,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.zones import find_zone
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +120,10 @@ class ZoneResolver:
         key = name or ""
         zone = self._cache.get(key)
         if zone is None:
-            try:
-                zone = ZoneInfo(key) if key else self.default
-            except (ZoneInfoNotFoundError, ValueError):
+            found = find_zone(key) if key else self.default
+            if found is None:
                 log.warning("unknown time zone %r: planning drips in %s", key[:64], self.default)
-                zone = self.default
+            zone = found or self.default
             self._cache[key] = zone
         return zone
 

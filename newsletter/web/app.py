@@ -14,7 +14,7 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -91,6 +91,11 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     @web.exception_handler(InvalidEmailError)
     async def _bad_email(request: Request, exc: InvalidEmailError) -> Response:
         return error(request, 400, f"That email address does not look right: {exc.reason}")
+
+    @web.exception_handler(IntegrityError)
+    async def _conflict(request: Request, exc: IntegrityError) -> Response:
+        log.warning("write conflict, answered 503 so the caller retries: %s", exc.orig)
+        return error(request, 503, "Please try again in a moment.")
 
     @web.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from newsletter.errors import NewsletterError
 EMAIL_FIELDS = ("email", "EMAIL", "email_address", "contact[email]")
 NAME_FIELDS = ("first_name", "name", "FNAME")
 HONEYPOT = "website"
+HEX_DIGEST = re.compile(r"[0-9a-fA-F]{64}")
 
 
 class BadRequest(NewsletterError, ValueError):
@@ -137,8 +139,8 @@ def check_signature(body: bytes, header: str | None, secret: str) -> None:
     if not secret:
         raise BadRequest(403, "signed requests are not accepted: no form secret is configured")
     scheme, _, given = header.strip().partition("=")
-    if scheme != "sha256" or not given:
-        raise BadRequest(403, "X-Newsletter-Signature must look like sha256=<hex>")
+    if scheme != "sha256" or not HEX_DIGEST.fullmatch(given):
+        raise BadRequest(403, "X-Newsletter-Signature must look like sha256=<64 hex digits>")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if not hmac.compare_digest(expected, given.lower()):
+    if not hmac.compare_digest(expected.encode(), given.lower().encode()):
         raise BadRequest(403, "X-Newsletter-Signature does not match the body")
