@@ -399,9 +399,15 @@ def test_cors_allows_only_configured_origins(client: TestClient) -> None:
     assert simple.headers["access-control-allow-origin"] == "https://shop.example"
 
 
-def test_unknown_timezone_falls_back_to_default(web_app: tuple[TestClient, App]) -> None:
+@pytest.mark.parametrize(
+    "zone",
+    ["Mars/Olympus", "Europe", "America", "a" * 300, "../../etc/passwd", "Etc", ""],
+    ids=["unknown", "directory", "directory-2", "too-long", "path", "etc", "empty"],
+)
+def test_unknown_timezone_falls_back_to_default(web_app: tuple[TestClient, App], zone: str) -> None:
     client, app = web_app
-    client.post("/subscribe", json={"email": "tz@example.org", "timezone": "Mars/Olympus"})
+    response = client.post("/subscribe", json={"email": "tz@example.org", "timezone": zone})
+    assert response.status_code == 202
     with app.sessions() as session:
         assert session.scalars(select(Subscriber.timezone)).one() == "Europe/Berlin"
 
