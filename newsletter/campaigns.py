@@ -135,19 +135,62 @@ def edit_campaign(
             campaign.exclude_tags if exclude is None else exclude,
         )
         audience = _require_audience(session, segment)
+        start = campaign.scheduled_at
+        if campaign.local_time is not None:  # the first zone may have changed
+            start = _local_start(app, session, campaign, campaign.local_time, segment, now=now)
+        # every check passed: only now change the row
         if new_item is not None:
             campaign.item_id = new_item
         campaign.include_tags = list(segment.include)
         campaign.exclude_tags = list(segment.exclude)
         if pause_drips is not None:
             campaign.pause_drips = pause_drips
-        if campaign.local_time is not None:  # the first zone may have changed
-            wall = datetime.fromisoformat(campaign.local_time)
-            campaign.scheduled_at = min(
-                local_instants(wall, audience_zones(session, segment)).values()
-            )
+        campaign.scheduled_at = start
         campaign.updated_at = now
         return view_of(session, campaign, audience=audience)
+
+
+def _local_start(
+    app: App,
+    session: Session,
+    campaign: Campaign,
+    local_time: str,
+    segment: Segment,
+    *,
+    now: datetime,
+) -> datetime:
+    """The first instant of a ``--local-time`` campaign for ``segment``'s zones as they are.
+
+    A new audience can bring an earlier zone and so move the start; a start in the past would
+    make the campaign stale (or send late), so the edit is refused instead, like ``schedule``
+    refuses it (``check_window``, the max-days limit included).
+    """
+    wall = datetime.fromisoformat(local_time)
+    instants = local_instants(wall, audience_zones(session, segment))
+    first_zone = min(instants, key=instants.__getitem__)
+    first, last = instants[first_zone], max(instants.values())
+    problem = (
+        f"campaign {campaign.name!r} not changed: {local_time} in {first_zone} (the earliest "
+        f"zone of the edited audience) is {_minutes(first)} UTC"
+    )
+    if first != campaign.scheduled_at:
+        problem += f", which would move the start from {_minutes(campaign.scheduled_at)} UTC"
+    if first < now:
+        raise CampaignError(
+            f"{problem}, in the past (now {_minutes(now)} UTC); reschedule it with a later "
+            f"time (`newsletter campaign schedule {campaign.name} --at 'YYYY-MM-DD HH:MM' "
+            f"--local-time`) and edit again, or send it now with "
+            f"`newsletter campaign send {campaign.name}`"
+        )
+    try:
+        check_window(first, last, now=now, max_days=app.settings.campaign_max_schedule_days)
+    except CampaignError as exc:
+        raise CampaignError(f"{problem}; {exc}") from None
+    return first
+
+
+def _minutes(at: datetime | None) -> str:
+    return "-" if at is None else at.strftime("%Y-%m-%d %H:%M")
 
 
 def delete_campaign(app: App, name: str) -> None:

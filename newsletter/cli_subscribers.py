@@ -58,7 +58,7 @@ def add(
 
 
 @subscribers.command("import")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
 @click.option("--confirmed", is_flag=True, help="The list's earlier consent is recorded.")
 @click.option(
     "--report",
@@ -69,11 +69,11 @@ def add(
 @click.option("--now", "now_text", hidden=True)
 def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str | None) -> None:
     """Import a CSV (columns email, first_name, timezone, tags) of any size."""
-    from newsletter.importing import import_csv
+    from newsletter.importing import count_lines, import_csv
 
     app = get_app()
-    with file.open("rb") as handle:
-        total = max(0, sum(1 for _ in handle) - 1)
+    with user_errors():  # a directory or unreadable file: one line, exit 1
+        total = count_lines(file)
     stderr = sys.stderr
     with click.progressbar(length=total, label="importing", file=stderr) as bar, user_errors():
         report = import_csv(

@@ -2,16 +2,26 @@
 
 A bad row never aborts the good ones; each batch is one transaction, so a crash loses at
 most the batch in flight and a rerun skips every address already imported.
+
+Decisions:
+
+- The file must be UTF-8 (a BOM is fine). Each physical line is judged on its own: a record
+  touching a line that is not UTF-8 is skipped ("line N is not UTF-8"), the rest go in.
+- A record the ``csv`` module cannot read (e.g. a field over its 131,072-character limit) is
+  skipped with its line and the parser's message; reading goes on with the next line.
+- Only a file that cannot be read at all (missing, a directory, no readable header, no
+  email column) stops the import, with an ``ImportFileError``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -40,10 +50,13 @@ from newsletter.subscriptions import (
 
 BATCH = 1000
 EMAIL_COLUMNS = ("email", "email_address", "EMAIL")
+MAX_HEADER_CHARS = 64 * 1024  # a longer first line is not a CSV header
+MAX_SHOWN = 100  # characters of a bad cell repeated in the report
+NOT_UTF8 = "line {line} is not UTF-8; re-save the file as CSV UTF-8"
 
 
 class ImportFileError(NewsletterError, ValueError):
-    """The file cannot be imported at all (no email column, not CSV)."""
+    """The file cannot be imported at all (unreadable, no header, no email column)."""
 
 
 @dataclass(frozen=True)
@@ -82,8 +95,14 @@ def import_csv(
 ) -> ImportReport:
     """Import ``path``; ``progress`` is called with the number of rows handled per batch."""
     report = ImportReport()
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        for batch in _batches(_read(handle, report)):
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    # surrogateescape keeps undecodable bytes as lone surrogates, so ``_Lines`` can tell
+    # exactly which physical lines were not UTF-8 while the stream goes on.
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        for batch in _batches(_read(_Lines(text, path), report)):
             with transaction(app.sessions) as session:
                 _import_batch(
                     app,
@@ -98,23 +117,94 @@ def import_csv(
     return report
 
 
-def _read(handle: TextIO, report: ImportReport) -> Iterator[_Row]:
-    reader = csv.DictReader(handle)
-    columns = reader.fieldnames or []
+def count_lines(path: Path) -> int:
+    """Physical lines after the header (for a progress bar); ``ImportFileError`` if unreadable."""
+    try:
+        with path.open("rb") as handle:
+            return max(0, sum(1 for _ in handle) - 1)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+def _unreadable(path: Path, exc: OSError) -> ImportFileError:
+    return ImportFileError(
+        f"cannot read {str(path)!r}: {exc.strerror or exc}; give the path of a CSV file "
+        "(columns email,first_name,timezone,tags)"
+    )
+
+
+class _Lines:
+    """Physical lines of the text stream, remembering which ones were not UTF-8."""
+
+    def __init__(self, text: io.TextIOWrapper, path: Path) -> None:
+        self._text = text
+        self._path = path
+        self.number = 0
+        self.not_utf8: list[int] = []  # since the last ``take_not_utf8``
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        try:
+            line = self._text.readline() if self.number else self._header()
+        except OSError as exc:  # e.g. a directory where open() succeeds, a failing disk
+            raise _unreadable(self._path, exc) from None
+        if not line:
+            raise StopIteration
+        self.number += 1
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: the bytes were not UTF-8
+            self.not_utf8.append(self.number)
+        return line
+
+    def _header(self) -> str:
+        line = self._text.readline(MAX_HEADER_CHARS)
+        if len(line) >= MAX_HEADER_CHARS and not line.endswith(("\n", "\r")):
+            raise ImportFileError(
+                f"the first line is longer than {MAX_HEADER_CHARS:,} characters, so it is not "
+                "a CSV header; the first line must name the columns: "
+                "email,first_name,timezone,tags"
+            )
+        return line
+
+    def take_not_utf8(self) -> int | None:
+        """The first non-UTF-8 line read since the last call, if any."""
+        first = self.not_utf8[0] if self.not_utf8 else None
+        self.not_utf8.clear()
+        return first
+
+
+class _CsvReader(Protocol):
+    line_num: int
+
+    def __next__(self) -> list[str]: ...
+
+
+def _read(lines: _Lines, report: ImportReport) -> Iterator[_Row]:
+    reader: _CsvReader = csv.reader(lines)
+    columns = _header(reader, lines)
     email_column = next((c for c in EMAIL_COLUMNS if c in columns), None)
     if email_column is None:
         raise ImportFileError(
-            f"no email column found (header is {columns!r}); "
+            f"no email column found (header is {[c[:MAX_SHOWN] for c in columns[:20]]!r}); "
             "the first line must name the columns: email,first_name,timezone,tags"
         )
     seen: set[str] = set()
-    for row in reader:
-        line = reader.line_num
+    for line, values, not_utf8 in _records(reader, lines, report):
+        row = dict(zip(columns, values, strict=False))
         raw = (row.get(email_column) or "").strip()
+        if not_utf8 is not None:
+            shown = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            report.skipped.append(
+                Skipped(not_utf8, shown[:MAX_SHOWN], NOT_UTF8.format(line=not_utf8))
+            )
+            continue
         try:
             email = normalize_email(raw)
         except InvalidEmailError as exc:
-            report.skipped.append(Skipped(line, raw, f"invalid email: {exc.reason}"))
+            report.skipped.append(Skipped(line, raw[:MAX_SHOWN], f"invalid email: {exc.reason}"))
             continue
         if email in seen:
             report.skipped.append(Skipped(line, email, "duplicate in this file"))
@@ -127,6 +217,45 @@ def _read(handle: TextIO, report: ImportReport) -> Iterator[_Row]:
             timezone=(row.get("timezone") or "").strip() or None,
             tags=clean_tags((row.get("tags") or "").replace(";", ",").split(",")),
         )
+
+
+def _header(reader: _CsvReader, lines: _Lines) -> list[str]:
+    try:
+        columns = next(reader, [])
+    except csv.Error as exc:
+        raise ImportFileError(
+            f"cannot read the first line as CSV ({exc}); the first line must name the "
+            "columns: email,first_name,timezone,tags"
+        ) from None
+    if lines.take_not_utf8() is not None:
+        raise ImportFileError(
+            "the first line (the header) is not UTF-8; re-save the file as CSV UTF-8"
+        )
+    return columns
+
+
+def _records(
+    reader: _CsvReader, lines: _Lines, report: ImportReport
+) -> Iterator[tuple[int, list[str], int | None]]:
+    """Non-empty records: (last physical line, values, first non-UTF-8 line or None).
+
+    A record ``csv`` cannot parse goes into the report and reading goes on with the next line.
+    """
+    while True:
+        before = reader.line_num
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            lines.take_not_utf8()
+            report.skipped.append(Skipped(reader.line_num, "", f"cannot read as CSV: {exc}"))
+            if reader.line_num == before:  # nothing consumed: it would fail forever
+                return
+            continue
+        not_utf8 = lines.take_not_utf8()
+        if values or not_utf8 is not None:  # a blank line is no record
+            yield reader.line_num, values, not_utf8
 
 
 def _batches(rows: Iterable[_Row]) -> Iterator[list[_Row]]:

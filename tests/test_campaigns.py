@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -349,3 +349,75 @@ def test_edit_and_refusals(app: App, add_subscriber: AddSubscriber) -> None:
         create_campaign(
             app, ITEM, name="seven-day-reset", include=(), exclude=(), pause_drips=False, now=NOW
         )
+
+
+def local_west_campaign(app: App, add_subscriber: AddSubscriber) -> None:
+    """'c2': 09:00 local time on 1 December for one Los Angeles subscriber (17:00 UTC)."""
+    add_subscriber("la@example.org", tags=["west"], timezone="America/Los_Angeles")
+    create_campaign(app, ITEM, name="c2", include=("west",), exclude=(), pause_drips=False, now=NOW)
+    schedule_campaign(
+        app,
+        "c2",
+        at="2026-12-01 09:00",
+        timezone=None,
+        local_time=True,
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+
+
+def test_an_edit_that_moves_a_local_time_start_into_the_past_is_refused(
+    app: App, add_subscriber: AddSubscriber
+) -> None:
+    """An Auckland subscriber joining the segment would move the start to 2026-11-30 20:00 UTC,
+    before the edit: refused, nothing changed, and the next tick does not make it stale."""
+    local_west_campaign(app, add_subscriber)
+    add_subscriber("akl@example.org", tags=["west"], timezone="Pacific/Auckland")
+    edit_now = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
+    with pytest.raises(CampaignError) as refused:
+        edit_campaign(app, "c2", include=("west", "desk"), pause_drips=True, now=edit_now)
+    assert str(refused.value) == (
+        "campaign 'c2' not changed: 2026-12-01 09:00 in Pacific/Auckland (the earliest zone of "
+        "the edited audience) is 2026-11-30 20:00 UTC, which would move the start from "
+        "2026-12-01 17:00 UTC, in the past (now 2026-12-01 08:00 UTC); reschedule it with a "
+        "later time (`newsletter campaign schedule c2 --at 'YYYY-MM-DD HH:MM' --local-time`) "
+        "and edit again, or send it now with `newsletter campaign send c2`"
+    )
+    view = show_campaign(app, "c2")
+    assert (view.state, view.scheduled_at, view.pause_drips, view.segment) == (
+        "scheduled",
+        datetime(2026, 12, 1, 17, 0, tzinfo=UTC),
+        False,
+        Segment(("west",), ()),
+    )
+    run_tick(app, edit_now)
+    assert show_campaign(app, "c2").state == "scheduled"
+
+
+def test_an_edit_that_moves_a_local_time_start_earlier_but_ahead_is_kept(
+    app: App, add_subscriber: AddSubscriber
+) -> None:
+    """Before 20:00 UTC on 30 November the Auckland start is still ahead: the edit goes in."""
+    local_west_campaign(app, add_subscriber)
+    add_subscriber("akl@example.org", tags=["west"], timezone="Pacific/Auckland")
+    view = edit_campaign(app, "c2", pause_drips=True, now=datetime(2026, 11, 30, 19, tzinfo=UTC))
+    assert (view.scheduled_at, view.pause_drips, view.audience) == (
+        datetime(2026, 11, 30, 20, 0, tzinfo=UTC),
+        True,
+        2,
+    )
+
+
+def test_an_edit_that_moves_a_local_time_campaign_past_the_max_days_is_refused(
+    app: App, add_subscriber: AddSubscriber
+) -> None:
+    """A later zone can push the last instant beyond NEWSLETTER_CAMPAIGN_MAX_SCHEDULE_DAYS."""
+    add_subscriber("utc@example.org", tags=["far"])
+    create_campaign(app, ITEM, name="far", include=("far",), exclude=(), pause_drips=False, now=NOW)
+    last_day = NOW + timedelta(days=app.settings.campaign_max_schedule_days) - timedelta(hours=1)
+    at = last_day.strftime("%Y-%m-%d %H:%M")
+    schedule_campaign(app, "far", at=at, timezone=None, local_time=True, now=NOW)
+    add_subscriber("pago@example.org", tags=["far"], timezone="Pacific/Pago_Pago")
+    with pytest.raises(CampaignError, match="more than 365 days ahead") as refused:
+        edit_campaign(app, "far", pause_drips=True, now=NOW)
+    assert str(refused.value).startswith(f"campaign 'far' not changed: {at} in UTC")
+    assert show_campaign(app, "far").pause_drips is False

@@ -377,3 +377,32 @@ def test_every_campaign_command_has_help(run: Run, tmp_path: Path) -> None:
         result = run("campaign", command, "--help")
         assert "Usage: main campaign" in result.stdout or "Usage: " in result.stdout
         assert "--now" not in result.stdout
+
+
+def test_edit_refuses_to_move_a_local_time_start_into_the_past(run: Run) -> None:
+    """The reviewer's repro: an Auckland subscriber joins a Los Angeles campaign's segment."""
+    run("subscribers", "add", "la@example.org", "--timezone", "America/Los_Angeles",
+        "--tag", "west", "--confirmed", "--now", NOW)  # fmt: skip
+    run("campaign", "create", ITEM, "--tag", "west", "--name", "c2", "--now", NOW)
+    run("campaign", "schedule", "c2", "--at", "2026-12-01 09:00", "--local-time",
+        "--now", "2026-11-30T00:00:00Z")  # fmt: skip
+    run("subscribers", "add", "akl@example.org", "--timezone", "Pacific/Auckland",
+        "--tag", "west", "--confirmed", "--now", NOW)  # fmt: skip
+    before = json.loads(run("campaign", "show", "c2", "--format", "json").stdout)
+    edited = run("campaign", "edit", "c2", "--pause-drips", "--now", "2026-12-01T08:00:00Z", code=1)
+    assert edited.stdout == ""
+    assert edited.stderr == (
+        "Error: campaign 'c2' not changed: 2026-12-01 09:00 in Pacific/Auckland (the earliest "
+        "zone of the edited audience) is 2026-11-30 20:00 UTC, which would move the start from "
+        "2026-12-01 17:00 UTC, in the past (now 2026-12-01 08:00 UTC); reschedule it with a "
+        "later time (`newsletter campaign schedule c2 --at 'YYYY-MM-DD HH:MM' --local-time`) "
+        "and edit again, or send it now with `newsletter campaign send c2`\n"
+    )
+    run("tick", "--now", "2026-12-01T08:00:00Z")
+    after = json.loads(run("campaign", "show", "c2", "--format", "json").stdout)
+    assert after == before
+    assert (after["state"], after["scheduled_at"], after["pause_drips"]) == (
+        "scheduled",
+        "2026-12-01T17:00:00+00:00",
+        False,
+    )

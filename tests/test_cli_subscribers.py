@@ -239,3 +239,134 @@ def test_preview_as_a_real_subscriber(run: Any, tmp_path: Path) -> None:
     missing = run("preview", "tips/meet-your-ql", "--subscriber", "nobody@example.org")
     assert missing.exit_code == 1
     assert "no subscriber with address 'nobody@example.org'" in missing.output
+
+
+def test_add_confirmed_refuses_someone_who_unsubscribed(run: Any, app: App) -> None:
+    """Only the person can undo an opt-out; the marketer can send the opt-in email."""
+    run("subscribers", "add", "gone2@example.org", "--confirmed", "--now", NOW)
+    run("subscribers", "unsubscribe", "gone2@example.org")
+    refused = run("subscribers", "add", "gone2@example.org", "--confirmed")
+    assert refused.exit_code == 1
+    assert "'gone2@example.org' is suppressed (unsubscribed)" in refused.output
+    assert "without --confirmed" in refused.output
+    with app.sessions() as session:
+        assert session.scalars(select(Subscriber.status)).one() == "unsubscribed"
+
+
+def test_import_skips_lines_that_are_not_utf8_and_keeps_the_good_rows(
+    run: Any, app: App, tmp_path: Path
+) -> None:
+    """Each physical line is judged on its own; line numbers count physical lines."""
+    source = tmp_path / "latin1.csv"
+    source.write_bytes(
+        b"\xef\xbb\xbfemail,first_name\r\n"  # BOM and CRLF, as Excel writes them
+        b"good1@example.org,A\r\n"
+        b'"multi@example.org","two\r\nlines"\r\n'  # lines 3-4
+        b"\xff\xfe@example.org,B\r\n"  # line 5
+        b'"span@example.org","caf\xe9\r\nnext"\r\n'  # lines 6-7, line 6 is Latin-1
+        b"good2@example.org,J\xc3\xbcrgen\r\n"  # line 8, UTF-8
+    )
+    result = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "taken: 3, skipped: 2",
+        "  line 5: \ufffd\ufffd@example.org: line 5 is not UTF-8; re-save the file as CSV UTF-8",
+        "  line 6: span@example.org: line 6 is not UTF-8; re-save the file as CSV UTF-8",
+    ]
+    with app.sessions() as session:
+        names = dict(session.execute(select(Subscriber.email, Subscriber.first_name)).all())
+    assert names == {
+        "good1@example.org": "A",
+        "multi@example.org": "two lines",
+        "good2@example.org": "Jürgen",
+    }
+
+
+def test_import_skips_a_record_the_csv_parser_refuses_and_goes_on(
+    run: Any, app: App, tmp_path: Path
+) -> None:
+    """A 200,000-character cell is over csv's field limit: that record only is skipped."""
+    source = tmp_path / "huge.csv"
+    source.write_text(
+        "email,first_name\n"
+        "big1@example.org,A\n"
+        f"big2@example.org,{'x' * 200_000}\n"
+        "big3@example.org,C\n"
+    )
+    report = tmp_path / "skipped.csv"
+    result = run(
+        "subscribers", "import", str(source), "--report", str(report), "--now", NOW, "--confirmed"
+    )
+    assert result.exit_code == 0
+    assert result.stdout.splitlines() == [
+        "taken: 2, skipped: 1",
+        "  line 3: (empty): cannot read as CSV: field larger than field limit (131072)",
+    ]
+    assert report.read_text().splitlines()[1] == (
+        "3,,cannot read as CSV: field larger than field limit (131072)"
+    )
+    with app.sessions() as session:
+        emails = set(session.scalars(select(Subscriber.email)))
+    assert emails == {"big1@example.org", "big3@example.org"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "Error: cannot read '{path}': Is a directory; give the path of a CSV file"),
+        (
+            (bytes(range(128, 256)) + b"\n") * 2000,
+            "Error: the first line (the header) is not UTF-8; re-save the file as CSV UTF-8",
+        ),
+        (
+            b"x" * 300_000,
+            "Error: the first line is longer than 65,536 characters, so it is not a CSV header",
+        ),
+        (
+            b'"' + (b"e" * 1000 + b"\n") * 200 + b'"\n',  # one field over 131,072
+            "Error: cannot read the first line as CSV (field larger than field limit (131072))",
+        ),
+    ],
+    ids=["directory", "binary-junk", "no-newline", "huge-header-field"],
+)
+def test_import_of_a_file_that_cannot_be_read_is_one_line(
+    run: Any, app: App, tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "in"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    result = run("subscribers", "import", str(path), "--confirmed", "--now", NOW)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    [line] = [x for x in result.stderr.splitlines() if not x.startswith("importing")]
+    assert line.startswith(message.format(path=path))
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+
+
+def test_import_gives_nonsense_time_zones_the_default_zone(
+    run: Any, app: App, tmp_path: Path
+) -> None:
+    """``America`` is a directory of zones and 300 characters overflow a path: both default."""
+    source = write_csv(
+        tmp_path / "zones.csv",
+        [
+            ["email", "timezone"],
+            ["dir@example.org", "America"],
+            ["long@example.org", "a" * 300],
+            ["dots@example.org", "../../etc/passwd"],
+            ["ok@example.org", "Asia/Tokyo"],
+        ],
+    )
+    result = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
+    assert result.stdout.splitlines() == ["taken: 4, skipped: 0"]
+    with app.sessions() as session:
+        zones = dict(session.execute(select(Subscriber.email, Subscriber.timezone)).all())
+    assert zones == {
+        "dir@example.org": "Europe/Berlin",
+        "long@example.org": "Europe/Berlin",
+        "dots@example.org": "Europe/Berlin",
+        "ok@example.org": "Asia/Tokyo",
+    }
