@@ -2,6 +2,11 @@
 
 Commits per batch: one for the claim, one per chunk (marks the chunk ``sending`` and
 records the previous chunk's outcomes), one at the end.
+
+A batch stops early, giving the chunks not yet handed over back to the queue untouched,
+when the provider asks to wait (``Retry-After`` on 429/5xx: a provider-wide backoff that
+every worker honours, ``newsletter.send_backoff``), refuses our credentials (a halt), or
+the mailer fails unexpectedly (the chunk in flight becomes ``unknown``, logged at ERROR).
 """
 
 from __future__ import annotations
@@ -19,10 +24,11 @@ from newsletter.app import App
 from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
 from newsletter.ledger import claim_batch, mark_sending, record_results, release
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
+from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
 from newsletter.tokens import make_confirm_token, make_unsubscribe_token
 
@@ -36,6 +42,8 @@ class DispatchReport:
     claimed: int = 0
     commits: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+    # Set when the provider asked every worker to wait: nothing is claimed before it.
+    backoff_until: datetime | None = None
 
     def add(self, results: Sequence[SendResult]) -> None:
         for r in results:
@@ -57,6 +65,8 @@ def deliver_due(
 ) -> DispatchReport:
     """One batch. Raises ``SendingHaltedError`` when sending is halted.
 
+    Claims nothing while a provider backoff is in force (``report.backoff_until``).
+
     Without ``NEWSLETTER_POSTAL_ADDRESS`` only transactional email (the confirmation) is
     claimed: marketing email waits, queued, until the address is set (it is required in
     every marketing footer), instead of failing.
@@ -72,6 +82,11 @@ def deliver_due(
         reason = halt_reason(session, fingerprint=sending_fingerprint(app))
         if reason is not None:
             raise SendingHaltedError(reason)
+        backoff = backoff_until(session, now=now)
+        if backoff is not None:
+            report.backoff_until = backoff[0]
+            log.info("provider backoff until %s: %s", backoff[0].isoformat(), backoff[1])
+            return report
         rows = claim_batch(
             session,
             worker=worker,
@@ -90,6 +105,7 @@ def deliver_due(
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
     lease = timedelta(seconds=app.settings.lease_seconds)
     started = time.monotonic()
+    rest: list[OutgoingEmail] = []  # not handed over when the batch stops early
     for index, chunk in enumerate(chunks):
         # SEND_RATE: reserve capacity across workers and wait before marking the chunk
         # ``sending`` (rows still ``leased`` are safe to lose to an expired lease).
@@ -112,21 +128,80 @@ def deliver_due(
                 "%d deliveries lost their lease before sending; another worker has them", lost
             )
             chunk = [m for m in chunk if m.delivery_id in owned]
+        later = [m for c in chunks[index + 1 :] for m in c]
         try:
             pending = app.mailer.send_batch(chunk) if chunk else []
         except ProviderAuthError as exc:
-            untouched = [m.delivery_id for c in chunks[index:] for m in c]
-            with transaction(app.sessions) as session:
-                release(session, untouched, now=now)
-                set_halt(session, str(exc), fingerprint=sending_fingerprint(app), now=now)
-            report.commits += 1
-            log.critical("sending halted: %s", exc)
+            _halt(app, exc, chunk + later, report, now=now, worker=worker)
             raise SendingHaltedError(str(exc)) from exc
+        except Exception as exc:
+            # A bug or an unexpected SDK error: the chunk may or may not have reached the
+            # provider, so it becomes ``unknown`` (never resent automatically); the rest
+            # of the batch goes back to the queue and the job carries on.
+            log.error(
+                "the %s mailer failed on %d emails (ids %s); they are marked unknown",
+                app.mailer.name,
+                len(chunk),
+                [m.delivery_id for m in chunk],
+                exc_info=True,
+            )
+            error = f"mailer error, may or may not have been sent: {exc!r}"[:1000]
+            pending = [SendResult(m.delivery_id, SendStatus.UNKNOWN, error=error) for m in chunk]
+            rest = later
+            break
+        pause = _provider_pause(pending)
+        if pause is not None:
+            report.backoff_until = now + timedelta(seconds=pause)
+            rest = later
+            break
     with transaction(app.sessions) as session:
         record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+        release(session, [m.delivery_id for m in rest], now=now, worker=worker)
+        if report.backoff_until is not None:
+            reason = next((r.error for r in pending if r.retry_after is not None), None)
+            set_backoff(session, report.backoff_until, reason=reason or "", now=now)
     report.commits += 1
     report.add(pending)
+    if report.backoff_until is not None:
+        log.warning(
+            "%s asked to wait: no email is claimed before %s",
+            app.mailer.name,
+            report.backoff_until.isoformat(),
+        )
     return report
+
+
+def _provider_pause(results: Sequence[SendResult]) -> float | None:
+    """Seconds the provider asked us to wait (429/5xx ``Retry-After``), if it did."""
+    waits = [
+        r.retry_after
+        for r in results
+        if r.retry_after is not None and r.status in (SendStatus.RETRY, SendStatus.NOT_ATTEMPTED)
+    ]
+    return max(waits) if waits else None
+
+
+def _halt(
+    app: App,
+    exc: ProviderAuthError,
+    untouched: Sequence[OutgoingEmail],
+    report: DispatchReport,
+    *,
+    now: datetime,
+    worker: str,
+) -> None:
+    """Record what the provider already had, give the rest back, halt sending."""
+    known = exc.results if isinstance(exc, BatchAuthError) else ()
+    recorded = [r for r in known if r is not None]
+    done = {r.delivery_id for r in recorded}
+    with transaction(app.sessions) as session:
+        record_results(session, recorded, now=now, max_attempts=app.settings.max_attempts)
+        ids = [m.delivery_id for m in untouched if m.delivery_id not in done]
+        release(session, ids, now=now, worker=worker)
+        set_halt(session, str(exc), fingerprint=sending_fingerprint(app), now=now)
+    report.commits += 1
+    report.add(recorded)
+    log.critical("sending halted: %s", exc)
 
 
 def _build_messages(

@@ -28,9 +28,13 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 def deliver(app: App, now: datetime) -> dict[str, Any]:
-    """Send every due delivery, batch after batch, until none is left due at ``now``."""
+    """Send every due delivery, batch after batch, until none is left due at ``now``.
+
+    Stops early when the provider asked to wait (429/5xx with ``Retry-After``).
+    """
     batches = sent = claimed = commits = 0
     outcomes: dict[str, int] = {}
+    backoff: datetime | None = None
     # Every batch uses the run's logical ``now`` (so ``tick --now`` is exact); a run stops
     # after half a lease of real time so no batch is claimed with a stale ``now``: the next
     # run (scheduler: a minute later) carries on with a fresh one.
@@ -39,6 +43,7 @@ def deliver(app: App, now: datetime) -> dict[str, Any]:
     while time.monotonic() - started < budget:
         report = deliver_due(app, now=now, worker=WORKER_ID)
         commits += report.commits
+        backoff = report.backoff_until
         if report.claimed == 0:
             break
         batches += 1
@@ -46,13 +51,18 @@ def deliver(app: App, now: datetime) -> dict[str, Any]:
         for key, value in report.outcomes.items():
             outcomes[key] = outcomes.get(key, 0) + value
         sent = outcomes.get("sent", 0)
-    return {
+        if backoff is not None:  # the provider asked every worker to wait
+            break
+    result: dict[str, Any] = {
         "batches": batches,
         "claimed": claimed,
         "sent": sent,
         "outcomes": outcomes,
         "commits": commits,
     }
+    if backoff is not None:
+        result["backoff_until"] = backoff.isoformat()
+    return result
 
 
 def recover_leases(app: App, now: datetime) -> dict[str, Any]:

@@ -41,6 +41,10 @@ from newsletter.models import (
     Suppression,
 )
 
+# Seconds before a row that was never shown to the provider (the batch stopped before
+# it) is due again, when the provider gave no Retry-After.
+NOT_ATTEMPTED_DELAY = 60.0
+
 
 @dataclass(frozen=True)
 class NewDelivery:
@@ -249,6 +253,8 @@ def record_results(
 
     Only rows still ``leased`` or ``sending`` are touched: a row that a provider event has
     meanwhile settled (``sent``) keeps that state, so a late RETRY can never resend it.
+    NOT_ATTEMPTED rows (never shown to the provider) go back to ``queued`` after
+    ``retry_after`` (or ``NOT_ATTEMPTED_DELAY``) and the attempt does not count.
     """
     table = Delivery.__table__
     assert isinstance(table, Table)
@@ -282,6 +288,7 @@ def record_results(
             ),
             final,
         )
+    _requeue_not_attempted(session, results, now=now, in_flight=in_flight)
     retry = [r for r in results if r.status is SendStatus.RETRY]
     if retry:
         attempts = dict(
@@ -312,12 +319,55 @@ def record_results(
             )
 
 
-def release(session: Session, ids: Sequence[int], *, now: datetime) -> None:
-    """Give rows back untouched (never handed over): the attempt does not count."""
+def _requeue_not_attempted(
+    session: Session,
+    results: Sequence[SendResult],
+    *,
+    now: datetime,
+    in_flight: ColumnElement[bool],
+) -> None:
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    params = [
+        {
+            "b_id": r.delivery_id,
+            "b_error": r.error,
+            "b_due_at": now + timedelta(seconds=r.retry_after or NOT_ATTEMPTED_DELAY),
+        }
+        for r in results
+        if r.status is SendStatus.NOT_ATTEMPTED
+    ]
+    if params:  # one executemany
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), in_flight)
+            .values(
+                status=DeliveryStatus.QUEUED.value,
+                attempts=table.c.attempts - 1,
+                error=bindparam("b_error"),
+                due_at=bindparam("b_due_at"),
+                lease_expires_at=None,
+                leased_by=None,
+                updated_at=now,
+            ),
+            params,
+        )
+
+
+def release(session: Session, ids: Sequence[int], *, now: datetime, worker: str) -> None:
+    """Give rows back untouched (never handed over): the attempt does not count.
+
+    Only rows ``worker`` still holds (``leased`` or ``sending``) are touched: an outcome
+    already recorded, or a row another worker took over, is left alone. Caller commits.
+    """
     if ids:
         session.execute(
             update(Delivery)
-            .where(Delivery.id.in_(ids))
+            .where(
+                Delivery.id.in_(ids),
+                Delivery.status.in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
+                Delivery.leased_by == worker,
+            )
             .values(
                 status=DeliveryStatus.QUEUED.value,
                 attempts=Delivery.attempts - 1,

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
-from newsletter.ledger import claim_batch, mark_sending, record_results
+from newsletter.ledger import (
+    NOT_ATTEMPTED_DELAY,
+    claim_batch,
+    mark_sending,
+    record_results,
+    release,
+)
 from newsletter.models import Delivery
 from tests.conftest import NOW
-from tests.factories import add_subscriber, queue_deliveries
+from tests.factories import add_subscriber, add_subscribers, queue_deliveries
 
 
 def one_sending_row(app: App) -> int:
@@ -58,3 +65,64 @@ def test_outcomes_are_recorded_for_rows_in_flight(app: App) -> None:
         row = session.get(Delivery, delivery_id)
         assert row is not None
         assert (row.status, row.provider_message_id, row.sent_at) == ("sent", "pm-1", NOW)
+
+
+def row(app: App, delivery_id: int) -> Delivery:
+    with app.sessions() as session:
+        found = session.get(Delivery, delivery_id)
+        assert found is not None
+        return found
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "due_in"),
+    [
+        pytest.param(120.0, 120.0, id="retry-after"),
+        pytest.param(None, NOT_ATTEMPTED_DELAY, id="short-pause"),
+    ],
+)
+def test_not_attempted_is_requeued_without_counting_the_attempt(
+    app: App, retry_after: float | None, due_in: float
+) -> None:
+    delivery_id = one_sending_row(app)
+    result = SendResult(
+        delivery_id, SendStatus.NOT_ATTEMPTED, error="not attempted: 429", retry_after=retry_after
+    )
+    with transaction(app.sessions) as session:
+        record_results(session, [result], now=NOW, max_attempts=1)  # no attempt left
+    requeued = row(app, delivery_id)
+    assert (requeued.status, requeued.attempts, requeued.leased_by) == ("queued", 0, None)
+    assert requeued.due_at == NOW + timedelta(seconds=due_in)
+    assert requeued.error == "not attempted: 429"
+
+
+def test_not_attempted_leaves_a_settled_row_alone(app: App) -> None:
+    delivery_id = one_sending_row(app)
+    with transaction(app.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(status="sent"))
+    with transaction(app.sessions) as session:
+        record_results(
+            session, [SendResult(delivery_id, SendStatus.NOT_ATTEMPTED)], now=NOW, max_attempts=5
+        )
+    assert (row(app, delivery_id).status, row(app, delivery_id).attempts) == ("sent", 1)
+
+
+def test_release_touches_only_rows_the_worker_still_holds(app: App) -> None:
+    """A recorded outcome, or a row another worker holds, survives a release."""
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(session, add_subscribers(session, 3), item_id="tips/walking")
+        claim_batch(session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5))
+        mark_sending(session, ids[:2], now=NOW)
+        record_results(
+            session, [SendResult(ids[0], SendStatus.SENT, "pm-1")], now=NOW, max_attempts=5
+        )
+    with transaction(app.sessions) as session:
+        release(session, ids, now=NOW, worker="someone-else")
+    assert [row(app, i).status for i in ids] == ["sent", "sending", "leased"]
+    with transaction(app.sessions) as session:
+        release(session, ids, now=NOW, worker="w")
+    assert [(row(app, i).status, row(app, i).attempts) for i in ids] == [
+        ("sent", 1),
+        ("queued", 0),
+        ("queued", 0),
+    ]

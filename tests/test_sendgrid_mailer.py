@@ -263,7 +263,7 @@ def test_429_retries_and_stops_the_rest_of_the_batch(
     server.inject(Fault(status=429, headers=headers), times=1)
     with make_mailer(server, batch_personalizations=False, concurrency=1) as mailer:
         results = mailer.send_batch([render(i) for i in range(50)])
-    assert statuses(results) == [SendStatus.RETRY] * 50
+    assert statuses(results) == [SendStatus.RETRY] + [SendStatus.NOT_ATTEMPTED] * 49
     assert all(r.retry_after == expected for r in results)
     assert results[1].error is not None
     assert results[1].error.startswith("not attempted")
@@ -276,7 +276,8 @@ def test_429_with_concurrency_sends_at_most_the_requests_in_flight(
     server.inject(Fault(status=429, headers={"Retry-After": "2"}), times=None)
     with make_mailer(server, batch_personalizations=False, concurrency=4) as mailer:
         results = mailer.send_batch([render(i) for i in range(200)])
-    assert set(statuses(results)) == {SendStatus.RETRY}
+    assert statuses(results).count(SendStatus.RETRY) == server.recorded().requests
+    assert set(statuses(results)) == {SendStatus.RETRY, SendStatus.NOT_ATTEMPTED}
     assert server.recorded().requests <= 4
 
 
@@ -284,7 +285,7 @@ def test_429_for_a_batched_request_applies_to_every_recipient(server: SendGridSe
     server.inject(Fault(status=429, headers={"Retry-After": "5"}), times=1)
     with make_mailer(server, concurrency=1) as mailer:
         results = mailer.send_batch([render(i) for i in range(1500)])
-    assert statuses(results) == [SendStatus.RETRY] * 1500
+    assert statuses(results) == [SendStatus.RETRY] * 1000 + [SendStatus.NOT_ATTEMPTED] * 500
     assert {r.retry_after for r in results} == {5.0}
     assert server.recorded().requests == 1
 
@@ -294,7 +295,7 @@ def test_5xx_retries(server: SendGridServer, status: int) -> None:
     server.inject(Fault(status=status, headers={"Retry-After": "4"}), times=1)
     with make_mailer(server, batch_personalizations=False, concurrency=1) as mailer:
         results = mailer.send_batch([render(0), render(1)])
-        assert statuses(results) == [SendStatus.RETRY, SendStatus.RETRY]
+        assert statuses(results) == [SendStatus.RETRY, SendStatus.NOT_ATTEMPTED]
         assert results[0].retry_after == 4.0
         assert results[0].error is not None
         assert f"HTTP {status}" in results[0].error
@@ -340,7 +341,11 @@ def test_dropped_connection_is_unknown_and_never_resent(server: SendGridServer) 
     server.inject(Fault(drop=True), times=1)
     with make_mailer(server, batch_personalizations=False, concurrency=1) as mailer:
         results = mailer.send_batch([render(0), render(1), render(2)])
-    assert statuses(results) == [SendStatus.UNKNOWN, SendStatus.RETRY, SendStatus.RETRY]
+    assert statuses(results) == [
+        SendStatus.UNKNOWN,
+        SendStatus.NOT_ATTEMPTED,
+        SendStatus.NOT_ATTEMPTED,
+    ]
     assert results[0].error is not None
     assert "may have been accepted" in results[0].error
     recorded = server.recorded()
@@ -360,7 +365,7 @@ def test_read_timeout_after_sending_is_unknown(server: SendGridServer) -> None:
     server.inject(Fault(delay=1.0), times=1)
     with make_mailer(server, batch_personalizations=False, concurrency=1, timeout=0.2) as mailer:
         results = mailer.send_batch([render(0), render(1)])
-    assert statuses(results) == [SendStatus.UNKNOWN, SendStatus.RETRY]
+    assert statuses(results) == [SendStatus.UNKNOWN, SendStatus.NOT_ATTEMPTED]
     assert server.recorded().requests == 1
 
 

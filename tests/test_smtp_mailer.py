@@ -9,7 +9,7 @@ import email.policy
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from typing import Any
@@ -22,7 +22,7 @@ from sqlalchemy import select
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import OutgoingEmail, SendStatus
-from newsletter.delivery.smtp import SMTPMailer, parse_smtp_url
+from newsletter.delivery.smtp import SMTPAuthError, SMTPMailer, parse_smtp_url
 from newsletter.dispatch import deliver_due
 from newsletter.errors import ConfigurationError, ProviderAuthError
 from newsletter.models import Delivery
@@ -231,8 +231,8 @@ def test_one_connection_carries_a_batch_and_a_drop_stops_the_rest(
         (2, SendStatus.FAILED),
         (3, SendStatus.SENT),
         (4, SendStatus.UNKNOWN),
-        (5, SendStatus.RETRY),
-        (6, SendStatus.RETRY),
+        (5, SendStatus.NOT_ATTEMPTED),
+        (6, SendStatus.NOT_ATTEMPTED),
     ]
     assert smtp_server.handler.delivery_ids() == [1, 3, 4]
     message = smtp_server.handler.received[0]
@@ -258,9 +258,10 @@ def test_a_connection_closed_while_idle_is_reopened_without_losing_the_message()
 
 
 def test_an_unreachable_server_means_retry_for_the_whole_batch() -> None:
+    """The first message counts an attempt; the rest were never tried."""
     mailer = SMTPMailer.from_url(f"smtp://127.0.0.1:{free_port()}?timeout=2&batch=5")
     results = mailer.send_batch([outgoing(1, "a@example.org"), outgoing(2, "b@example.org")])
-    assert [r.status for r in results] == [SendStatus.RETRY, SendStatus.RETRY]
+    assert [r.status for r in results] == [SendStatus.RETRY, SendStatus.NOT_ATTEMPTED]
     assert "cannot connect" in (results[0].error or "")
 
 
@@ -276,6 +277,91 @@ def test_refused_credentials_halt_sending() -> None:
     finally:
         mailer.close()
         server.controller.stop()
+
+
+def test_refused_credentials_mid_batch_keep_the_outcomes_already_known() -> None:
+    """A reconnect refused mid-batch reports the email that did go out (no resend)."""
+    logins = []
+
+    def authenticator(*args: Any) -> AuthResult:
+        logins.append(args)
+        return AuthResult(success=len(logins) == 1, handled=False)
+
+    handler = FaultyHandler()
+    server = start_server(handler, authenticator=authenticator, auth_require_tls=False)
+    mailer = SMTPMailer.from_url(f"smtp://news:pw@127.0.0.1:{server.port}?timeout=5&batch=5")
+    batch = [
+        outgoing(1, "ok@example.org"),
+        outgoing(2, "drop-rcpt@example.org"),  # the connection dies; the reconnect is refused
+        outgoing(3, "ok@example.org"),
+    ]
+    try:
+        with pytest.raises(SMTPAuthError, match="refused the login") as caught:
+            mailer.send_batch(batch)
+    finally:
+        mailer.close()
+        server.controller.stop()
+    known = caught.value.results
+    assert [(r.delivery_id, r.status) if r else None for r in known] == [
+        (1, SendStatus.SENT),
+        None,
+        None,
+    ]
+    assert handler.delivery_ids() == [1]
+
+
+@pytest.mark.parametrize(
+    ("smtputf8", "to", "status", "envelope_to"),
+    [
+        pytest.param(True, "jörg@example.org", SendStatus.SENT, "jörg@example.org", id="utf8"),
+        pytest.param(False, "jörg@example.org", SendStatus.FAILED, None, id="no-utf8-local"),
+        pytest.param(
+            False,
+            "joerg@bücher.example",
+            SendStatus.SENT,
+            "joerg@xn--bcher-kva.example",
+            id="no-utf8-idna-domain",
+        ),
+    ],
+)
+def test_internationalised_addresses(
+    smtputf8: bool, to: str, status: SendStatus, envelope_to: str | None
+) -> None:
+    """SMTPUTF8 when the server offers it, else IDNA for the domain or a clear failure;
+    either way the rest of the batch goes out."""
+    rcpts: list[str] = []
+
+    class Recording(FaultyHandler):
+        async def handle_RCPT(
+            self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+        ) -> str:
+            rcpts.append(address)
+            return await super().handle_RCPT(server, session, envelope, address, options)
+
+    handler = Recording()
+    server = start_server(handler, enable_SMTPUTF8=smtputf8)
+    mailer = SMTPMailer.from_url(server.url + "&batch=5")
+    try:
+        first, after = mailer.send_batch(
+            [
+                replace(outgoing(1, to), to_name="Jörg"),
+                outgoing(2, "ok@example.org"),
+            ]
+        )
+    finally:
+        mailer.close()
+        server.controller.stop()
+    assert first.status is status
+    assert after.status is SendStatus.SENT
+    if envelope_to is None:
+        assert "SMTPUTF8" in (first.error or "")
+        assert to in (first.error or "")
+        assert rcpts == ["ok@example.org"]
+    else:
+        assert rcpts == [envelope_to, "ok@example.org"]
+        to_header = handler.received[0]["To"]
+        if not smtputf8:  # RFC 2047 words; with SMTPUTF8 the header is raw UTF-8
+            assert str(to_header) == f"Jörg <{envelope_to}>"
 
 
 # ---- through the dispatcher: the ledger outcome ------------------------------------------
@@ -326,3 +412,22 @@ def test_smtp_faults_lead_to_the_documented_ledger_state(
     first = smtp_server.handler.received[0]
     assert str(first["List-Unsubscribe"]).startswith("<https://news.example/unsubscribe/")
     assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_a_non_ascii_address_fails_alone_without_smtputf8(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """It used to crash the batch and leave the row ``sending`` (later ``unknown``)."""
+    server = start_server(FaultyHandler(), enable_SMTPUTF8=False)
+    app = App(make_settings(mail_backend="smtp", smtp_url=server.url))
+    try:
+        ids = add_subscribers(app, ["jörg", "ok"])
+        deliver_due(app, now=NOW, worker="w1")
+        with app.sessions() as session:
+            rows = {d.id: d for d in session.scalars(select(Delivery))}
+    finally:
+        app.close()
+        server.controller.stop()
+    assert rows[ids["jörg"]].status == "failed"
+    assert "SMTPUTF8" in (rows[ids["jörg"]].error or "")
+    assert rows[ids["ok"]].status == "sent"

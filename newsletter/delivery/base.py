@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from newsletter.errors import ProviderAuthError
+
 
 @dataclass(frozen=True)
 class OutgoingEmail:
@@ -43,6 +45,9 @@ class SendStatus(enum.StrEnum):
     FAILED = "failed"  # permanent for this recipient
     RETRY = "retry"  # transient; try again after ``retry_after`` seconds (or backoff)
     UNKNOWN = "unknown"  # the request may or may not have been acted on
+    # Never shown to the provider (the batch stopped before it): requeued after
+    # ``retry_after`` (or a short pause) without counting the attempt.
+    NOT_ATTEMPTED = "not_attempted"
 
 
 @dataclass(frozen=True)
@@ -54,11 +59,24 @@ class SendResult:
     retry_after: float | None = None
 
 
+class BatchAuthError(ProviderAuthError):
+    """The provider refused our credentials part-way through a batch.
+
+    ``results`` holds the outcomes already known (emails sent, failed or possibly
+    accepted before the refusal), in input order, ``None`` for emails never handed over.
+    """
+
+    def __init__(self, message: str, results: Sequence[SendResult | None] = ()) -> None:
+        self.results = tuple(results)
+        super().__init__(message)
+
+
 class Mailer(Protocol):
     """A delivery backend. ``send_batch`` returns one result per message, same order.
 
-    It raises ``ProviderAuthError`` when the provider refuses our credentials; every
-    other failure is reported per message as a ``SendResult``.
+    It raises ``ProviderAuthError`` when the provider refuses our credentials (a
+    ``BatchAuthError`` carries what was already sent); every other failure is reported
+    per message as a ``SendResult``.
     """
 
     name: str

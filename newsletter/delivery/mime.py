@@ -23,8 +23,11 @@ def build_mime(message: OutgoingEmail) -> EmailMessage:
     mime["Subject"] = one_line(message.subject)
     mime["From"] = formataddr((one_line(message.from_name or ""), message.from_email))
     to_name = one_line(message.to_name or "")
+    # username/domain, not addr_spec: a non-ASCII local part (sent with SMTPUTF8) is
+    # refused by the addr_spec parser.
+    local, _, domain = message.to_email.rpartition("@")
     mime["To"] = (
-        str(Address(display_name=to_name, addr_spec=message.to_email))
+        str(Address(display_name=to_name, username=local, domain=domain))
         if to_name
         else message.to_email
     )

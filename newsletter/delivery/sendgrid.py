@@ -13,8 +13,10 @@ from a small thread pool). Outcomes follow PRODUCT.md section 7:
 read error / time-out after sending    UNKNOWN: SendGrid may have accepted it; never resent
 ====================================  =====================================================
 
-After any outcome other than SENT/FAILED the rest of the batch is not sent (RETRY,
-"not attempted"), so a rate limit or an outage never turns into a request storm.
+After any outcome other than SENT/FAILED the rest of the batch is not sent
+(NOT_ATTEMPTED: requeued without counting an attempt), so a rate limit or an outage never
+turns into a request storm within a batch; across batches the dispatcher honours a
+``Retry-After`` for every worker (``newsletter.send_backoff``).
 A batched request (personalizations) gives its outcome to every email in it.
 """
 
@@ -46,22 +48,17 @@ from sendgrid.helpers.mail import (
 )
 from sendgrid.helpers.mail.exceptions import SendGridException
 
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.delivery.personalization import MailGroup, group_messages, singles
-from newsletter.errors import ProviderAuthError
 
 SEND_PATH = "/v3/mail/send"
 DELIVERY_HEADER = "X-Newsletter-Delivery"
 MAX_ERROR_CHARS = 1000
 
 
-class SendGridAuthError(ProviderAuthError):
+class SendGridAuthError(BatchAuthError):
     """SendGrid refused the API key. ``results`` holds the outcomes already known
     for the batch (emails sent before the refusal), in input order, ``None`` elsewhere."""
-
-    def __init__(self, message: str, results: Sequence[SendResult | None] = ()) -> None:
-        self.results = tuple(results)
-        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -197,8 +194,9 @@ class SendGridMailer:
                 )
         auth = next((o.auth_error for o in outcomes if o.auth_error is not None), None)
         if auth is not None:
+            unsent = (SendStatus.RETRY, SendStatus.NOT_ATTEMPTED)
             raise SendGridAuthError(
-                auth, [r if r and r.status is not SendStatus.RETRY else None for r in results]
+                auth, [r if r and r.status not in unsent else None for r in results]
             )
         return [r for r in results if r is not None]
 
@@ -218,7 +216,7 @@ class SendGridMailer:
         stopped = halt.reason
         if stopped is not None:
             return _Outcome(
-                SendStatus.RETRY,
+                SendStatus.NOT_ATTEMPTED,
                 error=f"not attempted: {stopped.error}",
                 retry_after=stopped.retry_after,
                 auth_error=stopped.auth_error,

@@ -17,13 +17,17 @@ Outcomes, per message (each message is its own SMTP transaction)::
     connection lost before DATA          RETRY  (the server never had the message)
     connection lost or timed out after   UNKNOWN (it may have been accepted: never resent
       DATA began                                  automatically; see ``newsletter.ledger``)
-    authentication refused (535, ...)    ProviderAuthError: sending halts for every worker
-    cannot connect / TLS fails           RETRY for every message of the batch
+    authentication refused (535, ...)    SMTPAuthError (a ProviderAuthError, carrying the
+                                           outcomes already known): sending halts
+    cannot connect / TLS fails           RETRY for the message, NOT_ATTEMPTED for the rest
+    a non-ASCII address, and the server  FAILED for that message (a non-ASCII domain alone
+      does not offer SMTPUTF8              is sent IDNA-encoded); with SMTPUTF8 it is sent
 
 Reconnect policy: the connection is kept between batches. A connection found dead before
 a message was handed over (idle time-out) is reopened once, right away. After a connection
-is lost *during* a message, the rest of that batch is not attempted (RETRY, with backoff):
-a server that drops connections mid-message is given time; the next batch reconnects.
+is lost, the rest of that batch is not attempted (NOT_ATTEMPTED: requeued after a short
+pause without counting an attempt): a server that drops connections is given time; the
+next batch reconnects.
 
 Why ``batch=1`` by default: the dispatcher marks a whole batch ``sending`` before handing it
 over, so a worker killed mid-batch leaves the whole batch ``unknown``. With one message per
@@ -43,10 +47,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.delivery.mime import build_mime
 from newsletter.errors import ConfigurationError, ProviderAuthError
 
@@ -54,6 +58,12 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 # CRLF line ends (smtplib sends bytes as given) and headers folded only past RFC 5321's
 # 998: a long List-Unsubscribe URL stays one plain header instead of RFC 2047 words.
 WIRE = email.policy.SMTP.clone(max_line_length=998)
+# The same, for a server that offers SMTPUTF8: addresses and headers travel as UTF-8.
+WIRE_UTF8 = WIRE.clone(utf8=True)
+
+
+class SMTPAuthError(BatchAuthError):
+    """The SMTP server refused our login (or TLS policy) part-way through a batch."""
 
 
 @dataclass(frozen=True)
@@ -140,12 +150,16 @@ class SMTPMailer:
             for index, message in enumerate(messages):
                 try:
                     result = self._send_with_reconnect(message)
+                except ProviderAuthError as exc:
+                    known: list[SendResult | None] = list(results)
+                    known += [None] * (len(messages) - index)
+                    raise SMTPAuthError(str(exc), known) from exc
                 except _Lost as lost:
                     status = SendStatus.UNKNOWN if lost.handed_over else SendStatus.RETRY
                     results.append(SendResult(message.delivery_id, status, error=lost.reason))
                     reason = f"smtp: not attempted after a lost connection ({lost.reason})"
                     results.extend(
-                        SendResult(m.delivery_id, SendStatus.RETRY, error=reason)
+                        SendResult(m.delivery_id, SendStatus.NOT_ATTEMPTED, error=reason)
                         for m in messages[index + 1 :]
                     )
                     break
@@ -169,11 +183,28 @@ class SMTPMailer:
         return self._send_one(self._connection(), message)
 
     def _send_one(self, conn: smtplib.SMTP, message: OutgoingEmail) -> SendResult:
+        options: list[str] = []
+        policy = WIRE
+        if not (message.from_email.isascii() and message.to_email.isascii()):
+            if conn.has_extn("smtputf8"):
+                options = ["SMTPUTF8", "BODY=8BITMIME"]
+                policy = WIRE_UTF8
+            else:
+                try:
+                    message = _ascii_addresses(message)
+                except ValueError as exc:
+                    host = f"{self.config.host}:{self.config.port}"
+                    return SendResult(
+                        message.delivery_id,
+                        SendStatus.FAILED,
+                        error=f"smtp: {exc}, and {host} does not offer SMTPUTF8; use a relay "
+                        "that supports internationalised email",
+                    )
         mime = build_mime(message)
         message_id = str(mime["Message-ID"]).strip("<>")
-        data = mime.as_bytes(policy=WIRE)
+        data = mime.as_bytes(policy=policy)
         try:
-            code, reply = conn.mail(message.from_email)
+            code, reply = conn.mail(message.from_email, options)
             if code == 250:
                 code, reply = conn.rcpt(message.to_email)
             if code not in (250, 251):
@@ -277,6 +308,27 @@ class SMTPMailer:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
         conn.close()
+
+
+def _ascii_addresses(message: OutgoingEmail) -> OutgoingEmail:
+    """``message`` with its addresses' domains IDNA-encoded (``bücher.example`` becomes
+    ``xn--bcher-kva.example``). Raises ``ValueError`` for a non-ASCII local part, which
+    only SMTPUTF8 can carry."""
+    return replace(
+        message,
+        from_email=_ascii_address(message.from_email),
+        to_email=_ascii_address(message.to_email),
+    )
+
+
+def _ascii_address(address: str) -> str:
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(f"the address {address!r} has a non-ASCII local part")
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError:
+        raise ValueError(f"the address {address!r} has a domain IDNA cannot encode") from None
 
 
 def _refused(delivery_id: int, code: int, reply: bytes | str) -> SendResult:
