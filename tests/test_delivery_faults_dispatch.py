@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.app import App
@@ -19,6 +20,7 @@ from newsletter.errors import SendingHaltedError
 from newsletter.jobs import deliver
 from newsletter.models import Delivery
 from newsletter.settings import Settings
+from newsletter.web.app import create_web_app
 from tests.conftest import NOW
 from tests.factories import add_subscribers, queue_deliveries
 from tests.sendgrid_server import Fault, SendGridServer
@@ -147,6 +149,8 @@ def test_a_429_stops_every_worker_until_retry_after_has_passed(
     assert (other.claimed, other.backoff_until) == (0, until)
     assert deliver(app, NOW + timedelta(minutes=30))["claimed"] == 0
     assert server.recorded().requests == 1
+    health = TestClient(create_web_app(app, clock=lambda: NOW)).get("/healthz").json()
+    assert (health["sending"], health["until"]) == ("backing off", until.isoformat())
 
     server.clear_faults()
     done = deliver(app, until + timedelta(seconds=1))

@@ -24,6 +24,7 @@ from newsletter.compose import DELIVERY_PARAM, read_delivery_param
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
 from newsletter.models import DeliveryKind
+from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
 from newsletter.subscriptions import (
     SubscribeOutcome,
@@ -239,10 +240,14 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             with app.sessions() as session:
                 session.execute(text("SELECT 1"))
                 reason = halt_reason(session, fingerprint=sending_fingerprint(app))
+                backoff = backoff_until(session, now=clock())
         except OperationalError:
             return JSONResponse({"status": "down", "database": "unreachable"}, status_code=503)
         if reason is not None:
             body.update(status="degraded", sending="halted", reason=reason)
+        elif backoff is not None:
+            until, why = backoff
+            body.update(sending="backing off", until=until.isoformat(), reason=why)
         return JSONResponse(body)
 
     from newsletter.web.webhooks import sendgrid_webhook_router
