@@ -253,7 +253,7 @@ def test_schema_invalid_payload_fails_with_validation_message(
     [
         pytest.param({"Retry-After": "7"}, 7.0, id="retry-after-seconds"),
         pytest.param({"X-RateLimit-Reset": str(int(NOW) + 30)}, 30.0, id="ratelimit-reset"),
-        pytest.param({}, None, id="no-hint"),
+        pytest.param({}, 60.0, id="no-hint-waits-a-minute"),
     ],
 )
 def test_429_retries_and_stops_the_rest_of_the_batch(

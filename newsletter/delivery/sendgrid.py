@@ -9,6 +9,7 @@ from a small thread pool). Outcomes follow PRODUCT.md section 7:
 400, 413                               FAILED with SendGrid's ``errors[].message``
 401, 403                               raise ``SendGridAuthError`` (a ``ProviderAuthError``)
 429                                    RETRY after ``Retry-After`` / ``X-RateLimit-Reset``
+                                       (60 s when SendGrid sends neither)
 5xx, other status, connect/write error RETRY (backoff is the caller's)
 read error / time-out after sending    UNKNOWN: SendGrid may have accepted it; never resent
 ====================================  =====================================================
@@ -50,6 +51,8 @@ from sendgrid.helpers.mail.exceptions import SendGridException
 
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.delivery.personalization import MailGroup, group_messages, singles
+
+DEFAULT_RATE_LIMIT_WAIT = 60.0  # seconds, for a 429 without reset headers
 
 SEND_PATH = "/v3/mail/send"
 DELIVERY_HEADER = "X-Newsletter-Delivery"
@@ -279,10 +282,12 @@ class SendGridMailer:
         if status in (400, 413):
             return _Outcome(SendStatus.FAILED, error=f"HTTP {status}: {detail}")
         if status == 429:
+            # Without a reset header, wait a minute anyway: a 429 always pauses every worker.
+            retry_after = self._retry_after(response)
             return _Outcome(
                 SendStatus.RETRY,
                 error=f"HTTP 429 rate limited: {detail}",
-                retry_after=self._retry_after(response),
+                retry_after=DEFAULT_RATE_LIMIT_WAIT if retry_after is None else retry_after,
             )
         if status >= 500:
             return _Outcome(
