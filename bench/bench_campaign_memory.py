@@ -27,7 +27,7 @@ from pathlib import Path
 from sqlalchemy import Engine, bindparam, text
 
 from newsletter.app import App
-from newsletter.campaign_planner import freeze_audience
+from newsletter.campaigns.planner import freeze_audience
 from newsletter.db import transaction
 from newsletter.models import Campaign, CampaignState, UTCDateTime
 from newsletter.settings import load_settings

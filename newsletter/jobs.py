@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.app import App
-from newsletter.campaign_planner import plan_campaigns
+from newsletter.campaigns.planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips

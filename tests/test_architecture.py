@@ -16,7 +16,7 @@ PURE = [
     "newsletter/content/model.py",
     "newsletter/drip/timing.py",
     "newsletter/drip/planning.py",
-    "newsletter/campaign_schedule.py",
+    "newsletter/campaigns/schedule.py",
     "newsletter/delivery/personalization.py",
     "newsletter/events/parsing.py",
     "newsletter/web/form_input.py",
@@ -69,3 +69,42 @@ def test_sendgrid_sdk_is_imported_only_at_its_two_edges() -> None:
         if "sendgrid" in imported_roots(ast.parse(p.read_text()))
     )
     assert users == ["newsletter/delivery/sendgrid.py", "newsletter/events/signature.py"]
+
+
+def _newsletter_imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("newsletter")}
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("newsletter")
+        ):
+            found.add(node.module)
+    return found
+
+
+def test_only_entry_points_import_the_cli() -> None:
+    """Imports point down: nothing outside ``newsletter/cli/`` imports the CLI."""
+    offenders = sorted(
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "newsletter").rglob("*.py")
+        if "cli" not in p.relative_to(ROOT / "newsletter").parts[:1]
+        and any(
+            m == "newsletter.cli" or m.startswith("newsletter.cli.") for m in _newsletter_imports(p)
+        )
+    )
+    assert offenders == []
+
+
+def test_families_of_modules_are_packages_not_filename_prefixes() -> None:
+    """The ``cli_*`` and ``campaign_*`` modules live in ``cli/`` and ``campaigns/``."""
+    flat = sorted(p.name for p in (ROOT / "newsletter").glob("*.py"))
+    assert [n for n in flat if n.startswith(("cli_", "campaign_", "campaigns"))] == []
+    prefixes: dict[str, list[str]] = {}
+    for name in flat:
+        stem = name.removesuffix(".py")
+        if "_" in stem:
+            prefixes.setdefault(stem.split("_")[0], []).append(stem)
+    assert {k: v for k, v in prefixes.items() if len(v) > 2} == {}

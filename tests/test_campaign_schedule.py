@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from newsletter.campaign_schedule import (
+from newsletter.campaigns.schedule import (
     Segment,
     check_window,
     format_wall,

@@ -11,19 +11,13 @@ from sqlalchemy import func, select, update
 
 from bench.bench_campaign_memory import insert_subscribers
 from newsletter.app import App
-from newsletter.campaign_audience import audience_condition
-from newsletter.campaign_planner import freeze_audience, plan_campaigns
-from newsletter.campaign_schedule import Segment
-from newsletter.campaign_views import show_campaign
-from newsletter.campaigns import (
-    cancel_campaign,
-    create_campaign,
-    edit_campaign,
-    pause_campaign,
-    resume_campaign,
-    schedule_campaign,
-    send_campaign_now,
-)
+from newsletter.campaigns.audience import audience_condition
+from newsletter.campaigns.drafts import create_campaign, edit_campaign
+from newsletter.campaigns.planner import freeze_audience, plan_campaigns
+from newsletter.campaigns.schedule import Segment
+from newsletter.campaigns.sending import schedule_campaign, send_campaign_now
+from newsletter.campaigns.steering import cancel_campaign, pause_campaign, resume_campaign
+from newsletter.campaigns.views import show_campaign
 from newsletter.db import transaction
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.dispatch import deliver_due

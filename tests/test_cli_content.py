@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from content_fixtures import ADDRESS, ROOT, TIP, build_library, use_library
 
-from newsletter.cli_content import content, preview
+from newsletter.cli.content import content, preview
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from sqlalchemy import insert
 
 from newsletter.app import App
 from newsletter.cli import main
-from newsletter.cli_stats import parse_since
+from newsletter.cli.stats import parse_since
 from newsletter.db import transaction
 from newsletter.models import (
     Campaign,

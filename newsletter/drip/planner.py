@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from newsletter.app import App
-from newsletter.campaign_schedule import Segment
+from newsletter.campaigns.schedule import Segment
 from newsletter.content.model import Sequence
 from newsletter.db import transaction
 from newsletter.drip.planning import NextSend, choose_next, rotation_pool

@@ -8,8 +8,8 @@ import logging
 import click
 
 from newsletter import __version__
-from newsletter.cli_subscribers import subscribers
-from newsletter.cli_support import State, get_app, parse_now, user_errors
+from newsletter.cli.subscribers import subscribers
+from newsletter.cli.support import State, get_app, parse_now, user_errors
 
 
 @click.group()
@@ -116,19 +116,19 @@ def delivery_resume() -> None:
 
 def _register_optional() -> None:
     """Commands owned by other modules."""
-    from newsletter.cli_content import content, preview
+    from newsletter.cli.content import content, preview
 
     main.add_command(subscribers)
     main.add_command(content)
     main.add_command(preview)
-    from newsletter.cli_campaign import campaign
+    from newsletter.cli.campaign import campaign
 
     main.add_command(campaign)
-    from newsletter.cli_sequence import retry_unknown, sequence
+    from newsletter.cli.sequence import retry_unknown, sequence
 
     main.add_command(sequence)
     delivery.add_command(retry_unknown)
-    from newsletter.cli_stats import stats
+    from newsletter.cli.stats import stats
 
     main.add_command(stats)
 

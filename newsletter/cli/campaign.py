@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from newsletter.campaign_schedule import progress_bar
-from newsletter.campaign_views import CampaignView
-from newsletter.cli_support import emit, get_app, parse_now, user_errors
+from newsletter.campaigns.schedule import progress_bar
+from newsletter.campaigns.views import CampaignView
+from newsletter.cli.support import emit, get_app, parse_now, user_errors
 from newsletter.models import CampaignState
 
 NOW_OPTION = click.option("--now", "now_text", hidden=True)
@@ -39,7 +39,7 @@ def create(
     now_text: str | None,
 ) -> None:
     """Make a draft campaign of ITEM for a segment of active subscribers."""
-    from newsletter.campaigns import create_campaign
+    from newsletter.campaigns.drafts import create_campaign
 
     app = get_app()
     with user_errors():
@@ -80,7 +80,7 @@ def edit(
     now_text: str | None,
 ) -> None:
     """Change a draft or scheduled campaign."""
-    from newsletter.campaigns import edit_campaign
+    from newsletter.campaigns.drafts import edit_campaign
 
     include: tuple[str, ...] | None = tags or None
     excluded: tuple[str, ...] | None = exclude or None
@@ -107,7 +107,7 @@ def edit(
 @click.argument("name")
 def delete(name: str) -> None:
     """Delete a campaign that has not started."""
-    from newsletter.campaigns import delete_campaign
+    from newsletter.campaigns.drafts import delete_campaign
 
     with user_errors():
         delete_campaign(get_app(), name)
@@ -124,7 +124,7 @@ def schedule(
     name: str, at: str, timezone: str | None, local_time: bool, now_text: str | None
 ) -> None:
     """Schedule a campaign; the planner starts it at that time."""
-    from newsletter.campaigns import schedule_campaign
+    from newsletter.campaigns.sending import schedule_campaign
 
     if local_time and timezone:
         raise click.UsageError("use either --timezone or --local-time, not both")
@@ -148,8 +148,8 @@ def schedule(
 @NOW_OPTION
 def send(name: str, yes: bool, now_text: str | None) -> None:
     """Start a campaign now (after a confirmation prompt)."""
-    from newsletter.campaign_views import show_campaign
-    from newsletter.campaigns import send_campaign_now
+    from newsletter.campaigns.sending import send_campaign_now
+    from newsletter.campaigns.views import show_campaign
 
     app = get_app()
     with user_errors():
@@ -173,7 +173,7 @@ def send(name: str, yes: bool, now_text: str | None) -> None:
 @NOW_OPTION
 def test(name: str, recipients: tuple[str, ...], now_text: str | None) -> None:
     """Send the campaign now to seed addresses only, rendered for a sample subscriber."""
-    from newsletter.campaigns import send_test
+    from newsletter.campaigns.sending import send_test
 
     with user_errors():
         outcomes = send_test(get_app(), name, recipients, now=parse_now(now_text))
@@ -188,7 +188,7 @@ def test(name: str, recipients: tuple[str, ...], now_text: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def list_(fmt: str) -> None:
     """Every campaign with its state, schedule and progress."""
-    from newsletter.campaign_views import list_campaigns
+    from newsletter.campaigns.views import list_campaigns
 
     views = list_campaigns(get_app())
     if fmt == "json":
@@ -214,7 +214,7 @@ def list_(fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 def show(name: str, fmt: str) -> None:
     """One campaign: state, schedule, audience, delivery counts and progress."""
-    from newsletter.campaign_views import show_campaign
+    from newsletter.campaigns.views import show_campaign
 
     app = get_app()
     with user_errors():
@@ -239,9 +239,9 @@ def _steer(verb: str) -> Any:
     @click.argument("name")
     @NOW_OPTION
     def command(name: str, now_text: str | None) -> None:
-        from newsletter import campaigns
+        from newsletter.campaigns import steering
 
-        action = getattr(campaigns, f"{verb}_campaign")
+        action = getattr(steering, f"{verb}_campaign")
         with user_errors():
             view = action(get_app(), name, now=parse_now(now_text))
         click.echo(f"{view.name!r} is {view.state}: {_counts_text(view)}")
@@ -338,7 +338,7 @@ def as_dict(view: CampaignView) -> dict[str, Any]:
 
 
 def _stats(app: Any, name: str) -> dict[str, Any]:
-    from newsletter.campaign_views import provider_stats
+    from newsletter.campaigns.views import provider_stats
 
     with user_errors():
         return provider_stats(app, name)

@@ -26,8 +26,8 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.campaign_audience import batch_upper_bound, freeze_range, range_zones
-from newsletter.campaign_schedule import Segment, is_stale, local_instants, zone
+from newsletter.campaigns.audience import batch_upper_bound, freeze_range, range_zones
+from newsletter.campaigns.schedule import Segment, is_stale, local_instants, zone
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
 from newsletter.models import Campaign, CampaignState, Delivery, DeliveryKind, DeliveryStatus

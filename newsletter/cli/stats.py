@@ -20,7 +20,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from newsletter.cli_support import get_app, parse_now, user_errors
+from newsletter.cli.support import get_app, parse_now, user_errors
 from newsletter.stats import SPAM_FLAG_RATE, StatsReport, stats_report
 
 _DAYS = re.compile(r"([0-9]{1,5})d")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli_support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.cli.support import FORMATS, emit, get_app, parse_now, user_errors
 from newsletter.models import SubscriberStatus
 
 COLUMNS = ("email", "first_name", "status", "timezone", "tags", "created_at")

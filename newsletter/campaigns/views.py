@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.campaign_audience import count_audience
-from newsletter.campaign_schedule import Segment
+from newsletter.campaigns.audience import count_audience
+from newsletter.campaigns.schedule import Segment
 from newsletter.errors import CampaignNotFound
 from newsletter.models import Campaign, Delivery, DeliveryKind, DeliveryStatus
 

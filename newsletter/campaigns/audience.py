@@ -37,7 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from newsletter.campaign_schedule import Segment
+from newsletter.campaigns.schedule import Segment
 from newsletter.models import (
     Delivery,
     DeliveryKind,

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from newsletter.cli_support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.cli.support import FORMATS, emit, get_app, parse_now, user_errors
 from newsletter.content.library import ContentLibrary, load_library
 from newsletter.content.model import Sequence
 from newsletter.drip.planning import rotation_pool
