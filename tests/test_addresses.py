@@ -42,4 +42,38 @@ def test_invalid(raw: str) -> None:
 
 
 def test_hash_is_stable_over_normalised_forms() -> None:
-    assert email_hash(normalize_email("A@Example.org")) == email_hash("a@example.org")
+    digest = email_hash(normalize_email("A@Example.org"))
+    assert digest == email_hash("a@example.org")
+    # the known SHA-256 of the normalised form: forgotten subscribers' suppressions depend on it
+    assert digest == "e16bfe08be114c7b3737aa01ce504ebcb5d13fc44897c38c6cac63ddc7151463"
+
+
+def _address(length: int) -> str:
+    """A syntactically valid address of exactly ``length`` characters (labels <= 63)."""
+    domain_len = length - 65
+    labels, left = [], domain_len - 4  # ".org"
+    while left > 0:
+        take = min(63, left)
+        labels.append("d" * take)
+        left -= take + 1
+    address = "a" * 64 + "@" + ".".join(labels) + ".org"
+    assert len(address) == length
+    return address
+
+
+def test_a_254_character_address_is_accepted() -> None:
+    address = _address(254)
+    assert normalize_email(address) == address
+
+
+def test_a_255_character_address_is_refused_saying_why() -> None:
+    with pytest.raises(InvalidEmailError, match="longer than 254 characters") as caught:
+        normalize_email(_address(255))
+    assert caught.value.email.endswith("...")
+    assert len(caught.value.email) == 63
+
+
+@pytest.mark.parametrize("raw", ["", "   ", "\t\n"], ids=["empty", "spaces", "whitespace"])
+def test_an_empty_address_says_it_is_empty(raw: str) -> None:
+    with pytest.raises(InvalidEmailError, match="the address is empty"):
+        normalize_email(raw)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,6 +12,7 @@ from newsletter.content.model import SendWindow
 from newsletter.drip.timing import (
     add_wall_clock,
     in_window,
+    local_wall,
     next_in_window,
     resolve_local,
     step_due_at,
@@ -156,3 +158,22 @@ def test_window_start_after_day(instant: datetime, zone: ZoneInfo, expected: dat
 )
 def test_in_window(instant: datetime, expected: bool) -> None:
     assert in_window(instant, BERLIN, MORNING) is expected
+
+
+NAIVE = datetime(2026, 11, 24, 9, 0)
+BERLIN_WINDOW = SendWindow(time(8), time(11))
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: next_in_window(NAIVE, ZoneInfo("Europe/Berlin"), BERLIN_WINDOW),
+        lambda: in_window(NAIVE, ZoneInfo("Europe/Berlin"), BERLIN_WINDOW),
+        lambda: step_due_at(NAIVE, timedelta(days=3), ZoneInfo("Europe/Berlin"), BERLIN_WINDOW),
+        lambda: local_wall(NAIVE, ZoneInfo("Europe/Berlin")),
+    ],
+    ids=["next_in_window", "in_window", "step_due_at", "local_wall"],
+)
+def test_naive_datetimes_are_refused_saying_what_to_pass(call: Callable[[], object]) -> None:
+    with pytest.raises(ValueError, match=r"naive datetime .* pass an aware UTC datetime"):
+        call()

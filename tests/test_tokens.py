@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from newsletter.errors import TokenError, TokenExpiredError
 from newsletter.tokens import (
+    UNSUBSCRIBE,
     make_confirm_token,
     make_unsubscribe_token,
     read_confirm_token,
@@ -49,8 +52,12 @@ def test_new_tokens_are_signed_with_the_newest_key() -> None:
 
 
 def test_unsubscribe_tokens_never_expire() -> None:
+    """An unsubscribe token carries no timestamp (payload.signature), so no clock can expire it;
+    one made years ago (pinned below) still reads, with no ``now`` involved."""
     token = make_unsubscribe_token("abc", keys=["k"])
+    assert token.count(".") == 1
     assert read_unsubscribe_token(token, keys=["k"]) == "abc"
+    assert read_unsubscribe_token(PINNED_UNSUBSCRIBE, keys=PINNED_KEYS) == "a1B2c3"
 
 
 @pytest.mark.parametrize(
@@ -72,3 +79,58 @@ def test_tokens_are_bound_to_their_purpose() -> None:
         read_unsubscribe_token(confirm, keys=["k"])
     with pytest.raises(TokenError):
         read_confirm_token(unsub, keys=["k"], now=T0, max_age=WEEK)
+
+
+# Known answers: tokens made on 2026-12-01 with these keys. If a salt, the serializer or the
+# signing scheme changes, every confirm and unsubscribe link already mailed breaks: these fail.
+PINNED_KEYS = ["known-answer-key", "older"]
+PINNED_AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+PINNED_CONFIRM = "ImExQjJjMyI.aw6MkA.IS1O7v-Mui1tb0oX4nKMJSxIQrs"
+PINNED_UNSUBSCRIBE = "ImExQjJjMyI.KJLb-jdKlcMks-pI-VkqGSu9e5s"
+
+
+def test_tokens_made_today_keep_their_exact_form() -> None:
+    assert make_confirm_token("a1B2c3", keys=PINNED_KEYS, now=PINNED_AT) == PINNED_CONFIRM
+    assert make_unsubscribe_token("a1B2c3", keys=PINNED_KEYS) == PINNED_UNSUBSCRIBE
+
+
+def test_tokens_mailed_today_still_read_after_a_key_rotation() -> None:
+    rotated = ["brand-new-key", *PINNED_KEYS]
+    later = PINNED_AT + timedelta(days=6)
+    assert read_confirm_token(PINNED_CONFIRM, keys=rotated, now=later, max_age=WEEK) == "a1B2c3"
+    assert read_unsubscribe_token(PINNED_UNSUBSCRIBE, keys=rotated) == "a1B2c3"
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: make_confirm_token("abc", keys=[], now=T0),
+        lambda: make_unsubscribe_token("abc", keys=[]),
+        lambda: read_confirm_token("x.y.z", keys=[], now=T0, max_age=WEEK),
+        lambda: read_unsubscribe_token("x.y", keys=[]),
+    ],
+    ids=["make-confirm", "make-unsubscribe", "read-confirm", "read-unsubscribe"],
+)
+def test_no_keys_is_refused_not_signed_with_nothing(make: Callable[[], str]) -> None:
+    with pytest.raises(ValueError, match="at least one secret key"):
+        make()
+
+
+def _signed(value: object) -> str:
+    """A validly signed unsubscribe token around any JSON value (what a key holder could make)."""
+    return URLSafeSerializer(["k"], salt=UNSUBSCRIBE).dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["a/b", "x" * 65, 12345, "", None, ["abc"], "abc def", "abc\n"],
+    ids=["slash", "65-chars", "number", "empty", "null", "list", "space", "newline"],
+)
+def test_public_id_inside_a_signed_token_is_validated(value: object) -> None:
+    with pytest.raises(TokenError, match="not valid"):
+        read_unsubscribe_token(_signed(value), keys=["k"])
+
+
+@pytest.mark.parametrize("value", ["x" * 64, "A", "a1B2c3"], ids=["64-chars", "one", "mixed"])
+def test_public_ids_up_to_64_alphanumerics_are_accepted(value: str) -> None:
+    assert read_unsubscribe_token(_signed(value), keys=["k"]) == value

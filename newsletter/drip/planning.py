@@ -48,10 +48,6 @@ class NextSend:
     def is_rotation(self) -> bool:
         return self.step == ROTATION_STEP
 
-    @property
-    def is_first(self) -> bool:
-        return self.step == 0
-
 
 def resume_index(sequence: Sequence, *, last_item_id: str | None, position: int) -> int:
     """Index of the first step still to consider for this enrollment."""

@@ -1,0 +1,403 @@
+"""A small mutation tester: does any test notice when the code under test changes?
+
+Usage::
+
+    .venv/bin/python tools/mutate.py newsletter/tokens.py [--tests tests/test_tokens.py ...]
+    make mutate MODULE=newsletter/tokens.py
+
+Each mutant changes one thing in the module (a flipped comparison, ``and``/``or`` swapped,
+a removed ``not``, a changed number or boolean, a deleted statement, ``return None``, an
+arithmetic operator swapped), is written over a copy of the project in a temporary folder,
+and the module's tests run against it (``pytest -x``). A mutant is *killed* when the tests
+fail, *survives* when they pass. The score is killed / all. Every survivor is printed with
+its line, so it can be pinned by a test or argued equivalent.
+
+The project itself is never modified: the copy lives under a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The tests that pin each core module (its own file first, then its close users).
+TESTS: dict[str, list[str]] = {
+    "newsletter/tokens.py": ["tests/test_tokens.py"],
+    "newsletter/addresses.py": ["tests/test_addresses.py"],
+    "newsletter/backoff.py": ["tests/test_backoff.py"],
+    "newsletter/events/policy.py": [
+        "tests/test_events_policy.py",
+        "tests/test_events_suppression.py",
+    ],
+    "newsletter/drip/timing.py": ["tests/test_drip_timing.py"],
+    "newsletter/drip/planning.py": ["tests/test_drip_planning.py"],
+    "newsletter/delivery/personalization.py": ["tests/test_personalization.py"],
+    "newsletter/web/form_input.py": ["tests/test_form_input.py", "tests/test_web_subscribe.py"],
+    "newsletter/ledger.py": ["tests/test_ledger.py"],
+    "newsletter/campaigns/schedule.py": ["tests/test_campaign_schedule.py"],
+    "newsletter/one_line.py": ["tests/test_one_line.py"],
+}
+
+_COMPARE_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
+_BINOP_SWAP: dict[type[ast.operator], type[ast.operator]] = {
+    ast.Add: ast.Sub,
+    ast.Sub: ast.Add,
+    ast.Mult: ast.Div,
+    ast.Div: ast.Mult,
+    ast.FloorDiv: ast.Mult,
+    ast.Pow: ast.Mult,
+}
+
+
+@dataclass(frozen=True)
+class Mutant:
+    index: int
+    line: int
+    description: str
+
+
+def _is_docstring(node: ast.stmt) -> bool:
+    return (
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+    )
+
+
+class _Mutator(ast.NodeTransformer):
+    """Walks the tree; applies mutation number ``target`` (or only counts when None)."""
+
+    def __init__(self, target: int | None) -> None:
+        self.target = target
+        self.count = 0
+        self.found: list[Mutant] = []
+        self._skip_depth = 0
+
+    def _site(self, node: ast.AST, description: str) -> bool:
+        index = self.count
+        self.count += 1
+        self.found.append(Mutant(index, getattr(node, "lineno", 0), description))
+        return index == self.target
+
+    # annotations and imports are not behaviour
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        if node.value is not None:
+            node.value = self.visit(node.value)
+        return node
+
+    def visit_arg(self, node: ast.arg) -> ast.AST:
+        return node
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        node.returns = node.returns  # annotations untouched
+        node.body = self._visit_body(node.body)
+        node.args = self.visit(node.args)
+        node.decorator_list = [self.visit(d) for d in node.decorator_list]
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        node.body = self._visit_body(node.body)
+        return node
+
+    def visit_If(self, node: ast.If) -> ast.AST:
+        if ast.unparse(node.test) == "TYPE_CHECKING":
+            return node
+        node.test = self.visit(node.test)
+        node.body = self._visit_body(node.body)
+        node.orelse = self._visit_body(node.orelse) if node.orelse else []
+        return node
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        node.body = self._visit_body(node.body)
+        return node
+
+    def _visit_body(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out: list[ast.stmt] = []
+        for stmt in body:
+            deletable = not (
+                _is_docstring(stmt)
+                or isinstance(
+                    stmt,
+                    ast.Import
+                    | ast.ImportFrom
+                    | ast.FunctionDef
+                    | ast.AsyncFunctionDef
+                    | ast.ClassDef
+                    | ast.Pass
+                    | ast.AnnAssign,
+                )
+                or (isinstance(stmt, ast.Assign) and stmt.col_offset == 0)  # module constants
+            )
+            if deletable and self._site(stmt, f"delete `{ast.unparse(stmt).splitlines()[0]}`"):
+                out.append(ast.copy_location(ast.Pass(), stmt))
+                continue
+            if _is_docstring(stmt):
+                out.append(stmt)
+                continue
+            if (
+                isinstance(stmt, ast.Assign)
+                and stmt.col_offset == 0
+                and isinstance(stmt.value, ast.Constant)
+                and isinstance(stmt.value.value, str)
+            ):  # a module constant such as a salt or a header name
+                if self._site(stmt, f"`{ast.unparse(stmt)}`: string changed"):
+                    changed = ast.Assign(
+                        targets=stmt.targets, value=ast.Constant(stmt.value.value + "~")
+                    )
+                    out.append(ast.copy_location(changed, stmt))
+                else:
+                    out.append(stmt)
+                continue
+            out.append(self.visit(stmt))
+        return out or [ast.Pass()]
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        if node.value is not None and not (
+            isinstance(node.value, ast.Constant) and node.value.value is None
+        ):
+            if self._site(node, f"`{ast.unparse(node)}` -> `return None`"):
+                return ast.copy_location(ast.Return(value=None), node)
+            node.value = self.visit(node.value)
+        return node
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        node.left = self.visit(node.left)
+        node.comparators = [self.visit(c) for c in node.comparators]
+        for i, op in enumerate(node.ops):
+            swap = _COMPARE_SWAP.get(type(op))
+            if swap is not None and self._site(
+                node, f"`{ast.unparse(node)}`: {type(op).__name__} -> {swap.__name__}"
+            ):
+                node = copy.deepcopy(node)
+                node.ops[i] = swap()
+                return node
+        return node
+
+    def visit_BoolOp(self, node: ast.BoolOp) -> ast.AST:
+        node.values = [self.visit(v) for v in node.values]
+        other = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+        if self._site(node, f"`{ast.unparse(node)}`: and/or swapped"):
+            return ast.copy_location(ast.BoolOp(op=other, values=node.values), node)
+        return node
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
+        node.operand = self.visit(node.operand)
+        if isinstance(node.op, ast.Not) and self._site(node, f"`{ast.unparse(node)}`: not removed"):
+            return node.operand
+        return node
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        node.left = self.visit(node.left)
+        node.right = self.visit(node.right)
+        swap = _BINOP_SWAP.get(type(node.op))
+        if swap is not None and self._site(
+            node, f"`{ast.unparse(node)}`: {type(node.op).__name__} -> {swap.__name__}"
+        ):
+            return ast.copy_location(ast.BinOp(left=node.left, op=swap(), right=node.right), node)
+        return node
+
+    def visit_Constant(self, node: ast.Constant) -> ast.AST:
+        value = node.value
+        if isinstance(value, bool):
+            if self._site(node, f"`{value}` -> `{not value}`"):
+                return ast.copy_location(ast.Constant(not value), node)
+        elif isinstance(value, int | float) and self._site(node, f"`{value}` -> `{value + 1}`"):
+            return ast.copy_location(ast.Constant(value + 1), node)
+        return node
+
+
+def mutants_of(source: str) -> list[Mutant]:
+    counter = _Mutator(None)
+    counter.visit(ast.parse(source))
+    return counter.found
+
+
+def mutated_source(source: str, index: int) -> str:
+    tree = ast.parse(source)
+    mutator = _Mutator(index)
+    tree = mutator.visit(tree)
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree)
+
+
+def _copy_project(destination: Path) -> None:
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".git",
+        "var",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        ".hypothesis",
+        "node_modules",
+    )
+    shutil.copytree(ROOT, destination, ignore=ignore, dirs_exist_ok=True)
+
+
+_PRELOAD = (
+    "pytest",
+    "hypothesis",
+    "sqlalchemy",
+    "sqlalchemy.orm",
+    "fastapi",
+    "starlette.testclient",
+    "httpx",
+    "jinja2",
+    "pydantic",
+    "pydantic_settings",
+    "itsdangerous",
+    "email_validator",
+    "yaml",
+    "frontmatter",
+    "markdown_it",
+    "css_inline",
+    "inscriptis",
+    "click",
+    "click.testing",
+    "rich",
+    "alembic",
+    "sendgrid",
+    "psycopg",
+    "apscheduler",
+    "limits",
+)
+
+
+def _preload() -> None:
+    """Import the third-party libraries once; each mutant's run forks from this process."""
+    import importlib
+
+    for name in _PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # an optional library: the child imports what it needs
+            continue
+
+
+def _run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[bool, float]:
+    """True when the tests pass (the mutant survived). Forks so imports are paid once."""
+    start = time.monotonic()
+    pid = os.fork()
+    if pid == 0:  # the child: run pytest on the copy, never return
+        try:
+            os.chdir(workdir)
+            os.environ["NEWSLETTER_TEST_POSTGRES_URL"] = ""
+            os.environ.pop("NEWSLETTER_REQUIRE_POSTGRES", None)
+            sys.path.insert(0, str(workdir))
+            for name in [
+                m
+                for m in sys.modules
+                if m == "newsletter" or m.startswith(("newsletter.", "tests"))
+            ]:
+                del sys.modules[name]
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if not os.environ.get("MUTATE_DEBUG"):
+                os.dup2(devnull, 1)
+                os.dup2(devnull, 2)
+            import pytest
+
+            code = pytest.main(
+                [
+                    "-x",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "-W",
+                    "ignore::pytest.PytestAssertRewriteWarning",
+                    *tests,
+                ]
+            )
+            os._exit(int(code))
+        except BaseException:
+            if os.environ.get("MUTATE_DEBUG"):
+                import traceback
+
+                traceback.print_exc()
+            os._exit(99)
+    deadline = start + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status) == 0, time.monotonic() - start
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return False, time.monotonic() - start
+        time.sleep(0.02)
+
+
+def run(module: str, tests: list[str], *, only: list[int] | None) -> Iterator[tuple[Mutant, bool]]:
+    source = (ROOT / module).read_text()
+    found = mutants_of(source)
+    with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
+        work = Path(tmp)
+        _copy_project(work)
+        _preload()
+        passed, baseline = _run_tests(work, tests, timeout=600)
+        if not passed:
+            raise SystemExit(f"the tests fail on the unmutated code: {' '.join(tests)}")
+        target = work / module
+        for mutant in found:
+            if only is not None and mutant.index not in only:
+                continue
+            target.write_text(mutated_source(source, mutant.index))
+            survived, _ = _run_tests(work, tests, timeout=max(60.0, baseline * 5))
+            yield mutant, survived
+        target.write_text(source)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("module", help="path of the module, e.g. newsletter/tokens.py")
+    parser.add_argument("--tests", nargs="*", help="test files (default: the module's own)")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these mutant numbers")
+    parser.add_argument("--list", action="store_true", help="list the mutants and exit")
+    args = parser.parse_args(argv)
+    module = args.module
+    if not (ROOT / module).is_file():
+        parser.error(f"no such module: {module}")
+    if args.list:
+        for m in mutants_of((ROOT / module).read_text()):
+            print(f"#{m.index} line {m.line}: {m.description}")
+        return 0
+    tests = args.tests or TESTS.get(module)
+    if not tests:
+        parser.error(f"no tests known for {module}; give --tests FILE...")
+    killed = survived = 0
+    for mutant, alive in run(module, tests, only=args.only):
+        if alive:
+            survived += 1
+            print(f"SURVIVED #{mutant.index} line {mutant.line}: {mutant.description}", flush=True)
+        else:
+            killed += 1
+    total = killed + survived
+    score = 100.0 * killed / total if total else 100.0
+    print(f"{module}: {killed}/{total} mutants killed ({score:.1f}%) by {' '.join(tests)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
