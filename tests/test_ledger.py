@@ -11,7 +11,6 @@ from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
-    NOT_ATTEMPTED_DELAY,
     claim_batch,
     mark_sending,
     record_results,
@@ -78,7 +77,7 @@ def row(app: App, delivery_id: int) -> Delivery:
     ("retry_after", "due_in"),
     [
         pytest.param(120.0, 120.0, id="retry-after"),
-        pytest.param(None, NOT_ATTEMPTED_DELAY, id="short-pause"),
+        pytest.param(None, 60.0, id="short-pause"),  # the documented pause, not the constant
     ],
 )
 def test_not_attempted_is_requeued_without_counting_the_attempt(

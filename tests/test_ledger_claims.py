@@ -1,0 +1,273 @@
+"""The ledger's claim, lease and recovery rules, row by row (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from newsletter.addresses import email_hash
+from newsletter.app import App
+from newsletter.db import transaction
+from newsletter.delivery.base import SendResult, SendStatus
+from newsletter.ledger import (
+    NewDelivery,
+    claim_batch,
+    enqueue,
+    mark_sending,
+    record_results,
+    recover_expired_leases,
+)
+from newsletter.models import Delivery, DeliveryKind, Suppression
+from tests.conftest import NOW
+from tests.factories import add_subscriber, queue_deliveries
+
+LEASE = timedelta(minutes=5)
+
+
+def fetch(app: App, delivery_id: int) -> Delivery:
+    with app.sessions() as session:
+        found = session.get(Delivery, delivery_id)
+        assert found is not None
+        return found
+
+
+def claim(app: App, **kwargs: object) -> list[int]:
+    with transaction(app.sessions) as session:
+        options: dict[str, object] = {"worker": "w", "limit": 50, "now": NOW, "lease": LEASE}
+        options.update(kwargs)
+        return [r.id for r in claim_batch(session, **options)]  # type: ignore[arg-type]
+
+
+def test_new_rows_are_queued_with_no_attempts_and_a_repeated_key_is_ignored(app: App) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "new@example.org")
+        row = NewDelivery("k-1", DeliveryKind.DRIP, "tips/walking", NOW, subscriber_id=sub.id)
+        assert (
+            enqueue(session, [row, NewDelivery("k-2", DeliveryKind.DRIP, "tips/a", NOW)], now=NOW)
+            == 2
+        )
+        assert enqueue(session, [row], now=NOW) == 0
+        assert enqueue(session, [], now=NOW) == 0
+    with app.sessions() as session:
+        stored = session.scalars(select(Delivery).where(Delivery.key == "k-1")).one()
+        assert (stored.status, stored.attempts, stored.created_at, stored.due_at) == (
+            "queued",
+            0,
+            NOW,
+            NOW,
+        )
+
+
+def test_a_claim_leases_counts_the_attempt_and_sets_the_lease(app: App) -> None:
+    with transaction(app.sessions) as session:
+        (delivery_id,) = queue_deliveries(
+            session, [add_subscriber(session, "c@example.org").id], item_id="tips/a"
+        )
+    assert claim(app) == [delivery_id]
+    row = fetch(app, delivery_id)
+    assert (row.status, row.attempts, row.leased_by) == ("leased", 1, "w")
+    assert row.lease_expires_at == NOW + LEASE
+    assert claim(app) == []  # leased rows are not claimed twice
+
+
+def test_rows_not_yet_due_are_not_claimed(app: App) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "later@example.org")
+        (later,) = queue_deliveries(
+            session, [sub.id], item_id="tips/a", due_at=NOW + timedelta(seconds=1)
+        )
+        (due,) = queue_deliveries(session, [sub.id], item_id="tips/b", due_at=NOW)
+    assert claim(app) == [due]
+    assert fetch(app, later).status == "queued"
+
+
+def test_the_kinds_filter_claims_only_those_kinds(app: App) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "k@example.org")
+        (drip,) = queue_deliveries(session, [sub.id], item_id="tips/a")
+        (confirmation,) = queue_deliveries(
+            session, [sub.id], item_id="system/confirmation", kind=DeliveryKind.CONFIRMATION
+        )
+    assert claim(app, kinds=[DeliveryKind.CONFIRMATION]) == [confirmation]
+    assert fetch(app, drip).status == "queued"
+    assert claim(app, kinds=[DeliveryKind.DRIP]) == [drip]
+
+
+def test_the_limit_takes_the_oldest_due_first(app: App) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "lim@example.org")
+        (newer,) = queue_deliveries(session, [sub.id], item_id="tips/a", due_at=NOW)
+        (older,) = queue_deliveries(
+            session, [sub.id], item_id="tips/b", due_at=NOW - timedelta(hours=1)
+        )
+    assert claim(app, limit=1) == [older]
+    assert fetch(app, newer).status == "queued"
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "pending", "bounced", "complained"])
+def test_a_marketing_row_of_a_subscriber_who_left_is_skipped_not_left_queued(
+    app: App, status: str
+) -> None:
+    """The subscriber is not on the suppression list: the claim correlates the row to them."""
+    with transaction(app.sessions) as session:
+        gone = add_subscriber(session, f"{status}@example.org", status=status)
+        stay = add_subscriber(session, f"stay-{status}@example.org")
+        (skipped,) = queue_deliveries(session, [gone.id], item_id="tips/a")
+        (kept,) = queue_deliveries(session, [stay.id], item_id="tips/a")
+    assert claim(app) == [kept]
+    row = fetch(app, skipped)
+    assert row.status == "skipped"
+    assert row.error is not None
+    assert "unsubscribed, suppressed" in row.error
+    assert row.attempts == 0
+
+
+def test_a_confirmation_goes_to_a_pending_or_resubscribing_address(app: App) -> None:
+    with transaction(app.sessions) as session:
+        ids = [
+            queue_deliveries(
+                session,
+                [add_subscriber(session, f"{s}@c.example", status=s).id],
+                item_id="system/confirmation",
+                kind=DeliveryKind.CONFIRMATION,
+            )[0]
+            for s in ("pending", "unsubscribed", "bounced")
+        ]
+    assert sorted(claim(app)) == sorted(ids[:2])
+    assert fetch(app, ids[2]).status == "skipped"
+
+
+def _suppress(app: App, email: str) -> None:
+    with transaction(app.sessions) as session:
+        session.add(Suppression(email_hash=email_hash(email), reason="bounced", created_at=NOW))
+
+
+def test_a_drip_row_to_a_suppressed_address_is_skipped_even_if_the_subscriber_is_active(
+    app: App,
+) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "sup@example.org")
+        (delivery_id,) = queue_deliveries(session, [sub.id], item_id="tips/a")
+    _suppress(app, "sup@example.org")
+    assert claim(app) == []
+    assert fetch(app, delivery_id).status == "skipped"
+
+
+def test_a_test_send_to_a_suppressed_address_is_skipped(app: App) -> None:
+    with transaction(app.sessions) as session:
+        rows = [
+            NewDelivery(f"t-{e}", DeliveryKind.TEST, "campaigns/x", NOW, to_email=e)
+            for e in ("seed@example.org", "blocked@example.org")
+        ]
+        enqueue(session, rows, now=NOW)
+    _suppress(app, "blocked@example.org")
+    with app.sessions() as session:
+        by_key = dict(session.execute(select(Delivery.key, Delivery.id)).all())
+    assert claim(app) == [by_key["t-seed@example.org"]]
+    assert fetch(app, by_key["t-blocked@example.org"]).status == "skipped"
+
+
+def test_a_confirmation_to_a_suppressed_but_returning_address_is_not_blocked(app: App) -> None:
+    """Confirmations are how an unsubscribed address opts in again: no suppression check."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "back@example.org", status="unsubscribed")
+        (delivery_id,) = queue_deliveries(
+            session, [sub.id], item_id="system/confirmation", kind=DeliveryKind.CONFIRMATION
+        )
+    _suppress(app, "back@example.org")
+    assert claim(app) == [delivery_id]
+
+
+def test_mark_sending_renews_the_lease_from_now(app: App) -> None:
+    with transaction(app.sessions) as session:
+        (delivery_id,) = queue_deliveries(
+            session, [add_subscriber(session, "r@example.org").id], item_id="tips/a"
+        )
+    claim(app)
+    later = NOW + timedelta(minutes=3)
+    with transaction(app.sessions) as session:
+        assert mark_sending(session, [delivery_id], now=later, worker="w", lease=LEASE) == [
+            delivery_id
+        ]
+    row = fetch(app, delivery_id)
+    assert (row.status, row.lease_expires_at) == ("sending", later + LEASE)
+    assert row.lease_expires_at > NOW + LEASE  # renewed forwards, never into the past
+    with transaction(app.sessions) as session:  # another worker's row is left alone
+        assert mark_sending(session, [delivery_id], now=later, worker="other", lease=LEASE) == []
+
+
+def test_an_outcome_for_a_row_still_leased_is_recorded(app: App) -> None:
+    """A render failure is recorded before the row is ever marked ``sending``."""
+    with transaction(app.sessions) as session:
+        (delivery_id,) = queue_deliveries(
+            session, [add_subscriber(session, "rf@example.org").id], item_id="tips/a"
+        )
+    claim(app)
+    with transaction(app.sessions) as session:
+        record_results(
+            session,
+            [SendResult(delivery_id, SendStatus.FAILED, error="render failed: boom")],
+            now=NOW,
+            max_attempts=5,
+        )
+    row = fetch(app, delivery_id)
+    assert (row.status, row.error, row.lease_expires_at) == ("failed", "render failed: boom", None)
+
+
+def test_a_retry_is_requeued_with_backoff_until_attempts_run_out(app: App) -> None:
+    with transaction(app.sessions) as session:
+        (delivery_id,) = queue_deliveries(
+            session, [add_subscriber(session, "rt@example.org").id], item_id="tips/a"
+        )
+    claim(app)
+    with transaction(app.sessions) as session:
+        record_results(
+            session,
+            [SendResult(delivery_id, SendStatus.RETRY, error="503", retry_after=30.0)],
+            now=NOW,
+            max_attempts=2,
+        )
+    row = fetch(app, delivery_id)
+    assert (row.status, row.due_at, row.leased_by, row.error) == (
+        "queued",
+        NOW + timedelta(seconds=30),
+        None,
+        "503",
+    )
+    claim(app, now=NOW + timedelta(seconds=30))
+    with transaction(app.sessions) as session:
+        record_results(
+            session,
+            [SendResult(delivery_id, SendStatus.RETRY, error="503 again")],
+            now=NOW,
+            max_attempts=2,
+        )
+    row = fetch(app, delivery_id)
+    assert (row.status, row.error) == ("failed", "gave up after 2 attempts: 503 again")
+
+
+def test_recovery_requeues_expired_leases_and_never_an_unexpired_one(app: App) -> None:
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "rec@example.org")
+        leased, sending, fresh = queue_deliveries(session, [sub.id] * 1, item_id="tips/a") + (
+            queue_deliveries(session, [sub.id], item_id="tips/b")
+            + queue_deliveries(session, [sub.id], item_id="tips/c")
+        )
+    claim(app)
+    with transaction(app.sessions) as session:
+        mark_sending(session, [sending], now=NOW)
+        session.execute(  # only ``fresh`` keeps a lease that has not expired
+            update(Delivery)
+            .where(Delivery.id == fresh)
+            .values(lease_expires_at=NOW + timedelta(hours=1))
+        )
+    at = NOW + LEASE  # exactly at expiry: not yet expired
+    with transaction(app.sessions) as session:
+        assert recover_expired_leases(session, now=at) == (0, 0)
+    with transaction(app.sessions) as session:
+        assert recover_expired_leases(session, now=at + timedelta(seconds=1)) == (1, 1)
+    assert (fetch(app, leased).status, fetch(app, leased).attempts) == ("queued", 0)
+    assert fetch(app, sending).status == "unknown"
+    assert (fetch(app, fresh).status, fetch(app, fresh).attempts) == ("leased", 1)
