@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install serve worker test lint bench clean
+.PHONY: install serve worker test lint bench clean mutate
 
 $(STAMP): requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# make mutate MODULE=newsletter/tokens.py [TESTS="tests/test_tokens.py ..."]
+mutate: $(STAMP)
+	@test -n "$(MODULE)" || { echo "give MODULE=newsletter/<module>.py"; exit 2; }
+	$(BIN)/python -W ignore tools/mutate.py $(MODULE) $(if $(TESTS),--tests $(TESTS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
