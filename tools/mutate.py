@@ -42,9 +42,12 @@ TESTS: dict[str, list[str]] = {
     ],
     "newsletter/drip/timing.py": ["tests/test_drip_timing.py"],
     "newsletter/drip/planning.py": ["tests/test_drip_planning.py"],
-    "newsletter/delivery/personalization.py": ["tests/test_personalization.py"],
+    "newsletter/delivery/personalization.py": [
+        "tests/test_personalization.py",
+        "tests/test_personalization_edges.py",
+    ],
     "newsletter/web/form_input.py": ["tests/test_form_input.py", "tests/test_web_subscribe.py"],
-    "newsletter/ledger.py": ["tests/test_ledger.py"],
+    "newsletter/ledger.py": ["tests/test_ledger.py", "tests/test_ledger_claims.py"],
     "newsletter/campaigns/schedule.py": ["tests/test_campaign_schedule.py"],
     "newsletter/one_line.py": ["tests/test_one_line.py"],
 }
