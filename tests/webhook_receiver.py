@@ -44,10 +44,13 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(behaviour.delay)
         self.server.receiver.record(Received(dict(self.headers.items()), body, time.time()))
         answer = b"ok" if behaviour.status < 300 else b"nope"
-        self.send_response(behaviour.status)
-        self.send_header("Content-Length", str(len(answer)))
-        self.end_headers()
-        self.wfile.write(answer)
+        try:
+            self.send_response(behaviour.status)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up waiting (a time-out test)
 
     def log_message(self, format: str, *args: Any) -> None:
         return None
