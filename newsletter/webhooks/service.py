@@ -100,9 +100,9 @@ def add_webhook(
 ) -> NewSecret:
     """Create an endpoint. Raises ``WebhookError`` (bad URL, event or description)."""
     types = check_event_types(events)
-    checked = check_url(app, url)
     if description is not None and len(description) > MAX_DESCRIPTION:
         raise WebhookError(f"the description is longer than {MAX_DESCRIPTION} characters")
+    checked = check_url(app, url)
     secret = new_secret()
     with transaction(app.sessions) as session:
         endpoint = WebhookEndpoint(
