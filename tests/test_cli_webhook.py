@@ -59,8 +59,17 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
     run: Run, receiver: Receiver
 ) -> None:
     added = run(
-        "webhook", "add", receiver.url, "--event", "subscriber.created",
-        "--event", "email.sent", "--description", "CRM", "--now", STAMP,
+        "webhook",
+        "add",
+        receiver.url,
+        "--event",
+        "subscriber.created",
+        "--event",
+        "email.sent",
+        "--description",
+        "CRM",
+        "--now",
+        STAMP,
     )
     lines = added.output.splitlines()
     assert lines[0] == f"webhook 1 added: {receiver.url}"
@@ -92,7 +101,8 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
         "webhook 1: new secret; the old one stays valid until 2026-11-25T09:00:00+00:00"
     )
     new = lines[1].removeprefix("secret: ")
-    assert new != secret and new.startswith("whsec_")
+    assert new != secret
+    assert new.startswith("whsec_")
     assert "enabled (rotating)" in run("webhook", "list", "--now", STAMP).output
     run("webhook", "test", "1", "--now", STAMP)
     header = receiver.received[-1].headers["Newsletter-Signature"]
@@ -110,7 +120,8 @@ def test_a_failed_ping_exits_1_with_the_reason(run: Run, receiver: Receiver) -> 
     event = receiver.received[0].payload["id"]
     assert result.output == f"Error: ping {event} to webhook 1 failed: HTTP 503\n"
     failed = run("webhook", "deliveries", "--status", "failed", "--format", "json")
-    assert '"status": "failed"' in failed.output and '"last": "HTTP 503"' in failed.output
+    assert '"status": "failed"' in failed.output
+    assert '"last": "HTTP 503"' in failed.output
     receiver.behaviour = Behaviour()
     retried = run("webhook", "retry", "1")
     assert retried.output == f"delivery 1 (ping {event}) queued again for webhook 1\n"

@@ -45,9 +45,7 @@ class Jitter:
 
 @pytest.fixture
 def app(make_settings: Callable[..., Settings]) -> Iterator[App]:
-    application = App(
-        make_settings(webhook_allow_private="true", webhook_timeout_seconds="0.5")
-    )
+    application = App(make_settings(webhook_allow_private="true", webhook_timeout_seconds="0.5"))
     yield application
     application.close()
 
@@ -81,10 +79,12 @@ def test_a_receiver_down_for_a_while_gets_everything_once_it_is_back(app: App) -
 
         t0 = NOW
         report = deliver_webhooks(app, t0, uniform=jitter)
-        assert report["retrying"] == 1 and report["delivered"] == 5  # the healthy one
+        assert report["retrying"] == 1
+        assert report["delivered"] == 5
         assert healthy.ids() == ids
         head = _head(app, first)
-        assert head.attempts == 1 and "ConnectError" in (head.last_error or "")
+        assert head.attempts == 1
+        assert "ConnectError" in (head.last_error or "")
         assert head.next_attempt_at == t0 + timedelta(minutes=1)
 
         down.start()
@@ -100,7 +100,8 @@ def test_a_receiver_down_for_a_while_gets_everything_once_it_is_back(app: App) -
         t2 = t1 + timedelta(minutes=2)
         assert deliver_webhooks(app, t2, uniform=jitter)["retrying"] == 1
         head = _head(app, first)
-        assert head.attempts == 3 and head.last_error == "timed out after 0.5 s"
+        assert head.attempts == 3
+        assert head.last_error == "timed out after 0.5 s"
         assert head.next_attempt_at == t2 + timedelta(minutes=4)
         # the documented schedule: 1, 2, 4 minutes, each drawn from its upper half
         assert jitter.asked == [(30.0, 60.0), (60.0, 120.0), (120.0, 240.0)]
@@ -134,16 +135,19 @@ def test_an_endpoint_failing_for_three_days_is_disabled_then_enabled_again(
                 break
             with app.sessions() as session:
                 blocked = session.get_one(WebhookEndpoint, endpoint_id).blocked_until
-            assert blocked is not None and blocked <= NOW + RETRY_PERIOD
+            assert blocked is not None
+            assert blocked <= NOW + RETRY_PERIOD
             now = blocked
     assert now == NOW + RETRY_PERIOD  # the last attempt is at the 3-day mark
     # waits of 1, 2, 4 ... 256 minutes (8.5 h), ten of 6 hours, then the last to 72 h
     assert runs == 21
     head = _head(app, endpoint_id)
-    assert head.status == "failed" and head.attempts == runs
+    assert head.status == "failed"
+    assert head.attempts == runs
     assert any("disabled" in r.getMessage() for r in caplog.records)
     [view] = list_webhooks(app, now=now)
-    assert not view.enabled and "kept failing for 3 days" in (view.disabled_reason or "")
+    assert not view.enabled
+    assert "kept failing for 3 days" in (view.disabled_reason or "")
     assert (view.pending, view.failed) == (2, 1)
     assert deliver_webhooks(app, now + timedelta(days=1))["endpoints"] == 0
 

@@ -27,7 +27,7 @@ def readme_verify() -> Callable[..., bool]:
     found = re.search(r"<!-- webhook-receiver -->\n```python\n(.*?)```", readme, re.S)
     assert found, "README has no receiver snippet after <!-- webhook-receiver -->"
     namespace: dict[str, Any] = {}
-    exec(compile(found.group(1), "README.md", "exec"), namespace)
+    exec(compile(found.group(1), "README.md", "exec"), namespace)  # noqa: S102 - our own README
     verify: Callable[..., bool] = namespace["verify"]
     return verify
 
