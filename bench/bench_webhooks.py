@@ -125,12 +125,6 @@ def measure(args: argparse.Namespace, port: int, tmp: Path) -> None:
         bodies = list(session.scalars(select(WebhookEvent.body).order_by(WebhookEvent.id)))
         total = len(list(session.scalars(select(WebhookDelivery.id))))
 
-    started = time.perf_counter()
-    report = deliver_webhooks(app, NOW)
-    job = time.perf_counter() - started
-    assert report["delivered"] == total, report
-    app.close()
-
     def bare(index: int) -> None:
         transport = httpx.HTTPTransport(socket_options=NO_DELAY)
         with httpx.Client(timeout=10, transport=transport) as client:
@@ -143,10 +137,15 @@ def measure(args: argparse.Namespace, port: int, tmp: Path) -> None:
                     headers={"Content-Type": "application/json", "Newsletter-Signature": header},
                 )
 
-    started = time.perf_counter()
+    started = time.perf_counter()  # the ceiling first: the sink is warm for the job
     with ThreadPoolExecutor(args.endpoints) as pool:
         list(pool.map(bare, range(args.endpoints)))
     ceiling = time.perf_counter() - started
+    started = time.perf_counter()
+    report = deliver_webhooks(app, NOW)
+    job = time.perf_counter() - started
+    assert report["delivered"] == total, report
+    app.close()
     print(f"events: {total} ({args.endpoints} endpoints x {len(bodies)}), database {url}")
     print(f"(a) webhooks job:        {total / job:8.0f} events/s ({job:.2f} s)")
     print(f"(b) bare keep-alive:     {total / ceiling:8.0f} events/s ({ceiling:.2f} s)")

@@ -76,7 +76,10 @@ def deliver_webhooks(
                 )
             if claim is None:
                 return
-            attempts = send_claim(app, post, claim, deadline=started + budget)
+            # Stop in time to record the batch before the endpoint lease could expire.
+            margin = settings.webhook_lease_seconds - 2 * settings.webhook_timeout_seconds
+            deadline = min(started + budget, time.monotonic() + max(margin, 0))
+            attempts = send_claim(app, post, claim, deadline=deadline)
             with transaction(app.sessions) as session:
                 outcome = record_attempts(
                     session, claim, attempts, worker=thread_worker, now=now, uniform=uniform

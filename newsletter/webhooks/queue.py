@@ -15,8 +15,9 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import Table, bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.models import (
@@ -142,8 +143,20 @@ def record_attempts(
     outcome = Outcome()
     by_id = {o.delivery_id: o for o in claim.outgoing}
     blocked: datetime | None = None
+    delivered: list[dict[str, object]] = []
     for attempt in attempts:
         sent = by_id[attempt.delivery_id]
+        if attempt.ok:
+            delivered.append(
+                {
+                    "b_id": attempt.delivery_id,
+                    "b_attempts": sent.attempts + 1,
+                    "b_first": sent.first_attempt_at or now,
+                    "b_code": attempt.status_code,
+                }
+            )
+            outcome.delivered += 1
+            continue
         tries = sent.attempts + 1
         first = sent.first_attempt_at or now
         values: dict[str, object] = {
@@ -154,23 +167,36 @@ def record_attempts(
             "last_error": attempt.error,
             "updated_at": now,
         }
-        if attempt.ok:
-            values |= {"status": WebhookDeliveryStatus.DELIVERED.value, "delivered_at": now}
-            outcome.delivered += 1
+        due = next_attempt(tries, first_attempt_at=first, now=now, uniform=uniform)
+        if due is None:
+            values["status"] = WebhookDeliveryStatus.FAILED.value
+            outcome.failed += 1
+            outcome.disabled = True
         else:
-            due = next_attempt(tries, first_attempt_at=first, now=now, uniform=uniform)
-            if due is None:
-                values["status"] = WebhookDeliveryStatus.FAILED.value
-                outcome.failed += 1
-                outcome.disabled = True
-            else:
-                values["next_attempt_at"] = due
-                blocked = due
-                outcome.retrying += 1
+            values["next_attempt_at"] = due
+            blocked = due
+            outcome.retrying += 1
         session.execute(
             update(WebhookDelivery)
             .where(WebhookDelivery.id == attempt.delivery_id, WebhookDelivery.status == PENDING)
             .values(**values)
+        )
+    if delivered:  # one executemany for the batch
+        table = cast(Table, WebhookDelivery.__table__)
+        session.connection().execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == PENDING)
+            .values(
+                status=WebhookDeliveryStatus.DELIVERED.value,
+                attempts=bindparam("b_attempts"),
+                first_attempt_at=bindparam("b_first"),
+                last_attempt_at=now,
+                last_status_code=bindparam("b_code"),
+                last_error=None,
+                delivered_at=now,
+                updated_at=now,
+            ),
+            delivered,
         )
     endpoint_values: dict[str, object] = {"blocked_until": blocked, "updated_at": now}
     if outcome.disabled:
