@@ -6,6 +6,7 @@ endpoint failing for 3 days is disabled and shown so, and comes back with `enabl
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -179,5 +180,59 @@ def test_a_slow_endpoint_does_not_hold_up_the_others(
         assert last_fast < slow.received[-1].at - 1.0  # done while the slow one still ran
     finally:
         for receiver in [slow, *fast]:
+            receiver.stop()
+        app.close()
+
+
+def test_the_address_is_checked_again_at_send_time(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """An endpoint accepted while private addresses were allowed (or whose name resolved
+    to a public address then: DNS rebinding) is refused when it resolves inward now."""
+    receiver = Receiver().start()
+    allowed = App(make_settings(webhook_allow_private="true"))
+    strict = App(make_settings())
+    try:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        endpoint_id = add_webhook(allowed, url, ["subscriber.created"], now=NOW).webhook.id
+        _events(allowed, 2, now=NOW)
+        report = deliver_webhooks(strict, NOW, uniform=lambda low, high: high)
+        assert report["retrying"] == 1
+        assert receiver.received == []
+        head = _head(strict, endpoint_id)
+        assert "resolves to a loopback, link-local or private address" in (head.last_error or "")
+        assert deliver_webhooks(allowed, NOW + timedelta(minutes=1))["delivered"] == 2
+    finally:
+        receiver.stop()
+        allowed.close()
+        strict.close()
+
+
+def test_two_workers_at_once_send_each_event_once_in_order(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Per-endpoint claims (SKIP LOCKED on PostgreSQL): two workers running side by side
+    over many endpoints never send to one endpoint together."""
+    app = App(make_settings(webhook_allow_private="true", webhook_batch_size="7"))
+    receivers = [Receiver().start() for _ in range(6)]
+    try:
+        for receiver in receivers:
+            add_webhook(app, receiver.url, ["subscriber.created"], now=NOW)
+        ids = _events(app, 30, now=NOW)
+        results: list[dict[str, int]] = []
+
+        def run(name: str) -> None:
+            results.append(deliver_webhooks(app, NOW, worker=name))
+
+        threads = [threading.Thread(target=run, args=(f"w{n}",)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert sum(r["delivered"] for r in results) == 6 * 30
+        for receiver in receivers:
+            assert receiver.ids() == ids  # each once, oldest first
+    finally:
+        for receiver in receivers:
             receiver.stop()
         app.close()
