@@ -234,3 +234,39 @@ def test_a_change_that_rolls_back_writes_no_event(hook_app: App, receiver: Recei
     types = [r.payload["type"] for r in receiver.received]
     assert types == ["subscriber.created", "subscriber.confirmed"]
     assert all(json.loads(r.body)["data"]["subscriber"]["status"] for r in receiver.received)
+
+
+def test_sendgrid_events_report_bounces_complaints_and_reconciled_sends(
+    hook_app: App, receiver: Receiver
+) -> None:
+    """The SendGrid event webhook's path: suppressions and an ``unknown`` email settled as
+    sent are reported too, once, however often SendGrid repeats the batch."""
+    from newsletter.models import Delivery
+    from tests.test_events_store import make_event, post
+
+    add_webhook(hook_app, receiver.url, ["*"], now=NOW)
+    for email in ("gus@example.org", "hal@example.org"):
+        add_subscriber(
+            hook_app, email, first_name=None, timezone=None, tags=(), confirmed=True, now=NOW
+        )
+    gus = _subscriber(hook_app, "gus@example.org")
+    with transaction(hook_app.sessions) as session:
+        [delivery_id] = queue_deliveries(session, [gus.id], item_id="tips/meet-your-ql")
+        session.get_one(Delivery, delivery_id).status = "unknown"
+    at = NOW + timedelta(minutes=5)
+    batch = [
+        make_event("delivered", "gus@example.org", at, delivery_id=delivery_id),
+        make_event("bounce", "gus@example.org", at, message="m2", type="bounce"),
+        make_event("spamreport", "hal@example.org", at, message="m3"),
+    ]
+    post(hook_app, batch, now=at)
+    post(hook_app, batch, now=at)  # SendGrid retries: nothing new to report
+    deliver_webhooks(hook_app, at)
+    types = [r.payload["type"] for r in receiver.received]
+    assert types.count("email.sent") == 1
+    assert types.count("subscriber.bounced") == 1
+    assert types.count("subscriber.complained") == 1
+    sent = next(r for r in receiver.received if r.payload["type"] == "email.sent")
+    assert sent.payload["data"]["email"]["delivery_id"] == delivery_id
+    bounced = next(r for r in receiver.received if r.payload["type"] == "subscriber.bounced")
+    assert bounced.payload["data"]["source"] == "sendgrid bounce"
