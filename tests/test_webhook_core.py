@@ -112,3 +112,21 @@ def test_event_names_are_checked() -> None:
         check_event_types(["nope"])
     with pytest.raises(WebhookError, match="at least one"):
         check_event_types([])
+
+
+def test_url_edges() -> None:
+    """Boundaries the mutation pass found untested."""
+    assert parse_target("http://x.example/h").port == 80
+    long_ok = "https://x.example/" + "a" * (2000 - len("https://x.example/"))
+    assert parse_target(long_ok).url == long_ok
+    with pytest.raises(WebhookURLError) as too_long:
+        parse_target(long_ok + "a")
+    assert str(too_long.value) == (
+        f"webhook URL {long_ok[:80] + '...'!r} refused: longer than 2000 characters"
+    )
+    with pytest.raises(WebhookURLError, match="control characters"):
+        parse_target("https://x.example/\x1f")
+    with pytest.raises(WebhookURLError) as user_only:
+        parse_target("https://u@x.example/a@b")
+    assert user_only.value.url == "x.example/a@b"
+    assert timedelta(days=3) == RETRY_PERIOD
