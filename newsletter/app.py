@@ -19,6 +19,7 @@ from newsletter.settings import Settings
 
 if TYPE_CHECKING:
     from newsletter.content.library import ContentLibrary
+    from newsletter.webhooks.sender import WebhookSender
 
 
 class App:
@@ -63,11 +64,24 @@ class App:
             self._mailer = make_mailer(self.settings)
         return self._mailer
 
+    @cached_property
+    def webhook_sender(self) -> WebhookSender:
+        """One keep-alive HTTP client for outgoing webhooks, shared by the job's threads."""
+        from newsletter.webhooks.sender import WebhookSender
+
+        return WebhookSender(
+            timeout=self.settings.webhook_timeout_seconds,
+            allow_private=self.settings.webhook_allow_private,
+            connections=self.settings.webhook_concurrency,
+        )
+
     def migrate(self) -> None:
         upgrade(self.engine)
 
     def close(self) -> None:
         if self._mailer is not None:
             self._mailer.close()
+        if "webhook_sender" in self.__dict__:
+            self.webhook_sender.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

@@ -119,3 +119,30 @@ class CampaignNotFound(CampaignError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no campaign named {name!r}; run `newsletter campaign list`")
+
+
+class WebhookError(NewsletterError, ValueError):
+    """A webhook operation was refused; the message says why and what to do."""
+
+
+class WebhookURLError(WebhookError):
+    """A webhook URL is malformed or points somewhere it may not."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"webhook URL {url!r} refused: {reason}")
+
+
+class WebhookNotFound(WebhookError, LookupError):
+    def __init__(self, endpoint_id: int) -> None:
+        self.endpoint_id = endpoint_id
+        super().__init__(f"no webhook with id {endpoint_id}; run `newsletter webhook list`")
+
+
+class WebhookDeliveryNotFound(WebhookError, LookupError):
+    def __init__(self, delivery_id: int) -> None:
+        self.delivery_id = delivery_id
+        super().__init__(
+            f"no webhook delivery with id {delivery_id}; run `newsletter webhook deliveries`"
+        )

@@ -47,6 +47,7 @@ from newsletter.subscriptions import (
     queue_confirmations,
     resolve_timezone,
 )
+from newsletter.webhooks.emit import subscribers_changed
 
 BATCH = 1000
 EMAIL_COLUMNS = ("email", "email_address", "EMAIL")
@@ -328,6 +329,9 @@ def _import_batch(
         if row.email not in inserted:  # subscribed concurrently
             report.skipped.append(Skipped(row.line, row.email, "already a subscriber"))
     report.taken += len(inserted)
+    subscribers_changed(session, "subscriber.created", list(inserted.values()), now=now)
+    if confirmed:
+        subscribers_changed(session, "subscriber.confirmed", list(inserted.values()), now=now)
     kind = ConsentKind.IMPORTED if confirmed else ConsentKind.SUBSCRIBED
     session.add_all(
         ConsentEvent(

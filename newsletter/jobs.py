@@ -19,6 +19,7 @@ from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips
 from newsletter.ledger import recover_expired_leases
+from newsletter.webhooks.delivery import deliver_webhooks
 
 log = logging.getLogger(__name__)
 
@@ -79,4 +80,5 @@ JOBS: dict[str, Job] = {
     "plan-drips": plan_drips,
     "plan-campaigns": plan_campaigns,
     "deliver": deliver,
+    "webhooks": deliver_webhooks,
 }

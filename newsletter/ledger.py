@@ -40,6 +40,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.webhooks.emit import emails_settled, listened
 
 # Seconds before a row that was never shown to the provider (the batch stopped before
 # it) is due again, when the provider gave no Retry-After.
@@ -263,6 +264,13 @@ def record_results(
         table.c.status == DeliveryStatus.LEASED.value,
         table.c.status == DeliveryStatus.SENDING.value,
     )
+    # Outgoing webhooks (email.sent / email.failed) for the rows this call settles.
+    held = _held(session, results) if listened(session, "email.sent", "email.failed") else set()
+    settled: dict[int, tuple[str, str | None, str | None]] = {
+        r.delivery_id: (r.status.value, r.provider_message_id, r.error)
+        for r in results
+        if r.delivery_id in held and r.status in (SendStatus.SENT, SendStatus.FAILED)
+    }
     final = [
         {
             "b_id": r.delivery_id,
@@ -305,6 +313,8 @@ def record_results(
                     "status": DeliveryStatus.FAILED.value,
                     "error": f"gave up after {tries} attempts: {result.error}",
                 }
+                if result.delivery_id in held:
+                    settled[result.delivery_id] = ("failed", None, str(values["error"]))
             else:
                 delay = retry_delay(tries, retry_after=result.retry_after)
                 values = {
@@ -317,6 +327,22 @@ def record_results(
                 .where(Delivery.id == result.delivery_id, in_flight)
                 .values(lease_expires_at=None, leased_by=None, updated_at=now, **values)
             )
+    emails_settled(session, settled, now=now)
+
+
+def _held(session: Session, results: Sequence[SendResult]) -> set[int]:
+    """Ids among ``results`` still ``leased`` or ``sending``: the ones an outcome settles."""
+    ids = sorted({r.delivery_id for r in results})
+    if not ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Delivery.id).where(
+                Delivery.id.in_(ids),
+                Delivery.status.in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
+            )
+        )
+    )
 
 
 def _requeue_not_attempted(

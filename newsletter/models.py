@@ -276,3 +276,85 @@ class ServiceState(Base):
     value: Mapped[str] = mapped_column(Text, default="")
     number: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[datetime]
+
+
+# ---- outgoing webhooks (issue 14) ---------------------------------------------------------
+
+
+class WebhookEndpoint(Base):
+    """A receiver of outgoing webhooks: its URL, the event types it wants, its secret.
+
+    The secret is kept as printed (it keys the HMAC). During a rotation the previous one
+    also signs until ``previous_secret_expires_at``. ``lease_*`` is the per-endpoint claim
+    (one worker sends to one endpoint at a time, in order); ``blocked_until`` holds the
+    endpoint after a failed attempt until its oldest pending event is due again.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    description: Mapped[str | None] = mapped_column(String(500))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(200))
+    previous_secret: Mapped[str | None] = mapped_column(String(200))
+    previous_secret_expires_at: Mapped[datetime | None]
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    disabled_at: Mapped[datetime | None]
+    blocked_until: Mapped[datetime | None]
+    lease_expires_at: Mapped[datetime | None]
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebhookEvent(Base):
+    """The outbox: one row per reported change, written in the change's transaction.
+
+    ``body`` is the exact JSON sent (every attempt sends the same bytes); ``public_id`` is
+    its ``id``, the receiver's idempotency key.
+    """
+
+    __tablename__ = "webhook_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(40), unique=True)
+    type: Mapped[str] = mapped_column(String(64), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+
+
+class WebhookDeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its turn (per endpoint, oldest first) or a retry
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # kept failing for the retry period (or a ping that failed)
+
+
+class WebhookDelivery(Base):
+    """One event for one endpoint: attempts, outcome, the next attempt's time."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+        # The sender reads an endpoint's pending rows oldest first.
+        Index("ix_webhook_deliveries_queue", "endpoint_id", "status", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    event_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("webhook_events.id", ondelete="CASCADE"),
+        index=True,
+    )
+    endpoint_id: Mapped[int] = mapped_column(ForeignKey("webhook_endpoints.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    first_attempt_at: Mapped[datetime | None]
+    last_attempt_at: Mapped[datetime | None]
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]  # the event's: the per-endpoint order
+    updated_at: Mapped[datetime]

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     campaign_max_schedule_days: int = Field(default=365, ge=1)
     campaign_stale_hours: float = Field(default=6.0, gt=0)
+    # Outgoing webhooks (newsletter/webhooks/).
+    webhook_allow_private: bool = False  # allow loopback/link-local/private receivers
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)  # per request
+    webhook_concurrency: int = Field(default=4, ge=1, le=64)  # endpoints served at once
+    webhook_batch_size: int = Field(default=100, ge=1, le=10000)  # events per endpoint claim
+    webhook_lease_seconds: int = Field(default=120, ge=10)  # per-endpoint claim
 
     @field_validator("default_timezone")
     @classmethod

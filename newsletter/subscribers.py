@@ -34,6 +34,7 @@ from newsletter.subscriptions import (
     resolve_timezone,
     subscribe,
 )
+from newsletter.webhooks.emit import subscribers_changed
 from newsletter.withdrawals import is_suppressed
 
 PAGE = 1000
@@ -93,6 +94,7 @@ def add_subscriber(
             )
             session.add(subscriber)
             session.flush()
+            subscribers_changed(session, "subscriber.created", [subscriber.id], now=now)
         if subscriber.status == SubscriberStatus.ACTIVE.value:
             return AddResult(email, subscriber.status, "already_active")
         if subscriber.status in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):

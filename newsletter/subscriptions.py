@@ -35,6 +35,7 @@ from newsletter.models import (
 )
 from newsletter.one_line import one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
+from newsletter.webhooks.emit import subscriber_forgotten, subscribers_changed
 from newsletter.withdrawals import (
     STATUS_SEVERITY,
     Withdrawal,
@@ -124,6 +125,8 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
         subscriber = session.scalars(
             select(Subscriber).where(Subscriber.email == email).with_for_update()
         ).one()
+        if created:
+            subscribers_changed(session, "subscriber.created", [subscriber.id], now=now)
         if subscriber.status == SubscriberStatus.ACTIVE.value:
             return SubscribeOutcome.ALREADY_ACTIVE
         if subscriber.status in (
@@ -273,6 +276,7 @@ def activate(
     )
     session.flush()
     enroll_on_confirm(session, subscriber.id, app.library.sequences(), now=now)
+    subscribers_changed(session, "subscriber.confirmed", [subscriber.id], now=now)
 
 
 def subscriber_for_unsubscribe_token(app: App, token: str) -> Subscriber | None:
@@ -378,6 +382,7 @@ def forget(app: App, raw_email: str, *, now: datetime) -> None:
             )
         )
         session.delete(subscriber)
+        subscriber_forgotten(session, subscriber.public_id, now=now)
 
 
 def _skip_if_queued() -> object:

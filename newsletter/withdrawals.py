@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, case, select, update
+from sqlalchemy import ColumnElement, Row, Table, case, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -28,6 +28,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
+from newsletter.webhooks.emit import sequences_ended, subscribers_changed
 
 # How strong each suppression reason is; a reason not listed is never overwritten.
 SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
@@ -77,18 +78,20 @@ def record_withdrawals(
         ],
     )
     ids = sorted(w.subscriber_id for w in withdrawals)
-    session.execute(  # a finished (``done``) enrollment stays done
+    stopped = session.execute(  # a finished (``done``) enrollment stays done
         update(Enrollment)
         .where(
             Enrollment.subscriber_id.in_(ids),
             Enrollment.status == EnrollmentStatus.ACTIVE.value,
         )
         .values(status=EnrollmentStatus.STOPPED.value, next_due_at=None)
+        .returning(Enrollment.subscriber_id, Enrollment.sequence)
         .execution_options(synchronize_session=False)
-    )
+    ).all()
     by_reason: dict[str, list[int]] = defaultdict(list)
     for w in withdrawals:
         by_reason[w.status.value].append(w.subscriber_id)
+    _report_withdrawals(session, withdrawals, stopped, now=now)
     for reason, members in sorted(by_reason.items()):
         session.execute(
             update(Delivery)
@@ -128,3 +131,26 @@ def suppress_many(session: Session, reasons: Mapping[str, str], *, now: datetime
 
 def _rank(reason: ColumnElement[str] | InstrumentedAttribute[str]) -> ColumnElement[int]:
     return case(SUPPRESSION_SEVERITY, value=reason, else_=_UNRANKED)
+
+
+def _report_withdrawals(
+    session: Session,
+    withdrawals: Sequence[Withdrawal],
+    stopped: Sequence[Row[int, str]],
+    *,
+    now: datetime,
+) -> None:
+    """Webhook events: ``subscriber.<status>`` each, ``sequence.exited`` per stopped
+    enrollment (reason: the new status)."""
+    status_of = {w.subscriber_id: w.status.value for w in withdrawals}
+    for status in sorted(set(status_of.values())):
+        members = [w for w in withdrawals if w.status.value == status]
+        subscribers_changed(
+            session,
+            f"subscriber.{status}",
+            [w.subscriber_id for w in members],
+            now=now,
+            extra={w.subscriber_id: {"source": w.source} for w in members},
+        )
+        exits = [(s, name) for s, name in stopped if status_of.get(s) == status]
+        sequences_ended(session, "sequence.exited", exits, now=now, reason=status)

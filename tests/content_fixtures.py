@@ -55,6 +55,8 @@ CRON = """jobs:
     cron: "* * * * *"
   recover-leases:
     cron: "*/5 * * * *"
+  webhooks:
+    cron: "* * * * *"
 """
 
 

@@ -22,6 +22,11 @@ PURE = [
     "newsletter/web/form_input.py",
     "newsletter/one_line.py",
     "newsletter/zones.py",
+    "newsletter/webhooks/catalog.py",
+    "newsletter/webhooks/signing.py",
+    "newsletter/webhooks/retries.py",
+    "newsletter/webhooks/targets.py",
+    "newsletter/webhooks/payloads.py",
 ]
 IO_MODULES = {
     "sqlalchemy",

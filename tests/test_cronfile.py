@@ -19,6 +19,7 @@ def test_the_shipped_cron_file_schedules_every_job() -> None:
         "plan-campaigns": "* * * * *",
         "deliver": "* * * * *",
         "recover-leases": "*/5 * * * *",
+        "webhooks": "* * * * *",
     }
     assert all(job.description for job in jobs)
     assert missing_jobs(jobs) == []
@@ -48,7 +49,7 @@ def test_a_job_gives_its_trigger() -> None:
         pytest.param(
             "jobs:\n  deliver:\n    cron: '* * * * *'\n  backup:\n    cron: '* * * * *'\n",
             "cron.yaml:4: unknown job 'backup'; known jobs: plan-drips, plan-campaigns, "
-            "deliver, recover-leases",
+            "deliver, recover-leases, webhooks",
             id="unknown-job",
         ),
         pytest.param(
@@ -86,4 +87,4 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
 
 def test_missing_jobs_are_listed() -> None:
     jobs = parse_cron_file("jobs:\n  deliver:\n    cron: '* * * * *'\n", "cron.yaml")
-    assert missing_jobs(jobs) == ["plan-drips", "plan-campaigns", "recover-leases"]
+    assert missing_jobs(jobs) == ["plan-drips", "plan-campaigns", "recover-leases", "webhooks"]

@@ -31,6 +31,7 @@ from newsletter.campaigns.schedule import Segment, is_stale, local_instants, zon
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
 from newsletter.models import Campaign, CampaignState, Delivery, DeliveryKind, DeliveryStatus
+from newsletter.webhooks.emit import campaign_changed
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ def start_due(app: App, *, now: datetime) -> tuple[int, int]:
                 campaign.state = CampaignState.SENDING.value
                 campaign.started_at = now
                 started += 1
+                campaign_changed(session, "campaign.started", campaign, now=now)
             campaign.updated_at = now
     return started, stale
 
@@ -183,6 +185,7 @@ def finish_sent(app: App, *, now: datetime) -> int:
             campaign.finished_at = now
             campaign.updated_at = now
             finished += 1
+            campaign_changed(session, "campaign.finished", campaign, now=now)
     return finished
 
 

@@ -33,6 +33,7 @@ from newsletter.db import transaction
 from newsletter.errors import CampaignError
 from newsletter.ledger import NewDelivery, enqueue
 from newsletter.models import CampaignState, Delivery, DeliveryKind, DeliveryStatus
+from newsletter.webhooks.emit import campaign_changed
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,7 @@ def send_campaign_now(app: App, name: str, *, now: datetime) -> CampaignView:
         campaign.started_at = now
         campaign.updated_at = now
         campaign_id = campaign.id
+        campaign_changed(session, "campaign.started", campaign, now=now)
     freeze_audience(app, campaign_id, now=now)
     return show_campaign(app, name)
 

@@ -12,6 +12,7 @@ from newsletter.campaigns.views import CampaignView, find_campaign, view_of
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
 from newsletter.models import CampaignState, Delivery, DeliveryKind, DeliveryStatus
+from newsletter.webhooks.emit import campaign_changed
 
 
 def pause_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
@@ -27,6 +28,7 @@ def resume_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
         if campaign.state == CampaignState.STALE.value:
             campaign.state = CampaignState.SENDING.value
             campaign.started_at = now
+            campaign_changed(session, "campaign.started", campaign, now=now)
         elif campaign.state == CampaignState.PAUSED.value:
             started = campaign.started_at is not None
             campaign.state = (CampaignState.SENDING if started else CampaignState.SCHEDULED).value
@@ -57,6 +59,7 @@ def cancel_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
             )
             .values(status=DeliveryStatus.SKIPPED.value, error="campaign cancelled", updated_at=now)
         )
+        campaign_changed(session, "campaign.finished", campaign, now=now)
         return view_of(session, campaign)
 
 

@@ -131,6 +131,9 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    from newsletter.cli.webhook import webhook
+
+    main.add_command(webhook)
 
 
 _register_optional()

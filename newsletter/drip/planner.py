@@ -78,6 +78,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
+from newsletter.webhooks.emit import sequences_ended
 from newsletter.zones import find_zone
 
 log = logging.getLogger(__name__)
@@ -251,8 +252,27 @@ def _advance_batch(session: Session, ctx: _Context, batch_size: int) -> int:
                 change["next_due_at"] = step_due_at(base, nxt.delay, zone, sequence.send_window)
         changes.append(change)
     _update_enrollments(session, changes)
+    _report_ends(session, rows, changes, now=ctx.now)
     ctx.report.advanced += len(rows)
     return len(rows)
+
+
+def _report_ends(
+    session: Session, rows: Seq[Any], changes: list[dict[str, Any]], *, now: datetime
+) -> None:
+    """Webhook events for enrollments this batch finished (``done``) or stopped."""
+    by_id = {r.id: r for r in rows}
+    for status, type in (
+        (EnrollmentStatus.DONE.value, "sequence.completed"),
+        (EnrollmentStatus.STOPPED.value, "sequence.exited"),
+    ):
+        ended = [
+            (by_id[c["id"]].subscriber_id, by_id[c["id"]].sequence)
+            for c in changes
+            if c.get("status") == status
+        ]
+        reason = "subscriber_inactive" if status == EnrollmentStatus.STOPPED.value else None
+        sequences_ended(session, type, ended, now=now, reason=reason)
 
 
 # ---- plan: an enrollment is due -> write its ledger row ------------------------------------
@@ -294,6 +314,7 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
             deliveries.append(delivery)
     ctx.report.planned += enqueue(session, deliveries, now=ctx.now)
     _update_enrollments(session, changes)
+    _report_ends(session, rows, changes, now=ctx.now)
     return len(rows)
 
 

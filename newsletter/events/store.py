@@ -35,6 +35,7 @@ from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
 from newsletter.models import Delivery, DeliveryStatus, ProviderEvent
+from newsletter.webhooks.emit import emails_settled, listened
 
 log = logging.getLogger(__name__)
 
@@ -165,13 +166,29 @@ def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime)
             first_seen[event.delivery_id] = event
     if not first_seen:
         return 0
+    reported = _to_report(session, first_seen)  # outgoing webhooks: email.sent
     if session.get_bind().dialect.name == "postgresql":
         settled = postgres.settle_deliveries(session, first_seen, RECONCILABLE, now=now)
     else:
         settled = _settle_portable(session, first_seen, now=now)
+    emails_settled(session, reported, now=now)
     if settled:
         log.info("reconciled %d deliveries as sent from SendGrid events", settled)
     return settled
+
+
+def _to_report(
+    session: Session, first_seen: dict[int, ParsedEvent]
+) -> dict[int, tuple[str, str | None, str | None]]:
+    """The rows reconciling turns into ``sent``, for ``email.sent`` webhooks."""
+    if not listened(session, "email.sent"):
+        return {}
+    ids = session.scalars(
+        select(Delivery.id).where(
+            Delivery.id.in_(sorted(first_seen)), Delivery.status.in_(RECONCILABLE)
+        )
+    )
+    return {i: ("sent", first_seen[i].provider_message_id, None) for i in ids}
 
 
 def _settle_portable(session: Session, first_seen: dict[int, ParsedEvent], *, now: datetime) -> int:
