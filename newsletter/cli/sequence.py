@@ -8,19 +8,18 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from newsletter.cli.support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.cli.support import FORMATS, emit, get_app, get_settings, parse_now, user_errors
 from newsletter.content.library import ContentLibrary, load_library
 from newsletter.content.model import Sequence
 from newsletter.drip.planning import rotation_pool
 from newsletter.drip.simulation import simulate
 from newsletter.errors import NewsletterError
-from newsletter.settings import Settings, load_settings
+from newsletter.settings import Settings
 from newsletter.zones import find_zone
 
 
 def _settings() -> Settings:
-    with user_errors():
-        return load_settings()
+    return get_settings()
 
 
 def _library(settings: Settings) -> ContentLibrary:
