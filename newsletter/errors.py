@@ -119,3 +119,14 @@ class CampaignNotFound(CampaignError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no campaign named {name!r}; run `newsletter campaign list`")
+
+
+class UnknownTimeZoneError(NewsletterError, ValueError):
+    """A time zone name given on purpose (an option) is not an IANA zone."""
+
+    def __init__(self, name: str, option: str = "--timezone") -> None:
+        self.name = name
+        super().__init__(
+            f"unknown time zone {name[:64]!r} for {option}; use an IANA name such as "
+            "Europe/Berlin (`newsletter timezones` lists them)"
+        )

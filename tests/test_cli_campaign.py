@@ -151,7 +151,8 @@ def test_schedule_in_the_marketers_zone_then_list(run: Run) -> None:
         ),
         (
             ("--at", "2026-12-01 09:00", "--timezone", "Europe/Berlln"),
-            "Error: unknown time zone 'Europe/Berlln'; use an IANA name such as Europe/Berlin\n",
+            "Error: unknown time zone 'Europe/Berlln' for --timezone; use an IANA name such as "
+            "Europe/Berlin (`newsletter timezones` lists them)\n",
         ),
         (
             # Tokyo (a subscriber's zone) reaches 09:00 at 00:00 UTC, before "now"
@@ -302,17 +303,17 @@ def test_send_now_asks_first_then_freezes_the_audience(run: Run, app: App) -> No
         (
             ("edit", "seven-day-reset", "--tag", "desk"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can edit); create a new campaign instead\n",
+            "scheduled campaigns can be edited); create a new campaign instead\n",
         ),
         (
             ("schedule", "seven-day-reset", "--at", "2026-12-01 09:00"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can schedule); create a new campaign instead\n",
+            "scheduled campaigns can be scheduled); create a new campaign instead\n",
         ),
         (
             ("delete", "seven-day-reset"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can delete); create a new campaign instead\n",
+            "scheduled campaigns can be deleted); create a new campaign instead\n",
         ),
         (
             ("pause", "seven-day-reset"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from newsletter.errors import CampaignError
+from newsletter.errors import CampaignError, UnknownTimeZoneError
 from newsletter.zones import find_zone
 
 
@@ -82,9 +82,7 @@ def _clean(tags: Iterable[str]) -> tuple[str, ...]:
 def zone(name: str) -> ZoneInfo:
     found = find_zone(name)
     if found is None:
-        raise CampaignError(
-            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin"
-        )
+        raise UnknownTimeZoneError(name)
     return found
 
 

@@ -217,6 +217,9 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    from newsletter.cli.zones import timezones
+
+    main.add_command(timezones)
 
 
 _register_optional()

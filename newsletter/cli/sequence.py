@@ -158,7 +158,8 @@ def _zone(name: str) -> ZoneInfo:
     found = find_zone(name)
     if found is None:
         raise click.BadParameter(
-            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin",
+            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin "
+            "(`newsletter timezones` lists them)",
             param_hint="--timezone",
         )
     return found
