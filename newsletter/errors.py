@@ -130,3 +130,12 @@ class UnknownTimeZoneError(NewsletterError, ValueError):
             f"unknown time zone {name[:64]!r} for {option}; use an IANA name such as "
             "Europe/Berlin (`newsletter timezones` lists them)"
         )
+
+
+class ContentProblems(ContentError):
+    """Several problems in one content file, all found in one pass (``problems``)."""
+
+    def __init__(self, problems: list[ContentError]) -> None:
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.message, first.path, first.line)
