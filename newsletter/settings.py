@@ -155,7 +155,11 @@ def configuration_error(exc: ValidationError) -> ConfigurationError:
     """The one place a pydantic ``ValidationError`` becomes a one-line message.
 
     Every problem is named by its environment variable (``NEWSLETTER_FOO: problem``);
-    several are joined with ``; ``. A validator's ``ValueError`` text is used as it is
+    several are joined with ``; ``. To validate a new setting, give its field a pydantic
+    constraint or a ``field_validator`` that raises ``ValueError("what is wrong with the
+    value; what to write instead")``; a ``model_validator(mode="after")`` checking several
+    settings together starts its message with the variable: ``"NEWSLETTER_FOO: ..."``.
+    A validator's ``ValueError`` text is used as it is
     (without pydantic's "Value error, " prefix); pydantic's own messages get the value
     that was given, except for settings that may hold a secret.
     """
@@ -164,6 +168,10 @@ def configuration_error(exc: ValidationError) -> ConfigurationError:
     for error in exc.errors():
         variable = _variable_for(tuple(error["loc"]))
         message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"] and message.startswith(PREFIX) and ": " in message:
+            # a model validator (several settings together) names its variable itself:
+            # raise ValueError("NEWSLETTER_FOO: needs NEWSLETTER_BAR ...")
+            variable, message = message.split(": ", 1)
         given = error.get("input")
         name = variable.removeprefix(PREFIX).lower()
         if (
@@ -208,17 +216,20 @@ def check_origin(value: str) -> str:
     """An origin: ``scheme://host[:port]`` with scheme http or https, nothing after it."""
     from urllib.parse import urlsplit
 
+    shown = repr(value.strip()[:64])
     text = value.strip().rstrip("/")
     hint = "an origin is scheme://host[:port], e.g. https://shop.example"
     try:
         parts = urlsplit(text)
         port = parts.port
     except ValueError:
-        raise ValueError(f"{text[:64]!r} is not an origin; {hint}") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{text[:64]!r} is not an origin (no http:// or https://); {hint}")
+        raise ValueError(f"{shown} is not an origin; {hint}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{shown} is not an origin (no http:// or https://); {hint}")
+    if not parts.hostname:
+        raise ValueError(f"{shown} is not an origin (no host); {hint}")
     if parts.path or parts.query or parts.fragment or parts.username or parts.password:
-        raise ValueError(f"{text[:64]!r} is not an origin (it has more than a host); {hint}")
+        raise ValueError(f"{shown} is not an origin (it has more than a host); {hint}")
     host = parts.hostname + (f":{port}" if port is not None else "")
     return f"{parts.scheme}://{host}"
 

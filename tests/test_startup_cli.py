@@ -265,7 +265,9 @@ def test_a_usage_error_is_one_line_with_exit_code_2(cli_env: dict[str, Any]) -> 
     )
     unknown = invoke(cli_env, "subscribers", "lst")
     assert unknown.exit_code == 2
-    assert unknown.stderr == ("Error: No such command 'lst'. Did you mean 'list'? (see `main subscribers --help`)\n")
+    assert unknown.stderr == (
+        "Error: No such command 'lst'. Did you mean 'list'? (see `main subscribers --help`)\n"
+    )
 
 
 def test_tick_help_says_now_acts_for_real() -> None:
@@ -563,3 +565,94 @@ def test_readme_documents_the_first_steps() -> None:
     assert "drop the `public` schema" in readme
     assert "exit code 2" in readme
     assert "NEWSLETTER_LOG_FORMAT" in readme
+
+
+def test_a_model_validator_names_its_variable_itself(tmp_path: Path) -> None:
+    """Settings added by other issues get the same one-line message from the one place."""
+    from pydantic import ValidationError, model_validator
+
+    from newsletter.settings import Settings, configuration_error
+
+    class Extended(Settings):
+        @model_validator(mode="after")
+        def _needs_https(self) -> Extended:
+            if not self.base_url.startswith("https://"):
+                raise ValueError("NEWSLETTER_BASE_URL: must be https:// for this feature")
+            return self
+
+    with pytest.raises(ValidationError) as caught:
+        Extended.model_validate({"var_dir": str(tmp_path), "base_url": "http://x"})
+    error = configuration_error(caught.value)
+    assert error.variable == "NEWSLETTER_BASE_URL"
+    assert str(error) == "NEWSLETTER_BASE_URL: must be https:// for this feature"
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("https://shop.example?x=1", "(it has more than a host)"),
+        ("https://shop.example#top", "(it has more than a host)"),
+        ("https://user@shop.example", "(it has more than a host)"),
+        ("https://shop.example:99999", "is not an origin; an origin is"),
+        ("ftp://shop.example", "(no http:// or https://)"),
+        ("https://", "(no host)"),
+    ],
+    ids=["query", "fragment", "user-info", "bad-port", "other-scheme", "no-host"],
+)
+def test_an_origin_is_only_scheme_host_and_port(tmp_path: Path, value: str, problem: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(
+            {
+                "NEWSLETTER_VAR_DIR": str(tmp_path),
+                "NEWSLETTER_SECRET_KEY": "k",
+                "NEWSLETTER_ALLOWED_ORIGINS": value,
+            }
+        )
+    assert str(caught.value).startswith(f"NEWSLETTER_ALLOWED_ORIGINS: {value!r} ")
+    assert problem in str(caught.value)
+
+
+def test_valid_values_are_kept_as_written(tmp_path: Path) -> None:
+    settings = load_settings(
+        {
+            "NEWSLETTER_VAR_DIR": str(tmp_path),
+            "NEWSLETTER_SECRET_KEY": "k",
+            "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "10/minute;100/day",
+            "NEWSLETTER_FROM_EMAIL": " Tips@Shop.Example ",
+            "NEWSLETTER_REPLY_TO": "help@shop.example",
+        }
+    )
+    assert settings.subscribe_rate_limit == "10/minute;100/day"
+    assert settings.from_email == "Tips@Shop.Example"
+    assert settings.reply_to == "help@shop.example"
+    assert (
+        load_settings({"NEWSLETTER_VAR_DIR": str(tmp_path), "NEWSLETTER_SECRET_KEY": "k"}).reply_to
+        == ""
+    )
+
+
+def test_long_values_are_cut_and_field_messages_are_not_split(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(
+            {
+                "NEWSLETTER_VAR_DIR": str(tmp_path),
+                "NEWSLETTER_SECRET_KEY": "k",
+                "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "x" * 100,
+                "NEWSLETTER_BATCH_SIZE": "y" * 100,
+            }
+        )
+    message = str(caught.value)
+    assert f"'{'x' * 64}' is not a rate" in message
+    assert f"(got '{'y' * 64}')" in message
+    assert "x" * 65 not in message
+    assert "y" * 65 not in message
+    assert caught.value.variable == "NEWSLETTER_SUBSCRIBE_RATE_LIMIT"
+    with pytest.raises(ConfigurationError) as other:
+        load_settings(
+            {
+                "NEWSLETTER_VAR_DIR": str(tmp_path),
+                "NEWSLETTER_SECRET_KEY": "k",
+                "NEWSLETTER_DATABASE_URL": "mysql://NEWSLETTER_X: y",
+            }
+        )
+    assert other.value.variable == "NEWSLETTER_DATABASE_URL"
