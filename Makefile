@@ -1,9 +1,11 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11+:
-#   make serve   -> the service on http://127.0.0.1:8000 (SQLite under var/, outbox mail)
+#   make serve   -> the service on http://127.0.0.1:8000 (SQLite under var/, outbox mail);
+#                   make serve PORT=8001 for another port
 #   make test    -> the test suite (SQLite; PostgreSQL too when NEWSLETTER_TEST_POSTGRES_URL is set)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PORT ?= 8000
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install serve worker test lint bench clean mutate
@@ -18,7 +20,7 @@ $(STAMP): requirements.lock pyproject.toml
 install: $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/newsletter serve
+	$(BIN)/newsletter serve --port $(PORT)
 
 worker: $(STAMP)
 	$(BIN)/newsletter worker

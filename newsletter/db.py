@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -72,15 +73,48 @@ def _alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration (idempotent)."""
+@dataclass(frozen=True)
+class Migration:
+    revision: str
+    title: str  # the first line of the revision's docstring
+
+
+def upgrade(engine: Engine) -> list[Migration]:
+    """Apply every pending migration (idempotent); return those applied, oldest first."""
     try:
+        pending = pending_migrations(engine)
         command.upgrade(_alembic_config(engine), "head")
     except OperationalError as exc:
         raise DatabaseError(
             f"cannot reach the database at {engine.url.render_as_string(hide_password=True)}: "
             f"{exc.orig}; check NEWSLETTER_DATABASE_URL"
         ) from exc
+    script = ScriptDirectory.from_config(_alembic_config(engine))
+    ordered = [s for s in reversed(list(script.walk_revisions())) if s.revision in pending]
+    return [Migration(s.revision, (s.doc or "").strip().splitlines()[0]) for s in ordered]
+
+
+def database_exists(url: str) -> bool:
+    """Whether ``url`` names a database that was created (migrated) before.
+
+    SQLite: the file exists (checked without creating it). PostgreSQL: Alembic's version
+    table is there. An unreachable server raises ``DatabaseError``.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        name = parsed.database or ""
+        return name in ("", ":memory:") or Path(name).is_file()
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return inspect(conn).has_table("alembic_version")
+    except OperationalError as exc:
+        raise DatabaseError(
+            f"cannot reach the database at {parsed.render_as_string(hide_password=True)}: "
+            f"{exc.orig}; check NEWSLETTER_DATABASE_URL"
+        ) from exc
+    finally:
+        engine.dispose()
 
 
 def pending_migrations(engine: Engine) -> list[str]:

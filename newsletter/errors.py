@@ -146,3 +146,23 @@ class WebhookDeliveryNotFound(WebhookError, LookupError):
         super().__init__(
             f"no webhook delivery with id {delivery_id}; run `newsletter webhook deliveries`"
         )
+
+
+class UnknownTimeZoneError(NewsletterError, ValueError):
+    """A time zone name given on purpose (an option) is not an IANA zone."""
+
+    def __init__(self, name: str, option: str = "--timezone") -> None:
+        self.name = name
+        super().__init__(
+            f"unknown time zone {name[:64]!r} for {option}; use an IANA name such as "
+            "Europe/Berlin (`newsletter timezones` lists them)"
+        )
+
+
+class ContentProblems(ContentError):
+    """Several problems in one content file, all found in one pass (``problems``)."""
+
+    def __init__(self, problems: list[ContentError]) -> None:
+        self.problems = list(problems)
+        first = self.problems[0]
+        super().__init__(first.message, first.path, first.line)

@@ -45,9 +45,9 @@ from newsletter.subscriptions import (
     clean_tags,
     new_public_id,
     queue_confirmations,
-    resolve_timezone,
 )
 from newsletter.webhooks.emit import subscribers_changed
+from newsletter.zones import find_zone
 
 BATCH = 1000
 EMAIL_COLUMNS = ("email", "email_address", "EMAIL")
@@ -71,6 +71,16 @@ class Skipped:
 class ImportReport:
     taken: int = 0
     skipped: list[Skipped] = field(default_factory=list)
+    # Rows taken with the default zone because theirs is unknown (line, email, note).
+    zone_notes: list[Skipped] = field(default_factory=list)
+    unknown_zones: dict[str, int] = field(default_factory=dict)  # name -> rows
+
+    def note_unknown_zone(self, line: int, email: str, zone: str, default: str) -> None:
+        shown = zone[:MAX_SHOWN]
+        self.unknown_zones[shown] = self.unknown_zones.get(shown, 0) + 1
+        self.zone_notes.append(
+            Skipped(line, email, f"unknown time zone {shown!r}; imported with {default}")
+        )
 
     @property
     def rows(self) -> int:
@@ -116,6 +126,36 @@ def import_csv(
                 )
             progress(len(batch))
     return report
+
+
+def count_new_addresses(app: App, path: Path) -> int:
+    """How many rows of ``path`` would become new subscribers (reads, writes nothing).
+
+    The same checks as ``import_csv``: valid, not repeated in the file, not already a
+    subscriber, not suppressed. ``subscribers import`` asks before queueing that many
+    confirmation emails.
+    """
+    report = ImportReport()
+    count = 0
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as text:
+        for batch in _batches(_read(_Lines(text, path), report)):
+            emails = [r.email for r in batch]
+            with app.sessions() as session:
+                existing = set(
+                    session.scalars(select(Subscriber.email).where(Subscriber.email.in_(emails)))
+                )
+                hashes = [email_hash(e) for e in emails if e not in existing]
+                suppressed = set(
+                    session.scalars(
+                        select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes))
+                    )
+                )
+            count += sum(1 for h in hashes if h not in suppressed)
+    return count
 
 
 def count_lines(path: Path) -> int:
@@ -302,12 +342,20 @@ def _import_batch(
     if not fresh:
         return
     status = SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING
+    default_zone = app.settings.default_timezone
+    zones: dict[str, str] = {}
+    for r in fresh:
+        if r.timezone and find_zone(r.timezone) is None:
+            report.note_unknown_zone(r.line, r.email, r.timezone, default_zone)
+            zones[r.email] = default_zone
+        else:
+            zones[r.email] = r.timezone or default_zone
     values: list[dict[str, Any]] = [
         {
             "public_id": new_public_id(),
             "email": r.email,
             "first_name": r.first_name,
-            "timezone": resolve_timezone(r.timezone, app.settings.default_timezone),
+            "timezone": zones[r.email],
             "status": status.value,
             "tags": r.tags,
             "attributes": {},

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -24,6 +25,7 @@ from newsletter.app import App
 from newsletter.cronfile import load_cron_file
 from newsletter.errors import NewsletterError
 from newsletter.jobs import JOBS
+from newsletter.logs import log_job
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ JOB_DEFAULTS = {
 def _run(app: App, name: str) -> None:
     """One scheduled run: a failure is logged with its traceback, the scheduler lives on."""
     now = datetime.now(UTC)
+    started = time.monotonic()
     try:
         result = JOBS[name](app, now)
     except NewsletterError as exc:
@@ -45,7 +48,7 @@ def _run(app: App, name: str) -> None:
     except Exception:  # a scheduled job must never kill the scheduler
         log.exception("job %s crashed; it runs again at its next time", name)
         return
-    log.info("job %s done %s", name, result)
+    log_job(log, name, result, time.monotonic() - started)
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:

@@ -70,6 +70,7 @@ class Settings(BaseSettings):
     webhook_concurrency: int = Field(default=4, ge=1, le=64)  # endpoints served at once
     webhook_batch_size: int = Field(default=100, ge=1, le=10000)  # events per endpoint claim
     webhook_lease_seconds: int = Field(default=120, ge=10)  # per-endpoint claim
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("default_timezone")
     @classmethod
@@ -105,6 +106,26 @@ class Settings(BaseSettings):
             raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
         return value
 
+    @field_validator("subscribe_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        return check_rate_limit(value)
+
+    @field_validator("from_email")
+    @classmethod
+    def _from_email(cls, value: str) -> str:
+        return check_email(value)
+
+    @field_validator("reply_to")
+    @classmethod
+    def _reply_to(cls, value: str) -> str:
+        return check_email(value) if value.strip() else ""
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _allowed_origins(cls, value: str) -> str:
+        return ",".join(check_origin(part) for part in value.split(",") if part.strip())
+
     # ---- derived values -------------------------------------------------------------
 
     @property
@@ -132,6 +153,93 @@ def _variable_for(loc: tuple[int | str, ...]) -> str:
     return PREFIX + name.upper()
 
 
+# Fields whose value is never repeated in a message (it may be, or contain, a secret).
+_SECRET_WORDS = ("secret", "key", "password", "token", "url")
+
+
+def configuration_error(exc: ValidationError) -> ConfigurationError:
+    """The one place a pydantic ``ValidationError`` becomes a one-line message.
+
+    Every problem is named by its environment variable (``NEWSLETTER_FOO: problem``);
+    several are joined with ``; ``. To validate a new setting, give its field a pydantic
+    constraint or a ``field_validator`` that raises ``ValueError("what is wrong with the
+    value; what to write instead")``; a ``model_validator(mode="after")`` checking several
+    settings together starts its message with the variable: ``"NEWSLETTER_FOO: ..."``.
+    A validator's ``ValueError`` text is used as it is
+    (without pydantic's "Value error, " prefix); pydantic's own messages get the value
+    that was given, except for settings that may hold a secret.
+    """
+    parts: list[str] = []
+    variables: list[str] = []
+    for error in exc.errors():
+        variable = _variable_for(tuple(error["loc"]))
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not error["loc"] and message.startswith(PREFIX) and ": " in message:
+            # a model validator (several settings together) names its variable itself:
+            # raise ValueError("NEWSLETTER_FOO: needs NEWSLETTER_BAR ...")
+            variable, message = message.split(": ", 1)
+        given = error.get("input")
+        name = variable.removeprefix(PREFIX).lower()
+        if (
+            error["type"] != "value_error"
+            and isinstance(given, str)
+            and not any(word in name for word in _SECRET_WORDS)
+        ):
+            message += f" (got {given[:64]!r})"
+        variables.append(variable)
+        parts.append(message if not parts else f"{variable}: {message}")
+    return ConfigurationError(variables[0] if variables else PREFIX, "; ".join(parts))
+
+
+def check_rate_limit(value: str) -> str:
+    """A ``limits`` rate such as ``10/minute``, ``100 per hour`` or ``5/second;100/day``."""
+    from limits import parse_many
+
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ValueError(
+            f"{value[:64]!r} is not a rate; write e.g. 10/minute, 100/hour or 10/minute;100/day"
+        ) from None
+    return value
+
+
+def check_email(value: str) -> str:
+    """A syntactically valid address (no DNS lookup), as written."""
+    from newsletter.addresses import normalize_email
+    from newsletter.errors import InvalidEmailError
+
+    try:
+        normalize_email(value)
+    except InvalidEmailError as exc:
+        raise ValueError(
+            f"{value[:64]!r} is not an email address ({exc.reason}); e.g. tips@shop.example"
+        ) from None
+    return value.strip()
+
+
+def check_origin(value: str) -> str:
+    """An origin: ``scheme://host[:port]`` with scheme http or https, nothing after it."""
+    from urllib.parse import urlsplit
+
+    shown = repr(value.strip()[:64])
+    text = value.strip().rstrip("/")
+    hint = "an origin is scheme://host[:port], e.g. https://shop.example"
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"{shown} is not an origin; {hint}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"{shown} is not an origin (no http:// or https://); {hint}")
+    if not parts.hostname:
+        raise ValueError(f"{shown} is not an origin (no host); {hint}")
+    if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError(f"{shown} is not an origin (it has more than a host); {hint}")
+    host = parts.hostname + (f":{port}" if port is not None else "")
+    return f"{parts.scheme}://{host}"
+
+
 def load_settings(
     environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
 ) -> Settings:
@@ -140,6 +248,13 @@ def load_settings(
     ``environ`` replaces ``os.environ`` (tests pass a dict). A missing ``SECRET_KEY`` is
     generated once and kept in ``<var_dir>/secret_key`` (with a warning on stderr).
     """
+    return keep_secret_key(read_settings(environ, env_file=env_file))
+
+
+def read_settings(
+    environ: Mapping[str, str] | None = None, *, env_file: str | None = ".env"
+) -> Settings:
+    """Read and validate settings without writing anything (no secret key is generated)."""
     source = dict(os.environ if environ is None else environ)
     values = {k[len(PREFIX) :].lower(): v for k, v in source.items() if k.startswith(PREFIX)}
     if "SENDGRID_API_KEY" in source and "sendgrid_api_key" not in values:
@@ -150,17 +265,29 @@ def load_settings(
         else:
             settings = Settings.model_validate(values)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigurationError(_variable_for(first["loc"]), first["msg"]) from None
+        raise configuration_error(exc) from None
     if settings.mail_backend == "smtp" and not settings.smtp_url:
         raise ConfigurationError(PREFIX + "SMTP_URL", "required when NEWSLETTER_MAIL_BACKEND=smtp")
     if settings.mail_backend == "sendgrid" and not settings.sendgrid_api_key:
         raise ConfigurationError(
             PREFIX + "SENDGRID_API_KEY", "required when NEWSLETTER_MAIL_BACKEND=sendgrid"
         )
-    if not settings.secret_keys:
-        settings = settings.model_copy(update={"secret_key": _kept_secret(settings.var_dir)})
     return settings
+
+
+def keep_secret_key(settings: Settings) -> Settings:
+    """``settings`` with a secret key: the configured one, else one kept under ``var_dir``."""
+    if settings.secret_keys:
+        return settings
+    try:
+        kept = _kept_secret(settings.var_dir)
+    except OSError as exc:
+        raise ConfigurationError(
+            PREFIX + "SECRET_KEY",
+            f"not set, and no key can be kept in {str(settings.var_dir)!r} "
+            f"({exc.strerror or exc}); set it, or make NEWSLETTER_VAR_DIR writable",
+        ) from None
+    return settings.model_copy(update={"secret_key": kept})
 
 
 def _kept_secret(var_dir: Path) -> str:

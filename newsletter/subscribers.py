@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.content.model import SubscriberContext
 from newsletter.db import transaction
-from newsletter.errors import SubscriberNotFound, SuppressedAddressError
+from newsletter.errors import SubscriberNotFound, SuppressedAddressError, UnknownTimeZoneError
 from newsletter.models import (
     ConsentEvent,
     ConsentKind,
@@ -36,6 +36,7 @@ from newsletter.subscriptions import (
 )
 from newsletter.webhooks.emit import subscribers_changed
 from newsletter.withdrawals import is_suppressed
+from newsletter.zones import find_zone
 
 PAGE = 1000
 
@@ -58,6 +59,8 @@ def add_subscriber(
     now: datetime,
 ) -> AddResult:
     """Add one subscriber: double opt-in by default, active at once with ``confirmed``."""
+    if timezone and find_zone(timezone) is None:
+        raise UnknownTimeZoneError(timezone)
     request = SubscribeRequest(
         email=raw_email,
         first_name=first_name,
@@ -133,15 +136,27 @@ def subscriber_context(settings: Settings, raw_email: str) -> SubscriberContext:
 
 
 def iter_subscribers(
-    app: App, *, status: str | None = None, tag: str | None = None
+    app: App, *, status: str | None = None, tag: str | None = None, search: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Stream rows page by page (keyset pagination on id)."""
+    """Stream rows page by page (keyset pagination on id).
+
+    ``search`` keeps addresses or first names containing it (case-insensitive; ``%`` and
+    ``_`` are matched literally).
+    """
     last = 0
     while True:
         with app.sessions() as session:
             statement = select(Subscriber).where(Subscriber.id > last).order_by(Subscriber.id)
             if status:
                 statement = statement.where(Subscriber.status == status)
+            if search:
+                pattern = "%" + _escape_like(search.strip().lower()) + "%"
+                statement = statement.where(
+                    or_(
+                        Subscriber.email.like(pattern, escape="\\"),
+                        func.lower(Subscriber.first_name).like(pattern, escape="\\"),
+                    )
+                )
             page = list(session.scalars(statement.limit(PAGE)))
         if not page:
             return
@@ -150,6 +165,10 @@ def iter_subscribers(
                 continue
             yield summary(s)
         last = page[-1].id
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def summary(s: Subscriber) -> dict[str, Any]:

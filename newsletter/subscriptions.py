@@ -134,11 +134,14 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
             SubscriberStatus.COMPLAINED.value,
         ):
             return SubscribeOutcome.SUPPRESSED
+        # The throttle is for repeated posts of a pending address; someone who
+        # unsubscribed and asks again gets their link, however recent the last one.
+        was_pending = subscriber.status == SubscriberStatus.PENDING.value
         if not created:
             _refresh(app, subscriber, request, now=now)
         session.add(_consent(subscriber.id, ConsentKind.SUBSCRIBED, request, now=now))
         last = subscriber.last_confirmation_at
-        if last is not None and now - last < CONFIRMATION_INTERVAL:
+        if was_pending and last is not None and now - last < CONFIRMATION_INTERVAL:
             return SubscribeOutcome.THROTTLED
         subscriber.last_confirmation_at = now
         queue_confirmations(session, [subscriber.id], now=now)

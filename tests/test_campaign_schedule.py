@@ -18,7 +18,7 @@ from newsletter.campaigns.schedule import (
     progress_bar,
     wall_to_utc,
 )
-from newsletter.errors import CampaignError
+from newsletter.errors import CampaignError, UnknownTimeZoneError
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -67,7 +67,7 @@ def test_wall_to_utc(wall: datetime, zone: str, utc: datetime) -> None:
 
 
 def test_unknown_zone_is_refused() -> None:
-    with pytest.raises(CampaignError, match="unknown time zone 'Mars/Olympus'"):
+    with pytest.raises(UnknownTimeZoneError, match="unknown time zone 'Mars/Olympus'"):
         wall_to_utc(datetime(2026, 12, 1, 9), "Mars/Olympus")
 
 

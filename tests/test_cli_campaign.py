@@ -136,12 +136,13 @@ def test_schedule_in_the_marketers_zone_then_list(run: Run) -> None:
     [
         (
             ("--at", "2026-11-24 08:00"),
-            "Error: 2026-11-24T07:00+00:00 UTC is in the past (now 2026-11-24T09:00+00:00 UTC); "
-            "pick a later --at, or use `newsletter campaign send NAME` to send now\n",
+            "Error: 2026-11-24 08:00 Europe/Berlin is in the past (now 2026-11-24 10:00 "
+            "Europe/Berlin); pick a later --at, or use `newsletter campaign send NAME` to send "
+            "now\n",
         ),
         (
             ("--at", "2028-01-01 09:00"),
-            "Error: 2028-01-01T08:00+00:00 UTC is more than 365 days ahead; pick an earlier "
+            "Error: 2028-01-01 09:00 Europe/Berlin is more than 365 days ahead; pick an earlier "
             "--at (limit: NEWSLETTER_CAMPAIGN_MAX_SCHEDULE_DAYS)\n",
         ),
         (
@@ -151,13 +152,15 @@ def test_schedule_in_the_marketers_zone_then_list(run: Run) -> None:
         ),
         (
             ("--at", "2026-12-01 09:00", "--timezone", "Europe/Berlln"),
-            "Error: unknown time zone 'Europe/Berlln'; use an IANA name such as Europe/Berlin\n",
+            "Error: unknown time zone 'Europe/Berlln' for --timezone; use an IANA name such as "
+            "Europe/Berlin (`newsletter timezones` lists them)\n",
         ),
         (
             # Tokyo (a subscriber's zone) reaches 09:00 at 00:00 UTC, before "now"
             ("--at", "2026-11-24 09:30", "--local-time"),
-            "Error: 2026-11-24T00:30+00:00 UTC is in the past (now 2026-11-24T09:00+00:00 UTC); "
-            "pick a later --at, or use `newsletter campaign send NAME` to send now\n",
+            "Error: 2026-11-24 09:30 Asia/Tokyo is in the past (now 2026-11-24 18:00 "
+            "Asia/Tokyo); pick a later --at, or use `newsletter campaign send NAME` to send "
+            "now\n",
         ),
     ],
     ids=["past", "too-far", "unreadable", "bad-zone", "local-time-past-in-first-zone"],
@@ -302,17 +305,17 @@ def test_send_now_asks_first_then_freezes_the_audience(run: Run, app: App) -> No
         (
             ("edit", "seven-day-reset", "--tag", "desk"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can edit); create a new campaign instead\n",
+            "scheduled campaigns can be edited); create a new campaign instead\n",
         ),
         (
             ("schedule", "seven-day-reset", "--at", "2026-12-01 09:00"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can schedule); create a new campaign instead\n",
+            "scheduled campaigns can be scheduled); create a new campaign instead\n",
         ),
         (
             ("delete", "seven-day-reset"),
             "Error: campaign 'seven-day-reset' is sent and cannot be changed (only draft or "
-            "scheduled campaigns can delete); create a new campaign instead\n",
+            "scheduled campaigns can be deleted); create a new campaign instead\n",
         ),
         (
             ("pause", "seven-day-reset"),

@@ -284,7 +284,7 @@ def test_preview_text_prints_the_plain_part(cli: click.Group, library_root: Path
         "Press gently. See the guide (https://shop.example/guide).\n"
         "\n"
         "--\n"
-        "You get this email because you subscribed to Backease's newsletter at shop.example.\n"
+        "You get this email because you subscribed to emails from Backease at shop.example.\n"
         "Unsubscribe with one click: https://shop.example/unsubscribe/preview-token\n"
         "\n"
         f"{ADDRESS}\n"

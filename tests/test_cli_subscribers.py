@@ -196,10 +196,37 @@ def test_import_never_resubscribes_a_forgotten_address(run: Any, app: App, tmp_p
 
 
 def test_import_without_confirmed_sends_double_opt_in(run: Any, app: App, tmp_path: Path) -> None:
+    """It says how many confirmation emails it will send and asks; no answer, nothing done."""
     source = write_csv(tmp_path / "optin.csv", [["email"], ["p@example.org"], ["q@example.org"]])
-    run("subscribers", "import", str(source), "--now", NOW)
+    refused = run("subscribers", "import", str(source), "--now", NOW, input="n\n")
+    assert refused.exit_code == 1
+    assert refused.stdout == (
+        "optin.csv has 2 new addresses; without --confirmed each gets a confirmation email "
+        "(2 emails will be sent). Continue? [y/N]: n\n"
+    )
+    assert refused.stderr == "Aborted!\n"
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
+    accepted = run("subscribers", "import", str(source), "--now", NOW, input="y\n")
+    assert accepted.exit_code == 0
     with app.sessions() as session:
         assert set(session.scalars(select(Subscriber.status))) == {"pending"}
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2
+
+
+def test_import_yes_skips_the_question_and_counts_only_new_addresses(
+    run: Any, app: App, tmp_path: Path
+) -> None:
+    """--yes is for scripts; addresses already on the list are not counted."""
+    first = write_csv(tmp_path / "a.csv", [["email"], ["p@example.org"]])
+    assert run("subscribers", "import", str(first), "--yes", "--now", NOW).exit_code == 0
+    both = write_csv(tmp_path / "b.csv", [["email"], ["p@example.org"], ["r@example.org"]])
+    asked = run("subscribers", "import", str(both), "--now", NOW, input="y\n")
+    assert asked.stdout.startswith(
+        "b.csv has 1 new address; without --confirmed each gets a confirmation email "
+        "(1 email will be sent). Continue? [y/N]: y\n"
+    )
+    with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 2
 
 

@@ -102,7 +102,7 @@ def test_every_shipped_item_renders(
         assert f"Unsubscribe with one click: {UNSUBSCRIBE}" in email.text
         assert str(escape(ADDRESS)) in email.html
         assert ADDRESS in email.text
-        assert "because you subscribed to Backease's newsletter" in email.html
+        assert "because you subscribed to emails from Backease" in email.html
     assert ("not medical advice" in email.html) is item.medical
     assert ("not medical advice" in email.text) is item.medical
     assert ("Example testimonial — replace with a real customer story" in email.html) is (

@@ -390,7 +390,8 @@ def test_cli_json(run: Any, cli_app: App) -> None:
     data = json.loads(result.stdout)
     assert data["since"] == "2026-10-31T23:00:00+00:00"  # midnight in Europe/Berlin
     assert data["spam_flag_rate"] == 0.001
-    assert data["sequences"][0] == step_row(SEQ, 0, "system/welcome", **WELCOME)
+    # steps are numbered from 1 in JSON too: the welcome is step 1
+    assert data["sequences"][0] == step_row(SEQ, 1, "system/welcome", **WELCOME)
     assert [c["campaign"] for c in data["campaigns"]] == ["black-friday", "spring"]
     assert data["campaigns"][1] == {
         "campaign": "spring",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
@@ -50,6 +51,38 @@ def create_campaign(
         session.add(campaign)
         session.flush()
         return view_of(session, campaign, audience=audience)
+
+
+STARTED = (
+    CampaignState.SENDING.value,
+    CampaignState.PAUSED.value,
+    CampaignState.STALE.value,
+    CampaignState.SENT.value,
+)
+
+
+def earlier_sends(
+    app: App, item_id: str, *, include: Sequence[str], exclude: Sequence[str]
+) -> list[str]:
+    """Names of started campaigns that sent ``item_id`` to the same segment (read only).
+
+    ``campaign create`` warns and asks before making another: it would send the item again
+    to everyone who got it.
+    """
+    item = campaign_item(app, item_id)
+    segment = make_segment(include, exclude)
+    with app.sessions() as session:
+        found = session.execute(
+            select(Campaign.name, Campaign.include_tags, Campaign.exclude_tags)
+            .where(Campaign.item_id == item.id, Campaign.state.in_(STARTED))
+            .order_by(Campaign.id)
+        ).all()
+    return [
+        name
+        for name, inc, exc in found
+        if make_segment(inc or (), exc or ()) == segment
+        or (set(inc or ()), set(exc or ())) == (set(segment.include), set(segment.exclude))
+    ]
 
 
 def edit_campaign(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +18,8 @@ from newsletter.models import Campaign, CampaignState
 EDITABLE = (CampaignState.DRAFT.value, CampaignState.SCHEDULED.value)
 FINISHED = (CampaignState.SENT.value, CampaignState.CANCELLED.value)
 MAX_NAME = 200
+PARTICIPLES = {"edit": "edited", "schedule": "scheduled", "delete": "deleted", "send": "sent"}
+SLUG = re.compile(r"[a-z0-9]+(?:[-_][a-z0-9]+)*")
 
 
 def editable(session: Session, name: str, verb: str) -> Campaign:
@@ -29,7 +32,7 @@ def editable(session: Session, name: str, verb: str) -> Campaign:
         }.get(campaign.state, "; create a new campaign instead")
         raise CampaignError(
             f"campaign {campaign.name!r} is {campaign.state} and cannot be changed "
-            f"(only draft or scheduled campaigns can {verb}){hint}"
+            f"(only draft or scheduled campaigns can be {PARTICIPLES.get(verb, verb)}){hint}"
         )
     return campaign
 
@@ -55,6 +58,11 @@ def new_name(session: Session, name: str | None, *, default: str) -> str:
         cleaned = name.strip()
         if not cleaned or len(cleaned) > MAX_NAME:
             raise CampaignError(f"give --name a name of 1 to {MAX_NAME} characters")
+        if not SLUG.fullmatch(cleaned):
+            raise CampaignError(
+                f"campaign name {cleaned[:64]!r} is not a slug: use lower-case letters, digits "
+                f"and hyphens, e.g. --name {slugify(cleaned)}"
+            )
         if session.scalar(select(Campaign.id).where(Campaign.name == cleaned)) is not None:
             raise CampaignError(
                 f"a campaign named {cleaned!r} exists; pick another --name "
@@ -67,6 +75,12 @@ def new_name(session: Session, name: str | None, *, default: str) -> str:
         n += 1
         candidate = f"{default}-{n}"
     return candidate
+
+
+def slugify(text: str) -> str:
+    """``Black Friday!`` -> ``black-friday``: a name suggestion (pure)."""
+    words = re.findall(r"[a-z0-9]+", text.lower())
+    return "-".join(words)[:MAX_NAME] or "my-campaign"
 
 
 def require_audience(session: Session, segment: Segment) -> int:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from newsletter.errors import CampaignError
+from newsletter.errors import CampaignError, UnknownTimeZoneError
 from newsletter.zones import find_zone
 
 
@@ -82,9 +82,7 @@ def _clean(tags: Iterable[str]) -> tuple[str, ...]:
 def zone(name: str) -> ZoneInfo:
     found = find_zone(name)
     if found is None:
-        raise CampaignError(
-            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin"
-        )
+        raise UnknownTimeZoneError(name)
     return found
 
 
@@ -121,19 +119,28 @@ def local_instants(wall: datetime, zones: Iterable[str]) -> dict[str, datetime]:
     return {name: wall_to_utc(wall, name) for name in zones}
 
 
-def check_window(first: datetime, last: datetime, *, now: datetime, max_days: int) -> None:
-    """Refuse a start in the past or further than ``max_days`` ahead."""
+def check_window(
+    first: datetime, last: datetime, *, now: datetime, max_days: int, zone_name: str = "UTC"
+) -> None:
+    """Refuse a start in the past or further than ``max_days`` ahead.
+
+    Times are shown once, as wall times in ``zone_name`` (the zone ``--at`` was read in).
+    """
     if first < now:
         raise CampaignError(
-            f"{first.isoformat(timespec='minutes')} UTC is in the past (now "
-            f"{now.isoformat(timespec='minutes')} UTC); pick a later --at, or use "
-            "`newsletter campaign send NAME` to send now"
+            f"{shown_in(first, zone_name)} is in the past (now {shown_in(now, zone_name)}); "
+            "pick a later --at, or use `newsletter campaign send NAME` to send now"
         )
     if last > now + timedelta(days=max_days):
         raise CampaignError(
-            f"{last.isoformat(timespec='minutes')} UTC is more than {max_days} days ahead; "
+            f"{shown_in(last, zone_name)} is more than {max_days} days ahead; "
             "pick an earlier --at (limit: NEWSLETTER_CAMPAIGN_MAX_SCHEDULE_DAYS)"
         )
+
+
+def shown_in(at: datetime, zone_name: str) -> str:
+    """``2026-12-01 09:00 Europe/Berlin``: an instant as a wall time in a named zone."""
+    return f"{at.astimezone(zone(zone_name)):%Y-%m-%d %H:%M} {zone_name}"
 
 
 def is_stale(start: datetime, *, now: datetime, stale_hours: float) -> bool:

@@ -66,15 +66,21 @@ def schedule_campaign(
                     f"--local-time needs a wall-clock time without an offset, got {at!r}; "
                     "e.g. --at '2026-12-01 09:00'"
                 )
-            instants = list(
-                local_instants(requested.wall, audience_zones(session, segment)).values()
-            )
-            first, last = min(instants), max(instants)
+            by_zone = local_instants(requested.wall, audience_zones(session, segment))
+            shown_zone = min(by_zone, key=by_zone.__getitem__)  # the first to reach it
+            first, last = by_zone[shown_zone], max(by_zone.values())
             campaign.local_time = format_wall(requested.wall)
         else:
             first = last = requested.instant or wall_to_utc(requested.wall, marketer_zone)
+            shown_zone = marketer_zone
             campaign.local_time = None
-        check_window(first, last, now=now, max_days=app.settings.campaign_max_schedule_days)
+        check_window(
+            first,
+            last,
+            now=now,
+            max_days=app.settings.campaign_max_schedule_days,
+            zone_name=shown_zone,
+        )
         campaign.scheduled_at = first
         campaign.timezone = marketer_zone
         campaign.state = CampaignState.SCHEDULED.value

@@ -3,27 +3,50 @@
 from __future__ import annotations
 
 import json
-import logging
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy.engine import make_url
 
 from newsletter import __version__
+from newsletter.app import App
 from newsletter.cli.subscribers import subscribers
-from newsletter.cli.support import State, get_app, parse_now, user_errors
+from newsletter.cli.support import (
+    OneLineErrors,
+    State,
+    bind_port,
+    get_app,
+    get_settings,
+    parse_now,
+    user_errors,
+)
+from newsletter.db import database_exists, upgrade
+from newsletter.logs import configure_logging
+
+if TYPE_CHECKING:
+    from newsletter.jobs import Job
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 @click.version_option(__version__, prog_name="newsletter")
-@click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Log everything at debug level (APScheduler and uvicorn included) and say which "
+    "database and content folder the command uses.",
+)
 @click.pass_context
 def main(ctx: click.Context, verbose: bool) -> None:
-    """Self-hosted drip-email newsletter: subscribe, confirm, drip, campaigns, stats."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.DEBUG if verbose else logging.WARNING)
-    state = State()
+    """Self-hosted drip-email newsletter: subscribe, confirm, drip, campaigns, stats.
+
+    Settings come from NEWSLETTER_* variables and a .env file, read when a command starts
+    (restart serve / worker after a change). Errors are one line on stderr: exit code 1
+    for a refused action or a bad setting, 2 for a usage error.
+    """
+    configure_logging(verbose=verbose)
+    state = State(verbose=verbose)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
@@ -39,16 +62,22 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     from newsletter.scheduling import start_scheduler
     from newsletter.web.app import create_web_app
 
-    app = get_app()
-    scheduler = None if no_scheduler else start_scheduler(app)
+    app = get_app(create=True)
+    with user_errors():
+        sock = bind_port(host, port)
+        scheduler = None if no_scheduler else start_scheduler(app)
     click.echo(
         f"newsletter {__version__} on http://{host}:{port} "
         f"(database {app.engine.url.render_as_string(hide_password=True)}, "
-        f"mail {app.settings.mail_backend})"
+        f"content {app.settings.content_dir}, mail {app.settings.mail_backend})"
     )
+    verbose = click.get_current_context().find_object(State)
+    level = "info" if verbose is not None and verbose.verbose else "warning"
+    config = uvicorn.Config(create_web_app(app), log_level=level, log_config=None)
     try:
-        uvicorn.run(create_web_app(app), host=host, port=port, log_level="info")
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
+        sock.close()
         if scheduler is not None:
             scheduler.shutdown(wait=True)
 
@@ -58,27 +87,71 @@ def worker() -> None:
     """Run the scheduler and delivery without the web surface (run several to scale)."""
     from newsletter.scheduling import run_worker
 
-    run_worker(get_app())
+    app = get_app(create=True)
+    click.echo(
+        f"newsletter {__version__} worker (database "
+        f"{app.engine.url.render_as_string(hide_password=True)}, content "
+        f"{app.settings.content_dir}, mail {app.settings.mail_backend})"
+    )
+    with user_errors():
+        run_worker(app)
 
 
 @main.command()
-@click.option("--now", "now_text", help="Run as of this ISO-8601 time (simulation, tests).")
+@click.option(
+    "--now",
+    "now_text",
+    help="Run as of this ISO-8601 time. It acts for real: emails due by then are planned "
+    "and SENT now. Combine with --dry-run to only look.",
+)
 @click.option("--job", "only", multiple=True, help="Run only these jobs (repeatable).")
-def tick(now_text: str | None, only: tuple[str, ...]) -> None:
-    """Run one pass of every scheduled job, then exit."""
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Show what would be planned and sent; nothing is written and no email is sent.",
+)
+def tick(now_text: str | None, only: tuple[str, ...], dry_run: bool) -> None:
+    """Run one pass of every scheduled job, then exit.
+
+    Plans due drip steps and campaigns and delivers what is due. Without --dry-run this
+    sends real email, also with --now in the future.
+    """
     from newsletter.jobs import JOBS
 
     now = parse_now(now_text)
-    app = get_app()
     unknown = [name for name in only if name not in JOBS]
     if unknown:
-        raise click.BadParameter(f"unknown job {unknown[0]!r}; known: {', '.join(JOBS)}")
-    for name, job in JOBS.items():
-        if only and name not in only:
-            continue
+        raise click.BadParameter(
+            f"unknown job {unknown[0]!r}; known: {', '.join(JOBS)}", param_hint="--job"
+        )
+    app = get_app()
+    jobs = {name: job for name, job in JOBS.items() if not only or name in only}
+    if dry_run:
+        _dry_run(app, jobs, now)
+        return
+    for name, job in jobs.items():
         with user_errors():
             result = job(app, now)
         click.echo(f"{name}: {json.dumps(result, sort_keys=True)}")
+
+
+def _dry_run(app: App, jobs: dict[str, Job], now: datetime) -> None:
+    from newsletter.dry_run import dry_run
+
+    click.echo(
+        f"dry run as of {now.isoformat(timespec='seconds')}: nothing is written, no email is sent"
+    )
+    with user_errors():
+        report = dry_run(app, jobs, now=now)
+    for name, result in report.results.items():
+        click.echo(f"{name}: {json.dumps(result, sort_keys=True)}")
+    if not report.emails:
+        click.echo("would send no email")
+        return
+    noun = "email" if len(report.emails) == 1 else "emails"
+    click.echo(f"would send {len(report.emails)} {noun}:")
+    for kind, item, count in report.by_item():
+        click.echo(f"  {count:>6}  {kind:<12} {item}")
 
 
 @main.group()
@@ -88,13 +161,26 @@ def db() -> None:
 
 @db.command("upgrade")
 def db_upgrade() -> None:
-    """Apply pending migrations."""
-    from newsletter.db import pending_migrations
-
-    app = get_app()  # migrates on open
+    """Create the database or apply pending migrations, and say what was applied."""
+    settings = get_settings()
+    state = click.get_current_context().find_object(State)
+    assert state is not None
     with user_errors():
-        left = pending_migrations(app.engine)
-    click.echo("database is up to date" if not left else f"pending: {', '.join(left)}")
+        existed = database_exists(settings.effective_database_url)
+        app = App(settings)
+        try:
+            applied = upgrade(app.engine)
+        finally:
+            app.close()
+    url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    if not applied:
+        click.echo(f"{url} is up to date")
+        return
+    verb = "upgraded" if existed else "created"
+    noun = "migration" if len(applied) == 1 else "migrations"
+    click.echo(f"{verb} {url}: applied {len(applied)} {noun}")
+    for migration in applied:
+        click.echo(f"  {migration.revision}  {migration.title}")
 
 
 @main.group()
@@ -134,6 +220,9 @@ def _register_optional() -> None:
     from newsletter.cli.webhook import webhook
 
     main.add_command(webhook)
+    from newsletter.cli.zones import timezones
+
+    main.add_command(timezones)
 
 
 _register_optional()

@@ -29,6 +29,9 @@ def campaign() -> None:
 @click.option("--tag", "tags", multiple=True, help="Only subscribers with ANY of these tags.")
 @click.option("--exclude-tag", "exclude", multiple=True, help="Leave out subscribers with it.")
 @click.option("--pause-drips", is_flag=True, help="Hold drip steps while this campaign sends.")
+@click.option(
+    "--yes", is_flag=True, help="Do not ask when ITEM was already sent to the same segment."
+)
 @NOW_OPTION
 def create(
     item: str,
@@ -36,12 +39,28 @@ def create(
     tags: tuple[str, ...],
     exclude: tuple[str, ...],
     pause_drips: bool,
+    yes: bool,
     now_text: str | None,
 ) -> None:
-    """Make a draft campaign of ITEM for a segment of active subscribers."""
-    from newsletter.campaigns.drafts import create_campaign
+    """Make a draft campaign of ITEM for a segment of active subscribers.
+
+    When a started campaign already sent ITEM to the same segment, it warns and asks
+    first (--yes for scripts): the new campaign would send it to them again.
+    """
+    from newsletter.campaigns.drafts import create_campaign, earlier_sends
 
     app = get_app()
+    with user_errors():
+        earlier = earlier_sends(app, item, include=tags, exclude=exclude)
+    if earlier:
+        names = ", ".join(repr(n) for n in earlier)
+        click.echo(
+            f"warning: {item.strip()} was already sent to this segment by campaign {names}; "
+            "a new campaign sends it to them again",
+            err=True,
+        )
+        if not yes:
+            click.confirm("Create another campaign of it?", abort=True)
     with user_errors():
         view = create_campaign(
             app,

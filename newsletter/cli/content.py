@@ -8,19 +8,17 @@ from pathlib import Path
 
 import click
 
+from newsletter.cli.support import get_settings
 from newsletter.content.library import SAMPLE_SUBSCRIBER, ContentLibrary, load_library
 from newsletter.content.model import ContentItem, SubscriberContext
 from newsletter.content.templates import template_names
 from newsletter.cronfile import load_cron_file, missing_jobs
-from newsletter.errors import ConfigurationError, ContentError, NewsletterError
-from newsletter.settings import Settings, load_settings
+from newsletter.errors import ContentError, NewsletterError
+from newsletter.settings import Settings
 
 
 def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
+    return get_settings()
 
 
 def _library(settings: Settings, *, strict: bool = True) -> ContentLibrary:

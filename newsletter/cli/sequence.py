@@ -8,19 +8,18 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from newsletter.cli.support import FORMATS, emit, get_app, parse_now, user_errors
+from newsletter.cli.support import FORMATS, emit, get_app, get_settings, parse_now, user_errors
 from newsletter.content.library import ContentLibrary, load_library
 from newsletter.content.model import Sequence
 from newsletter.drip.planning import rotation_pool
 from newsletter.drip.simulation import simulate
 from newsletter.errors import NewsletterError
-from newsletter.settings import Settings, load_settings
+from newsletter.settings import Settings
 from newsletter.zones import find_zone
 
 
 def _settings() -> Settings:
-    with user_errors():
-        return load_settings()
+    return get_settings()
 
 
 def _library(settings: Settings) -> ContentLibrary:
@@ -159,7 +158,8 @@ def _zone(name: str) -> ZoneInfo:
     found = find_zone(name)
     if found is None:
         raise click.BadParameter(
-            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin",
+            f"unknown time zone {name[:64]!r}; use an IANA name such as Europe/Berlin "
+            "(`newsletter timezones` lists them)",
             param_hint="--timezone",
         )
     return found

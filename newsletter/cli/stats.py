@@ -92,9 +92,15 @@ def _as_json(report: StatsReport) -> dict[str, Any]:
     return {
         "since": report.since.isoformat() if report.since else None,
         "spam_flag_rate": SPAM_FLAG_RATE,
-        "sequences": report.sequences,
+        # Steps are numbered from 1, as in the tables and in `sequence show`.
+        "sequences": [{**row, "step": _step_number(row["step"])} for row in report.sequences],
         "campaigns": report.campaigns,
     }
+
+
+def _step_number(step: int | None) -> int | str:
+    """1 for the first step; ``"then"`` for a rotation item (stored as None or negative)."""
+    return "then" if step is None or step < 0 else step + 1
 
 
 def _print_tables(report: StatsReport) -> None:

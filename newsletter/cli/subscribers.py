@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from newsletter.cli.support import FORMATS, emit, get_app, parse_now, user_error
 from newsletter.models import SubscriberStatus
 
 COLUMNS = ("email", "first_name", "status", "timezone", "tags", "created_at")
+TABLE_LIMIT = 50
 
 
 @click.group()
@@ -64,16 +66,36 @@ def add(
     "--report",
     "report_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Write skipped rows (line, email, reason) to this CSV file.",
+    help="Write skipped rows and rows with an unknown time zone (line, email, reason) to "
+    "this CSV file.",
+)
+@click.option(
+    "--yes", is_flag=True, help="Do not ask before queueing confirmation emails (scripts)."
 )
 @click.option("--now", "now_text", hidden=True)
-def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str | None) -> None:
-    """Import a CSV (columns email, first_name, timezone, tags) of any size."""
-    from newsletter.importing import count_lines, import_csv
+def import_(
+    file: Path, confirmed: bool, report_path: Path | None, yes: bool, now_text: str | None
+) -> None:
+    """Import a CSV (columns email, first_name, timezone, tags) of any size.
+
+    Without --confirmed every new address gets a confirmation email: the command says how
+    many and asks first (--yes to skip the question).
+    """
+    from newsletter.importing import count_lines, count_new_addresses, import_csv
 
     app = get_app()
     with user_errors():  # a directory or unreadable file: one line, exit 1
         total = count_lines(file)
+        if not confirmed:
+            new = count_new_addresses(app, file)
+    if not confirmed and new and not yes:
+        noun = "address" if new == 1 else "addresses"
+        email = "email" if new == 1 else "emails"
+        click.confirm(
+            f"{file.name} has {new:,} new {noun}; without --confirmed each gets a "
+            f"confirmation email ({new:,} {email} will be sent). Continue?",
+            abort=True,
+        )
     stderr = sys.stderr
     with click.progressbar(length=total, label="importing", file=stderr) as bar, user_errors():
         report = import_csv(
@@ -84,26 +106,57 @@ def import_(file: Path, confirmed: bool, report_path: Path | None, now_text: str
         click.echo(f"  line {skipped.line}: {skipped.email or '(empty)'}: {skipped.reason}")
     if len(report.skipped) > 20:
         click.echo(f"  ... and {len(report.skipped) - 20} more (use --report FILE for all)")
+    where = f"listed in {report_path}" if report_path else "use --report FILE to list them"
+    for zone, rows in report.unknown_zones.items():
+        noun = "row" if rows == 1 else "rows"
+        click.echo(
+            f"warning: unknown time zone {zone!r} on {rows:,} {noun}; imported with "
+            f"{app.settings.default_timezone} ({where}; `newsletter timezones` lists the zones)",
+            err=True,
+        )
     if report_path is not None:
         import csv
 
         with report_path.open("w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(["line", "email", "reason"])
-            for s in report.skipped:
+            rows_out = sorted([*report.skipped, *report.zone_notes], key=lambda s: s.line)
+            for s in rows_out:
                 writer.writerow([s.line, s.email, s.reason])
 
 
 @subscribers.command("list")
 @click.option("--status", type=click.Choice([s.value for s in SubscriberStatus]))
 @click.option("--tag", help="Only subscribers with this tag.")
+@click.option("--search", help="Only addresses or first names containing this text.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    help=f"Show at most this many (default {TABLE_LIMIT} for a table, all for csv/json; 0: all).",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-def list_(status: str | None, tag: str | None, fmt: str) -> None:
-    """List subscribers."""
+def list_(
+    status: str | None, tag: str | None, search: str | None, limit: int | None, fmt: str
+) -> None:
+    """List subscribers, oldest first."""
     from newsletter.subscribers import iter_subscribers
 
-    rows = iter_subscribers(get_app(), status=status, tag=tag)
-    emit(rows, COLUMNS, fmt, title=lambda count: f"{count} subscribers")
+    if limit is None:
+        limit = TABLE_LIMIT if fmt == "table" else 0
+    rows = iter_subscribers(get_app(), status=status, tag=tag, search=search)
+    if limit:
+        rows = itertools.islice(rows, limit + 1)  # one more tells whether there are more
+
+    def title(count: int) -> str:
+        if limit and count > limit:
+            return f"first {limit} subscribers (more match: --limit N, or --limit 0 for all)"
+        return f"{count} subscribers"
+
+    if fmt == "table" and limit:
+        shown = list(rows)
+        emit(shown[:limit], COLUMNS, fmt, title=title(len(shown)))
+        return
+    emit(itertools.islice(rows, limit) if limit else rows, COLUMNS, fmt, title=title)
 
 
 @subscribers.command("show")
@@ -126,7 +179,7 @@ def show(email: str) -> None:
     click.echo("enrollments:")
     for e in data["enrollments"]:
         click.echo(
-            f"  {e['sequence']}: {e['status']}, next step {e['position']}, "
+            f"  {e['sequence']}: {e['status']}, next step {e['position'] + 1}, "
             f"due {e['next_due_at'] or '-'}"
         )
     click.echo("deliveries:")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import shutil
+import socket
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -15,25 +17,53 @@ from typing import Any
 import click
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import make_url
 
 from newsletter.app import App
+from newsletter.db import DatabaseError, database_exists
 from newsletter.errors import NewsletterError
-from newsletter.settings import load_settings
+from newsletter.logs import configure_logging
+from newsletter.settings import Settings, keep_secret_key, read_settings
+from newsletter.startup import check_files
 
 
 class State:
-    """``ctx.obj``: opens the app on first use and closes it when the command ends."""
+    """``ctx.obj``: reads the settings and opens the app on first use, closes it at the end.
 
-    def __init__(self) -> None:
+    Every command goes through ``settings()``: values validated, files checked (a missing
+    content folder means "not in a project": nothing is created), then the secret key kept.
+    Only commands that pass ``create=True`` (serve, worker, db upgrade) create a database.
+    """
+
+    def __init__(self, *, verbose: bool = False) -> None:
+        self.verbose = verbose
+        self._settings: Settings | None = None
         self._app: App | None = None
 
-    def app(self) -> App:
+    def settings(self) -> Settings:
+        if self._settings is None:
+            with user_errors():
+                settings = read_settings()
+                configure_logging(verbose=self.verbose, fmt=settings.log_format)
+                check_files(settings)
+                self._settings = keep_secret_key(settings)
+            if self.verbose or _stderr_is_terminal():
+                click.echo(context_line(self._settings), err=True)
+        return self._settings
+
+    def app(self, *, create: bool = False) -> App:
         if self._app is None:
-            try:
-                self._app = App(load_settings())
-                self._app.migrate()
-            except NewsletterError as exc:
-                raise click.ClickException(str(exc)) from exc
+            settings = self.settings()
+            with user_errors():
+                if not create:
+                    require_database(settings)
+                app = App(settings)
+                try:
+                    app.migrate()
+                except NewsletterError:
+                    app.close()
+                    raise
+                self._app = app
         return self._app
 
     def close(self) -> None:
@@ -41,14 +71,46 @@ class State:
             self._app.close()
 
 
-def get_app(ctx: click.Context | None = None) -> App:
+def _stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def context_line(settings: Settings) -> str:
+    """``using database ... and content ...``: what a command works on."""
+    url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+    return f"using database {url} and content {settings.content_dir.absolute()}"
+
+
+def require_database(settings: Settings) -> None:
+    """Refuse to run on a database that does not exist yet (commands that only read)."""
+    url = settings.effective_database_url
+    if database_exists(url):
+        return
+    shown = make_url(url).render_as_string(hide_password=True)
+    raise DatabaseError(
+        f"no newsletter database at {shown}; create it with `newsletter db upgrade` (or "
+        "`newsletter serve`), or set NEWSLETTER_DATABASE_URL to the one you use"
+    )
+
+
+def _state(ctx: click.Context | None = None) -> State:
     ctx = ctx or click.get_current_context()
     state = ctx.find_object(State)
     if state is None:
         state = State()
         ctx.obj = state
         ctx.call_on_close(state.close)
-    return state.app()
+    return state
+
+
+def get_app(ctx: click.Context | None = None, *, create: bool = False) -> App:
+    """The opened app; ``create=True`` may create the database (serve, worker, db upgrade)."""
+    return _state(ctx).app(create=create)
+
+
+def get_settings(ctx: click.Context | None = None) -> Settings:
+    """Validated, checked settings for commands that need no database."""
+    return _state(ctx).settings()
 
 
 @contextmanager
@@ -60,15 +122,16 @@ def user_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
-def parse_now(value: str | None) -> datetime:
+def parse_now(value: str | None, *, option: str = "--now") -> datetime:
     """``--now`` as an aware UTC datetime (naive input is taken as UTC)."""
     if value is None:
         return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is not ISO-8601; use e.g. 2026-12-01T09:00:00+00:00"
+            f"{value!r} is not ISO-8601; use e.g. 2026-12-01T09:00:00+00:00",
+            param_hint=option,
         ) from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
@@ -128,3 +191,62 @@ def _cell(value: Any) -> str:
     if isinstance(value, datetime):
         return value.isoformat(timespec="seconds")
     return str(value)
+
+
+class OneLineErrors(click.Group):
+    """The root group: a usage error is one line on stderr (exit code 2, as click's).
+
+    Click prints the usage, a "Try --help" hint and the error over several lines; here the
+    line names the problem and the help to read, e.g.
+    ``Error: Invalid value for '--now': 'x' is not ISO-8601; ... (see `newsletter tick --help`)``.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx is not None else self.name
+            click.echo(f"Error: {exc.format_message()} (see `{path} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, EOFError, KeyboardInterrupt):
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+class PortInUseError(NewsletterError):
+    """The TCP port for ``serve`` is taken (or cannot be bound)."""
+
+
+def bind_port(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); ``PortInUseError`` in one line when it is taken.
+
+    Bound here, before the banner and the scheduler, so a busy port is one clear line
+    instead of uvicorn's log lines and errno 98; uvicorn then serves on this socket.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise PortInUseError(f"cannot use --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUseError(
+                f"port {port} on {host} is already in use (another `newsletter serve`?); "
+                f"stop it, or pick another port: --port {port + 1} (make serve PORT={port + 1})"
+            ) from None
+        raise PortInUseError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock

@@ -13,7 +13,7 @@ from typing import Any
 
 from newsletter.content.model import KINDS, ContentItem
 from newsletter.content.yaml_source import YamlDocument, parse_yaml
-from newsletter.errors import ContentError
+from newsletter.errors import ContentError, ContentProblems
 
 DEFAULT_TEMPLATES: dict[str, str] = {
     "tips": "tip",
@@ -95,22 +95,29 @@ def parse_item(
         )
     source = split_front_matter(text, path)
     doc = parse_yaml(source.front_matter, path, line_offset=1)
-    meta = _check_schema(doc)
+    problems: list[ContentError] = []
+    meta = _check_schema(doc, problems)
     template = meta.get("template", DEFAULT_TEMPLATES[kind])
-    if template not in templates:
+    if isinstance(template, str) and template not in templates:
         known = ", ".join(sorted(templates)) or "none"
-        raise doc.error(
-            f"unknown template {template!r}: no {template}.html and {template}.txt in the "
-            f"templates folder (available: {known})",
-            "template",
+        problems.append(
+            doc.error(
+                f"unknown template {template!r}: no {template}.html and {template}.txt in the "
+                f"templates folder (available: {known})",
+                "template",
+            )
         )
     transactional = meta.get("transactional", False)
     if transactional and kind != "system":
-        raise doc.error(
-            "transactional: true is only for system items (the confirmation email); "
-            "marketing email must carry the unsubscribe footer",
-            "transactional",
+        problems.append(
+            doc.error(
+                "transactional: true is only for system items (the confirmation email); "
+                "marketing email must carry the unsubscribe footer",
+                "transactional",
+            )
         )
+    if problems:  # every problem of this file, in one run
+        raise problems[0] if len(problems) == 1 else ContentProblems(problems)
     item = ContentItem(
         id=f"{kind}/{slug}",
         kind=kind,
@@ -128,28 +135,39 @@ def parse_item(
     return item, ItemLines(source.body_line, doc.line_of("subject"), doc.line_of("preheader"))
 
 
-def _check_schema(doc: YamlDocument) -> dict[str, Any]:
+def _check_schema(doc: YamlDocument, problems: list[ContentError]) -> dict[str, Any]:
+    """The front matter's valid keys; each problem found is appended to ``problems``."""
     if doc.data is None:
-        raise doc.error("front matter is empty: add 'subject: ...' and 'preheader: ...'")
+        problems.append(doc.error("front matter is empty: add 'subject: ...' and 'preheader: ...'"))
+        return {}
     if not isinstance(doc.data, dict):
-        raise doc.error("front matter must be 'key: value' lines")
-    meta: dict[str, Any] = doc.data
-    for key, value in meta.items():
+        problems.append(doc.error("front matter must be 'key: value' lines"))
+        return {}
+    meta: dict[str, Any] = {}
+    for key, value in doc.data.items():
         spec = FRONT_MATTER.get(str(key))
         if spec is None:
             allowed = ", ".join(FRONT_MATTER)
-            raise doc.error(f"unknown front-matter key {key!r}; allowed keys: {allowed}", key)
-        if not isinstance(value, spec.type):
-            raise doc.error(f"{key} must be {_TYPE_NAMES[spec.type]}, got {_describe(value)}", key)
+            problems.append(
+                doc.error(f"unknown front-matter key {key!r}; allowed keys: {allowed}", key)
+            )
+        elif not isinstance(value, spec.type):
+            problems.append(
+                doc.error(f"{key} must be {_TYPE_NAMES[spec.type]}, got {_describe(value)}", key)
+            )
+        else:
+            meta[str(key)] = value
     if "tags" in meta:
         for index, tag in enumerate(meta["tags"]):
             if not isinstance(tag, str) or not tag.strip():
-                raise doc.error(f"tags must be words, got {_describe(tag)}", "tags", index)
+                problems.append(
+                    doc.error(f"tags must be words, got {_describe(tag)}", "tags", index)
+                )
     for key, spec in FRONT_MATTER.items():
-        if spec.required and key not in meta:
-            raise doc.error(f"missing {key}: add '{key}: ...' ({spec.description})")
-        if spec.required and not meta[key].strip():
-            raise doc.error(f"{key} is empty: write {spec.description}", key)
+        if spec.required and key not in doc.data:
+            problems.append(doc.error(f"missing {key}: add '{key}: ...' ({spec.description})"))
+        elif spec.required and key in meta and not meta[key].strip():
+            problems.append(doc.error(f"{key} is empty: write {spec.description}", key))
     return meta
 
 

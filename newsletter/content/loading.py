@@ -66,7 +66,7 @@ def _scan_item(path: Path, kind: str, templates: Collection[str], scanned: Scann
     try:
         item, lines = parse_item(_read(path), str(path), kind, path.stem, templates)
     except ContentError as exc:
-        scanned.problems.append(exc)
+        scanned.problems.extend(getattr(exc, "problems", [exc]))
         scanned.broken.add(f"{kind}/{path.stem}")
         return
     scanned.items[item.id] = (item, lines)
