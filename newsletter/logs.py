@@ -1,7 +1,7 @@
 """Logging for the processes: quiet by default, everything with ``--verbose``, JSON on request.
 
 This module owns the global logging state. By default our own loggers speak at INFO and
-third parties (APScheduler, uvicorn, Alembic) only at WARNING, so a running service logs
+third parties (APScheduler, uvicorn, Alembic, httpx) only at WARNING, so a running service logs
 one canonical line per job run that did something (``job_line``) and its problems.
 ``--verbose`` shows everything at DEBUG, APScheduler's INFO lines included.
 ``NEWSLETTER_LOG_FORMAT=json`` writes one JSON object per line, with a canonical line's
@@ -17,7 +17,15 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-QUIET_LIBRARIES = ("apscheduler", "uvicorn", "uvicorn.error", "uvicorn.access", "alembic")
+QUIET_LIBRARIES = (
+    "apscheduler",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "alembic",
+    "httpx",  # one INFO line per request (webhooks, SendGrid): noise unless --verbose
+    "httpcore",
+)
 FIELDS = ("job", "counts", "duration_s")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 

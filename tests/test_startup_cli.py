@@ -201,6 +201,20 @@ def test_outside_a_project_nothing_is_created(
     assert list(tmp_path.iterdir()) == []
 
 
+def _all_migrations() -> list[str]:
+    """Every revision as ``db upgrade`` lists it, oldest first, read from Alembic itself."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "newsletter" / "migrations"))
+    script = ScriptDirectory.from_config(config)
+    return [
+        f"  {s.revision}  {(s.doc or '').strip().splitlines()[0]}"
+        for s in reversed(list(script.walk_revisions()))
+    ]
+
+
 def test_only_serve_worker_and_db_upgrade_create_a_database(
     cli_env: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -215,8 +229,13 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
     assert not database.exists()
     created = invoke(env, "db", "upgrade")
     assert created.exit_code == 0
+    revisions = _all_migrations()
+    assert revisions[0] == "  0001  initial schema"
     assert created.stdout == (
-        f"created sqlite:///{database}: applied 1 migration\n  0001  initial schema\n"
+        f"created sqlite:///{database}: applied {len(revisions)} migration"
+        + ("s" if len(revisions) > 1 else "")
+        + "\n"
+        + "".join(f"{line}\n" for line in revisions)
     )
     again = invoke(env, "db", "upgrade")
     assert again.stdout == f"sqlite:///{database} is up to date\n"
