@@ -88,7 +88,8 @@ def assert_only_our_headers(received: Received) -> None:
     assert set(received.header_names) <= OURS, received.header_names
     assert len(received.header_names) == len(set(received.header_names))
     for value in (*received.headers.values(), received.subject, received.to_name):
-        assert "\r" not in value and "\n" not in value
+        assert "\r" not in value
+        assert "\n" not in value
         assert "=?" not in value  # nothing left that a MIME library would decode
 
 
