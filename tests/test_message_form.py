@@ -113,6 +113,7 @@ def test_a_retry_gets_its_own_message_id_and_the_same_random_part(
     assert one == message_id_for(7, 1, "00112233aabbccdd", from_email="tips@shop.example")
     assert one == "nl-7-1-00112233aabbccdd@shop.example"
     assert message_id_for(7, 2, "00112233aabbccdd", from_email="tips@shop.example") != one
+    assert message_id_for(7, 1, "00ff", from_email="tips@") == "nl-7-1-00ff@localhost"
 
 
 @pytest.mark.parametrize("offered", [True, False], ids=["8bitmime-offered", "not-offered"])

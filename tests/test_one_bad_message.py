@@ -113,6 +113,63 @@ def sample(delivery_id: int, **changes: Any) -> OutgoingEmail:
             "not stay one header line",
             id="crlf-in-a-header",
         ),
+        pytest.param(
+            {"from_email": "tips at shop"},
+            "the sender address 'tips at shop' is not a single plain address",
+            id="bad-sender",
+        ),
+        pytest.param(
+            {"reply_to": "help@shop.example>"},
+            "the reply-to address 'help@shop.example>' is not a single plain address",
+            id="bad-reply-to",
+        ),
+        pytest.param(
+            {"to_email": "=?x?q?y?=@example.org"},
+            "the recipient address '=?x?q?y?=@example.org' holds '=?', which mail software "
+            "would decode as an RFC 2047 encoded word",
+            id="encoded-word-address",
+        ),
+        pytest.param(
+            {"from_name": "Back\nwise"},
+            "the sender name 'Back\\nwise' would not stay one header line",
+            id="crlf-in-from-name",
+        ),
+        pytest.param(
+            {"message_id": "a\n@b"},
+            "the Message-ID 'a\\n@b' would not stay one header line",
+            id="crlf-in-message-id",
+        ),
+        pytest.param(
+            {"categories": ("drip", "a\nb")},
+            "the category 2 'a\\nb' would not stay one header line",
+            id="crlf-in-category",
+        ),
+        pytest.param(
+            {"html": "<p>\udfff</p>"},
+            "the html part holds a character UTF-8 cannot encode at position 3",
+            id="lone-surrogate-in-html",
+        ),
+        pytest.param(
+            {"subject": "=?" + "x" * 100},
+            f"the subject {'=?' + 'x' * 78!r} would not stay one header line",
+            id="long-value-shown-to-80",
+        ),
+        pytest.param(
+            {"to_email": "a" * 100 + " b@example.org"},
+            f"the recipient address {'a' * 80!r} is not a single plain address",
+            id="long-address-shown-to-80",
+        ),
+        pytest.param(
+            {"to_email": "=?" + "a" * 100 + "@example.org"},
+            f"the recipient address {'=?' + 'a' * 78!r} holds '=?', which mail software "
+            "would decode as an RFC 2047 encoded word",
+            id="long-encoded-address-shown-to-80",
+        ),
+        pytest.param(
+            {"to_name": None, "from_name": None, "reply_to": None, "message_id": None},
+            None,
+            id="optional-fields-absent",
+        ),
         pytest.param({}, None, id="fine"),
     ],
 )

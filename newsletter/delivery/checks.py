@@ -55,7 +55,7 @@ def message_problem(message: OutgoingEmail) -> str | None:
         "sender name": message.from_name or "",
         "Message-ID": message.message_id or "",
         **{f"{name} header": value for name, value in message.headers.items()},
-        **{f"category {c!r}": c for c in message.categories},
+        **{f"category {n}": c for n, c in enumerate(message.categories, start=1)},
     }
     for role, value in single.items():
         if not is_one_line(value):
