@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from newsletter.content.model import Links, RenderedEmail, SubscriberContext
 from newsletter.delivery.base import OutgoingEmail
+from newsletter.one_line import one_line
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,17 @@ def confirm_url(base_url: str, token: str) -> str:
     return f"{base_url}/confirm/{token}"
 
 
+def message_id_for(delivery_id: int, attempt: int, nonce: str, *, from_email: str) -> str:
+    """The Message-ID (without angle brackets) of one attempt of one delivery.
+
+    ``nonce`` is the delivery's random part (``deliveries.message_nonce``): with it the id
+    is unique worldwide (across installs and database resets), and rebuilding the same
+    attempt gives the same id.
+    """
+    domain = from_email.rpartition("@")[2] or "localhost"
+    return f"nl-{delivery_id}-{attempt}-{nonce}@{domain}"
+
+
 def compose(
     rendered: RenderedEmail,
     *,
@@ -46,15 +59,22 @@ def compose(
     recipient: SubscriberContext,
     links: Links,
     sender: Sender,
+    nonce: str,
+    now: datetime,
     categories: tuple[str, ...] = (),
     subject_prefix: str = "",
 ) -> OutgoingEmail:
-    """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID."""
+    """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID
+    and a ``Date`` (``now``).
+
+    Every value that becomes a header (subject, names) is passed through ``one_line``
+    here, the path all backends share, so no subscriber value can split a header on any
+    of them.
+    """
     headers: dict[str, str] = {}
     if not rendered.transactional and links.unsubscribe:
         headers["List-Unsubscribe"] = f"<{links.unsubscribe}>"
         headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    domain = sender.from_email.rpartition("@")[2] or "localhost"
     personal = {"email": recipient.email}
     if recipient.first_name:
         personal["first_name"] = recipient.first_name
@@ -65,15 +85,16 @@ def compose(
     return OutgoingEmail(
         delivery_id=delivery_id,
         to_email=recipient.email,
-        to_name=recipient.first_name,
-        subject=subject_prefix + rendered.subject,
+        to_name=one_line(recipient.first_name or "") or None,
+        subject=one_line(subject_prefix + rendered.subject),
         html=rendered.html,
         text=rendered.text,
         from_email=sender.from_email,
-        from_name=sender.from_name,
+        from_name=one_line(sender.from_name or "") or None,
         reply_to=sender.reply_to,
-        message_id=f"nl-{delivery_id}-{attempt}@{domain}",
+        message_id=message_id_for(delivery_id, attempt, nonce, from_email=sender.from_email),
         headers=headers,
         categories=categories,
         personal=personal,
+        date=now,
     )

@@ -12,6 +12,7 @@ the mailer fails unexpectedly (the chunk in flight becomes ``unknown``, logged a
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,12 +22,20 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.backoff import bounded_wait
 from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.checks import message_problem
 from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
-from newsletter.ledger import claim_batch, mark_sending, record_results, release
+from newsletter.ledger import (
+    claim_batch,
+    mark_sending,
+    record_results,
+    release,
+    skip_withdrawn,
+)
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
@@ -44,6 +53,8 @@ class DispatchReport:
     outcomes: dict[str, int] = field(default_factory=dict)
     # Set when the provider asked every worker to wait: nothing is claimed before it.
     backoff_until: datetime | None = None
+    # Claimed, then withdrawn (unsubscribed, suppressed ...) before their chunk went out.
+    skipped: int = 0
 
     def add(self, results: Sequence[SendResult]) -> None:
         for r in results:
@@ -118,10 +129,18 @@ def deliver_due(
         with transaction(app.sessions) as session:
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
             ids = [m.delivery_id for m in chunk]
+            # Re-checked here, not only at claim: an unsubscribe that commits before this
+            # chunk is marked ``sending`` stops its email.
+            withdrawn = set(skip_withdrawn(session, ids, now=now))
             renewed = lease + (moment - now)
             owned = set(mark_sending(session, ids, now=now, worker=worker, lease=renewed))
         report.commits += 1
         report.add(pending)
+        if withdrawn:
+            report.skipped += len(withdrawn)
+            report.outcomes["skipped"] = report.outcomes.get("skipped", 0) + len(withdrawn)
+            log.info("%d deliveries skipped: withdrawn after the claim", len(withdrawn))
+            chunk = [m for m in chunk if m.delivery_id not in withdrawn]
         lost = len(chunk) - len(owned)
         if lost:
             log.warning(
@@ -178,7 +197,7 @@ def _provider_pause(results: Sequence[SendResult]) -> float | None:
         for r in results
         if r.retry_after is not None and r.status in (SendStatus.RETRY, SendStatus.NOT_ATTEMPTED)
     ]
-    return max(waits) if waits else None
+    return bounded_wait(max(waits)) if waits else None
 
 
 def _halt(
@@ -264,19 +283,38 @@ def _build_messages(
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
-        messages.append(
-            compose(
-                rendered,
-                delivery_id=row.id,
-                attempt=row.attempts,
-                recipient=recipient,
-                links=links,
-                sender=sender,
-                categories=categories,
-                subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
-            )
+        if row.message_nonce is None:
+            row.message_nonce = secrets.token_hex(8)
+        message = compose(
+            rendered,
+            delivery_id=row.id,
+            attempt=row.attempts,
+            recipient=recipient,
+            links=links,
+            sender=sender,
+            nonce=row.message_nonce,
+            now=now,
+            categories=categories,
+            subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
         )
+        problem = _problem(app, message)
+        if problem is not None:
+            log.warning("delivery %d cannot be sent: %s", row.id, problem)
+            failures.append(SendResult(row.id, SendStatus.FAILED, error=problem[:1000]))
+            continue
+        messages.append(message)
     return messages, failures
+
+
+def _problem(app: App, message: OutgoingEmail) -> str | None:
+    """Why ``message`` cannot be handed to this mailer (checked before its chunk is)."""
+    problem = message_problem(message)
+    if problem is None:
+        check = getattr(app.mailer, "problem", None)
+        if callable(check):
+            found = check(message)
+            problem = found if isinstance(found, str) else None
+    return None if problem is None else f"not sendable: {problem}"
 
 
 def _categories(

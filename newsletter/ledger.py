@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.addresses import email_hash
-from newsletter.backoff import retry_delay
+from newsletter.backoff import bounded_wait, retry_delay
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.models import (
     Campaign,
@@ -161,7 +161,7 @@ def claim_batch(
             .where(Delivery.id.in_(drop))
             .values(
                 status=DeliveryStatus.SKIPPED.value,
-                error="skipped at claim: unsubscribed, suppressed or campaign cancelled",
+                error=SKIPPED_AT_CLAIM,
                 updated_at=now,
             )
         )
@@ -214,6 +214,51 @@ def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
         session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(hashes)))
     )
     return {rid for rid, e in emails.items() if email_hash(e) in blocked}
+
+
+SKIPPED_AT_CLAIM = "skipped at claim: unsubscribed, suppressed or campaign cancelled"
+SKIPPED_BEFORE_SENDING = (
+    "skipped before sending: unsubscribed, suppressed or campaign cancelled after the claim"
+)
+
+
+def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> list[int]:
+    """Mark ``skipped`` the rows among ``ids`` that may no longer go out (their subscriber
+    unsubscribed or was suppressed, their campaign was cancelled, since the claim);
+    return their ids. Run just before ``mark_sending``, in the same transaction, so only
+    a chunk already in the provider's hands can still reach someone who left. Caller
+    commits.
+    """
+    if not ids:
+        return []
+    rows = list(
+        session.scalars(
+            select(Delivery).where(
+                Delivery.id.in_(ids),
+                Delivery.status == DeliveryStatus.LEASED.value,
+            )
+        )
+    )
+    if not rows:
+        return []
+    held = [r.id for r in rows]
+    eligible = set(
+        session.scalars(select(Delivery.id).where(Delivery.id.in_(held), _eligible_marketing()))
+    )
+    suppressed = _suppressed_ids(session, rows)
+    drop = sorted(r for r in held if r not in eligible or r in suppressed)
+    if drop:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(drop), Delivery.status == DeliveryStatus.LEASED.value)
+            .values(
+                status=DeliveryStatus.SKIPPED.value,
+                error=SKIPPED_BEFORE_SENDING,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
+    return drop
 
 
 def mark_sending(
@@ -358,7 +403,7 @@ def _requeue_not_attempted(
         {
             "b_id": r.delivery_id,
             "b_error": r.error,
-            "b_due_at": now + timedelta(seconds=r.retry_after or NOT_ATTEMPTED_DELAY),
+            "b_due_at": now + timedelta(seconds=bounded_wait(r.retry_after or NOT_ATTEMPTED_DELAY)),
         }
         for r in results
         if r.status is SendStatus.NOT_ATTEMPTED

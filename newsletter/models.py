@@ -214,6 +214,10 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # The random part of this delivery's Message-ID (``compose.message_id_for``), set
+    # when it is first claimed: with the id and the attempt it makes every Message-ID
+    # unique worldwide and the same each time one attempt is rebuilt (issue 11).
+    message_nonce: Mapped[str | None] = mapped_column(String(32))
 
 
 class CampaignState(enum.StrEnum):

@@ -1,15 +1,29 @@
-"""Text that must stay on one line (names, subjects, header values). Pure."""
+"""Text that must stay on one line (names, tags, subjects, header values). Pure.
+
+The one place where a value a stranger supplied (a name, a tag, an attribute, a source)
+is made safe for an email header, on every backend: ``one_line`` is applied when values
+come in (``subscriptions.clean_first_name``) and again when headers are built
+(``compose.compose`` for every backend, ``delivery.mime`` for SMTP and the outbox).
+"""
 
 from __future__ import annotations
 
 import unicodedata
 
+# RFC 2047 encoded words start with "=?". A MIME library that reads header text decodes
+# them (Python's email package does, even inside a word), so "=?utf-8?q?=0D=0A...?=" in
+# a name would turn into a real line break and new headers. No cleaned value holds one.
+ENCODED_WORD_OPENER = "=?"
+DEFUSED_OPENER = "= ?"
+
 
 def one_line(value: str) -> str:
     """NFC, with control and line-break characters (CR, LF, U+0085, U+2028 ...) turned into
-    spaces and runs of spaces collapsed, so no value can split an email header."""
+    spaces, runs of spaces collapsed, and every encoded-word opener ``=?`` split into
+    ``= ?``, so no value can split an email header, not even once a MIME library has
+    decoded it."""
     text = unicodedata.normalize("NFC", value)
-    return " ".join(
+    spaced = " ".join(
         "".join(
             " "
             if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp")
@@ -17,3 +31,9 @@ def one_line(value: str) -> str:
             for ch in text
         ).split()
     )
+    return spaced.replace(ENCODED_WORD_OPENER, DEFUSED_OPENER)
+
+
+def is_one_line(value: str) -> bool:
+    """True when ``value`` is already what ``one_line`` makes of it."""
+    return one_line(value) == value

@@ -45,3 +45,14 @@ def set_backoff(session: Session, until: datetime, *, reason: str, now: datetime
             },
         )
     )
+
+
+def clear_backoff(session: Session) -> tuple[datetime, str] | None:
+    """Lift the provider backoff; return the ``(until, reason)`` it had, if one was stored.
+    Caller commits."""
+    row = session.get(ServiceState, BACKOFF_KEY, populate_existing=True)
+    if row is None:
+        return None
+    stored = (datetime.fromtimestamp(row.number, tz=UTC), row.value)
+    session.delete(row)
+    return stored

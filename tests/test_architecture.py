@@ -21,6 +21,7 @@ PURE = [
     "newsletter/events/parsing.py",
     "newsletter/web/form_input.py",
     "newsletter/one_line.py",
+    "newsletter/delivery/checks.py",
     "newsletter/zones.py",
     "newsletter/webhooks/catalog.py",
     "newsletter/webhooks/signing.py",

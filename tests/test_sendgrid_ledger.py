@@ -75,14 +75,45 @@ def test_202_marks_sent_and_keeps_the_message_id(sg_app: App, server: SendGridSe
 
 
 def test_400_fails_permanently_with_sendgrid_message(sg_app: App, server: SendGridServer) -> None:
+    """A batched request that answers 400 naming no recipient is tried once per recipient
+    (to find the culprit); those answering 400 alone fail for good."""
     queue(sg_app, 2)
-    server.inject(Fault(status=400), times=1)
+    server.inject(Fault(status=400), times=3)
     deliver_due(sg_app, now=NOW)
     states = {(r.status, r.error is not None) for r in rows(sg_app)}
     assert states == {("failed", True)}
-    assert server.recorded().requests == 1
+    assert server.recorded().requests == 3  # the batch, then each recipient alone once
     deliver_due(sg_app, now=NOW + timedelta(hours=1))
-    assert server.recorded().requests == 1  # never retried
+    assert server.recorded().requests == 3  # never retried
+
+
+def test_400_on_a_batch_fails_only_the_recipient_sendgrid_names(
+    sg_app: App, server: SendGridServer
+) -> None:
+    """A 400 whose field names one personalization fails that recipient; the rest of the
+    batch is resent once, as one request, and delivered."""
+    ids = queue(sg_app, 4)
+    server.inject(
+        Fault(
+            status=400,
+            message="Does not contain a valid address.",
+            error_field=("personalizations.2.to.0.email"),
+        ),
+        times=1,
+    )
+    deliver_due(sg_app, now=NOW)
+    assert [(r.id, r.status) for r in rows(sg_app)] == [
+        (ids[0], "sent"),
+        (ids[1], "sent"),
+        (ids[2], "failed"),
+        (ids[3], "sent"),
+    ]
+    assert rows(sg_app)[2].error == (
+        "HTTP 400: Does not contain a valid address. (field personalizations.2.to.0.email)"
+    )
+    recorded = server.recorded()
+    assert recorded.requests == 2
+    assert sorted(recorded.accepted_delivery_ids) == sorted(str(i) for i in ids if i != ids[2])
 
 
 def test_429_waits_until_the_reset_and_makes_no_storm(sg_app: App, server: SendGridServer) -> None:

@@ -427,6 +427,20 @@ def test_empty_batch_sends_nothing(server: SendGridServer, mailer: SendGridMaile
         pytest.param({"X-RateLimit-Reset": str(int(NOW) - 45)}, 0.0, id="reset-past"),
         pytest.param({"Retry-After": "2", "X-RateLimit-Reset": str(int(NOW) + 45)}, 2.0, id="both"),
         pytest.param({"Retry-After": "soon"}, None, id="garbage"),
+        pytest.param({"Retry-After": "1e12"}, 3600.0, id="huge-capped"),
+        pytest.param({"Retry-After": "1000000000"}, 3600.0, id="31-years-capped"),
+        pytest.param({"Retry-After": "inf"}, None, id="infinite"),
+        pytest.param({"Retry-After": "nan"}, None, id="nan"),
+        pytest.param(
+            {"X-RateLimit-Reset": str(int(NOW + 45) * 1000)}, 45.0, id="reset-epoch-milliseconds"
+        ),
+        pytest.param({"X-RateLimit-Reset": "30"}, 30.0, id="reset-as-seconds-to-wait"),
+        pytest.param({"X-RateLimit-Reset": "nan"}, None, id="reset-nan"),
+        pytest.param(
+            {"Retry-After": email.utils.formatdate(NOW + 10**8, usegmt=True)},
+            3600.0,
+            id="http-date-far-capped",
+        ),
         pytest.param({}, None, id="none"),
     ],
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
@@ -190,14 +190,20 @@ def delivery() -> None:
 
 @delivery.command("resume")
 def delivery_resume() -> None:
-    """Lift a sending halt after the provider credentials were fixed."""
+    """Lift a sending halt (after the provider credentials were fixed) and any provider
+    backoff (a 429/5xx wait), so the next tick sends again."""
     from newsletter.db import transaction
+    from newsletter.send_backoff import clear_backoff
     from newsletter.sending_halt import clear_halt
 
     app = get_app()
     with transaction(app.sessions) as session:
         cleared = clear_halt(session)
+        backoff = clear_backoff(session)
     click.echo("sending resumed" if cleared else "sending was not halted")
+    if backoff is not None and backoff[0] > datetime.now(UTC):
+        until, reason = backoff
+        click.echo(f"provider backoff until {until.isoformat()} cleared ({reason or 'no reason'})")
 
 
 def _register_optional() -> None:

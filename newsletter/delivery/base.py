@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from newsletter.errors import ProviderAuthError
@@ -38,6 +39,8 @@ class OutgoingEmail:
     headers: Mapping[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
     personal: Mapping[str, str] = field(default_factory=dict)
+    # When the email was composed: its ``Date`` header (RFC 5322 requires one).
+    date: datetime | None = None
 
 
 class SendStatus(enum.StrEnum):

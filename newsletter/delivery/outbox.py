@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import build_mime
+from newsletter.delivery.mime import BUILD_ERRORS, build_mime, mime_problem
 
 
 class OutboxMailer:
     name = "outbox"
+    # Run by the dispatcher on each email before its chunk is handed over.
+    problem = staticmethod(mime_problem)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -24,12 +26,18 @@ class OutboxMailer:
     def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
         results = []
         for message in messages:
-            mime = build_mime(message)
+            try:
+                mime = build_mime(message)
+                data = mime.as_bytes()
+            except BUILD_ERRORS as exc:  # this email alone fails; the others go out
+                error = f"outbox: cannot build the email: {type(exc).__name__}: {exc}"
+                results.append(SendResult(message.delivery_id, SendStatus.FAILED, error=error))
+                continue
             message_id = mime["Message-ID"].strip("<>")
             target = self.directory / f"{message.delivery_id:012d}.eml"
             temporary = target.with_suffix(".tmp")
             try:
-                temporary.write_bytes(mime.as_bytes())
+                temporary.write_bytes(data)
                 os.replace(temporary, target)
             except OSError as exc:
                 results.append(

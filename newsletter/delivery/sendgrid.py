@@ -25,15 +25,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, replace
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 import httpx
+import idna
 from sendgrid.helpers.mail import (
     Category,
     Content,
@@ -49,8 +52,9 @@ from sendgrid.helpers.mail import (
 )
 from sendgrid.helpers.mail.exceptions import SendGridException
 
+from newsletter.backoff import bounded_wait
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.personalization import MailGroup, group_messages, singles
+from newsletter.delivery.personalization import MailGroup, Recipient, group_messages, singles
 
 DEFAULT_RATE_LIMIT_WAIT = 60.0  # seconds, for a 429 without reset headers
 
@@ -71,6 +75,8 @@ class _Outcome:
     error: str | None = None
     retry_after: float | None = None
     auth_error: str | None = None  # set on 401/403: stop everything
+    http_status: int | None = None
+    fields: tuple[str, ...] = ()  # SendGrid's errors[].field, on a 400
 
 
 class _Halt:
@@ -123,17 +129,89 @@ def _personalization(
         personalization.add_header(Header(key, value))
     personalization.add_header(Header(DELIVERY_HEADER, str(message.delivery_id)))
     if message.message_id:
-        personalization.add_header(Header("Message-ID", message.message_id))
+        message_id = message.message_id.strip("<>")
+        personalization.add_header(Header("Message-ID", f"<{message_id}>"))
+    if message.date is not None:
+        personalization.add_header(Header("Date", format_datetime(message.date)))
     for tag, value in substitutions:
         personalization.add_substitution(Substitution(tag, value))
     personalization.add_custom_arg(CustomArg("delivery_id", str(message.delivery_id)))
     return personalization
 
 
+# What SendGrid's ``format: email`` takes: an ASCII address (the usual JSON-schema
+# email pattern); non-ASCII domains must be IDNA-encoded first.
+_SENDGRID_ADDRESS = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z0-9](?:[a-z0-9-]*[a-z0-9])?",
+    re.IGNORECASE,
+)
+_CULPRIT_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
+
+
+def sendgrid_address(address: str) -> str:
+    """``address`` as SendGrid takes it: the domain IDNA-encoded (IDNA 2008, UTS 46), so
+    ``juergen@bücher.example`` becomes ``juergen@xn--bcher-kva.example``.
+
+    Raises ``ValueError`` for an address SendGrid cannot take (a non-ASCII local part:
+    SendGrid has no SMTPUTF8).
+    """
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        raise ValueError(
+            f"SendGrid cannot take {address!r}: its local part is not ASCII (use the smtp "
+            "backend with a relay that offers SMTPUTF8)"
+        )
+    try:
+        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"the domain of {address!r} cannot be IDNA-encoded: {exc}") from None
+    encoded = f"{local}@{ascii_domain}"
+    if not _SENDGRID_ADDRESS.fullmatch(encoded):
+        raise ValueError(f"SendGrid cannot take the address {address!r}")
+    return encoded
+
+
+def sendgrid_ready(message: OutgoingEmail) -> OutgoingEmail:
+    """``message`` with every address as SendGrid takes it; ``ValueError`` if it cannot."""
+    return replace(
+        message,
+        to_email=sendgrid_address(message.to_email),
+        from_email=sendgrid_address(message.from_email),
+        reply_to=sendgrid_address(message.reply_to) if message.reply_to else None,
+    )
+
+
+def _culprits(fields: Sequence[str], size: int) -> set[int]:
+    """Which personalizations a 400's ``errors[].field`` names (``personalizations.3.to``)."""
+    found = set()
+    for name in fields:
+        match = _CULPRIT_FIELD.match(name)
+        if match and int(match.group(1)) < size:
+            found.add(int(match.group(1)))
+    return found
+
+
+def _single(recipient: Recipient) -> MailGroup:
+    message = recipient.message
+    return MailGroup(
+        message.subject, message.html, message.text, (Recipient(recipient.index, message, ()),)
+    )
+
+
 class SendGridMailer:
     """Sends ``OutgoingEmail`` batches through SendGrid's v3 Mail Send API."""
 
     name = "sendgrid"
+
+    @staticmethod
+    def problem(message: OutgoingEmail) -> str | None:
+        """Why SendGrid cannot take ``message`` (checked by the dispatcher beforehand)."""
+        try:
+            sendgrid_ready(message)
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def __init__(
         self,
@@ -177,25 +255,39 @@ class SendGridMailer:
 
         Raises ``SendGridAuthError`` (a ``ProviderAuthError``) on HTTP 401/403.
         """
-        groups = group_messages(messages) if self._batch else singles(messages)
+        results: list[SendResult | None] = [None] * len(messages)
+        # An address SendGrid cannot take fails alone, before any request.
+        ready: list[OutgoingEmail] = []
+        positions: list[int] = []
+        for index, message in enumerate(messages):
+            try:
+                ready.append(sendgrid_ready(message))
+            except ValueError as exc:
+                results[index] = SendResult(
+                    message.delivery_id, SendStatus.FAILED, error=f"sendgrid: {exc}"
+                )
+                continue
+            positions.append(index)
+        groups = group_messages(ready) if self._batch else singles(ready)
         halt = _Halt()
         if len(groups) == 1 or self._concurrency == 1:
             outcomes = [self._send_group(g, halt) for g in groups]
         else:
             outcomes = list(self._pool.map(lambda g: self._send_group(g, halt), groups))
-        results: list[SendResult | None] = [None] * len(messages)
-        for group, outcome in zip(groups, outcomes, strict=True):
-            if outcome.auth_error is not None:
-                continue
-            for recipient in group.recipients:
-                results[recipient.index] = SendResult(
+        flat: list[_Outcome] = []
+        for group, per_recipient in zip(groups, outcomes, strict=True):
+            for recipient, outcome in zip(group.recipients, per_recipient, strict=True):
+                flat.append(outcome)
+                if outcome.auth_error is not None:
+                    continue
+                results[positions[recipient.index]] = SendResult(
                     delivery_id=recipient.message.delivery_id,
                     status=outcome.status,
                     provider_message_id=outcome.provider_message_id,
                     error=outcome.error,
                     retry_after=outcome.retry_after,
                 )
-        auth = next((o.auth_error for o in outcomes if o.auth_error is not None), None)
+        auth = next((o.auth_error for o in flat if o.auth_error is not None), None)
         if auth is not None:
             unsent = (SendStatus.RETRY, SendStatus.NOT_ATTEMPTED)
             raise SendGridAuthError(
@@ -215,7 +307,25 @@ class SendGridMailer:
 
     # ---- one request ---------------------------------------------------------------
 
-    def _send_group(self, group: MailGroup, halt: _Halt) -> _Outcome:
+    def _send_group(self, group: MailGroup, halt: _Halt) -> list[_Outcome]:
+        """One outcome per recipient of ``group``.
+
+        A 400 on a batched request must not fail recipients that did not cause it: the
+        personalizations SendGrid names (``errors[].field``) fail and the rest is resent
+        once as one request; when it names none, each recipient is sent alone once.
+        """
+        outcome = self._request(group, halt)
+        size = len(group.recipients)
+        if outcome.http_status != 400 or size == 1:
+            return [outcome] * size
+        culprits = _culprits(outcome.fields, size)
+        if not culprits:
+            return [self._request(_single(r), halt) for r in group.recipients]
+        rest = tuple(r for i, r in enumerate(group.recipients) if i not in culprits)
+        again = self._request(replace(group, recipients=rest), halt) if rest else outcome
+        return [outcome if i in culprits else again for i in range(size)]
+
+    def _request(self, group: MailGroup, halt: _Halt) -> _Outcome:
         stopped = halt.reason
         if stopped is not None:
             return _Outcome(
@@ -280,7 +390,12 @@ class SendGridMailer:
             )
             return _Outcome(SendStatus.RETRY, error=message, auth_error=message)
         if status in (400, 413):
-            return _Outcome(SendStatus.FAILED, error=f"HTTP {status}: {detail}")
+            return _Outcome(
+                SendStatus.FAILED,
+                error=f"HTTP {status}: {detail}",
+                http_status=status,
+                fields=_error_fields(response),
+            )
         if status == 429:
             # Without a reset header, wait a minute anyway: a 429 always pauses every worker.
             retry_after = self._retry_after(response)
@@ -312,22 +427,56 @@ class SendGridMailer:
         return text[:MAX_ERROR_CHARS]
 
 
+# X-RateLimit-Reset is epoch seconds; a value this large can only be milliseconds, and a
+# value this small only a number of seconds to wait.
+_EPOCH_MILLISECONDS = 1e11
+_DELTA_SECONDS = 1e9
+
+
 def parse_retry_after(headers: httpx.Headers, *, now: float) -> float | None:
     """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or
-    ``X-RateLimit-Reset`` (epoch seconds); ``None`` when neither is usable."""
+    ``X-RateLimit-Reset`` (epoch seconds; epoch milliseconds and plain seconds are
+    recognised); ``None`` when neither is usable. Never more than
+    ``backoff.MAX_PROVIDER_WAIT``."""
     value = headers.get("Retry-After")
     if value:
-        with contextlib.suppress(ValueError):  # not a number of seconds: maybe an HTTP date
-            return max(0.0, float(value))
-        with contextlib.suppress(TypeError, ValueError):  # neither: try the reset header
-            return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    reset = headers.get("X-RateLimit-Reset")
-    if reset:
-        try:
-            return max(0.0, float(reset) - now)
-        except ValueError:
-            return None
-    return None
+        seconds = _number(value)
+        if seconds is not None:
+            return bounded_wait(seconds)
+        with contextlib.suppress(TypeError, ValueError, OverflowError):  # an HTTP date?
+            return bounded_wait(parsedate_to_datetime(value).timestamp() - now)
+    reset = _number(headers.get("X-RateLimit-Reset") or "")
+    if reset is None:
+        return None
+    if reset >= _EPOCH_MILLISECONDS:
+        reset /= 1000.0
+    if reset < _DELTA_SECONDS:
+        return bounded_wait(reset)
+    return bounded_wait(reset - now)
+
+
+def _number(text: str) -> float | None:
+    """A finite number, or ``None`` (``inf``, ``nan`` and words are not waits)."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _error_fields(response: httpx.Response) -> tuple[str, ...]:
+    """The ``errors[].field`` names of a SendGrid error answer."""
+    try:
+        data = response.json()
+    except ValueError:
+        return ()
+    if not isinstance(data, dict) or not isinstance(data.get("errors"), list):
+        return ()
+    return tuple(
+        str(item["field"])
+        for item in data["errors"]
+        if isinstance(item, dict) and isinstance(item.get("field"), str)
+    )
 
 
 def _error_text(response: httpx.Response) -> str:

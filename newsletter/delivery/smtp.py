@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import build_mime
+from newsletter.delivery.mime import BUILD_ERRORS, build_mime, mime_problem
 from newsletter.errors import ConfigurationError, ProviderAuthError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -60,6 +60,8 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 WIRE = email.policy.SMTP.clone(max_line_length=998)
 # The same, for a server that offers SMTPUTF8: addresses and headers travel as UTF-8.
 WIRE_UTF8 = WIRE.clone(utf8=True)
+# For a server without 8BITMIME: 8-bit parts are re-encoded (base64) on the way out.
+WIRE_7BIT = WIRE.clone(cte_type="7bit")
 
 
 class SMTPAuthError(BatchAuthError):
@@ -130,6 +132,8 @@ class _Lost(Exception):
 
 class SMTPMailer:
     name = "smtp"
+    # Run by the dispatcher on each email before its chunk is handed over.
+    problem = staticmethod(mime_problem)
 
     def __init__(self, config: SMTPConfig, *, tls: ssl.SSLContext | None = None) -> None:
         self.config = config
@@ -200,9 +204,20 @@ class SMTPMailer:
                         error=f"smtp: {exc}, and {host} does not offer SMTPUTF8; use a relay "
                         "that supports internationalised email",
                     )
-        mime = build_mime(message)
+        try:
+            mime = build_mime(message)
+            data = mime.as_bytes(policy=policy)
+        except BUILD_ERRORS as exc:  # nothing was handed over: this email alone fails
+            error = f"smtp: cannot build the email: {type(exc).__name__}: {exc}"
+            return SendResult(message.delivery_id, SendStatus.FAILED, error=error)
         message_id = str(mime["Message-ID"]).strip("<>")
-        data = mime.as_bytes(policy=policy)
+        if not options and not data.isascii():
+            # An 8-bit body (UTF-8 text as 8bit): declare it (RFC 6152) where the server
+            # offers 8BITMIME, else re-encode the parts 7-bit safe (base64).
+            if conn.has_extn("8bitmime"):
+                options = ["BODY=8BITMIME"]
+            else:
+                data = mime.as_bytes(policy=WIRE_7BIT)
         try:
             code, reply = conn.mail(message.from_email, options)
             if code == 250:

@@ -1,0 +1,67 @@
+"""Is an email fit to hand to a backend? Checks every backend needs (pure).
+
+The dispatcher runs ``message_problem`` (and the backend's own ``problem`` when it has
+one, e.g. ``delivery.mime.mime_problem`` for SMTP and the outbox) on each email before
+its chunk is handed over: an email that fails is recorded ``failed`` with the reason and
+the rest of the chunk goes out.
+"""
+
+from __future__ import annotations
+
+import re
+
+from newsletter.delivery.base import OutgoingEmail
+from newsletter.one_line import ENCODED_WORD_OPENER, is_one_line
+
+# One "@", something on each side, no space, control character or address punctuation
+# that would let the address be read as more than one (or as a display name).
+_ADDRESS = re.compile(r"[^\s@<>()\[\]\\,;:\"\x00-\x1f\x7f]+@[^\s@<>()\[\]\\,;:\"\x00-\x1f\x7f]+")
+
+
+def address_problem(address: str, role: str) -> str | None:
+    """Why ``address`` cannot stand alone in a header, or ``None``."""
+    if not _ADDRESS.fullmatch(address):
+        return f"the {role} address {address[:80]!r} is not a single plain address"
+    if ENCODED_WORD_OPENER in address:
+        return (
+            f"the {role} address {address[:80]!r} holds {ENCODED_WORD_OPENER!r}, which mail "
+            "software would decode as an RFC 2047 encoded word"
+        )
+    return None
+
+
+def _unencodable(value: str) -> int | None:
+    """Position of the first character UTF-8 cannot encode (a lone surrogate), if any."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
+def message_problem(message: OutgoingEmail) -> str | None:
+    """Why ``message`` cannot be sent as it is, or ``None`` when it can."""
+    for role, address in (("recipient", message.to_email), ("sender", message.from_email)):
+        problem = address_problem(address, role)
+        if problem:
+            return problem
+    if message.reply_to:
+        problem = address_problem(message.reply_to, "reply-to")
+        if problem:
+            return problem
+    single = {
+        "subject": message.subject,
+        "recipient name": message.to_name or "",
+        "sender name": message.from_name or "",
+        "Message-ID": message.message_id or "",
+        **{f"{name} header": value for name, value in message.headers.items()},
+        **{f"category {n}": c for n, c in enumerate(message.categories, start=1)},
+    }
+    for role, value in single.items():
+        if not is_one_line(value):
+            return f"the {role} {value[:80]!r} would not stay one header line"
+    for role, value in (*single.items(), ("html part", message.html), ("text part", message.text)):
+        position = _unencodable(value)
+        if position is not None:
+            return f"the {role} holds a character UTF-8 cannot encode at position {position}"
+    return None
