@@ -50,7 +50,7 @@ def test_an_address_that_cannot_be_built_fails_alone_in_a_100_email_chunk(
     later = (NOW + timedelta(minutes=1)).isoformat()
     result = CliRunner().invoke(main, ["tick", "--now", later, "--job", "deliver"], env=cli_env)
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         'deliver: {"batches": 1, "claimed": 100, "commits": 4, '
         '"outcomes": {"failed": 1, "sent": 99}, "sent": 99}\n'
     )

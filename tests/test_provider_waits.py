@@ -38,7 +38,7 @@ def run(cli_env: dict[str, Any], sendgrid: Backend) -> Callable[..., str]:
     def invoke(*args: str) -> str:
         result = CliRunner().invoke(main, list(args), env=environ(cli_env, sendgrid))
         assert result.exit_code == 0, result.output
-        return result.output
+        return result.stdout
 
     return invoke
 
