@@ -48,6 +48,7 @@ def compose(
     sender: Sender,
     categories: tuple[str, ...] = (),
     subject_prefix: str = "",
+    return_path: str | None = None,
 ) -> OutgoingEmail:
     """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID."""
     headers: dict[str, str] = {}
@@ -76,4 +77,5 @@ def compose(
         headers=headers,
         categories=categories,
         personal=personal,
+        return_path=return_path,
     )

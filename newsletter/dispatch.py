@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.bounces.apply import apply_bounces, refusal_facts
+from newsletter.bounces.verp import verp_address
 from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
@@ -31,6 +33,7 @@ from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subs
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
 from newsletter.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.tracking.outgoing import store_links, track_email, tracking_on
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ def deliver_due(
         moment = now + timedelta(seconds=time.monotonic() - started)
         with transaction(app.sessions) as session:
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+            apply_bounces(session, refusal_facts(pending), now=now)
             ids = [m.delivery_id for m in chunk]
             renewed = lease + (moment - now)
             owned = set(mark_sending(session, ids, now=now, worker=worker, lease=renewed))
@@ -156,6 +160,7 @@ def deliver_due(
             break
     with transaction(app.sessions) as session:
         record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+        apply_bounces(session, refusal_facts(pending), now=now)
         release(session, [m.delivery_id for m in rest], now=now, worker=worker)
         if report.backoff_until is not None:
             reason = next((r.error for r in pending if r.retry_after is not None), None)
@@ -264,6 +269,12 @@ def _build_messages(
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
+        if row.kind != DeliveryKind.TEST.value and subscriber is not None:
+            rendered, tracked = track_email(
+                rendered, delivery_id=row.id, links=links, settings=settings
+            )
+            if tracked or tracking_on(settings):
+                store_links(session, row.id, tracked)
         messages.append(
             compose(
                 rendered,
@@ -274,6 +285,9 @@ def _build_messages(
                 sender=sender,
                 categories=categories,
                 subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
+                return_path=verp_address(settings.bounce_address, row.id)
+                if settings.bounce_address
+                else None,
             )
         )
     return messages, failures

@@ -38,6 +38,9 @@ class OutgoingEmail:
     headers: Mapping[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] = ()
     personal: Mapping[str, str] = field(default_factory=dict)
+    # The envelope sender (SMTP ``MAIL FROM``): a VERP address ``bounces+<id>@...`` when
+    # ``NEWSLETTER_BOUNCE_ADDRESS`` is set; None means ``from_email``.
+    return_path: str | None = None
 
 
 class SendStatus(enum.StrEnum):
@@ -57,6 +60,9 @@ class SendResult:
     provider_message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    # A permanent refusal of the *address* (SMTP 550 5.1.1 and friends): the subscriber
+    # is suppressed as bounced at once.
+    address_refused: bool = False
 
 
 class BatchAuthError(ProviderAuthError):
