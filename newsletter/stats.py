@@ -42,10 +42,10 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    and_,
     Select,
     String,
     Subquery,
+    and_,
     case,
     distinct,
     func,

@@ -92,7 +92,8 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
     deliver_due(smtp_app, now=T0, worker="w")
     with smtp_app.sessions() as session:
         subscriber = session.get(Subscriber, gone)
-        assert subscriber is not None and subscriber.status == "bounced"
+        assert subscriber is not None
+        assert subscriber.status == "bounced"
         assert session.scalar(
             select(Suppression.reason).where(
                 Suppression.email_hash == email_hash("gone@example.org")
@@ -108,6 +109,7 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
             gone,
         )
         assert "smtp 550: 5.1.1" in event.reason
+        fine_ids = list(session.scalars(select(Delivery.id).where(Delivery.subscriber_id == fine)))
     # Weeks later the healthy subscriber gets the next steps, the bounced one nothing.
     for days in range(1, 30):
         moment = T0 + timedelta(days=days)
@@ -122,11 +124,10 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
             for sid in (gone, fine)
         }
     assert kinds[gone] == ["failed"]
-    assert len(kinds[fine]) >= 3 and set(kinds[fine]) == {"sent"}
+    assert len(kinds[fine]) >= 3
+    assert set(kinds[fine]) == {"sent"}
     # The envelope sender was the VERP address of each email.
-    assert relay[0].senders[0].startswith("bounces+") and relay[0].senders[0].endswith(
-        "@shop.example"
-    )
+    assert relay[0].senders == [f"bounces+{i}@shop.example" for i in fine_ids]
 
 
 def test_550_5_1_1_at_data_suppresses_but_a_policy_refusal_does_not(smtp_app: App) -> None:
