@@ -109,7 +109,6 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
             gone,
         )
         assert "smtp 550: 5.1.1" in event.reason
-        fine_ids = list(session.scalars(select(Delivery.id).where(Delivery.subscriber_id == fine)))
     # Weeks later the healthy subscriber gets the next steps, the bounced one nothing.
     for days in range(1, 30):
         moment = T0 + timedelta(days=days)
@@ -123,6 +122,7 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
             ]
             for sid in (gone, fine)
         }
+        fine_ids = list(session.scalars(select(Delivery.id).where(Delivery.subscriber_id == fine)))
     assert kinds[gone] == ["failed"]
     assert len(kinds[fine]) >= 3
     assert set(kinds[fine]) == {"sent"}
