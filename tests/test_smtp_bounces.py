@@ -127,7 +127,7 @@ def test_550_at_rcpt_suppresses_at_once_and_no_later_step_is_planned(
     assert len(kinds[fine]) >= 3
     assert set(kinds[fine]) == {"sent"}
     # The envelope sender was the VERP address of each email.
-    assert relay[0].senders == [f"bounces+{i}@shop.example" for i in fine_ids]
+    assert sorted(relay[0].senders) == sorted(f"bounces+{i}@shop.example" for i in fine_ids)
 
 
 def test_550_5_1_1_at_data_suppresses_but_a_policy_refusal_does_not(smtp_app: App) -> None:
