@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.app import App
+from newsletter.bounces.job import run_bounces
 from newsletter.campaigns.planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
@@ -79,4 +80,5 @@ JOBS: dict[str, Job] = {
     "plan-drips": plan_drips,
     "plan-campaigns": plan_campaigns,
     "deliver": deliver,
+    "bounces": run_bounces,
 }
