@@ -38,6 +38,10 @@ def confirm_url(base_url: str, token: str) -> str:
     return f"{base_url}/confirm/{token}"
 
 
+def keep_url(base_url: str, token: str) -> str:
+    return f"{base_url}/keep/{token}"
+
+
 def compose(
     rendered: RenderedEmail,
     *,

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from newsletter.app import App
 from newsletter.bounces.apply import apply_bounces, refusal_facts
 from newsletter.bounces.verp import verp_address
-from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
+from newsletter.compose import Sender, compose, confirm_url, keep_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
@@ -32,7 +32,7 @@ from newsletter.ledger import claim_batch, mark_sending, record_results, release
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
-from newsletter.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.tokens import make_confirm_token, make_keep_token, make_unsubscribe_token
 from newsletter.tracking.outgoing import store_links, track_email, tracking_on
 
 log = logging.getLogger(__name__)
@@ -262,7 +262,10 @@ def _build_messages(
             if row.kind == DeliveryKind.CONFIRMATION.value:
                 token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
                 confirm = confirm_url(settings.base_url, token)
-            links = Links(unsubscribe=unsub, confirm=confirm)
+            keep = None
+            if row.kind == DeliveryKind.REPERMISSION.value:
+                keep = keep_url(settings.base_url, make_keep_token(subscriber.public_id, keys=keys))
+            links = Links(unsubscribe=unsub, confirm=confirm, keep=keep)
         categories = _categories(row, sequences, campaigns)
         try:
             rendered = app.library.render(row.item_id, recipient, links)

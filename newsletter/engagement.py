@@ -74,3 +74,24 @@ def has_engagement_data(session: Session) -> bool:
         select(EngagementEvent.id).where(EngagementEvent.kind.in_([OPEN, CLICK])).limit(1)
     )
     return found is not None
+
+
+def engagement_history(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    """One subscriber's opens, clicks, bounces, complaints and keeps, oldest first."""
+    rows = session.scalars(
+        select(EngagementEvent)
+        .where(EngagementEvent.subscriber_id == subscriber_id)
+        .order_by(EngagementEvent.at, EngagementEvent.id)
+    )
+    return [
+        {
+            "at": e.at.isoformat(),
+            "kind": e.kind,
+            "human": e.human,
+            "reason": e.reason,
+            "source": e.source,
+            "delivery_id": e.delivery_id,
+            "link_index": e.link_index,
+        }
+        for e in rows
+    ]

@@ -20,6 +20,7 @@ from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips
 from newsletter.ledger import recover_expired_leases
+from newsletter.sunset import sunset_job
 
 log = logging.getLogger(__name__)
 
@@ -81,4 +82,5 @@ JOBS: dict[str, Job] = {
     "plan-campaigns": plan_campaigns,
     "deliver": deliver,
     "bounces": run_bounces,
+    "sunset": sunset_job,
 }
