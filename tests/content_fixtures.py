@@ -55,6 +55,10 @@ CRON = """jobs:
     cron: "* * * * *"
   recover-leases:
     cron: "*/5 * * * *"
+  bounces:
+    cron: "*/10 * * * *"
+  sunset:
+    cron: "30 3 * * *"
 """
 
 

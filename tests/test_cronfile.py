@@ -19,6 +19,8 @@ def test_the_shipped_cron_file_schedules_every_job() -> None:
         "plan-campaigns": "* * * * *",
         "deliver": "* * * * *",
         "recover-leases": "*/5 * * * *",
+        "bounces": "*/10 * * * *",
+        "sunset": "30 3 * * *",
     }
     assert all(job.description for job in jobs)
     assert missing_jobs(jobs) == []
@@ -86,4 +88,10 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
 
 def test_missing_jobs_are_listed() -> None:
     jobs = parse_cron_file("jobs:\n  deliver:\n    cron: '* * * * *'\n", "cron.yaml")
-    assert missing_jobs(jobs) == ["plan-drips", "plan-campaigns", "recover-leases"]
+    assert missing_jobs(jobs) == [
+        "plan-drips",
+        "plan-campaigns",
+        "recover-leases",
+        "bounces",
+        "sunset",
+    ]

@@ -32,9 +32,9 @@ def tracking_router(app: App, *, clock: Callable[[], datetime]) -> APIRouter:
         ip = request.client.host if request.client else None
         return request.method, request.headers.get("user-agent", ""), ip
 
-    @router.api_route(
+    @router.head("/t/o/{token}", response_class=Response, include_in_schema=False)
+    @router.get(
         "/t/o/{token}",
-        methods=["GET", "HEAD"],
         response_class=Response,
         responses={200: {"description": "A 1x1 GIF"}, 404: {"description": "Unknown token"}},
     )
@@ -49,9 +49,9 @@ def tracking_router(app: App, *, clock: Callable[[], datetime]) -> APIRouter:
             return PlainTextResponse(NOT_FOUND, status_code=404, headers=NO_STORE)
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
-    @router.api_route(
+    @router.head("/t/c/{token}", response_class=Response, include_in_schema=False)
+    @router.get(
         "/t/c/{token}",
-        methods=["GET", "HEAD"],
         response_class=Response,
         responses={
             302: {"description": "To the link's original URL"},
