@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -33,7 +33,7 @@ from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subs
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
 from newsletter.tokens import make_confirm_token, make_keep_token, make_unsubscribe_token
-from newsletter.tracking.outgoing import store_links, track_email, tracking_on
+from newsletter.tracking.outgoing import store_links, track_email_personal, tracking_on
 
 log = logging.getLogger(__name__)
 
@@ -272,11 +272,12 @@ def _build_messages(
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
+        tracking: dict[str, str] = {}
         if row.kind != DeliveryKind.TEST.value and subscriber is not None:
-            rendered, tracked = track_email(
+            rendered, tracked, tracking = track_email_personal(
                 rendered, delivery_id=row.id, links=links, settings=settings
             )
-            if tracked or tracking_on(settings):
+            if tracking_on(settings):
                 store_links(session, row.id, tracked)
         messages.append(
             compose(
@@ -293,6 +294,9 @@ def _build_messages(
                 else None,
             )
         )
+        if tracking:  # per-recipient values: SendGrid can still batch tracked emails
+            message = messages[-1]
+            messages[-1] = replace(message, personal={**message.personal, **tracking})
     return messages, failures
 
 

@@ -1,4 +1,3 @@
-
 """SendGrid's own open/click/bounce/spam events merged into ``engagement_events`` with their
 verdict, never double-counted with our pixel; ``subscribers show`` lists everything in time
 order, each marked human or machine."""

@@ -28,23 +28,39 @@ def track_email(
     rendered: RenderedEmail, *, delivery_id: int, links: Links, settings: Settings
 ) -> tuple[RenderedEmail, tuple[str, ...]]:
     """The email as it will be sent, and its original link URLs by index."""
+    tracked, original, _ = track_email_personal(
+        rendered, delivery_id=delivery_id, links=links, settings=settings
+    )
+    return tracked, original
+
+
+def track_email_personal(
+    rendered: RenderedEmail, *, delivery_id: int, links: Links, settings: Settings
+) -> tuple[RenderedEmail, tuple[str, ...], dict[str, str]]:
+    """Also the per-recipient tracking URLs by name, for ``OutgoingEmail.personal``: with
+    them SendGrid can still send many tracked emails in one request (substitutions)."""
     if rendered.transactional or not tracking_on(settings):
-        return rendered, ()
+        return rendered, (), {}
     base, keys = settings.base_url, settings.secret_keys
 
     def click_url(index: int) -> str:
         return f"{base}/t/c/{make_click_token(delivery_id, index, keys=keys)}"
 
+    open_url = f"{base}/t/o/{make_open_token(delivery_id, keys=keys)}"
     tracked = rewrite(
         rendered.html,
         click_url=click_url if settings.track_clicks else None,
-        open_url=f"{base}/t/o/{make_open_token(delivery_id, keys=keys)}"
-        if settings.track_opens
-        else None,
+        open_url=open_url if settings.track_opens else None,
         trap_url=click_url(TRAP_INDEX) if settings.track_clicks else None,
         keep=[links.unsubscribe] if links.unsubscribe else [],
     )
-    return replace(rendered, html=tracked.html), tracked.links
+    personal: dict[str, str] = {}
+    if settings.track_opens:
+        personal["track_open"] = open_url
+    if settings.track_clicks:
+        personal["track_trap"] = click_url(TRAP_INDEX)
+        personal.update({f"track_link_{i}": click_url(i) for i in range(len(tracked.links))})
+    return replace(rendered, html=tracked.html), tracked.links, personal
 
 
 def store_links(session: Session, delivery_id: int, links: Sequence[str]) -> None:
