@@ -14,6 +14,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,15 +72,15 @@ def dovecot_binary() -> str:
 
 
 CONFIG = """\
-base_dir = {root}/run
-state_dir = {root}/state
+base_dir = {data}/run
+state_dir = {data}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
-mail_location = maildir:{root}/mail/%u
+mail_location = maildir:{data}/mail/%u
 default_internal_user = {user}
 default_internal_group = {group}
 default_login_user = {login_user}
@@ -93,7 +94,7 @@ passdb {{
 }}
 userdb {{
   driver = static
-  args = uid={uid} gid={gid} home={root}/home/%u
+  args = uid={uid} gid={gid} home={data}/home/%u
 }}
 namespace inbox {{
   inbox = yes
@@ -124,10 +125,25 @@ service stats {{
 
 @contextmanager
 def dovecot(root: Path) -> Iterator[IMAPServer]:
+    """Start dovecot with its config and log in ``root``. Its sockets, state and maildirs
+    live in a private folder its unprivileged processes can reach (linked from ``root`` as
+    ``data``): pytest keeps its own folders at mode 0700 and resets them to it whenever
+    another pytest session starts."""
     binary = dovecot_binary()
     root.mkdir(parents=True, exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
+    (root / "data").symlink_to(data)
+    try:
+        with _running(binary, root, data) as server:
+            yield server
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@contextmanager
+def _running(binary: str, root: Path, data: Path) -> Iterator[IMAPServer]:
     for sub in ("run", "state", "mail", "home"):
-        (root / sub).mkdir(exist_ok=True)
+        (data / sub).mkdir()
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}\n")
     port = free_port()
     user = pwd.getpwuid(os.getuid()).pw_name
@@ -138,10 +154,14 @@ def dovecot(root: Path) -> Iterator[IMAPServer]:
         nobody = pwd.getpwnam("nobody")
         uid, gid = nobody.pw_uid, nobody.pw_gid
         login_user = "dovenull" if _has_user("dovenull") else "nobody"
+        os.chmod(data, 0o711)  # noqa: S103 - traverse only, nothing listable
+        for sub in ("mail", "home"):
+            os.chown(data / sub, uid, gid)
     config = root / "dovecot.conf"
     config.write_text(
         CONFIG.format(
             root=root,
+            data=data,
             port=port,
             uid=uid,
             gid=gid,
@@ -150,8 +170,6 @@ def dovecot(root: Path) -> Iterator[IMAPServer]:
             login_user=login_user,
         )
     )
-    if os.getuid() == 0:
-        _as_unprivileged_mail_user(root)
     process = subprocess.Popen(
         [binary, "-F", "-c", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -165,21 +183,6 @@ def dovecot(root: Path) -> Iterator[IMAPServer]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-
-
-def _as_unprivileged_mail_user(root: Path) -> None:
-    """Let ``nobody`` reach and own the maildirs under a root-owned pytest folder."""
-    nobody = pwd.getpwnam("nobody")
-    for sub in ("mail", "home"):
-        os.chown(root / sub, nobody.pw_uid, nobody.pw_gid)
-    folder = root
-    while folder != folder.parent:  # pytest makes its folders 0700: allow traversal only
-        mode = folder.stat().st_mode
-        if not mode & 0o001:
-            os.chmod(folder, (mode & 0o7777) | 0o011)  # noqa: S103 - traverse only, no read
-        if folder == Path("/tmp") or folder.parent == folder:
-            break
-        folder = folder.parent
 
 
 def _has_user(name: str) -> bool:

@@ -20,6 +20,8 @@ def test_verp_address() -> None:
         pytest.param("<Bounces+42@Shop.Example>", 42, id="case-and-brackets"),
         pytest.param("rfc822; bounces+7@shop.example", 7, id="dsn-field"),
         pytest.param("bounces+0@shop.example", None, id="zero"),
+        pytest.param("bounces+1@shop.example", 1, id="one"),
+        pytest.param("bounces+9223372036854775807@shop.example", 2**63 - 1, id="largest"),
         pytest.param("bounces+9223372036854775808@shop.example", None, id="too-big"),
         pytest.param("other+42@shop.example", None, id="other-local"),
         pytest.param("bounces+42@else.example", None, id="other-domain"),

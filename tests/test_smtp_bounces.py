@@ -156,6 +156,13 @@ def test_550_5_1_1_at_data_suppresses_but_a_policy_refusal_does_not(smtp_app: Ap
         pytest.param(554, "transaction failed", "rcpt", Severity.NONE, id="554-basic"),
         pytest.param(451, "4.3.0 try later", "rcpt", Severity.SOFT, id="4xx"),
         pytest.param(250, "ok", "rcpt", Severity.NONE, id="2xx"),
+        pytest.param(400, "4.0.0 odd", "rcpt", Severity.SOFT, id="400-edge"),
+        pytest.param(500, "5.1.1 odd", "rcpt", Severity.HARD, id="500-edge"),
+        pytest.param(599, "5.1.1 odd", "rcpt", Severity.HARD, id="599-edge"),
+        pytest.param(600, "5.1.1 odd", "rcpt", Severity.NONE, id="600-not-smtp"),
+        pytest.param(551, "user not local", "rcpt", Severity.HARD, id="551-basic"),
+        pytest.param(553, "mailbox name not allowed", "rcpt", Severity.HARD, id="553-basic"),
+        pytest.param(521, "5.1.1 enhanced decides", "rcpt", Severity.HARD, id="521-enhanced"),
         pytest.param(550, "4.1.1 mismatched class", "rcpt", Severity.HARD, id="mismatch-basic"),
     ],
 )

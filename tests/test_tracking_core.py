@@ -64,6 +64,22 @@ def test_classify(hit: Hit, expected: Verdict) -> None:
 
 
 @pytest.mark.parametrize(
+    "agent",
+    [
+        "Mozilla/5.0 (compatible; Barracuda Sentinel)", "Mimecast URL Protect", "Microsoft SafeLinks",
+        "Symantec Email Security", "TrendMicro Link Check", "Forcepoint Security", "FortiGuard",
+        "Sophos URL Scan", "Zscaler", "Mozilla/5.0 (compatible; bingpreview/2.0)", "PhantomJS/2.1",
+        "Python-urllib/3.11", "python-httpx/0.27", "aiohttp/3.9", "curl/8.5.0", "Wget/1.21",
+        "Go-http-client/1.1", "Java/17.0.2", "okhttp/4.12", "libwww-perl/6.72", "LinkScanner 1.0",
+        "SomeCrawler", "Spider-Man", "Googlebot/2.1", "Mozilla/5.0 (compatible; Yahoo! Slurp)",
+        "Mozilla/5.0 (compatible; examplebot; +https://bot.example)",
+    ],
+)  # fmt: skip
+def test_every_known_scanner_agent_is_a_machine(agent: str) -> None:
+    assert classify(Hit(Kind.CLICK, LATER, SENT, user_agent=agent)) == Verdict(False, "scanner ua")
+
+
+@pytest.mark.parametrize(
     ("ip", "expected"),
     [("17.0.0.0", True), ("17.255.255.255", True), ("16.255.255.255", False), ("18.0.0.0", False),
      ("::1", False), ("not an ip", False), ("", False), (None, False)],
