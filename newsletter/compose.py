@@ -51,6 +51,10 @@ def message_id_for(delivery_id: int, attempt: int, nonce: str, *, from_email: st
     return f"nl-{delivery_id}-{attempt}-{nonce}@{domain}"
 
 
+def keep_url(base_url: str, token: str) -> str:
+    return f"{base_url}/keep/{token}"
+
+
 def compose(
     rendered: RenderedEmail,
     *,
@@ -63,6 +67,7 @@ def compose(
     now: datetime,
     categories: tuple[str, ...] = (),
     subject_prefix: str = "",
+    return_path: str | None = None,
 ) -> OutgoingEmail:
     """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID
     and a ``Date`` (``now``).
@@ -97,4 +102,5 @@ def compose(
         categories=categories,
         personal=personal,
         date=now,
+        return_path=return_path,
     )

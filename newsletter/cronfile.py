@@ -22,7 +22,15 @@ from apscheduler.triggers.cron import CronTrigger
 from newsletter.content.yaml_source import YamlDocument, parse_yaml
 from newsletter.errors import ContentError
 
-JOB_NAMES = ("plan-drips", "plan-campaigns", "deliver", "recover-leases", "webhooks")
+JOB_NAMES = (
+    "plan-drips",
+    "plan-campaigns",
+    "deliver",
+    "recover-leases",
+    "webhooks",
+    "bounces",
+    "sunset",
+)
 _JOB_KEYS = ("cron", "description")
 
 

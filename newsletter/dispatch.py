@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -23,7 +23,9 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.backoff import bounded_wait
-from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
+from newsletter.bounces.apply import apply_bounces, refusal_facts
+from newsletter.bounces.verp import verp_address
+from newsletter.compose import Sender, compose, confirm_url, keep_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
@@ -39,7 +41,8 @@ from newsletter.ledger import (
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
-from newsletter.tokens import make_confirm_token, make_unsubscribe_token
+from newsletter.tokens import make_confirm_token, make_keep_token, make_unsubscribe_token
+from newsletter.tracking.outgoing import store_links, track_email_personal, tracking_on
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ def deliver_due(
         moment = now + timedelta(seconds=time.monotonic() - started)
         with transaction(app.sessions) as session:
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+            apply_bounces(session, refusal_facts(pending), now=now)
             ids = [m.delivery_id for m in chunk]
             # Re-checked here, not only at claim: an unsubscribe that commits before this
             # chunk is marked ``sending`` stops its email.
@@ -175,6 +179,7 @@ def deliver_due(
             break
     with transaction(app.sessions) as session:
         record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
+        apply_bounces(session, refusal_facts(pending), now=now)
         release(session, [m.delivery_id for m in rest], now=now, worker=worker)
         if report.backoff_until is not None:
             reason = next((r.error for r in pending if r.retry_after is not None), None)
@@ -276,13 +281,23 @@ def _build_messages(
             if row.kind == DeliveryKind.CONFIRMATION.value:
                 token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
                 confirm = confirm_url(settings.base_url, token)
-            links = Links(unsubscribe=unsub, confirm=confirm)
+            keep = None
+            if row.kind == DeliveryKind.REPERMISSION.value:
+                keep = keep_url(settings.base_url, make_keep_token(subscriber.public_id, keys=keys))
+            links = Links(unsubscribe=unsub, confirm=confirm, keep=keep)
         categories = _categories(row, sequences, campaigns)
         try:
             rendered = app.library.render(row.item_id, recipient, links)
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
+        tracking: dict[str, str] = {}
+        if row.kind != DeliveryKind.TEST.value and subscriber is not None:
+            rendered, tracked, tracking = track_email_personal(
+                rendered, delivery_id=row.id, links=links, settings=settings
+            )
+            if tracking_on(settings):
+                store_links(session, row.id, tracked)
         if row.message_nonce is None:
             row.message_nonce = secrets.token_hex(8)
         message = compose(
@@ -296,7 +311,12 @@ def _build_messages(
             now=now,
             categories=categories,
             subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
+            return_path=verp_address(settings.bounce_address, row.id)
+            if settings.bounce_address
+            else None,
         )
+        if tracking:  # per-recipient values: SendGrid can still batch tracked emails
+            message = replace(message, personal={**message.personal, **tracking})
         problem = _problem(app, message)
         if problem is not None:
             log.warning("delivery %d cannot be sent: %s", row.id, problem)

@@ -68,6 +68,7 @@ Job = Callable[[App, datetime], dict[str, Any]]
 # reports them as skipped instead of running them.
 NOT_IN_DRY_RUN = {
     "webhooks": "dry run: nothing is posted to webhook endpoints",
+    "bounces": "dry run: the bounce mailbox is not read (reading moves its messages)",
 }
 
 

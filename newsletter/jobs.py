@@ -14,11 +14,13 @@ from datetime import datetime
 from typing import Any
 
 from newsletter.app import App
+from newsletter.bounces.job import run_bounces
 from newsletter.campaigns.planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips
 from newsletter.ledger import recover_expired_leases
+from newsletter.sunset import sunset_job
 from newsletter.webhooks.delivery import deliver_webhooks
 
 log = logging.getLogger(__name__)
@@ -81,4 +83,6 @@ JOBS: dict[str, Job] = {
     "plan-campaigns": plan_campaigns,
     "deliver": deliver,
     "webhooks": deliver_webhooks,
+    "bounces": run_bounces,
+    "sunset": sunset_job,
 }

@@ -73,6 +73,7 @@ class SubscriberStatus(enum.StrEnum):
     UNSUBSCRIBED = "unsubscribed"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    INACTIVE = "inactive"  # no human engagement after a re-permission email (sunset)
 
 
 class Subscriber(Base):
@@ -93,6 +94,8 @@ class Subscriber(Base):
     unsubscribed_at: Mapped[datetime | None]
     last_confirmation_at: Mapped[datetime | None]  # when the last confirmation email was queued
     soft_bounces: Mapped[int] = mapped_column(Integer, default=0)
+    # When the sunset policy sent its "still want these?" email; NULL when none is pending.
+    sunset_notice_at: Mapped[datetime | None]
 
 
 class ConsentKind(enum.StrEnum):
@@ -169,6 +172,7 @@ class DeliveryKind(enum.StrEnum):
     DRIP = "drip"
     CAMPAIGN = "campaign"
     TEST = "test"
+    REPERMISSION = "repermission"  # the sunset policy's "still want these?" email
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -362,3 +366,58 @@ class WebhookDelivery(Base):
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime]  # the event's: the per-endpoint order
     updated_at: Mapped[datetime]
+
+
+class EngagementEvent(Base):
+    """What happened to an email after it left: opens, clicks, bounces, complaints, keeps.
+
+    One row per observation, from any source (our pixel and redirects, SendGrid events,
+    SMTP refusals, bounce reports read over IMAP). ``human`` and ``reason`` record the
+    machine-vs-human classification; ``source_key`` (unique when set) makes an event that
+    arrives twice (a SendGrid retry, a bounce report read again) count once. No foreign
+    key to the ledger, like ``provider_events.delivery_id``.
+    """
+
+    __tablename__ = "engagement_events"
+    __table_args__ = (Index("ix_engagement_events_subscriber_at", "subscriber_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), index=True
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # open|click|bounce|...
+    human: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))  # tracking|sendgrid|smtp|report|keep
+    link_index: Mapped[int | None] = mapped_column(Integer)
+    source_key: Mapped[str | None] = mapped_column(String(64), unique=True)
+    at: Mapped[datetime]
+
+
+class DeliveryLink(Base):
+    """The links of one sent email, by index: the only targets ``/t/c/{token}`` redirects to."""
+
+    __tablename__ = "delivery_links"
+
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True
+    )
+    link_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+
+
+class BounceReport(Base):
+    """A bounce or complaint report read from the bounce mailbox, stored once by its key."""
+
+    __tablename__ = "bounce_reports"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    report_key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of Message-ID/body
+    kind: Mapped[str] = mapped_column(String(16))  # hard|soft|complaint|unparsed
+    delivery_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    email_hash: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]

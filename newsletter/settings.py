@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     webhook_batch_size: int = Field(default=100, ge=1, le=10000)  # events per endpoint claim
     webhook_lease_seconds: int = Field(default=120, ge=10)  # per-endpoint claim
     log_format: Literal["text", "json"] = "text"
+    # Tracking of our own (issue 15): off by default, see README "Tracking and privacy".
+    track_opens: bool = False
+    track_clicks: bool = False
+    bounce_address: str = ""  # e.g. bounces@shop.example: VERP return path bounces+<id>@...
+    bounce_imap_url: str = ""  # imaps://user:pass@host/INBOX?unparsed=Unparsed
+    sunset_days: int = Field(default=0, ge=0)  # 0 = the sunset policy is off
+    sunset_min_emails: int = Field(default=5, ge=1)
+    sunset_grace_days: int = Field(default=14, ge=1)
 
     @field_validator("default_timezone")
     @classmethod
@@ -97,6 +105,21 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + value.removeprefix("postgres://")
         if value.startswith("postgresql://"):
             return "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("bounce_address")
+    @classmethod
+    def _bounce_address(cls, value: str) -> str:
+        local, at, domain = value.strip().rpartition("@")
+        if value and (not at or not local or not domain or "+" in local or " " in value):
+            raise ValueError(f"must be a plain address such as bounces@shop.example, got {value!r}")
+        return value.strip()
+
+    @field_validator("bounce_imap_url")
+    @classmethod
+    def _imap_url(cls, value: str) -> str:
+        if value and not value.startswith(("imap://", "imaps://")):
+            raise ValueError("must look like imaps://user:pass@host/INBOX or imap://host:143/INBOX")
         return value
 
     @field_validator("smtp_url")

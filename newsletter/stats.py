@@ -10,8 +10,13 @@ for the rest); no Python loop over deliveries or events. Decisions:
 * Event counts are unique per email: ``opens`` is how many emails were opened at least
   once (not how many times), the same for clicks, bounces, spam reports, unsubscribes.
   ``bounces`` counts ``bounce`` events of both types (hard and blocked); ``dropped``
-  emails are not counted as bounces. Apple's machine opens are counted as SendGrid
-  reports them.
+  emails are not counted as bounces.
+* Opens and clicks are human: ``machine_opens`` and ``machine_clicks`` count, beside
+  them, the emails opened or clicked by a machine (Apple Mail Privacy Protection, link
+  scanners, ... see ``newsletter.tracking.classify``). They come from
+  ``engagement_events``: our own pixel and redirects and SendGrid's events, merged; one
+  email opened through both still counts once. Bounces and complaints from SMTP and
+  bounce reports are counted with SendGrid's the same way.
 * Rates: ``delivered_rate`` and ``bounce_rate`` are over ``sent``; ``open_rate``,
   ``click_rate``, ``spam_rate`` and ``unsubscribe_rate`` are over ``delivered`` when any
   ``delivered`` event was received, else over ``sent`` (when SendGrid is told not to post
@@ -40,6 +45,7 @@ from sqlalchemy import (
     Select,
     String,
     Subquery,
+    and_,
     case,
     distinct,
     func,
@@ -49,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from newsletter.engagement import BOUNCE, CLICK, COMPLAINT, OPEN, SOFT_BOUNCE
 from newsletter.models import (
     Campaign,
     ConsentEvent,
@@ -56,6 +63,7 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    EngagementEvent,
     Enrollment,
     ProviderEvent,
 )
@@ -64,12 +72,17 @@ SPAM_FLAG_RATE = 0.001
 
 _Key = ColumnElement[Any] | InstrumentedAttribute[Any]
 
+# SendGrid opens and clicks are mirrored into ``engagement_events`` with their machine /
+# human verdict (``newsletter.tracking.provider``) and counted from there.
+MIRRORED = ("open", "click")
 # The event name given to withdrawals through our own link (never a SendGrid event name).
 LINK_UNSUBSCRIBE = "link_unsubscribe"
 EVENT_COUNTS: dict[str, tuple[str, ...]] = {
     "delivered": ("delivered",),
     "opens": ("open",),
+    "machine_opens": ("machine_open",),
     "clicks": ("click",),
+    "machine_clicks": ("machine_click",),
     "bounces": ("bounce",),
     "spam_reports": ("spamreport",),
     "unsubscribes": ("unsubscribe", "group_unsubscribe", LINK_UNSUBSCRIBE),
@@ -90,7 +103,9 @@ class Counts:
     sent: int = 0
     delivered: int = 0
     opens: int = 0
+    machine_opens: int = 0
     clicks: int = 0
+    machine_clicks: int = 0
     bounces: int = 0
     spam_reports: int = 0
     unsubscribes: int = 0
@@ -140,9 +155,22 @@ def _email_events() -> Subquery:
         ConsentEvent.delivery_id.is_not(None),
     )
     sendgrid = select(ProviderEvent.delivery_id, ProviderEvent.event).where(
-        ProviderEvent.delivery_id.is_not(None)
+        ProviderEvent.delivery_id.is_not(None),
+        ProviderEvent.event.not_in(MIRRORED),  # counted from engagement_events
     )
-    return union_all(sendgrid, link).subquery("email_events")
+    engaged = select(
+        EngagementEvent.delivery_id,
+        case(
+            (and_(EngagementEvent.kind == OPEN, EngagementEvent.human), literal("open")),
+            (EngagementEvent.kind == OPEN, literal("machine_open")),
+            (and_(EngagementEvent.kind == CLICK, EngagementEvent.human), literal("click")),
+            (EngagementEvent.kind == CLICK, literal("machine_click")),
+            (EngagementEvent.kind.in_([BOUNCE, SOFT_BOUNCE]), literal("bounce")),
+            (EngagementEvent.kind == COMPLAINT, literal("spamreport")),
+            else_=EngagementEvent.kind,
+        ).label("event"),
+    ).where(EngagementEvent.delivery_id.is_not(None))
+    return union_all(sendgrid, link, engaged).subquery("email_events")
 
 
 def _event_columns(events: Subquery) -> list[ColumnElement[int]]:

@@ -14,6 +14,7 @@ from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.content.model import SubscriberContext
 from newsletter.db import transaction
+from newsletter.engagement import engagement_history
 from newsletter.errors import SubscriberNotFound, SuppressedAddressError, UnknownTimeZoneError
 from newsletter.models import (
     ConsentEvent,
@@ -230,4 +231,5 @@ def export(app: App, raw_email: str) -> dict[str, Any]:
                 }
                 for d in deliveries
             ],
+            "engagement": engagement_history(session, s.id),
         }

@@ -269,10 +269,11 @@ def activate(
     subscriber.status = SubscriberStatus.ACTIVE.value
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
+    subscriber.sunset_notice_at = None
     subscriber.updated_at = now
     hashed = email_hash(subscriber.email)
     existing = session.scalar(select(Suppression).where(Suppression.email_hash == hashed))
-    if existing is not None and existing.reason in ("unsubscribed", "forgotten"):
+    if existing is not None and existing.reason in ("unsubscribed", "forgotten", "inactive"):
         session.delete(existing)
     session.add(
         ConsentEvent(subscriber_id=subscriber.id, kind=kind.value, at=now, ip=ip, source=source)

@@ -23,6 +23,7 @@ from newsletter.errors import TokenError, TokenExpiredError
 
 CONFIRM = "newsletter.confirm"
 UNSUBSCRIBE = "newsletter.unsubscribe"
+KEEP = "newsletter.keep"
 
 
 def _signer_at(now: datetime) -> type[TimestampSigner]:
@@ -78,3 +79,16 @@ def _public_id(value: object) -> str:
     if not isinstance(value, str) or not value.isalnum() or len(value) > 64:
         raise TokenError("this link is not valid")
     return value
+
+
+def make_keep_token(public_id: str, *, keys: Sequence[str]) -> str:
+    """The sunset email's "keep me subscribed" link; never expires, like unsubscribe."""
+    return URLSafeSerializer(_oldest_first(keys), salt=KEEP).dumps(public_id)
+
+
+def read_keep_token(token: str, *, keys: Sequence[str]) -> str:
+    try:
+        value = URLSafeSerializer(_oldest_first(keys), salt=KEEP).loads(token)
+    except (BadSignature, BadData) as exc:
+        raise TokenError("this link is not valid; use the link from your latest email") from exc
+    return _public_id(value)

@@ -31,7 +31,13 @@ from newsletter.models import (
 from newsletter.webhooks.emit import sequences_ended, subscribers_changed
 
 # How strong each suppression reason is; a reason not listed is never overwritten.
-SUPPRESSION_SEVERITY = {"unsubscribed": 1, "forgotten": 1, "bounced": 2, "complained": 3}
+SUPPRESSION_SEVERITY = {
+    "unsubscribed": 1,
+    "forgotten": 1,
+    "inactive": 1,
+    "bounced": 2,
+    "complained": 3,
+}
 # The same order for a subscriber's status: a withdrawal never moves one down.
 STATUS_SEVERITY = {"pending": 0, "active": 0, **SUPPRESSION_SEVERITY}
 _UNRANKED = 99

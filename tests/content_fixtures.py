@@ -57,6 +57,10 @@ CRON = """jobs:
     cron: "*/5 * * * *"
   webhooks:
     cron: "* * * * *"
+  bounces:
+    cron: "*/10 * * * *"
+  sunset:
+    cron: "30 3 * * *"
 """
 
 

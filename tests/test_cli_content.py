@@ -35,14 +35,14 @@ def test_check_passes_on_the_shipped_library(
     use_library(monkeypatch, ROOT)
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 25 items, 1 sequence, 6 templates and 5 cron jobs")
+    assert result.output.startswith("OK: 26 items, 1 sequence, 6 templates and 7 cron jobs")
 
 
 def test_check_passes_on_a_small_library(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
     assert result.output == (
-        "OK: 3 items, 1 sequence, 6 templates and 5 cron jobs checked; every item renders\n"
+        "OK: 3 items, 1 sequence, 6 templates and 7 cron jobs checked; every item renders\n"
     )
 
 

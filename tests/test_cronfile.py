@@ -20,6 +20,8 @@ def test_the_shipped_cron_file_schedules_every_job() -> None:
         "deliver": "* * * * *",
         "recover-leases": "*/5 * * * *",
         "webhooks": "* * * * *",
+        "bounces": "*/10 * * * *",
+        "sunset": "30 3 * * *",
     }
     assert all(job.description for job in jobs)
     assert missing_jobs(jobs) == []
@@ -87,4 +89,11 @@ def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
 
 def test_missing_jobs_are_listed() -> None:
     jobs = parse_cron_file("jobs:\n  deliver:\n    cron: '* * * * *'\n", "cron.yaml")
-    assert missing_jobs(jobs) == ["plan-drips", "plan-campaigns", "recover-leases", "webhooks"]
+    assert missing_jobs(jobs) == [
+        "plan-drips",
+        "plan-campaigns",
+        "recover-leases",
+        "webhooks",
+        "bounces",
+        "sunset",
+    ]

@@ -25,7 +25,15 @@ def app(tmp_path: Path, sqlite_url: str) -> App:
 
 
 def test_tick_runs_the_jobs_in_order() -> None:
-    assert list(JOBS) == ["recover-leases", "plan-drips", "plan-campaigns", "deliver", "webhooks"]
+    assert list(JOBS) == [
+        "recover-leases",
+        "plan-drips",
+        "plan-campaigns",
+        "deliver",
+        "webhooks",
+        "bounces",
+        "sunset",
+    ]
 
 
 def test_every_cron_job_is_scheduled_coalesced_one_at_a_time_never_dropped(app: App) -> None:

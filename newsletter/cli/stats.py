@@ -3,7 +3,8 @@
 ``--since`` takes a date (``YYYY-MM-DD``, midnight in ``NEWSLETTER_DEFAULT_TIMEZONE``, the
 zone the marketer works in), an ISO-8601 time (naive means UTC), or ``Nd`` for the last N
 days. The spam-report rate is marked ``!`` and a warning goes to stderr when it passes
-0.1%; JSON carries a ``flagged`` field per row instead.
+0.1%; JSON carries a ``flagged`` field per row instead. Opens and clicks are human;
+machine opens and clicks (``machine_opens``, ``machine_clicks`` in JSON) stand beside them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ COLUMNS = (
     ("sent", None),
     ("delivered", "delivered_rate"),
     ("opens", "open_rate"),
+    ("machine\nopens", None),
     ("clicks", "click_rate"),
+    ("machine\nclicks", None),
     ("bounces", "bounce_rate"),
     ("spam", "spam_rate"),
     ("unsubs", "unsubscribe_rate"),
@@ -66,7 +69,10 @@ def parse_since(value: str, *, zone: str, now: datetime) -> datetime:
 )
 @click.option("--now", "now_text", hidden=True, help="Take Nd relative to this ISO time (tests).")
 def stats(since_text: str | None, fmt: str, now_text: str | None) -> None:
-    """Per sequence step and campaign: sent, delivered, opened, clicked, bounced, spam, unsubs."""
+    """Per sequence step and campaign: sent, delivered, opened, clicked, bounced, spam, unsubs.
+
+    Opens and clicks are human ones; machine opens and clicks are counted beside them.
+    """
     app = get_app()
     since = None
     if since_text is not None:
@@ -108,7 +114,7 @@ def _print_tables(report: StatsReport) -> None:
         since = f" since {report.since.isoformat(timespec='minutes')}" if report.since else ""
         click.echo(f"no emails sent{since}")
         return
-    console = Console(width=max(100, shutil.get_terminal_size().columns), soft_wrap=False)
+    console = Console(width=max(120, shutil.get_terminal_size().columns), soft_wrap=False)
     names = list(dict.fromkeys(row["sequence"] for row in report.sequences))
     for name in names:
         table = _table(f"Sequence {name or '(unknown: subscriber forgotten)'}", ("step", "item"))
@@ -147,7 +153,12 @@ def _cells(row: dict[str, Any]) -> list[str]:
     return cells
 
 
-_COUNT = {"spam": "spam_reports", "unsubs": "unsubscribes"}
+_COUNT = {
+    "spam": "spam_reports",
+    "unsubs": "unsubscribes",
+    "machine\nopens": "machine_opens",
+    "machine\nclicks": "machine_clicks",
+}
 
 
 def _percent(value: float | None, digits: int) -> str:

@@ -1,4 +1,5 @@
-"""``newsletter subscribers ...``: add, import, list, show, export, unsubscribe, forget."""
+"""``newsletter subscribers ...``: add, import, list, show, export, unsubscribe, forget,
+sunset."""
 
 from __future__ import annotations
 
@@ -187,6 +188,11 @@ def show(email: str) -> None:
         click.echo(
             f"  #{d['id']} {d['kind']:<12} {d['item']:<36} {d['status']:<8} {d['sent_at'] or ''}"
         )
+    click.echo("engagement:")
+    for e in data.get("engagement", []):
+        who = "human" if e["human"] else "machine"
+        email = f"#{e['delivery_id']}" if e["delivery_id"] else "-"
+        click.echo(f"  {e['at'][:19]}  {e['kind']:<11} {who:<7} {email:<7} {e['reason']}")
 
 
 @subscribers.command("export")
@@ -224,3 +230,28 @@ def forget(email: str, yes: bool, now_text: str | None) -> None:
     with user_errors():
         forget_subscriber(get_app(), email, now=parse_now(now_text))
     click.echo(f"{email.strip().lower()}: forgotten (a hashed suppression is kept)")
+
+
+@subscribers.command("sunset")
+@click.option("--dry-run", is_flag=True, help="Show who would be asked or made inactive.")
+@click.option("--now", "now_text", hidden=True)
+def sunset(dry_run: bool, now_text: str | None) -> None:
+    """List hygiene: ask the long-silent once, then make them inactive (NEWSLETTER_SUNSET_DAYS)."""
+    from newsletter.sunset import run_sunset
+
+    app = get_app()
+    if not app.settings.sunset_days:
+        raise click.ClickException(
+            "the sunset policy is off; set NEWSLETTER_SUNSET_DAYS (e.g. 180) to use it"
+        )
+    with user_errors():
+        plan = run_sunset(app, now=parse_now(now_text), dry_run=dry_run)
+    verb = ("would be " if dry_run else "") + "{}"
+    for title, rows in (
+        (verb.format("asked (re-permission email)"), plan.ask),
+        (verb.format("kept (engaged since the email)"), plan.revive),
+        (verb.format("made inactive"), plan.retire),
+    ):
+        click.echo(f"{title}: {len(rows)}")
+        for _, email in rows:
+            click.echo(f"  {email}")

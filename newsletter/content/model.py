@@ -32,6 +32,7 @@ class Links:
     unsubscribe: str = ""
     web_version: str | None = None
     confirm: str | None = None
+    keep: str | None = None  # the sunset email's one-click "keep me subscribed" link
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ _NAME_IN_MESSAGE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' (?:is undefined|has n
 _ATTRIBUTE_IN_MESSAGE = re.compile(r"has no attribute '([A-Za-z_][A-Za-z0-9_]*)'")
 _AVAILABLE = (
     "templates may use subscriber.email, subscriber.first_name, subscriber.timezone, "
-    "subscriber.tags, links.unsubscribe, links.web_version, links.confirm, item, subject, "
+    "subscriber.tags, links.unsubscribe, links.web_version, links.confirm, links.keep, "
+    "item, subject, "
     "preheader, sender_name, postal_address, site and base_url"
 )
 _RUNTIME_ERRORS = (jinja2.TemplateError, TypeError, ValueError, ArithmeticError)

@@ -41,6 +41,9 @@ class OutgoingEmail:
     personal: Mapping[str, str] = field(default_factory=dict)
     # When the email was composed: its ``Date`` header (RFC 5322 requires one).
     date: datetime | None = None
+    # The envelope sender (SMTP ``MAIL FROM``): a VERP address ``bounces+<id>@...`` when
+    # ``NEWSLETTER_BOUNCE_ADDRESS`` is set; None means ``from_email``.
+    return_path: str | None = None
 
 
 class SendStatus(enum.StrEnum):
@@ -60,6 +63,9 @@ class SendResult:
     provider_message_id: str | None = None
     error: str | None = None
     retry_after: float | None = None
+    # A permanent refusal of the *address* (SMTP 550 5.1.1 and friends): the subscriber
+    # is suppressed as bounced at once.
+    address_refused: bool = False
 
 
 class BatchAuthError(ProviderAuthError):

@@ -50,6 +50,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from newsletter.bounces.status import Severity, classify_reply
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.delivery.mime import BUILD_ERRORS, build_mime, mime_problem
 from newsletter.errors import ConfigurationError, ProviderAuthError
@@ -219,12 +220,14 @@ class SMTPMailer:
             else:
                 data = mime.as_bytes(policy=WIRE_7BIT)
         try:
-            code, reply = conn.mail(message.from_email, options)
+            stage = "mail"
+            code, reply = conn.mail(message.return_path or message.from_email, options)
             if code == 250:
+                stage = "rcpt"
                 code, reply = conn.rcpt(message.to_email)
             if code not in (250, 251):
                 self._reset(conn)
-                return _refused(message.delivery_id, code, reply)
+                return _refused(message.delivery_id, code, reply, stage=stage)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise _Lost(False, f"smtp: connection lost before the message: {exc}") from None
@@ -232,13 +235,13 @@ class SMTPMailer:
             code, reply = conn.data(data)  # raises only when DATA itself is refused
         except smtplib.SMTPDataError as exc:
             self._reset(conn)
-            return _refused(message.delivery_id, exc.smtp_code, exc.smtp_error)
+            return _refused(message.delivery_id, exc.smtp_code, exc.smtp_error, stage="data")
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             self._drop()
             raise _Lost(True, f"smtp: connection lost during the message: {exc}") from None
         if code != 250:
             self._reset(conn)
-            return _refused(message.delivery_id, code, reply)
+            return _refused(message.delivery_id, code, reply, stage="data")
         return SendResult(message.delivery_id, SendStatus.SENT, provider_message_id=message_id)
 
     # ---- the connection ----------------------------------------------------------------
@@ -346,11 +349,12 @@ def _ascii_address(address: str) -> str:
         raise ValueError(f"the address {address!r} has a domain IDNA cannot encode") from None
 
 
-def _refused(delivery_id: int, code: int, reply: bytes | str) -> SendResult:
+def _refused(delivery_id: int, code: int, reply: bytes | str, *, stage: str = "rcpt") -> SendResult:
     text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
     error = f"smtp {code}: {text}"
     if 500 <= code < 600:
-        return SendResult(delivery_id, SendStatus.FAILED, error=error)
+        refused = stage != "mail" and classify_reply(code, text, stage=stage) is Severity.HARD
+        return SendResult(delivery_id, SendStatus.FAILED, error=error, address_refused=refused)
     return SendResult(delivery_id, SendStatus.RETRY, error=error)
 
 

@@ -48,6 +48,7 @@ SEVERITY = {
     SubscriberStatus.PENDING: 0,
     SubscriberStatus.ACTIVE: 0,
     SubscriberStatus.UNSUBSCRIBED: 1,
+    SubscriberStatus.INACTIVE: 1,
     SubscriberStatus.BOUNCED: 2,
     SubscriberStatus.COMPLAINED: 3,
 }

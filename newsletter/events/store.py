@@ -35,6 +35,7 @@ from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
 from newsletter.models import Delivery, DeliveryStatus, ProviderEvent
+from newsletter.tracking.provider import mirror_provider_events
 from newsletter.webhooks.emit import emails_settled, listened
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def store_events(session: Session, events: Sequence[ParsedEvent], *, now: dateti
     new = insert_events(session, unique, now=now)
     reconciled = reconcile(session, unique, now=now)
     suppressed = apply_suppressions(session, new, now=now)
+    mirror_provider_events(session, new)
     return IngestReport(
         received=len(events),
         stored=len(new),

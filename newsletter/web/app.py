@@ -253,4 +253,10 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.webhooks import sendgrid_webhook_router
 
     web.include_router(sendgrid_webhook_router(app, clock=clock))
+    from newsletter.web.tracking import tracking_router
+
+    web.include_router(tracking_router(app, clock=clock))
+    from newsletter.web.keep import keep_router
+
+    web.include_router(keep_router(app, clock=clock))
     return web
