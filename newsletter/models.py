@@ -124,6 +124,8 @@ class ConsentEvent(Base):
     delivery_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), index=True
     )
+    # A signup from a form source (``sources.yaml``): the sender's own event id.
+    source_event_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class Suppression(Base):
@@ -276,3 +278,15 @@ class ServiceState(Base):
     value: Mapped[str] = mapped_column(Text, default="")
     number: Mapped[float] = mapped_column(Float, default=0.0)
     updated_at: Mapped[datetime]
+
+
+class SourceEvent(Base):
+    """A form source's delivery already acted on: a repeated event id is a no-op."""
+
+    __tablename__ = "source_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]

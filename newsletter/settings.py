@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     campaign_max_schedule_days: int = Field(default=365, ge=1)
     campaign_stale_hours: float = Field(default=6.0, gt=0)
+    sources_file: Path = Path("sources.yaml")  # form sources: POST /subscribe/{source}
+    honeypot_field: str = Field(default="website", min_length=1, max_length=64)
 
     @field_validator("default_timezone")
     @classmethod
