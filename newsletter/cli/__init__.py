@@ -131,6 +131,9 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    from newsletter.cli.sources import sources
+
+    main.add_command(sources)
 
 
 _register_optional()

@@ -47,9 +47,24 @@ def email_in(pairs: Iterable[tuple[str, Any]]) -> str | None:
     return None
 
 
+NOT_A_PERSONS_NAME = ("last", "sur", "family", "company", "user", "business", "file", "domain")
+
+
 def first_name_in(pairs: Iterable[tuple[str, Any]]) -> str | None:
+    """A first name: exact labels first, then questions like "What's your first name?"."""
     pairs = list(pairs)
-    return pick(pairs, FIRST_NAME_NAMES) or first_word(pick(pairs, FULL_NAME_NAMES))
+    found = pick(pairs, FIRST_NAME_NAMES) or first_word(pick(pairs, FULL_NAME_NAMES))
+    if found:
+        return found
+    for label, value in pairs:
+        key = normalized(label)
+        if "firstname" in key and text(value):
+            return first_word(text(value))
+    for label, value in pairs:
+        key = normalized(label)
+        if "name" in key and not any(word in key for word in NOT_A_PERSONS_NAME) and text(value):
+            return first_word(text(value))
+    return None
 
 
 def flat(fields: Mapping[str, Any]) -> tuple[str | None, str | None]:
