@@ -22,6 +22,12 @@ PURE = [
     "newsletter/web/form_input.py",
     "newsletter/one_line.py",
     "newsletter/zones.py",
+    "newsletter/sources/config.py",
+    "newsletter/sources/decide.py",
+    "newsletter/sources/fields.py",
+    "newsletter/sources/presets.py",
+    "newsletter/sources/safe_json.py",
+    "newsletter/sources/verify.py",
 ]
 IO_MODULES = {
     "sqlalchemy",

@@ -45,7 +45,8 @@ def test_sources_list_shows_routes_opt_in_and_missing_secrets(env: Path) -> None
     assert result.output == (
         "NAME   ROUTE             PRESET   OPT_IN             TAGS       SECRET\n"
         "shop   /subscribe/shop   shopify  single_if_consent  customers  set\n"
-        "forms  /subscribe/forms  tally    double                        missing: set SRC_CLI_FORMS\n"
+        "forms  /subscribe/forms  tally    double                        "
+        "missing: set SRC_CLI_FORMS\n"
     )
 
 
@@ -96,7 +97,8 @@ def test_sources_test_shows_why_a_delivery_would_be_ignored(env: Path, tmp_path:
     assert json.loads(result.output) == {
         "source": "shop",
         "action": "ignore",
-        "reason": "the customer's email_marketing_consent.state is 'not_subscribed', not 'subscribed'",
+        "reason": "the customer's email_marketing_consent.state is 'not_subscribed', "
+        "not 'subscribed'",
     }
 
 

@@ -213,7 +213,8 @@ def test_an_invalid_email_from_a_sender_is_ignored_not_refused() -> None:
 
 def test_single_opt_in_needs_the_setting_and_the_senders_consent() -> None:
     text = (
-        "sources:\n  s: {preset: stripe, secret_env: A, opt_in: single_if_consent, consent_text: t}\n"
+        "sources:\n"
+        "  s: {preset: stripe, secret_env: A, opt_in: single_if_consent, consent_text: t}\n"
         "  d: {preset: stripe, secret_env: A}\n"
     )
     sources, _ = parse_sources(text, "s")
