@@ -51,6 +51,11 @@ class Preset:
     consent_flag: bool = False  # a signed checkout that carries a marketing-consent flag
 
 
+def _shown(value: Any, limit: int) -> str:
+    """A sender's value in a reason: quoted when text, cut to ``limit`` characters."""
+    return repr(value[:limit]) if isinstance(value, str) else repr(value)[:limit]
+
+
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
@@ -72,7 +77,7 @@ def webflow(data: Any, request: Inbound, _: Mapping[str, Any]) -> Reading:
     body = _obj(data)
     if body.get("triggerType") != "form_submission":
         return Ignore(
-            f"Webflow event {str(body.get('triggerType'))[:60]!r} is not a form_submission"
+            f"Webflow event {_shown(body.get('triggerType'), 60)} is not a form_submission"
         )
     payload = _obj(body.get("payload"))
     email, first_name = flat(_obj(payload.get("data")))
@@ -85,7 +90,7 @@ def tally(data: Any, request: Inbound, _: Mapping[str, Any]) -> Reading:
     """Tally ``FORM_RESPONSE``: ``data.fields`` is a list of ``{label, type, value}``."""
     body = _obj(data)
     if body.get("eventType") != "FORM_RESPONSE":
-        return Ignore(f"Tally event {str(body.get('eventType'))[:60]!r} is not FORM_RESPONSE")
+        return Ignore(f"Tally event {_shown(body.get('eventType'), 60)} is not FORM_RESPONSE")
     fields = [f for f in _obj(body.get("data")).get("fields") or [] if isinstance(f, dict)]
     typed = [f.get("value") for f in fields if f.get("type") == "INPUT_EMAIL"]
     pairs = [(str(f.get("label") or f.get("key") or ""), f.get("value")) for f in fields]
@@ -99,7 +104,7 @@ def typeform(data: Any, request: Inbound, _: Mapping[str, Any]) -> Reading:
     """Typeform ``form_response``: ``answers`` typed by field; titles in ``definition``."""
     body = _obj(data)
     if body.get("event_type") != "form_response":
-        return Ignore(f"Typeform event {str(body.get('event_type'))[:60]!r} is not form_response")
+        return Ignore(f"Typeform event {_shown(body.get('event_type'), 60)} is not form_response")
     response = _obj(body.get("form_response"))
     answers = [a for a in response.get("answers") or [] if isinstance(a, dict)]
     email = next((text(a.get("email")) for a in answers if a.get("type") == "email"), None)
@@ -189,7 +194,7 @@ def shopify(data: Any, request: Inbound, _: Mapping[str, Any]) -> Reading:
     state = _obj(customer.get("email_marketing_consent")).get("state")
     if state != "subscribed":
         return Ignore(
-            f"the customer's email_marketing_consent.state is {str(state)[:40]!r}, not 'subscribed'"
+            f"the customer's email_marketing_consent.state is {_shown(state, 40)}, not 'subscribed'"
         )
     email = text(customer.get("email")) or text(body.get("email"))
     if not email:
@@ -228,12 +233,12 @@ def stripe(data: Any, request: Inbound, _: Mapping[str, Any]) -> Reading:
     event = _obj(data)
     if event.get("type") != "checkout.session.completed":
         return Ignore(
-            f"Stripe event {str(event.get('type'))[:60]!r} is not checkout.session.completed"
+            f"Stripe event {_shown(event.get('type'), 60)} is not checkout.session.completed"
         )
     session = _obj(_obj(event.get("data")).get("object"))
     promotions = _obj(session.get("consent")).get("promotions")
     if promotions != "opt_in":
-        return Ignore(f"the session's consent.promotions is {str(promotions)[:40]!r}, not 'opt_in'")
+        return Ignore(f"the session's consent.promotions is {_shown(promotions, 40)}, not 'opt_in'")
     details = _obj(session.get("customer_details"))
     email = text(details.get("email")) or text(session.get("customer_email"))
     if not email:
