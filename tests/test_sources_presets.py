@@ -206,3 +206,68 @@ def test_generic_without_a_map_reads_flat_fields() -> None:
 def test_sender_tags_are_never_part_of_a_verdict() -> None:
     verdict = read_delivery(SOURCES["shopify"], inbound("shopify"))
     assert verdict.tags == ()  # the shop's "VIP, wholesale" is not copied
+
+
+def test_a_signature_that_is_not_base64_is_named_so() -> None:
+    request = inbound("tally")
+    headers = dict(request.headers) | {"tally-signature": "not base64!!"}
+    with pytest.raises(Unauthorized, match="not base64"):
+        check_authentic(
+            SOURCES["tally"], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+@pytest.mark.parametrize("preset", ["webflow", "stripe"])
+def test_exactly_five_minutes_old_still_verifies(preset: str) -> None:
+    request = inbound(preset, now=NOW - timedelta(seconds=300))
+    check_authentic(SOURCES[preset], request, secrets=SECRETS, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("preset", "header", "value", "words"),
+    [
+        ("webflow", "x-webflow-timestamp", "1" * 17, "not a millisecond timestamp"),
+        ("webflow", "x-webflow-timestamp", "1" * 16, "timestamp is more than"),
+        ("stripe", "stripe-signature", "t=" + "1" * 13 + ",v1=00", "must look like"),
+        ("stripe", "stripe-signature", "t=" + "1" * 12 + ",v1=00", "timestamp is more than"),
+    ],
+)
+def test_timestamp_lengths_are_bounded(preset: str, header: str, value: str, words: str) -> None:
+    request = inbound(preset)
+    headers = dict(request.headers) | {header: value}
+    with pytest.raises(Unauthorized, match=words):
+        check_authentic(
+            SOURCES[preset], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+def test_nesting_is_counted_after_closed_siblings() -> None:
+    from newsletter.sources.safe_json import BodyError, parse_json
+
+    with pytest.raises(BodyError, match="nested deeper"):
+        parse_json("[[], " + "[" * 32 + "]" * 32 + "]")
+    with pytest.raises(BodyError, match="nested deeper"):
+        parse_json("[" * 33 + "]" * 33)
+
+
+def test_a_verdict_as_a_dict_shows_fields_only_when_subscribing() -> None:
+    accepted = read_delivery(SOURCES["stripe"], inbound("stripe")).as_dict()
+    assert accepted["opt_in"] == "single"
+    assert accepted["fields"]["email"] == "jenny.rosen@example.com"
+    assert accepted["event_id"] == "evt_1Ep24XHssDVaQm2PpwS19Yt0"
+    ignored = read_delivery(SOURCES["stripe"], inbound("stripe", _stripe(None))).as_dict()
+    assert set(ignored) == {"source", "action", "reason"}
+
+
+def test_form_fields_are_used_only_by_form_presets() -> None:
+    jot = sample("jotform")
+    as_json = read_delivery(SOURCES["jotform"], Inbound(json.dumps(jot).encode(), {}, {}), None)
+    assert as_json.signup is not None
+    assert as_json.signup.email == "katherine@example.com"
+    generic = read_delivery(
+        SOURCES["generic"],
+        Inbound(b'{"email": "body@example.com"}', {}, {}),
+        {"email": "fields@example.com"},
+    )
+    assert generic.signup is not None
+    assert generic.signup.email == "body@example.com"
