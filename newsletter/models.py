@@ -127,6 +127,8 @@ class ConsentEvent(Base):
     delivery_id: Mapped[int | None] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), index=True
     )
+    # A signup from a form source (``sources.yaml``): the sender's own event id.
+    source_event_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class Suppression(Base):
@@ -420,4 +422,15 @@ class BounceReport(Base):
     delivery_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     email_hash: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(200))
+
+
+class SourceEvent(Base):
+    """A form source's delivery already acted on: a repeated event id is a no-op."""
+
+    __tablename__ = "source_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(200))
     received_at: Mapped[datetime]

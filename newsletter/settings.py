@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     sunset_days: int = Field(default=0, ge=0)  # 0 = the sunset policy is off
     sunset_min_emails: int = Field(default=5, ge=1)
     sunset_grace_days: int = Field(default=14, ge=1)
+    sources_file: Path = Path("sources.yaml")  # form sources: POST /subscribe/{source}
+    honeypot_field: str = Field(default="website", min_length=1, max_length=64)
 
     @field_validator("default_timezone")
     @classmethod

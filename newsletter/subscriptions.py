@@ -29,6 +29,7 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    SourceEvent,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -59,6 +60,8 @@ class SubscribeOutcome(enum.StrEnum):
     THROTTLED = "throttled"  # a confirmation went out less than an hour ago
     ALREADY_ACTIVE = "already_active"
     SUPPRESSED = "suppressed"
+    DUPLICATE = "duplicate"  # a form source's event id seen before: nothing done
+    ACTIVATED = "activated"  # single opt-in (a signed checkout's consent): active at once
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,10 @@ class SubscribeRequest:
     ip: str | None = None
     user_agent: str | None = None
     consent_text: str | None = CONSENT_TEXT
+    # Form sources (``sources.yaml``): the sender's event id, deduplicated per ``source``,
+    # and single opt-in, decided by ``newsletter.sources.decide`` (signed checkouts only).
+    event_id: str | None = None
+    single_opt_in: bool = False
 
 
 def new_public_id() -> str:
@@ -116,6 +123,8 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
     """
     email = normalize_email(request.email)
     with transaction(app.sessions) as session:
+        if request.event_id is not None and not _first_sight(session, request, now=now):
+            return SubscribeOutcome.DUPLICATE
         reason = is_suppressed(session, email)
         if reason in ("bounced", "complained"):
             return SubscribeOutcome.SUPPRESSED
@@ -140,6 +149,10 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
         if not created:
             _refresh(app, subscriber, request, now=now)
         session.add(_consent(subscriber.id, ConsentKind.SUBSCRIBED, request, now=now))
+        if request.single_opt_in:
+            session.flush()
+            activate(app, session, subscriber, now=now, ip=request.ip, source=request.source)
+            return SubscribeOutcome.ACTIVATED
         last = subscriber.last_confirmation_at
         if was_pending and last is not None and now - last < CONFIRMATION_INTERVAL:
             return SubscribeOutcome.THROTTLED
@@ -165,6 +178,17 @@ def queue_confirmations(session: Session, subscriber_ids: Iterable[int], *, now:
         ],
         now=now,
     )
+
+
+def _first_sight(session: Session, request: SubscribeRequest, *, now: datetime) -> bool:
+    """Record the source's event id; False when it was recorded before (a replay)."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = (
+        insert(SourceEvent)
+        .values(source=(request.source or "")[:64], event_id=request.event_id, received_at=now)
+        .on_conflict_do_nothing(index_elements=["source", "event_id"])
+    )
+    return session.execute(statement.returning(SourceEvent.id)).first() is not None
 
 
 def _insert_if_new(session: Session, values: dict[str, object]) -> bool:
@@ -214,6 +238,7 @@ def _consent(
         user_agent=(request.user_agent or "")[:500] or None if request else None,
         source=(request.source or "")[:500] or None if request else None,
         consent_text=request.consent_text if request else None,
+        source_event_id=request.event_id if request else None,
     )
 
 

@@ -28,6 +28,12 @@ PURE = [
     "newsletter/webhooks/retries.py",
     "newsletter/webhooks/targets.py",
     "newsletter/webhooks/payloads.py",
+    "newsletter/sources/config.py",
+    "newsletter/sources/decide.py",
+    "newsletter/sources/fields.py",
+    "newsletter/sources/presets.py",
+    "newsletter/sources/safe_json.py",
+    "newsletter/sources/verify.py",
 ]
 IO_MODULES = {
     "sqlalchemy",

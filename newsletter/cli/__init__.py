@@ -229,6 +229,9 @@ def _register_optional() -> None:
     from newsletter.cli.zones import timezones
 
     main.add_command(timezones)
+    from newsletter.cli.sources import sources
+
+    main.add_command(sources)
 
 
 _register_optional()

@@ -15,6 +15,7 @@ from newsletter.content.templates import template_names
 from newsletter.cronfile import load_cron_file, missing_jobs
 from newsletter.errors import ContentError, NewsletterError
 from newsletter.settings import Settings
+from newsletter.sources.loading import read_sources
 
 
 def _settings() -> Settings:
@@ -70,6 +71,8 @@ def check() -> None:
         ]
     except ContentError as exc:
         problems.append(exc)
+    found_sources, source_problems = read_sources(settings.sources_file)
+    problems += source_problems
     for problem in problems:
         click.echo(str(problem))
     if problems:
@@ -78,7 +81,9 @@ def check() -> None:
     click.echo(
         f"OK: {_count(library.items(), 'item')}, {_count(library.sequences(), 'sequence')}, "
         f"{_count(template_names(settings.templates_dir), 'template')} and "
-        f"{jobs} cron {'job' if jobs == 1 else 'jobs'} checked; every item renders"
+        f"{jobs} cron {'job' if jobs == 1 else 'jobs'} checked"
+        + (f", and {_count(list(found_sources), 'form source')}" if found_sources else "")
+        + "; every item renders"
     )
 
 

@@ -137,7 +137,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
         body = await read_body(request, settings.max_body_bytes)
         check_signature(body, request.headers.get("x-newsletter-signature"), settings.form_secret)
-        form = read_form(await read_fields(request, body))
+        form = read_form(await read_fields(request, body), honeypot_field=settings.honeypot_field)
         redirect = check_redirect(form.redirect, settings.origins) if form.redirect else None
         background = None
         if not form.honeypot_filled:
@@ -259,4 +259,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.keep import keep_router
 
     web.include_router(keep_router(app, clock=clock))
+    from newsletter.web.sources import sources_router
+
+    web.include_router(sources_router(app, clock=clock, kick=pump.kick))
     return web

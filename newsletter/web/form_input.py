@@ -88,10 +88,13 @@ def _tags(value: Any) -> tuple[str, ...]:
     raise BadRequest(400, "'tags' must be a string or a list of strings")
 
 
-def read_form(fields: Mapping[str, Any]) -> SubscribeForm:
-    """Map the accepted field aliases; raise ``BadRequest`` for a missing or bad field."""
+def read_form(fields: Mapping[str, Any], *, honeypot_field: str = HONEYPOT) -> SubscribeForm:
+    """Map the accepted field aliases; raise ``BadRequest`` for a missing or bad field.
+
+    ``honeypot_field`` (``NEWSLETTER_HONEYPOT_FIELD``) must stay empty on browser forms.
+    """
     email = _first_text(fields, EMAIL_FIELDS, "email")
-    honeypot = _first_text(fields, (HONEYPOT,), HONEYPOT)
+    honeypot = _first_text(fields, (honeypot_field,), honeypot_field)
     if not email or not email.strip():
         raise BadRequest(400, "the 'email' field is required")
     return SubscribeForm(

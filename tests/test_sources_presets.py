@@ -1,0 +1,273 @@
+"""Each preset over its sender's documented sample, and each verifier, without HTTP (fast)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from newsletter.sources.config import parse_sources
+from newsletter.sources.decide import check_authentic, is_activation_ping, read_delivery
+from newsletter.sources.presets import PRESETS
+from newsletter.sources.verify import Inbound, Unauthorized
+from tests.conftest import NOW
+from tests.source_senders import sample, signature_headers
+
+SECRETS = ("new-secret", "old-secret")
+TEXT = "sources:\n" + "".join(
+    f"  {p}: {{preset: {p}, secret_env: S"
+    + (", opt_in: single_if_consent, consent_text: Email me" if PRESETS[p].consent_flag else "")
+    + "}\n"
+    for p in PRESETS
+)
+SOURCES, _problems = parse_sources(TEXT, "s.yaml")
+
+EXPECTED = {
+    "webflow": ("zaphod@heartofgold.ai", "Zaphod", "6321ca84df3949bfc6752327", None, False),
+    "tally": ("alice@example.com", "Alice", "a4cb511e-d513-4fa5-baee-b815d718dfd1", None, False),
+    "typeform": ("laura@example.com", "Laura", "01GKJ1N7S8QKYYB4FBX3E2YMV3", None, False),
+    "formspree": ("ada@example.com", "Ada", "mqkrrqgo:2021-04-07T15:04:35.744Z", None, False),
+    "framer": ("grace@example.com", "Grace", "0fbbb90e-564b-4870-ac8b-78f9bc4e44a6", None, False),
+    "jotform": ("katherine@example.com", "Katherine", "5712345678901234567", "203.0.113.7", False),
+    "shopify": ("bob@biller.com", "Bob", "b54557e4-bdd9-4b37-8a5f-bf7d70bcd043", None, True),
+    "woocommerce": ("john.doe@example.com", "John", "order.created:727", "198.51.100.23", False),
+    "stripe": ("jenny.rosen@example.com", "Jenny", "evt_1Ep24XHssDVaQm2PpwS19Yt0", None, True),
+}
+
+
+def inbound(preset: str, payload: Any = None, *, secret: str = SECRETS[0], **kw: Any) -> Inbound:
+    body = json.dumps(sample(preset) if payload is None else payload).encode()
+    headers, query = signature_headers(preset, body, secret, kw.pop("now", NOW), **kw)
+    return Inbound(body, {k.lower(): v for k, v in headers.items()}, query)
+
+
+def fields_of(preset: str, request: Inbound) -> dict[str, Any] | None:
+    return json.loads(request.body) if PRESETS[preset].body == "form" else None
+
+
+@pytest.mark.parametrize("preset", list(EXPECTED))
+def test_the_documented_sample_maps_and_decides(preset: str) -> None:
+    request = inbound(preset)
+    verdict = read_delivery(SOURCES[preset], request, fields_of(preset, request))
+    assert verdict.action == "subscribe", verdict.reason
+    assert verdict.signup is not None
+    signup = verdict.signup
+    email, first_name, event_id, ip, single = EXPECTED[preset]
+    assert (signup.email, signup.first_name, signup.event_id, signup.ip) == (
+        email,
+        first_name,
+        event_id,
+        ip,
+    )
+    assert verdict.single_opt_in is single
+    assert verdict.consent_text == ("Email me" if single else None)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_every_secret_of_a_rotation_verifies_and_no_other(preset: str) -> None:
+    for secret in SECRETS:
+        check_authentic(SOURCES[preset], inbound(preset, secret=secret), secrets=SECRETS, now=NOW)
+    with pytest.raises(Unauthorized):
+        check_authentic(SOURCES[preset], inbound(preset, secret="x"), secrets=SECRETS, now=NOW)
+    with pytest.raises(Unauthorized, match="no secret"):
+        check_authentic(SOURCES[preset], inbound(preset), secrets=(), now=NOW)
+
+
+@pytest.mark.parametrize("preset", [p for p in PRESETS if p != "jotform"])
+def test_a_changed_body_does_not_verify(preset: str) -> None:
+    request = inbound(preset)
+    changed = Inbound(request.body.replace(b"@", b"+x@", 1), request.headers, request.query)
+    with pytest.raises(Unauthorized):
+        check_authentic(SOURCES[preset], changed, secrets=SECRETS, now=NOW)
+
+
+@pytest.mark.parametrize("preset", ["webflow", "formspree", "stripe"])
+@pytest.mark.parametrize(
+    ("offset", "ok"),
+    [
+        (timedelta(seconds=299), True),
+        (timedelta(seconds=-299), True),
+        (timedelta(seconds=301), False),
+        (timedelta(seconds=-301), False),
+    ],
+)
+def test_the_timestamp_window_is_five_minutes(preset: str, offset: timedelta, ok: bool) -> None:
+    request = inbound(preset, now=NOW + offset)
+    if ok:
+        check_authentic(SOURCES[preset], request, secrets=SECRETS, now=NOW)
+    else:
+        with pytest.raises(Unauthorized, match="timestamp"):
+            check_authentic(SOURCES[preset], request, secrets=SECRETS, now=NOW)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "typeform-signature",
+        "framer-signature",
+        "framer-webhook-submission-id",
+        "x-shopify-hmac-sha256",
+        "tally-signature",
+        "x-webflow-timestamp",
+    ],
+)
+def test_a_missing_header_does_not_verify(header: str) -> None:
+    preset = {
+        "typeform-signature": "typeform",
+        "framer-signature": "framer",
+        "framer-webhook-submission-id": "framer",
+        "x-shopify-hmac-sha256": "shopify",
+        "tally-signature": "tally",
+        "x-webflow-timestamp": "webflow",
+    }[header]
+    request = inbound(preset)
+    headers = {k: v for k, v in request.headers.items() if k != header}
+    with pytest.raises(Unauthorized, match="missing"):
+        check_authentic(
+            SOURCES[preset], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+def test_a_typeform_signature_without_its_prefix_does_not_verify() -> None:
+    request = inbound("typeform")
+    headers = dict(request.headers)
+    headers["typeform-signature"] = headers["typeform-signature"].removeprefix("sha256=")
+    with pytest.raises(Unauthorized, match="must start with"):
+        check_authentic(
+            SOURCES["typeform"], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+def _stripe(consent: Any, kind: str = "checkout.session.completed") -> dict[str, Any]:
+    event = sample("stripe")
+    event["type"] = kind
+    event["data"]["object"]["consent"] = consent
+    return event
+
+
+@pytest.mark.parametrize(
+    ("preset", "payload", "topic", "reason"),
+    [
+        ("stripe", _stripe({"promotions": "opt_out"}), None, "'opt_out', not 'opt_in'"),
+        ("stripe", _stripe(None), None, "None, not 'opt_in'"),
+        ("stripe", _stripe({"promotions": "opt_in"}, "invoice.paid"), None, "not checkout.session"),
+        ("shopify", sample("shopify") | {"email_marketing_consent": None}, None, "None"),
+        ("shopify", sample("shopify"), "customers/delete", "not a customer or order creation"),
+        ("woocommerce", sample("woocommerce") | {"billing": {}}, None, "billing.email"),
+        ("tally", sample("tally") | {"eventType": "OTHER"}, None, "not FORM_RESPONSE"),
+        ("typeform", sample("typeform") | {"event_type": "ping"}, None, "not form_response"),
+        ("webflow", {"triggerType": "form_submission", "payload": {}}, None, "payload.data"),
+        ("framer", {"Email": "not an address"}, None, "not valid"),
+    ],
+    ids=[
+        "stripe-opt-out",
+        "stripe-no-consent",
+        "stripe-other-event",
+        "shopify-no-consent",
+        "shopify-other-topic",
+        "woo-no-email",
+        "tally-other",
+        "typeform-other",
+        "webflow-no-data",
+        "framer-bad-email",
+    ],
+)
+def test_what_is_ignored_and_why(preset: str, payload: Any, topic: str | None, reason: str) -> None:
+    request = inbound(preset, payload, topic=topic)
+    verdict = read_delivery(SOURCES[preset], request)
+    assert verdict.action == "ignore"
+    assert reason in verdict.reason
+    assert verdict.signup is None
+
+
+def test_shopify_without_single_opt_in_setting_stays_double() -> None:
+    sources, _ = parse_sources("sources:\n  s: {preset: shopify, secret_env: S}\n", "s")
+    verdict = read_delivery(sources["s"], inbound("shopify"))
+    assert (verdict.action, verdict.single_opt_in) == ("subscribe", False)
+
+
+def test_the_woocommerce_ping_is_recognised_only_for_woocommerce() -> None:
+    ping = Inbound(b"webhook_id=15", {}, {})
+    assert is_activation_ping(SOURCES["woocommerce"], ping)
+    assert not is_activation_ping(SOURCES["generic"], ping)
+    assert not is_activation_ping(SOURCES["woocommerce"], Inbound(b"webhook_id=15&x=1", {}, {}))
+
+
+def test_generic_without_a_map_reads_flat_fields() -> None:
+    verdict = read_delivery(
+        SOURCES["generic"], Inbound(b'{"email": "a@example.com", "name": "A B"}', {}, {})
+    )
+    assert verdict.signup is not None
+    assert (verdict.signup.email, verdict.signup.first_name) == ("a@example.com", "A")
+
+
+def test_sender_tags_are_never_part_of_a_verdict() -> None:
+    verdict = read_delivery(SOURCES["shopify"], inbound("shopify"))
+    assert verdict.tags == ()  # the shop's "VIP, wholesale" is not copied
+
+
+def test_a_signature_that_is_not_base64_is_named_so() -> None:
+    request = inbound("tally")
+    headers = dict(request.headers) | {"tally-signature": "not base64!!"}
+    with pytest.raises(Unauthorized, match="not base64"):
+        check_authentic(
+            SOURCES["tally"], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+@pytest.mark.parametrize("preset", ["webflow", "stripe"])
+def test_exactly_five_minutes_old_still_verifies(preset: str) -> None:
+    request = inbound(preset, now=NOW - timedelta(seconds=300))
+    check_authentic(SOURCES[preset], request, secrets=SECRETS, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("preset", "header", "value", "words"),
+    [
+        ("webflow", "x-webflow-timestamp", "1" * 17, "not a millisecond timestamp"),
+        ("webflow", "x-webflow-timestamp", "1" * 16, "timestamp is more than"),
+        ("stripe", "stripe-signature", "t=" + "1" * 13 + ",v1=00", "must look like"),
+        ("stripe", "stripe-signature", "t=" + "1" * 12 + ",v1=00", "timestamp is more than"),
+    ],
+)
+def test_timestamp_lengths_are_bounded(preset: str, header: str, value: str, words: str) -> None:
+    request = inbound(preset)
+    headers = dict(request.headers) | {header: value}
+    with pytest.raises(Unauthorized, match=words):
+        check_authentic(
+            SOURCES[preset], Inbound(request.body, headers, {}), secrets=SECRETS, now=NOW
+        )
+
+
+def test_nesting_is_counted_after_closed_siblings() -> None:
+    from newsletter.sources.safe_json import BodyError, parse_json
+
+    with pytest.raises(BodyError, match="nested deeper"):
+        parse_json("[[], " + "[" * 32 + "]" * 32 + "]")
+    with pytest.raises(BodyError, match="nested deeper"):
+        parse_json("[" * 33 + "]" * 33)
+
+
+def test_a_verdict_as_a_dict_shows_fields_only_when_subscribing() -> None:
+    accepted = read_delivery(SOURCES["stripe"], inbound("stripe")).as_dict()
+    assert accepted["opt_in"] == "single"
+    assert accepted["fields"]["email"] == "jenny.rosen@example.com"
+    assert accepted["event_id"] == "evt_1Ep24XHssDVaQm2PpwS19Yt0"
+    ignored = read_delivery(SOURCES["stripe"], inbound("stripe", _stripe(None))).as_dict()
+    assert set(ignored) == {"source", "action", "reason"}
+
+
+def test_form_fields_are_used_only_by_form_presets() -> None:
+    jot = sample("jotform")
+    as_json = read_delivery(SOURCES["jotform"], Inbound(json.dumps(jot).encode(), {}, {}), None)
+    assert as_json.signup is not None
+    assert as_json.signup.email == "katherine@example.com"
+    generic = read_delivery(
+        SOURCES["generic"],
+        Inbound(b'{"email": "body@example.com"}', {}, {}),
+        {"email": "fields@example.com"},
+    )
+    assert generic.signup is not None
+    assert generic.signup.email == "body@example.com"
