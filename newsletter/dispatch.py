@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.attention.claims import attention_for
 from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
@@ -94,6 +95,7 @@ def deliver_due(
             now=now,
             lease=timedelta(seconds=app.settings.lease_seconds),
             kinds=kinds,
+            attention=attention_for(app),
         )
         messages, failures = _build_messages(app, session, rows, now=now)
     report.commits += 1

@@ -214,6 +214,8 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
+    # Attention (migration 0007): the due time before the marketing cap first deferred it.
+    deferred_from: Mapped[datetime | None]
 
 
 class CampaignState(enum.StrEnum):
@@ -246,6 +248,9 @@ class Campaign(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Attention (migration 0007): 3 high, 2 normal, 1 low; the topic of the preference centre.
+    priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    topic: Mapped[str | None] = mapped_column(String(100))
 
 
 class ProviderEvent(Base):
@@ -275,4 +280,36 @@ class ServiceState(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, default="")
     number: Mapped[float] = mapped_column(Float, default=0.0)
+    updated_at: Mapped[datetime]
+
+
+class DeliveryDeferral(Base):
+    """One deferral of a ledger row by the marketing cap or a higher priority (append-only)."""
+
+    __tablename__ = "delivery_deferrals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        index=True,
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class SubscriberPreferences(Base):
+    """What the preference centre saved: topics opted out of, and a frequency choice."""
+
+    __tablename__ = "subscriber_preferences"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topics_off: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency: Mapped[str] = mapped_column(String(32), default="as_they_come")
     updated_at: Mapped[datetime]

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     campaign_max_schedule_days: int = Field(default=365, ge=1)
     campaign_stale_hours: float = Field(default=6.0, gt=0)
+    marketing_cap: str = "1/24h"  # newsletter.attention.cap: COUNT/PERIOD, or off
+
+    @field_validator("marketing_cap")
+    @classmethod
+    def _cap(cls, value: str) -> str:
+        from newsletter.attention.cap import parse_cap
+
+        parse_cap(value)  # ValueError -> "NEWSLETTER_MARKETING_CAP: cannot read the cap ..."
+        return value.strip()
 
     @field_validator("default_timezone")
     @classmethod

@@ -50,6 +50,7 @@ class ContentItem:
     medical: bool = True  # adds the "not medical advice" line
     transactional: bool = False  # e.g. system/confirmation: no unsubscribe footer required
     example: bool = False  # a shipped example testimonial, shown with an 'example' banner
+    topic: str | None = None  # ``topic:`` of the preference centre (content/topics.yaml)
 
 
 @dataclass(frozen=True)
@@ -92,3 +93,4 @@ class Sequence:
     then: Rotation | None = None
     path: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    priority: int = 2  # ``priority:`` high 3, normal 2, low 1 (newsletter.attention)
