@@ -83,7 +83,8 @@ def parse_topics(
         return Topics()
     if not isinstance(data, dict) or set(data) - {"topics"}:
         raise doc.error("topics.yaml must be a mapping with one key, topics: a list of topics")
-    raw = data.get("topics") or []
+    raw = data.get("topics")
+    raw = [] if raw is None else raw
     if not isinstance(raw, list):
         raise doc.error("topics must be a list of {name, description, sequences, tags}", "topics")
     found: list[Topic] = []
