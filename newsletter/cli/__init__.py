@@ -131,6 +131,7 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    import newsletter.cli.attention  # noqa: F401 - adds `subscribers plan` and `timeline`
 
 
 _register_optional()
