@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.attention.claims import attention_for
-from newsletter.compose import Sender, compose, confirm_url, unsubscribe_url
+from newsletter.compose import Sender, compose, confirm_url, preferences_url, unsubscribe_url
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
@@ -259,7 +259,11 @@ def _build_messages(
             if row.kind == DeliveryKind.CONFIRMATION.value:
                 token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
                 confirm = confirm_url(settings.base_url, token)
-            links = Links(unsubscribe=unsub, confirm=confirm)
+            preferences = None
+            if row.kind != DeliveryKind.CONFIRMATION.value:
+                token = make_unsubscribe_token(subscriber.public_id, keys=keys)
+                preferences = preferences_url(settings.base_url, token)
+            links = Links(unsubscribe=unsub, confirm=confirm, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         try:
             rendered = app.library.render(row.item_id, recipient, links)

@@ -119,3 +119,7 @@ class CampaignNotFound(CampaignError, LookupError):
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no campaign named {name!r}; run `newsletter campaign list`")
+
+
+class PreferencesError(NewsletterError, ValueError):
+    """A preference-centre form was refused (unknown topic or frequency); nothing saved."""

@@ -100,6 +100,7 @@ class ConsentKind(enum.StrEnum):
     IMPORTED = "imported"  # earlier consent from an imported list
     CONFIRMED = "confirmed"
     WITHDRAWN = "withdrawn"
+    PREFERENCES = "preferences"  # topics or frequency changed in the preference centre
 
 
 class ConsentEvent(Base):

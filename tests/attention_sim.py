@@ -78,6 +78,13 @@ steps:
   - send: tips/piriformis
     after: 1d
 """
+TOPICS = """topics:
+  - name: tips
+    description: The drip.
+    sequences: [basics, tools]
+  - name: offers
+    description: Campaigns.
+"""
 # name, item, priority, when (ISO; a time without offset is local to each subscriber)
 CAMPAIGNS = (
     ("reset", "campaigns/seven-day-reset", "normal", "2026-11-12T08:00:00+00:00"),
@@ -115,6 +122,7 @@ def build_content(target: Path) -> Path:
         old.unlink()
     (target / "sequences" / "basics.yaml").write_text(BASICS)
     (target / "sequences" / "tools.yaml").write_text(TOOLS)
+    (target / "topics.yaml").write_text(TOPICS)
     reset = (target / "campaigns" / "seven-day-reset.md").read_text()
     (target / "campaigns" / "new-tool.md").write_text(reset)
     (target / "campaigns" / "winter-sale.md").write_text(reset)
@@ -170,7 +178,10 @@ def run(app: App, *, worker: int = 0, barrier: Path | None = None, peers: int = 
         deliver(app, now)
         if barrier is not None:
             (barrier / f"{index}-{worker}").touch()
+            deadline = time.monotonic() + 120
             while not all((barrier / f"{index}-{k}").exists() for k in range(peers)):
+                if (barrier / "failed").exists() or time.monotonic() > deadline:
+                    raise SystemExit(f"worker {worker}: a peer failed or hung at tick {index}")
                 time.sleep(0.002)
     # a last pass so both workers' final outcomes are recorded and campaigns finish
     plan_campaigns(app, ticks()[-1])
@@ -217,8 +228,13 @@ def main(argv: list[str]) -> None:
     worker, barrier, peers = int(argv[1]), Path(argv[2]), int(argv[3])
     settings = load_settings(dict(os.environ))
     app = App(settings, mailer=RecordingMailer(barrier / f"sent-{worker}.txt"))
-    run(app, worker=worker, barrier=barrier, peers=peers)
-    app.close()
+    try:
+        run(app, worker=worker, barrier=barrier, peers=peers)
+    except BaseException:
+        (barrier / "failed").touch()
+        raise
+    finally:
+        app.close()
 
 
 if __name__ == "__main__":

@@ -111,15 +111,14 @@ def test_sixty_days_two_workers_on_postgresql_keep_the_cap_and_priorities(
         subprocess.Popen(
             [sys.executable, "-m", "tests.attention_sim", str(i), str(barrier), "2"],
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+            stdout=(barrier / f"out-{i}.txt").open("w"),
+            stderr=subprocess.STDOUT,
         )
         for i in range(2)
     ]
-    for worker in workers:
-        _out, err = worker.communicate(timeout=1500)
-        assert worker.returncode == 0, err[-3000:]
+    for i, worker in enumerate(workers):
+        worker.wait(timeout=2000)
+        assert worker.returncode == 0, (barrier / f"out-{i}.txt").read_text()[-3000:]
     handed = Counter(
         int(line.split()[1])
         for i in range(2)

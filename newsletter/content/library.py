@@ -131,6 +131,7 @@ class ContentLibrary:
             unsubscribe=f"{base}/unsubscribe/preview-token",
             web_version=None,
             confirm=f"{base}/confirm/preview-token",
+            preferences=f"{base}/preferences/preview-token",
         )
 
     # ---- checking -----------------------------------------------------------------

@@ -32,6 +32,7 @@ class Links:
     unsubscribe: str = ""
     web_version: str | None = None
     confirm: str | None = None
+    preferences: str | None = None  # the preference centre (marketing email only)
 
 
 @dataclass(frozen=True)
