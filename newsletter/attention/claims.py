@@ -7,7 +7,7 @@ and suppressions are already re-checked. A planner's view can be stale (a campai
 after the drip step was planned), the claim's cannot.
 
 Several workers: each claims due rows ``FOR UPDATE SKIP LOCKED``, then locks the rows of the
-*subscribers* in its batch (``SELECT ... FOR UPDATE``, in id order, so workers never
+*subscribers* in its batch (``SELECT ... FOR NO KEY UPDATE``, in id order, so workers never
 deadlock) before counting that subscriber's slots. Two workers holding rows of the same
 subscriber therefore decide one after the other, and the second (a fresh READ COMMITTED
 snapshot per statement) sees the first one's lease: no two workers can both use the last
@@ -101,7 +101,10 @@ def _lock_subscribers(session: Session, ids: list[int]) -> None:
             select(Subscriber.id)
             .where(Subscriber.id.in_(ids))
             .order_by(Subscriber.id)
-            .with_for_update()
+            # NO KEY UPDATE: claims still queue behind each other, but inserting a ledger
+            # row (its foreign key takes KEY SHARE on the subscriber) is never blocked, so a
+            # planner and a claim cannot deadlock.
+            .with_for_update(key_share=True)
         ).all()
 
 
