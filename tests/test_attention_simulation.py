@@ -118,7 +118,8 @@ def test_sixty_days_two_workers_on_postgresql_keep_the_cap_and_priorities(
     ]
     for i, worker in enumerate(workers):
         worker.wait(timeout=2000)
-        assert worker.returncode == 0, (barrier / f"out-{i}.txt").read_text()[-3000:]
+        logs = [(barrier / f"out-{k}.txt").read_text()[-3000:] for k in range(2)]
+        assert worker.returncode == 0, logs
     handed = Counter(
         int(line.split()[1])
         for i in range(2)
