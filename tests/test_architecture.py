@@ -22,6 +22,11 @@ PURE = [
     "newsletter/web/form_input.py",
     "newsletter/one_line.py",
     "newsletter/zones.py",
+    "newsletter/attention/cap.py",
+    "newsletter/attention/priority.py",
+    "newsletter/attention/decide.py",
+    "newsletter/attention/topics.py",
+    "newsletter/attention/forecast.py",
 ]
 IO_MODULES = {
     "sqlalchemy",
