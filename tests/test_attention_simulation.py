@@ -116,7 +116,7 @@ def test_sixty_days_two_workers_on_postgresql_keep_the_cap_and_priorities(
         )
         for i in range(2)
     ]
-    for i, worker in enumerate(workers):
+    for worker in workers:
         worker.wait(timeout=2000)
         logs = [(barrier / f"out-{k}.txt").read_text()[-3000:] for k in range(2)]
         assert worker.returncode == 0, logs
