@@ -36,6 +36,11 @@ def read_delivery_param(value: str | None) -> int | None:
     return number if 0 < number < 2**63 else None
 
 
+def preferences_url(base_url: str, token: str) -> str:
+    """The preference centre: the unsubscribe token is its credential too."""
+    return f"{base_url}/preferences/{token}"
+
+
 def confirm_url(base_url: str, token: str) -> str:
     return f"{base_url}/confirm/{token}"
 
@@ -87,6 +92,8 @@ def compose(
         personal["unsubscribe_url"] = links.unsubscribe
     if links.confirm:
         personal["confirm_url"] = links.confirm
+    if links.preferences:
+        personal["preferences_url"] = links.preferences
     return OutgoingEmail(
         delivery_id=delivery_id,
         to_email=recipient.email,

@@ -22,10 +22,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.attention.claims import attention_for
 from newsletter.backoff import bounded_wait
 from newsletter.bounces.apply import apply_bounces, refusal_facts
 from newsletter.bounces.verp import verp_address
-from newsletter.compose import Sender, compose, confirm_url, keep_url, unsubscribe_url
+from newsletter.compose import (
+    Sender,
+    compose,
+    confirm_url,
+    keep_url,
+    preferences_url,
+    unsubscribe_url,
+)
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
@@ -108,6 +116,7 @@ def deliver_due(
             now=now,
             lease=timedelta(seconds=app.settings.lease_seconds),
             kinds=kinds,
+            attention=attention_for(app),
         )
         messages, failures = _build_messages(app, session, rows, now=now)
     report.commits += 1
@@ -284,7 +293,11 @@ def _build_messages(
             keep = None
             if row.kind == DeliveryKind.REPERMISSION.value:
                 keep = keep_url(settings.base_url, make_keep_token(subscriber.public_id, keys=keys))
-            links = Links(unsubscribe=unsub, confirm=confirm, keep=keep)
+            preferences = None
+            if row.kind != DeliveryKind.CONFIRMATION.value:
+                token = make_unsubscribe_token(subscriber.public_id, keys=keys)
+                preferences = preferences_url(settings.base_url, token)
+            links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         try:
             rendered = app.library.render(row.item_id, recipient, links)

@@ -166,3 +166,7 @@ class ContentProblems(ContentError):
         self.problems = list(problems)
         first = self.problems[0]
         super().__init__(first.message, first.path, first.line)
+
+
+class PreferencesError(NewsletterError, ValueError):
+    """A preference-centre form was refused (unknown topic or frequency); nothing saved."""

@@ -15,7 +15,7 @@ and become ``unknown``: they are never resent automatically (policy in README,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,6 +114,14 @@ def _eligible_marketing() -> ColumnElement[bool]:
     return and_(or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok)
 
 
+# Decides, at claim time, which of the eligible rows go now (newsletter.attention.claims):
+# returns those; defers or skips the others in the same transaction.
+Attention = Callable[[Session, list[Delivery], datetime], list[Delivery]]
+# A batch the attention rules wholly deferred is followed by another claim in the same
+# transaction (the deferred rows are no longer due), at most this many times.
+ATTENTION_ROUNDS = 20
+
+
 def claim_batch(
     session: Session,
     *,
@@ -122,13 +130,40 @@ def claim_batch(
     now: datetime,
     lease: timedelta,
     kinds: Sequence[DeliveryKind] | None = None,
+    attention: Attention | None = None,
 ) -> list[Delivery]:
     """Lease up to ``limit`` due rows for ``worker``. The caller commits once.
 
     Rows whose subscriber left or whose address is suppressed, or whose campaign was
     cancelled, are marked ``skipped`` in the same transaction. Paused campaigns' rows are
     left queued. PostgreSQL skips rows another worker holds (``FOR UPDATE SKIP LOCKED``).
+    ``attention`` (the marketing cap and priorities) may defer or skip eligible rows.
     """
+    for _ in range(ATTENTION_ROUNDS if attention is not None else 1):
+        found, keep = _claim_once(
+            session,
+            worker=worker,
+            limit=limit,
+            now=now,
+            lease=lease,
+            kinds=kinds,
+            attention=attention,
+        )
+        if keep or not found:
+            return keep
+    return []
+
+
+def _claim_once(
+    session: Session,
+    *,
+    worker: str,
+    limit: int,
+    now: datetime,
+    lease: timedelta,
+    kinds: Sequence[DeliveryKind] | None,
+    attention: Attention | None,
+) -> tuple[int, list[Delivery]]:
     due = (
         select(Delivery)
         .where(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.due_at <= now)
@@ -147,7 +182,7 @@ def claim_batch(
         due = due.with_for_update(skip_locked=True, of=Delivery)
     rows = list(session.scalars(due))
     if not rows:
-        return []
+        return 0, []
     ids = [r.id for r in rows]
     eligible = set(
         session.scalars(select(Delivery.id).where(Delivery.id.in_(ids), _eligible_marketing()))
@@ -165,6 +200,8 @@ def claim_batch(
                 updated_at=now,
             )
         )
+    if keep and attention is not None:
+        keep = attention(session, keep, now)
     if keep:
         session.execute(
             update(Delivery)
@@ -186,7 +223,7 @@ def claim_batch(
                 .execution_options(populate_existing=True)
             )
         )
-    return keep
+    return len(rows), keep
 
 
 def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:

@@ -103,6 +103,7 @@ class ConsentKind(enum.StrEnum):
     IMPORTED = "imported"  # earlier consent from an imported list
     CONFIRMED = "confirmed"
     WITHDRAWN = "withdrawn"
+    PREFERENCES = "preferences"  # topics or frequency changed in the preference centre
 
 
 class ConsentEvent(Base):
@@ -224,6 +225,8 @@ class Delivery(Base):
     # when it is first claimed: with the id and the attempt it makes every Message-ID
     # unique worldwide and the same each time one attempt is rebuilt (issue 11).
     message_nonce: Mapped[str | None] = mapped_column(String(32))
+    # Attention (migration 0007): the due time before the marketing cap first deferred it.
+    deferred_from: Mapped[datetime | None]
 
 
 class CampaignState(enum.StrEnum):
@@ -256,6 +259,9 @@ class Campaign(Base):
     updated_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # Attention (migration 0007): 3 high, 2 normal, 1 low; the topic of the preference centre.
+    priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    topic: Mapped[str | None] = mapped_column(String(100))
 
 
 class ProviderEvent(Base):
@@ -434,3 +440,35 @@ class SourceEvent(Base):
     source: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(200))
     received_at: Mapped[datetime]
+
+
+class DeliveryDeferral(Base):
+    """One deferral of a ledger row by the marketing cap or a higher priority (append-only)."""
+
+    __tablename__ = "delivery_deferrals"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        index=True,
+    )
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime]
+    until: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(String(500))
+
+
+class SubscriberPreferences(Base):
+    """What the preference centre saved: topics opted out of, and a frequency choice."""
+
+    __tablename__ = "subscriber_preferences"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    topics_off: Mapped[list[str]] = mapped_column(JSON, default=list)
+    frequency: Mapped[str] = mapped_column(String(32), default="as_they_come")
+    updated_at: Mapped[datetime]

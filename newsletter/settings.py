@@ -81,6 +81,15 @@ class Settings(BaseSettings):
     sunset_grace_days: int = Field(default=14, ge=1)
     sources_file: Path = Path("sources.yaml")  # form sources: POST /subscribe/{source}
     honeypot_field: str = Field(default="website", min_length=1, max_length=64)
+    marketing_cap: str = "1/24h"  # newsletter.attention.cap: COUNT/PERIOD, or off
+
+    @field_validator("marketing_cap")
+    @classmethod
+    def _cap(cls, value: str) -> str:
+        from newsletter.attention.cap import parse_cap
+
+        parse_cap(value)  # ValueError -> "NEWSLETTER_MARKETING_CAP: cannot read the cap ..."
+        return value.strip()
 
     @field_validator("default_timezone")
     @classmethod

@@ -34,6 +34,11 @@ PURE = [
     "newsletter/sources/presets.py",
     "newsletter/sources/safe_json.py",
     "newsletter/sources/verify.py",
+    "newsletter/attention/cap.py",
+    "newsletter/attention/priority.py",
+    "newsletter/attention/decide.py",
+    "newsletter/attention/topics.py",
+    "newsletter/attention/forecast.py",
 ]
 IO_MODULES = {
     "sqlalchemy",

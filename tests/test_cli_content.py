@@ -286,6 +286,7 @@ def test_preview_text_prints_the_plain_part(cli: click.Group, library_root: Path
         "--\n"
         "You get this email because you subscribed to emails from Backease at shop.example.\n"
         "Unsubscribe with one click: https://shop.example/unsubscribe/preview-token\n"
+        "Choose what you get: https://shop.example/preferences/preview-token\n"
         "\n"
         f"{ADDRESS}\n"
         "\n"

@@ -27,8 +27,17 @@ def create_campaign(
     exclude: Sequence[str],
     pause_drips: bool,
     now: datetime,
+    priority: str = "normal",
+    topic: str | None = None,
 ) -> CampaignView:
-    """A draft for a segment of active subscribers; refused when the segment is empty."""
+    """A draft for a segment of active subscribers; refused when the segment is empty.
+
+    ``priority`` (high, normal, low) decides who wins a slot of the marketing cap;
+    ``topic`` names a topic of ``content/topics.yaml`` (default: the item's topic)."""
+    from newsletter.attention.campaign_rules import check_priority, check_topic
+
+    rank = check_priority(priority)
+    topic = check_topic(app, topic)
     item = campaign_item(app, item_id)
     segment = make_segment(include, exclude)
     with transaction(app.sessions) as session:
@@ -41,6 +50,8 @@ def create_campaign(
             include_tags=list(segment.include),
             exclude_tags=list(segment.exclude),
             pause_drips=pause_drips,
+            priority=rank,
+            topic=topic,
             timezone=app.settings.default_timezone,
             audience_cursor=0,
             audience_frozen=False,

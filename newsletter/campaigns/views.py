@@ -39,6 +39,11 @@ class CampaignView:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    priority: int = 2  # newsletter.attention: 3 high, 2 normal, 1 low
+    topic: str | None = None
+    # Rows the marketing cap moved (``deferred``, still queued) or skipped (``stale``: moved
+    # past NEWSLETTER_CAMPAIGN_STALE_HOURS; ``opted_out``: the topic was opted out of).
+    attention: dict[str, int] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -126,7 +131,17 @@ def view_of(
         created_at=campaign.created_at,
         started_at=campaign.started_at,
         finished_at=campaign.finished_at,
+        priority=campaign.priority,
+        topic=campaign.topic,
+        attention=attention_counts(session, campaign.id),
     )
+
+
+def attention_counts(session: Session, campaign_id: int) -> dict[str, int]:
+    """Deferred (still queued), skipped past the staleness limit, skipped as opted out."""
+    from newsletter.attention.views import campaign_attention
+
+    return campaign_attention(session, campaign_id)
 
 
 def segment_of(campaign: Campaign) -> Segment:

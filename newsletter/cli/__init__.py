@@ -232,6 +232,7 @@ def _register_optional() -> None:
     from newsletter.cli.sources import sources
 
     main.add_command(sources)
+    import newsletter.cli.attention  # noqa: F401 - adds `subscribers plan` and `timeline`
 
 
 _register_optional()

@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from newsletter.attention.priority import NORMAL, priority_name
 from newsletter.campaigns.schedule import progress_bar
 from newsletter.campaigns.views import CampaignView
 from newsletter.cli.support import emit, get_app, parse_now, user_errors
@@ -32,6 +33,14 @@ def campaign() -> None:
 @click.option(
     "--yes", is_flag=True, help="Do not ask when ITEM was already sent to the same segment."
 )
+@click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    default="normal",
+    show_default=True,
+    help="Who wins a slot of the marketing cap (NEWSLETTER_MARKETING_CAP).",
+)
+@click.option("--topic", help="Topic of content/topics.yaml (default: the item's topic).")
 @NOW_OPTION
 def create(
     item: str,
@@ -40,6 +49,8 @@ def create(
     exclude: tuple[str, ...],
     pause_drips: bool,
     yes: bool,
+    priority: str,
+    topic: str | None,
     now_text: str | None,
 ) -> None:
     """Make a draft campaign of ITEM for a segment of active subscribers.
@@ -70,6 +81,8 @@ def create(
             exclude=exclude,
             pause_drips=pause_drips,
             now=parse_now(now_text),
+            priority=priority,
+            topic=topic,
         )
     click.echo(
         f"created draft {view.name!r}: {view.item_id} to {view.audience:,} active "
@@ -308,6 +321,7 @@ def show_lines(view: CampaignView, stats: dict[str, Any]) -> list[str]:
         "drips:     " + ("held while it sends" if view.pause_drips else "continue while it sends"),
         f"counts:    {_counts_text(view)}",
     ]
+    lines += attention_lines(view)
     if view.state in (CampaignState.SENDING.value, CampaignState.PAUSED.value):
         lines.append(f"progress:  {progress_bar(view.done, max(view.total, view.audience))}")
     zone = ZoneInfo(view.timezone)
@@ -353,7 +367,26 @@ def as_dict(view: CampaignView) -> dict[str, Any]:
         "created_at": iso(view.created_at),
         "started_at": iso(view.started_at),
         "finished_at": iso(view.finished_at),
+        "priority": priority_name(view.priority),
+        "topic": view.topic,
+        "attention": dict(view.attention),
     }
+
+
+def attention_lines(view: CampaignView) -> list[str]:
+    """Priority and topic when not the defaults; the marketing cap's effect when any."""
+    lines = []
+    if view.priority != NORMAL or view.topic:
+        topic = f", topic {view.topic}" if view.topic else ""
+        lines.append(f"priority:  {priority_name(view.priority)}{topic}")
+    if any(view.attention.values()):
+        lines.append(
+            "cap:       "
+            f"deferred {view.attention.get('deferred', 0):,} (still queued), "
+            f"skipped as stale {view.attention.get('stale', 0):,}, "
+            f"opted out {view.attention.get('opted_out', 0):,}"
+        )
+    return lines
 
 
 def _stats(app: Any, name: str) -> dict[str, Any]:

@@ -49,6 +49,21 @@ def list_items(fmt: str) -> None:
     click.echo(format_table(rows))
 
 
+def topic_problems(settings: Settings, library: ContentLibrary) -> list[ContentError]:
+    """``content/topics.yaml`` (optional) and the ``topic:`` each item names."""
+    from newsletter.attention.policy import load_topics
+
+    try:
+        load_topics(
+            settings.content_dir,
+            sequences=[s.name for s in library.sequences()],
+            item_topics=[(i.id, i.topic) for i in library.items() if i.topic],
+        )
+    except ContentError as exc:
+        return [exc]
+    return []
+
+
 @content.command("check")
 def check() -> None:
     """Check every content file, sequence, template and cron.yaml; render every item.
@@ -73,6 +88,7 @@ def check() -> None:
         problems.append(exc)
     found_sources, source_problems = read_sources(settings.sources_file)
     problems += source_problems
+    problems += topic_problems(settings, library)
     for problem in problems:
         click.echo(str(problem))
     if problems:

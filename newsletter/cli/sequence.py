@@ -11,8 +11,6 @@ import click
 from newsletter.cli.support import FORMATS, emit, get_app, get_settings, parse_now, user_errors
 from newsletter.content.library import ContentLibrary, load_library
 from newsletter.content.model import Sequence
-from newsletter.drip.planning import rotation_pool
-from newsletter.drip.simulation import simulate
 from newsletter.errors import NewsletterError
 from newsletter.settings import Settings
 from newsletter.zones import find_zone
@@ -129,29 +127,38 @@ def simulate_sequence(
 ) -> None:
     """Print the exact local and UTC send time of every step of NAME (and a few rotation
     items) for a subscriber who confirms at --signup in --timezone, assuming each email
-    goes out when due."""
+    goes out when due, with the marketing cap (NEWSLETTER_MARKETING_CAP) applied: a step
+    the cap moves shows why in a ``note`` column."""
+    from newsletter.attention.plan import simulate_sequence
+    from newsletter.attention.policy import build_policy
+
     settings = _settings()
     library = _library(settings)
     seq = _sequence(library, name)
     zone = _zone(zone_name or settings.default_timezone)
     signup = _signup(signup_text, zone)
-    kinds = seq.then.kinds if seq.then else ()
-    pool = rotation_pool([i.id for i in library.items() if not i.transactional], kinds)
-    sends = simulate(seq, pool, signup=signup, zone=zone, rotations=rotations)
+    with user_errors():
+        policy = build_policy(settings, library)
+    sends = simulate_sequence(policy, library, seq, signup=signup, zone=zone, rotations=rotations)
+    steps = {s.item_id: i for i, s in enumerate(seq.steps)}
     rows = [
         {
-            "n": send.number,
-            "step": "then" if send.step < 0 else send.step + 1,
+            "n": number,
+            "step": steps[send.item_id] + 1 if send.item_id in steps else "then",
             "item": send.item_id,
-            "local": send.local(zone).strftime("%Y-%m-%d %H:%M %Z"),
+            "local": send.at.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z"),
             "utc": send.at.strftime("%Y-%m-%dT%H:%MZ"),
+            "note": send.note,
         }
-        for send in sends
+        for number, send in enumerate(sends, start=1)
     ]
     if fmt == "table":
         local = signup.astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
         click.echo(f"{seq.name} for a subscriber confirming {local} in {zone}")
-    emit(rows, ["n", "step", "item", "local", "utc"], fmt)
+    columns = ["n", "step", "item", "local", "utc"]
+    if any(row["note"] for row in rows):
+        columns.append("note")
+    emit(rows, columns, fmt)
 
 
 def _zone(name: str) -> ZoneInfo:

@@ -43,6 +43,7 @@ FRONT_MATTER: dict[str, Field] = {
     "medical": Field(bool, description="adds the 'not medical advice' line (default true)"),
     "transactional": Field(bool, description="system/confirmation only (default false)"),
     "example": Field(bool, description="marks a shipped example testimonial"),
+    "topic": Field(str, description="topic of the preference centre (content/topics.yaml)"),
 }
 _TYPE_NAMES = {str: "a string", list: "a list", bool: "true or false"}
 
@@ -131,6 +132,7 @@ def parse_item(
         medical=meta.get("medical", True),
         transactional=transactional,
         example=meta.get("example", False),
+        topic=(meta.get("topic") or "").strip() or None,
     )
     return item, ItemLines(source.body_line, doc.line_of("subject"), doc.line_of("preheader"))
 

@@ -132,6 +132,7 @@ class ContentLibrary:
             web_version=None,
             confirm=f"{base}/confirm/preview-token",
             keep=f"{base}/keep/preview-token",
+            preferences=f"{base}/preferences/preview-token",
         )
 
     # ---- checking -----------------------------------------------------------------

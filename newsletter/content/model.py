@@ -33,6 +33,7 @@ class Links:
     web_version: str | None = None
     confirm: str | None = None
     keep: str | None = None  # the sunset email's one-click "keep me subscribed" link
+    preferences: str | None = None  # the preference centre (marketing email only)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class ContentItem:
     medical: bool = True  # adds the "not medical advice" line
     transactional: bool = False  # e.g. system/confirmation: no unsubscribe footer required
     example: bool = False  # a shipped example testimonial, shown with an 'example' banner
+    topic: str | None = None  # ``topic:`` of the preference centre (content/topics.yaml)
 
 
 @dataclass(frozen=True)
@@ -93,3 +95,4 @@ class Sequence:
     then: Rotation | None = None
     path: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    priority: int = 2  # ``priority:`` high 3, normal 2, low 1 (newsletter.attention)

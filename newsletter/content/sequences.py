@@ -16,7 +16,8 @@ from newsletter.content.yaml_source import YamlDocument, parse_yaml
 
 ENROLL_MODES = ("on_confirm", "manual")
 ROTATION_KINDS = tuple(kind for kind in KINDS if kind != "system")
-_TOP_KEYS = ("name", "description", "enroll", "send_window", "steps", "then", "tags")
+_TOP_KEYS: tuple[str, ...] = ("name", "description", "enroll", "send_window", "steps", "then")
+_TOP_KEYS += ("tags", "priority")  # priority: newsletter.attention (high, normal, low)
 _STEP_KEYS = ("send", "after")
 _THEN_KEYS = ("every", "from")
 _DELAY = re.compile(r"^(?:\d+[dhm])+$")
@@ -100,7 +101,20 @@ def parse_sequence(
         then=_rotation(doc, data.get("then")),
         path=path,
         tags=_tags(doc, data.get("tags", [])),
+        priority=_priority(doc, data),
     )
+
+
+def _priority(doc: YamlDocument, data: dict[str, Any]) -> int:
+    """``priority: high|normal|low`` (default normal): who wins a slot of the marketing cap."""
+    from newsletter.attention.priority import NORMAL, parse_priority
+
+    if "priority" not in data:
+        return NORMAL
+    try:
+        return parse_priority(data["priority"])
+    except ValueError as exc:
+        raise doc.error(str(exc), "priority") from None
 
 
 def _steps(

@@ -206,6 +206,11 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         action = str(request.url.path)
         if delivery_id is not None:  # the POST carries it on; never echo the raw value
             action += f"?{DELIVERY_PARAM}={delivery_id}"
+        from newsletter.web.preferences import unsubscribe_with_preferences
+
+        with_choices = unsubscribe_with_preferences(app, token, action=action)
+        if with_choices is not None:  # the preference centre above the Unsubscribe button
+            return with_choices
         return page(
             "Unsubscribe",
             "Click the button and you will get no more emails from us.",
@@ -262,4 +267,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.sources import sources_router
 
     web.include_router(sources_router(app, clock=clock, kick=pump.kick))
+    from newsletter.web.preferences import preferences_router
+
+    web.include_router(preferences_router(app, clock=clock))
     return web

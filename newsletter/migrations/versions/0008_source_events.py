@@ -1,7 +1,7 @@
 """form sources: seen event ids, and the sender's event id on the consent record
 
 Revision ID: 0008
-Revises: 0001
+Revises: 0007
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 import newsletter.models
 
 revision = "0008"
-down_revision = "0001"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

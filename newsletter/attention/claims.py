@@ -1,0 +1,399 @@
+"""The marketing cap and priorities applied where the send is decided: at claim time.
+
+Why here and not (only) in the planners: the claim is the one moment that sees every kind
+of marketing email (drip steps planned by one job, campaign rows frozen by another, rows
+retried after a 429) just before one is committed to going out, and it is where unsubscribes
+and suppressions are already re-checked. A planner's view can be stale (a campaign frozen
+after the drip step was planned), the claim's cannot.
+
+Several workers: each claims due rows ``FOR UPDATE SKIP LOCKED``, then locks the rows of the
+*subscribers* in its batch (``SELECT ... FOR NO KEY UPDATE``, in id order, so workers never
+deadlock) before counting that subscriber's slots. Two workers holding rows of the same
+subscriber therefore decide one after the other, and the second (a fresh READ COMMITTED
+snapshot per statement) sees the first one's lease: no two workers can both use the last
+slot. SQLite has one writer (``BEGIN IMMEDIATE``).
+
+Per subscriber (see ``decide`` for the rules):
+
+* rows of a topic the subscriber opted out of are ``skipped`` ("opted out of topic ...");
+* the others are decided by ``decide``: sent now (leased), moved (``due_at`` later, the
+  reason in ``error`` and in ``delivery_deferrals``) or, campaign rows moved past their
+  staleness limit, ``skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.attention.cap import longest
+from newsletter.attention.decide import Candidate, Decision, Upcoming, decide, stale_limit
+from newsletter.attention.policy import AttentionPolicy, build_policy
+from newsletter.campaigns.schedule import Segment
+from newsletter.drip.timing import resolve_local
+from newsletter.ledger import Attention
+from newsletter.models import (
+    Campaign,
+    CampaignState,
+    Delivery,
+    DeliveryDeferral,
+    DeliveryKind,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
+    Subscriber,
+    SubscriberPreferences,
+)
+
+MARKETING = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
+IN_FLIGHT = (DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value)
+UPCOMING_CAMPAIGN_STATES = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
+
+
+@dataclass
+class _Facts:
+    """What one claim knows about the subscribers of its batch."""
+
+    zones: dict[int, str] = field(default_factory=dict)
+    tags: dict[int, list[str]] = field(default_factory=dict)
+    topics_off: dict[int, set[str]] = field(default_factory=dict)
+    frequency: dict[int, str] = field(default_factory=dict)
+    sequences: dict[int, str] = field(default_factory=dict)  # enrollment id -> sequence
+    campaigns: dict[int, Campaign] = field(default_factory=dict)
+    used: dict[int, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    upcoming: dict[int, list[Upcoming]] = field(default_factory=lambda: defaultdict(list))
+
+
+def apply_attention(
+    session: Session, rows: Sequence[Delivery], *, now: datetime, policy: AttentionPolicy
+) -> list[Delivery]:
+    """Return the rows that may go now; defer or skip the others (written, not committed)."""
+    marketing = [r for r in rows if r.kind in MARKETING and r.subscriber_id is not None]
+    if not marketing:
+        return list(rows)
+    subscriber_ids = sorted({r.subscriber_id for r in marketing if r.subscriber_id is not None})
+    _lock_subscribers(session, subscriber_ids)
+    horizon = max(longest(policy.caps_for("weekly")), timedelta(days=1))
+    facts = _load_facts(session, marketing, subscriber_ids, now=now, horizon=horizon)
+    _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
+    by_subscriber: dict[int, list[Delivery]] = defaultdict(list)
+    for row in marketing:
+        assert row.subscriber_id is not None
+        by_subscriber[row.subscriber_id].append(row)
+    sent: set[int] = set()
+    for subscriber_id, own in by_subscriber.items():
+        decision, opted_out = _decide_one(subscriber_id, own, facts, policy, now=now)
+        _write(session, decision, opted_out, own, subscriber_id, now=now)
+        sent.update(decision.send)
+    return [r for r in rows if r.kind not in MARKETING or r.subscriber_id is None or r.id in sent]
+
+
+def _lock_subscribers(session: Session, ids: list[int]) -> None:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(Subscriber.id)
+            .where(Subscriber.id.in_(ids))
+            .order_by(Subscriber.id)
+            # NO KEY UPDATE: claims still queue behind each other, but inserting a ledger
+            # row (its foreign key takes KEY SHARE on the subscriber) is never blocked, so a
+            # planner and a claim cannot deadlock.
+            .with_for_update(key_share=True)
+        ).all()
+
+
+def _load_facts(
+    session: Session,
+    rows: Sequence[Delivery],
+    ids: list[int],
+    *,
+    now: datetime,
+    horizon: timedelta,
+) -> _Facts:
+    facts = _Facts()
+    for sid, zone, tags in session.execute(
+        select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(Subscriber.id.in_(ids))
+    ):
+        facts.zones[sid] = zone
+        facts.tags[sid] = list(tags or [])
+    for sid, off, frequency in session.execute(
+        select(
+            SubscriberPreferences.subscriber_id,
+            SubscriberPreferences.topics_off,
+            SubscriberPreferences.frequency,
+        ).where(SubscriberPreferences.subscriber_id.in_(ids))
+    ):
+        facts.topics_off[sid] = set(off or [])
+        facts.frequency[sid] = frequency
+    batch = [r.id for r in rows]
+    since = now - horizon
+    counted = session.execute(
+        select(
+            Delivery.subscriber_id, Delivery.status, Delivery.sent_at, Delivery.updated_at
+        ).where(
+            Delivery.subscriber_id.in_(ids),
+            Delivery.kind.in_(MARKETING),
+            Delivery.id.not_in(batch),
+            or_(
+                Delivery.status.in_(IN_FLIGHT),
+                and_(Delivery.status == DeliveryStatus.SENT.value, Delivery.sent_at > since),
+                and_(Delivery.status == DeliveryStatus.UNKNOWN.value, Delivery.updated_at > since),
+            ),
+        )
+    )
+    for row_sid, status, sent_at, updated_at in counted:
+        if row_sid is not None:
+            at = sent_at if status == DeliveryStatus.SENT.value and sent_at else updated_at
+            facts.used[row_sid].append(at)
+    return facts
+
+
+def _load_upcoming(
+    session: Session,
+    facts: _Facts,
+    policy: AttentionPolicy,
+    rows: Sequence[Delivery],
+    ids: list[int],
+    *,
+    now: datetime,
+    horizon: timedelta,
+) -> None:
+    """Other emails of these subscribers due before ``now + horizon``, with their priority."""
+    until = now + horizon
+    batch = [r.id for r in rows]
+    queued = list(
+        session.execute(
+            select(
+                Delivery.subscriber_id,
+                Delivery.kind,
+                Delivery.due_at,
+                Delivery.campaign_id,
+                Delivery.enrollment_id,
+                Delivery.step,
+            ).where(
+                Delivery.subscriber_id.in_(ids),
+                Delivery.kind.in_(MARKETING),
+                Delivery.status == DeliveryStatus.QUEUED.value,
+                Delivery.id.not_in(batch),
+                Delivery.due_at < until,
+            )
+        )
+    )
+    enrollment_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
+    enrollment_ids |= {q.enrollment_id for q in queued if q.enrollment_id is not None}
+    if enrollment_ids:
+        facts.sequences.update(
+            session.execute(
+                select(Enrollment.id, Enrollment.sequence).where(Enrollment.id.in_(enrollment_ids))
+            ).all()
+        )
+    campaign_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
+    campaign_ids |= {q.campaign_id for q in queued if q.campaign_id is not None}
+    upcoming_campaigns = list(
+        session.scalars(
+            select(Campaign).where(
+                Campaign.state.in_(UPCOMING_CAMPAIGN_STATES),
+                Campaign.audience_frozen.is_(False),
+                Campaign.scheduled_at < until,
+            )
+        )
+    )
+    if campaign_ids:
+        for found in session.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids))):
+            facts.campaigns[found.id] = found
+    for q in queued:
+        sid = q.subscriber_id
+        if q.kind == DeliveryKind.CAMPAIGN.value:
+            campaign = facts.campaigns.get(q.campaign_id)
+            if campaign is None or campaign.state != CampaignState.SENDING.value:
+                continue
+            priority, label = campaign.priority, f"campaign {campaign.name}"
+        else:
+            sequence = facts.sequences.get(q.enrollment_id)
+            if _exempt(policy, sequence, q.step):
+                continue
+            priority, label = policy.sequence_priority(sequence), f"sequence {sequence}"
+        facts.upcoming[sid].append(Upcoming(max(q.due_at, now), priority, label))
+    for sid, sequence, due in session.execute(
+        select(Enrollment.subscriber_id, Enrollment.sequence, Enrollment.next_due_at).where(
+            Enrollment.subscriber_id.in_(ids),
+            Enrollment.status == EnrollmentStatus.ACTIVE.value,
+            Enrollment.next_due_at < until,
+            Enrollment.last_item_id.is_not(None),
+        )
+    ):
+        if due is not None:
+            facts.upcoming[sid].append(
+                Upcoming(max(due, now), policy.sequence_priority(sequence), f"sequence {sequence}")
+            )
+    _upcoming_campaigns(session, facts, policy, upcoming_campaigns, ids, now=now)
+
+
+def _upcoming_campaigns(
+    session: Session,
+    facts: _Facts,
+    policy: AttentionPolicy,
+    campaigns: list[Campaign],
+    ids: list[int],
+    *,
+    now: datetime,
+) -> None:
+    """Campaigns whose audience is not in the ledger yet, matched by their tags."""
+    if not campaigns:
+        return
+    have = set(
+        session.execute(
+            select(Delivery.subscriber_id, Delivery.campaign_id).where(
+                Delivery.subscriber_id.in_(ids),
+                Delivery.campaign_id.in_([c.id for c in campaigns]),
+            )
+        ).all()
+    )
+    for campaign in campaigns:
+        segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
+        for sid in ids:
+            if (sid, campaign.id) in have or not segment.matches(facts.tags.get(sid, ())):
+                continue
+            assert campaign.scheduled_at is not None
+            at = campaign.scheduled_at
+            if campaign.local_time is not None:
+                wall = datetime.fromisoformat(campaign.local_time)
+                at = resolve_local(wall, policy.zone(facts.zones.get(sid)))
+            topic = policy.topic_of(campaign.item_id, campaign_topic=campaign.topic)
+            if topic is not None and topic in facts.topics_off.get(sid, set()):
+                continue
+            facts.upcoming[sid].append(
+                Upcoming(max(at, now), campaign.priority, f"campaign {campaign.name}")
+            )
+
+
+def _exempt(policy: AttentionPolicy, sequence: str | None, step: int | None) -> bool:
+    rule = policy.sequences.get(sequence or "")
+    return rule is not None and rule.first_exempt and step == 0
+
+
+def _decide_one(
+    subscriber_id: int,
+    rows: list[Delivery],
+    facts: _Facts,
+    policy: AttentionPolicy,
+    *,
+    now: datetime,
+) -> tuple[Decision, dict[int, str]]:
+    off = facts.topics_off.get(subscriber_id, set())
+    opted_out: dict[int, str] = {}
+    candidates: list[Candidate] = []
+    for row in rows:
+        sequence = facts.sequences.get(row.enrollment_id) if row.enrollment_id else None
+        campaign = facts.campaigns.get(row.campaign_id) if row.campaign_id else None
+        topic = policy.topic_of(
+            row.item_id, sequence=sequence, campaign_topic=campaign.topic if campaign else None
+        )
+        if topic is not None and topic in off:
+            opted_out[row.id] = topic
+            continue
+        if row.kind == DeliveryKind.CAMPAIGN.value:
+            priority = campaign.priority if campaign else 2
+            stale = stale_limit(row.deferred_from or row.due_at, stale_hours=policy.stale_hours)
+            candidates.append(
+                Candidate(row.id, priority, row.due_at, stale_at=stale, label=row.item_id)
+            )
+        else:
+            rule = policy.sequences.get(sequence or "")
+            candidates.append(
+                Candidate(
+                    row.id,
+                    policy.sequence_priority(sequence),
+                    row.due_at,
+                    exempt=_exempt(policy, sequence, row.step),
+                    window=rule.window if rule else None,
+                    label=row.item_id,
+                )
+            )
+    decision = decide(
+        candidates,
+        used=facts.used.get(subscriber_id, []),
+        upcoming=facts.upcoming.get(subscriber_id, []),
+        caps=policy.caps_for(facts.frequency.get(subscriber_id)),
+        zone=policy.zone(facts.zones.get(subscriber_id)),
+        now=now,
+    )
+    return decision, opted_out
+
+
+def _write(
+    session: Session,
+    decision: Decision,
+    opted_out: dict[int, str],
+    rows: list[Delivery],
+    subscriber_id: int,
+    *,
+    now: datetime,
+) -> None:
+    by_id = {r.id: r for r in rows}
+    skips: list[dict[str, Any]] = [
+        {"id": rid, "error": f"opted out of topic {topic!r} in the preference centre"}
+        for rid, topic in opted_out.items()
+    ]
+    skips += [{"id": s.id, "error": s.reason} for s in decision.skip]
+    for skip in skips:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == skip["id"])
+            .values(status=DeliveryStatus.SKIPPED.value, error=skip["error"][:1000], updated_at=now)
+        )
+    for deferral in decision.defer:
+        row = by_id[deferral.id]
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == deferral.id)
+            .values(
+                due_at=deferral.until,
+                deferred_from=func.coalesce(Delivery.deferred_from, row.due_at),
+                error=f"deferred: {deferral.reason}"[:1000],
+                updated_at=now,
+            )
+        )
+    if decision.defer:
+        session.execute(
+            insert(DeliveryDeferral),
+            [
+                {
+                    "delivery_id": d.id,
+                    "subscriber_id": subscriber_id,
+                    "at": now,
+                    "until": d.until,
+                    "reason": d.reason[:500],
+                }
+                for d in decision.defer
+            ],
+        )
+
+
+def policy_of(app: App) -> AttentionPolicy:
+    """The app's policy, built once per ``App`` (settings and library do not change)."""
+    policy = app.__dict__.get(_POLICY_KEY)
+    if policy is None:
+        policy = build_policy(app.settings, app.library)
+        app.__dict__[_POLICY_KEY] = policy
+    assert isinstance(policy, AttentionPolicy)
+    return policy
+
+
+def attention_for(app: App) -> Attention:
+    """The claim-time hook for ``ledger.claim_batch``, with the app's policy."""
+    ready = policy_of(app)
+
+    def hook(session: Session, rows: list[Delivery], now: datetime) -> list[Delivery]:
+        return apply_attention(session, rows, now=now, policy=ready)
+
+    return hook
+
+
+_POLICY_KEY = "_attention_policy"  # cached on the App instance (one per process)

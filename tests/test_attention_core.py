@@ -1,0 +1,261 @@
+"""The pure attention core: cap parsing and arithmetic, priorities, the per-subscriber
+decision (who goes, who moves where, who is skipped), and topic resolution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from newsletter.attention.cap import Cap, fits, next_free, parse_cap
+from newsletter.attention.decide import Candidate, Upcoming, decide
+from newsletter.attention.priority import parse_priority, priority_name
+from newsletter.attention.topics import Topic, Topics, parse_topics
+from newsletter.content.model import SendWindow
+from newsletter.errors import ContentError
+
+T = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+H = timedelta(hours=1)
+DAILY = (Cap(1, DAY),)
+WINDOW = SendWindow(time(8, 0), time(11, 0))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1/24h", Cap(1, DAY)),
+        ("2/7d", Cap(2, 7 * DAY)),
+        (" 3 / 1w ", Cap(3, 7 * DAY)),
+        ("1/12H", Cap(1, 12 * H)),
+        ("off", None),
+        ("none", None),
+    ],
+    ids=["daily", "two-a-week", "spaces-week", "upper-case", "off", "none"],
+)
+def test_parse_cap_reads_count_and_period(text: str, expected: Cap | None) -> None:
+    assert parse_cap(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["", "1", "1/", "/24h", "1/24", "1/24s", "0/24h", "1/0d", "a/b", "1/24h/2"]
+)
+def test_parse_cap_refuses_anything_else_naming_the_forms(text: str) -> None:
+    with pytest.raises(ValueError, match=r"COUNT/PERIOD|at least 1"):
+        parse_cap(text)
+
+
+@pytest.mark.parametrize(
+    ("cap", "text"),
+    [(Cap(1, DAY), "1/1d"), (Cap(2, 7 * DAY), "2/7d"), (Cap(1, 12 * H), "1/12h")],
+    ids=["day", "week", "hours"],
+)
+def test_cap_describe(cap: Cap, text: str) -> None:
+    assert cap.describe() == text
+
+
+@pytest.mark.parametrize(
+    ("used", "caps", "expected"),
+    [
+        ([], DAILY, T),
+        ([T - 25 * H], DAILY, T),
+        ([T - DAY], DAILY, T),  # exactly 24 h ago has left the period
+        ([T - 2 * H], DAILY, T + 22 * H),
+        ([T - 2 * H, T - 30 * H], (Cap(2, 7 * DAY),), T - 30 * H + 7 * DAY),
+        ([T - 2 * H], (Cap(2, 7 * DAY),), T),
+        ([T - 2 * H], (Cap(2, 7 * DAY), Cap(1, DAY)), T + 22 * H),
+        ([T - 6 * DAY, T - 2 * H], (Cap(1, DAY), Cap(2, 7 * DAY)), T + DAY),
+    ],
+    ids=[
+        "nothing-sent",
+        "long-ago",
+        "exactly-a-period",
+        "two-hours-ago",
+        "two-a-week-full",
+        "two-a-week-room",
+        "both-caps-daily-binds",
+        "weekly-binds-after-daily",
+    ],
+)
+def test_next_free(used: list[datetime], caps: tuple[Cap, ...], expected: datetime) -> None:
+    assert next_free(used, caps, at=T) == expected
+    assert fits(used, caps, at=T) == (expected == T)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "name"),
+    [("high", 3, "high"), ("Normal", 2, "normal"), (" low ", 1, "low")],
+)
+def test_priorities(text: str, value: int, name: str) -> None:
+    assert parse_priority(text) == value
+    assert priority_name(value) == name
+
+
+@pytest.mark.parametrize("text", ["urgent", "", None, 3])
+def test_bad_priority_names_the_choices(text: object) -> None:
+    with pytest.raises(ValueError, match="use high, normal or low"):
+        parse_priority(text)
+
+
+def _decide(candidates, *, used=(), upcoming=(), caps=DAILY):  # type: ignore[no-untyped-def]
+    return decide(candidates, used=list(used), upcoming=list(upcoming), caps=caps, zone=UTC, now=T)
+
+
+def test_one_email_with_room_goes() -> None:
+    decision = _decide([Candidate(1, 2, T)])
+    assert (decision.send, decision.defer, decision.skip) == ([1], [], [])
+
+
+def test_of_two_due_together_the_higher_priority_goes_and_the_drip_moves_into_its_window() -> None:
+    drip = Candidate(1, 2, T - H, window=WINDOW)
+    campaign = Candidate(2, 3, T)
+    decision = _decide([drip, campaign])
+    assert decision.send == [2]
+    [moved] = decision.defer
+    assert (moved.id, moved.until) == (1, T + DAY)  # 09:00 next day is inside 08-11
+    assert "marketing cap 1/1d reached" in moved.reason
+
+
+def test_equal_priorities_go_oldest_first() -> None:
+    decision = _decide([Candidate(1, 2, T), Candidate(2, 2, T - H)])
+    assert decision.send == [2]
+    assert [d.id for d in decision.defer] == [1]
+
+
+def test_a_moved_drip_lands_at_the_next_window_opening() -> None:
+    drip = Candidate(1, 2, T, window=SendWindow(time(14, 0), time(16, 0)))
+    decision = _decide([drip], used=[T - 2 * H])
+    assert decision.defer[0].until == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+
+
+def test_a_moved_drip_in_the_subscribers_zone() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    drip = Candidate(1, 2, T, window=WINDOW)
+    decision = decide([drip], used=[T - 2 * H], upcoming=[], caps=DAILY, zone=tokyo, now=T)
+    # free at 2026-12-02 07:00 UTC = 16:00 Tokyo: next window 08:00 Tokyo on the 3rd
+    assert decision.defer[0].until == datetime(2026, 12, 2, 23, 0, tzinfo=UTC)
+
+
+def test_a_campaign_moved_past_its_staleness_limit_is_skipped_with_the_reason() -> None:
+    campaign = Candidate(1, 2, T, stale_at=T + 6 * H)
+    decision = _decide([campaign], used=[T - 2 * H])
+    assert decision.send == decision.defer == []
+    assert decision.skip[0].id == 1
+    assert "NEWSLETTER_CAMPAIGN_STALE_HOURS" in decision.skip[0].reason
+
+
+def test_a_campaign_moved_within_its_staleness_limit_waits() -> None:
+    campaign = Candidate(1, 2, T, stale_at=T + 30 * H)
+    decision = _decide([campaign], used=[T - 2 * H])
+    assert decision.defer[0].until == T + 22 * H
+
+
+def test_a_lower_email_gives_way_to_a_higher_one_due_soon() -> None:
+    rival = Upcoming(T + 5 * H, 3, "campaign launch")
+    decision = _decide([Candidate(1, 2, T, window=WINDOW)], upcoming=[rival])
+    assert decision.send == []
+    [moved] = decision.defer
+    # the launch takes 14:00 on the 1st; 24 h later the window has closed: 08:00 on the 3rd
+    assert moved.until == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    assert "gives way to campaign launch (high priority)" in moved.reason
+
+
+def test_an_email_does_not_give_way_to_an_equal_or_lower_one_or_one_far_away() -> None:
+    upcoming = [Upcoming(T + 5 * H, 2), Upcoming(T + 2 * H, 1), Upcoming(T + 25 * H, 3)]
+    assert _decide([Candidate(1, 2, T)], upcoming=upcoming).send == [1]
+
+
+def test_exempt_steps_go_even_when_the_cap_is_full_and_still_count() -> None:
+    welcome = Candidate(1, 2, T, exempt=True)
+    tip = Candidate(2, 3, T)
+    decision = _decide([welcome, tip], used=[T - H])
+    assert decision.send == [1]
+    assert [d.id for d in decision.defer] == [2]
+
+
+def test_no_caps_sends_everything() -> None:
+    decision = _decide([Candidate(1, 1, T), Candidate(2, 2, T)], used=[T - H], caps=())
+    assert sorted(decision.send) == [1, 2]
+
+
+def test_two_a_week_sends_two_then_moves_the_third() -> None:
+    caps = (Cap(2, 7 * DAY),)
+    decision = _decide([Candidate(1, 2, T), Candidate(2, 2, T), Candidate(3, 2, T)], caps=caps)
+    assert decision.send == [1, 2]
+    assert decision.defer[0].until == T + 7 * DAY
+
+
+TOPICS = Topics(
+    (
+        Topic("drip", "The drip", sequences=("basics",)),
+        Topic("ql", "About the QL", tags=("ql",)),
+        Topic("offers", "Offers"),
+    )
+)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"campaign_topic": "offers", "item_topic": "ql"}, "offers"),
+        ({"item_topic": "ql", "sequence": "basics"}, "ql"),
+        ({"sequence": "basics", "tags": ["ql"]}, "drip"),
+        ({"sequence": "other", "tags": ["QL"]}, "ql"),
+        ({"tags": ["other"]}, None),
+    ],
+    ids=["campaign-wins", "item-next", "sequence-next", "tags-last", "none"],
+)
+def test_topic_for(kwargs: dict[str, object], expected: str | None) -> None:
+    assert TOPICS.topic_for(**kwargs) == expected  # type: ignore[arg-type]
+
+
+GOOD = """topics:
+  - name: drip
+    description: Tips every few days.
+    sequences: [basics]
+  - name: offers
+    description: Offers.
+    tags: [Sale]
+"""
+
+
+def test_parse_topics() -> None:
+    topics = parse_topics(
+        GOOD, "topics.yaml", sequences=["basics"], item_topics=[("c/x", "offers")]
+    )
+    assert topics.names == ("drip", "offers")
+    assert topics.topics[1].tags == ("sale",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("- a\n", "one key, topics"),
+        ("topics: {}\n", "topics must be a list"),
+        ("topics:\n  - name: Bad Name\n    description: x\n", "bad topic name"),
+        ("topics:\n  - name: a\n", "needs a description"),
+        ("topics:\n  - name: a\n    description: x\n  - name: a\n    description: y\n", "twice"),
+        ("topics:\n  - name: a\n    description: x\n    sequences: [nope]\n", "does not exist"),
+        ("topics:\n  - name: a\n    description: x\n    tags: a\n", "list of words"),
+        ("topics:\n  - name: a\n    description: x\n    colour: red\n", "unknown key"),
+    ],
+    ids=[
+        "not-mapping",
+        "not-list",
+        "bad-name",
+        "no-description",
+        "twice",
+        "no-sequence",
+        "tags-not-list",
+        "unknown-key",
+    ],
+)
+def test_bad_topics_files_say_what_and_where(text: str, message: str) -> None:
+    with pytest.raises(ContentError, match=message):
+        parse_topics(text, "topics.yaml", sequences=["basics"])
+
+
+def test_an_item_naming_an_unknown_topic_is_an_error() -> None:
+    with pytest.raises(ContentError, match="names topic 'nope'"):
+        parse_topics(GOOD, "topics.yaml", sequences=["basics"], item_topics=[("tips/a", "nope")])
