@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from newsletter.client_ip import Network, parse_networks
 from newsletter.errors import ConfigurationError
 from newsletter.zones import find_zone
 
@@ -64,6 +65,8 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     campaign_max_schedule_days: int = Field(default=365, ge=1)
     campaign_stale_hours: float = Field(default=6.0, gt=0)
+    # comma-separated IPs/CIDRs whose X-Forwarded-For is believed (empty: none)
+    trusted_proxies: str = ""
 
     @field_validator("default_timezone")
     @classmethod
@@ -99,6 +102,12 @@ class Settings(BaseSettings):
             raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
         return value
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
+
     # ---- derived values -------------------------------------------------------------
 
     @property
@@ -113,6 +122,10 @@ class Settings(BaseSettings):
     def secret_keys(self) -> tuple[str, ...]:
         """Newest first; every key verifies, only the first signs."""
         return tuple(k.strip() for k in self.secret_key.split(",") if k.strip())
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def origins(self) -> tuple[str, ...]:

@@ -36,6 +36,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first)."""
     import uvicorn
 
+    from newsletter.client_ip import UVICORN_PROXY_HEADERS
     from newsletter.scheduling import start_scheduler
     from newsletter.web.app import create_web_app
 
@@ -47,7 +48,13 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         f"mail {app.settings.mail_backend})"
     )
     try:
-        uvicorn.run(create_web_app(app), host=host, port=port, log_level="info")
+        uvicorn.run(
+            create_web_app(app),
+            host=host,
+            port=port,
+            log_level="info",
+            proxy_headers=UVICORN_PROXY_HEADERS,
+        )
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)
