@@ -138,7 +138,8 @@ def simulate_sequence(
     signup = _signup(signup_text, zone)
     kinds = seq.then.kinds if seq.then else ()
     pool = rotation_pool([i.id for i in library.items() if not i.transactional], kinds)
-    sends = simulate(seq, pool, signup=signup, zone=zone, rotations=rotations)
+    examples = {i.id for i in library.items() if i.example}  # never sent: see content check
+    sends = simulate(seq, pool, signup=signup, zone=zone, rotations=rotations, examples=examples)
     rows = [
         {
             "n": send.number,
