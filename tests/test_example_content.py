@@ -95,9 +95,9 @@ def test_content_check_lists_examples_as_warnings_and_fails_with_strict(
     ok = run(cli_env, "content", "check")
     warnings = [line for line in ok.stdout.splitlines() if ": warning: " in line]
     assert warnings == [
-        f"{ROOT / 'content' / item}.md: warning: {item} is example content (example: true): the drip "
-        "and campaigns skip it, so subscribers never get it; replace it with your own and "
-        "remove the flag"
+        f"{ROOT / 'content' / item}.md: warning: {item} is example content (example: true): "
+        "the drip and campaigns skip it, so subscribers never get it; replace it with your "
+        "own and remove the flag"
         for item in EXAMPLES
     ]
     assert ok.stdout.splitlines()[-1].startswith("OK: 25 items")
