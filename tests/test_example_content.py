@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,3 +151,32 @@ def test_a_campaign_of_example_content_cannot_be_scheduled_but_can_be_test_sent(
     finally:
         app.close()
     assert str(message["To"]) == "seed@shop.example" or "seed@shop.example" in str(message["To"])
+
+
+def test_a_campaign_whose_item_became_an_example_after_scheduling_never_goes_out(
+    example_campaign_env: dict[str, Any],
+) -> None:
+    env = example_campaign_env
+    now = NOW.isoformat()
+    run(env, "subscribers", "add", "member@example.org", "--confirmed", "--now", now)
+    run(env, "campaign", "create", "campaigns/seven-day-reset", "--now", now)
+    at = (NOW + timedelta(hours=1)).isoformat()
+    run(env, "campaign", "schedule", "seven-day-reset", "--at", at, "--now", now)
+    item = Path(env["NEWSLETTER_CONTENT_DIR"]) / "campaigns" / "seven-day-reset.md"
+    item.write_text(item.read_text().replace("---\n", "---\nexample: true\n", 1))
+    run(env, "tick", "--now", (NOW + timedelta(hours=1, minutes=1)).isoformat())
+    shown = json.loads(run(env, "campaign", "show", "seven-day-reset", "--format", "json").stdout)
+    assert shown["state"] == "paused"
+    refused = run(env, "campaign", "resume", "seven-day-reset", "--now", now, code=1)
+    assert "is example content (example: true)" in refused.stderr
+    app = App(load_settings(env))
+    try:
+        subjects = [str(m["Subject"]) for m in read_outbox(app.settings.effective_outbox_dir)]
+        assert not any(s.startswith("Join the 7-day back reset") for s in subjects)
+        with app.sessions() as session:
+            campaign_rows = session.scalars(
+                select(Delivery.status).where(Delivery.kind == "campaign")
+            ).all()
+        assert set(campaign_rows) <= {"queued"}  # held: a paused campaign's rows wait
+    finally:
+        app.close()

@@ -90,9 +90,8 @@ def require_postal_address(app: App) -> None:
 def require_real_content(app: App, item_id: str) -> None:
     """Example content (``example: true``) is never sent to real people; test sends
     (``campaign test``) and ``preview`` still show it."""
-    item = app.library.item(item_id)
-    if item.example:
+    if any(item.id == item_id and item.example for item in app.library.items()):
         raise CampaignError(
-            f"{item.id!r} is example content (example: true) and is never sent to real "
+            f"{item_id!r} is example content (example: true) and is never sent to real "
             "subscribers; replace it with your own and remove the flag, or pick another item"
         )
