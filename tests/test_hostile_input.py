@@ -271,3 +271,11 @@ def test_load_json(body: bytes, error: str | None) -> None:
 )
 def test_nesting_exceeds(value: object, limit: int, exceeds: bool) -> None:
     assert nesting_exceeds(value, limit) is exceeds
+
+
+def test_load_json_returns_the_document_with_its_numbers() -> None:
+    assert load_json(b'{"n": -12, "f": 1.5, "xs": [1, 2]}') == {"n": -12, "f": 1.5, "xs": [1, 2]}
+    assert MAX_DEPTH == 32  # the documented limit (README, Hostile input)
+    load_json(_deep(32).encode())
+    with pytest.raises(JsonInputError):
+        load_json(_deep(33).encode())
