@@ -30,7 +30,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine; SQLite gets WAL, a busy timeout and foreign keys."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
+        # A ``file:`` URI (``?mode=ro&uri=true``) names an existing file: nothing to create.
+        if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -39,6 +40,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def _is_uri(database: str) -> bool:
+    return database.startswith("file:")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -58,6 +58,9 @@ class NewDelivery:
     campaign_id: int | None = None
     enrollment_id: int | None = None
     step: int | None = None
+    # Set for a row that is recorded but never sent (e.g. "example content"): it is
+    # written ``skipped`` with this reason, so the ledger shows why nothing went out.
+    skipped_reason: str | None = None
 
 
 def enqueue(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int:
@@ -75,7 +78,10 @@ def enqueue(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> 
             "campaign_id": r.campaign_id,
             "enrollment_id": r.enrollment_id,
             "step": r.step,
-            "status": DeliveryStatus.QUEUED.value,
+            "status": (
+                DeliveryStatus.SKIPPED.value if r.skipped_reason else DeliveryStatus.QUEUED.value
+            ),
+            "error": r.skipped_reason,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,

@@ -37,3 +37,27 @@ def one_line(value: str) -> str:
 def is_one_line(value: str) -> bool:
     """True when ``value`` is already what ``one_line`` makes of it."""
     return one_line(value) == value
+
+
+# ---- input side: text a stranger sends (form fields, tags) -------------------------------
+
+
+def unstorable_reason(value: str) -> str | None:
+    """Why ``value`` cannot be stored or sent as text, or None.
+
+    A NUL character (PostgreSQL refuses it in text columns) and a lone surrogate (half of
+    a UTF-16 pair, not Unicode at all: it cannot be encoded as UTF-8) both qualify.
+    """
+    if "\x00" in value:
+        return "a NUL character"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a lone surrogate (text that is not valid Unicode)"
+    return None
+
+
+def clean_tag(value: str, *, max_length: int) -> str:
+    """A tag cleaned like a name: one line (control, line-break and surrogate characters
+    become spaces, runs collapse), lower case, at most ``max_length`` characters."""
+    return one_line(value).lower()[:max_length].strip()

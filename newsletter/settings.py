@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from newsletter.client_ip import Network, parse_networks
 from newsletter.errors import ConfigurationError
 from newsletter.zones import find_zone
 
@@ -91,6 +92,9 @@ class Settings(BaseSettings):
         parse_cap(value)  # ValueError -> "NEWSLETTER_MARKETING_CAP: cannot read the cap ..."
         return value.strip()
 
+    # comma-separated IPs/CIDRs whose X-Forwarded-For is believed (empty: none)
+    trusted_proxies: str = ""
+
     @field_validator("default_timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -160,6 +164,12 @@ class Settings(BaseSettings):
     def _allowed_origins(cls, value: str) -> str:
         return ",".join(check_origin(part) for part in value.split(",") if part.strip())
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # raises ValueError naming the bad entry
+        return value
+
     # ---- derived values -------------------------------------------------------------
 
     @property
@@ -174,6 +184,10 @@ class Settings(BaseSettings):
     def secret_keys(self) -> tuple[str, ...]:
         """Newest first; every key verifies, only the first signs."""
         return tuple(k.strip() for k in self.secret_key.split(",") if k.strip())
+
+    @property
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     @property
     def origins(self) -> tuple[str, ...]:

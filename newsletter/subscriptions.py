@@ -34,7 +34,7 @@ from newsletter.models import (
     SubscriberStatus,
     Suppression,
 )
-from newsletter.one_line import one_line
+from newsletter.one_line import clean_tag, one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
 from newsletter.webhooks.emit import subscriber_forgotten, subscribers_changed
 from newsletter.withdrawals import (
@@ -103,9 +103,11 @@ def clean_first_name(raw: str | None) -> str | None:
 
 
 def clean_tags(tags: tuple[str, ...] | list[str]) -> list[str]:
+    """Tags cleaned like names (one line, no control or surrogate characters), lower
+    case, without duplicates, at most ``MAX_TAGS``."""
     seen: list[str] = []
     for tag in tags:
-        tag = tag.strip().lower()[:MAX_TAG_LENGTH]
+        tag = clean_tag(tag, max_length=MAX_TAG_LENGTH)
         if tag and tag not in seen:
             seen.append(tag)
     return seen[:MAX_TAGS]

@@ -61,7 +61,8 @@ def test_sequence_simulate_prints_local_and_utc_times_across_dst(cli_env: dict[s
         "2,2,tips/meet-your-ql,2026-03-08 08:00 EDT,2026-03-08T12:00Z",
         "3,3,tips/gentle-pressure,2026-03-11 08:00 EDT,2026-03-11T12:00Z",
     ]
-    assert lines[-1].startswith("10,then,tips/")  # 9 steps, then the rotation
+    # 9 steps, one of them example content (never sent), then the rotation
+    assert lines[-1].startswith("9,then,tips/")
 
 
 def test_sequence_errors_say_what_to_do(cli_env: dict[str, Any]) -> None:

@@ -53,10 +53,16 @@ def expected_schedule(app: App, rotations: int) -> list[tuple[str, datetime]]:
     schedule = [(sequence.steps[0].item_id, first_tick.astimezone(BERLIN))]
     # 15:00 local + delay is after the window: the window of the next day.
     day: date = first_tick.astimezone(BERLIN).date() + sequence.steps[1].after + timedelta(1)
+    # Example items are never sent: the next item goes out in their slot (its own delay
+    # is not added on top).
+    examples = {i.id for i in app.library.items() if i.example}
+    open_slot = False
     for index, step in enumerate(sequence.steps[1:]):
-        if index:
+        if index and not open_slot:
             day += step.after
-        schedule.append((step.item_id, datetime.combine(day, time(8), tzinfo=BERLIN)))
+        open_slot = step.item_id in examples
+        if not open_slot:
+            schedule.append((step.item_id, datetime.combine(day, time(8), tzinfo=BERLIN)))
     in_sequence = {step.item_id for step in sequence.steps}
     pools = {
         kind: sorted(
@@ -66,13 +72,18 @@ def expected_schedule(app: App, rotations: int) -> list[tuple[str, datetime]]:
     }
     kinds = list(sequence.then.kinds)
     turn = (kinds.index(sequence.steps[-1].item_id.split("/")[0]) + 1) % len(kinds)
-    for _ in range(rotations):
+    produced = 0
+    while produced < rotations:
         while not pools[kinds[turn % len(kinds)]]:
             turn += 1
         item = pools[kinds[turn % len(kinds)]].pop(0)
         turn += 1
-        day += sequence.then.every
-        schedule.append((item, datetime.combine(day, time(8), tzinfo=BERLIN)))
+        if not open_slot:
+            day += sequence.then.every
+        open_slot = item in examples
+        if not open_slot:
+            schedule.append((item, datetime.combine(day, time(8), tzinfo=BERLIN)))
+            produced += 1
     return schedule
 
 

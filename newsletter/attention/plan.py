@@ -38,6 +38,11 @@ def pool_of(library: ContentLibrary) -> dict[str, list[str]]:
     return rotation_pool([i.id for i in library.items() if not i.transactional], kinds)
 
 
+def examples_of(library: ContentLibrary) -> set[str]:
+    """Example items: never sent to real subscribers, so a forecast counts them as had."""
+    return {i.id for i in library.items() if i.example}
+
+
 def simulate_sequence(
     policy: AttentionPolicy,
     library: ContentLibrary,
@@ -57,7 +62,7 @@ def simulate_sequence(
         zone=zone,
         caps=policy.caps,
         used=[],
-        had=set(),
+        had=examples_of(library),
         drips=[state],
         one_offs=[],
         pool=pool_of(library),
@@ -117,7 +122,7 @@ def plan_subscriber(app: App, email: str, *, now: datetime, days: int) -> list[P
         zone=zone,
         caps=policy.caps_for(prefs.frequency if prefs else None),
         used=used,
-        had={r.item_id for r in rows},
+        had={r.item_id for r in rows} | examples_of(app.library),
         drips=drips,
         one_offs=one_offs,
         pool=pool_of(app.library),
@@ -135,7 +140,7 @@ def _drips(
     sequences = {s.name: s for s in library.sequences()}
     planned = {r.enrollment_id: r for r in queued if r.enrollment_id is not None}
     final = {(r.enrollment_id or 0, r.item_id): r for r in rows if r.status in FINAL}
-    had = {r.item_id for r in rows}
+    had = {r.item_id for r in rows} | examples_of(library)
     pool = pool_of(library)
     states = []
     for e in enrollments:

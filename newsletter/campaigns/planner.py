@@ -75,6 +75,18 @@ def start_due(app: App, *, now: datetime) -> tuple[int, int]:
             if campaign is None or campaign.state != CampaignState.SCHEDULED.value:
                 continue
             assert campaign.scheduled_at is not None
+            if _is_example(app, campaign.item_id):
+                # Marked ``example: true`` after it was scheduled: it never goes out.
+                campaign.state = CampaignState.PAUSED.value
+                campaign.updated_at = now
+                log.warning(
+                    "campaign %r sends %s, which is example content (example: true): paused; "
+                    "replace the content, remove the flag, then `newsletter campaign resume %s`",
+                    campaign.name,
+                    campaign.item_id,
+                    campaign.name,
+                )
+                continue
             if is_stale(
                 campaign.scheduled_at, now=now, stale_hours=app.settings.campaign_stale_hours
             ):
@@ -95,6 +107,10 @@ def start_due(app: App, *, now: datetime) -> tuple[int, int]:
                 campaign_changed(session, "campaign.started", campaign, now=now)
             campaign.updated_at = now
     return started, stale
+
+
+def _is_example(app: App, item_id: str) -> bool:
+    return any(item.id == item_id and item.example for item in app.library.items())
 
 
 def freeze_audience(

@@ -99,3 +99,13 @@ def require_postal_address(app: App) -> None:
             "NEWSLETTER_POSTAL_ADDRESS is not set: every marketing email must show your postal "
             "address; set it (e.g. in .env) and run again"
         )
+
+
+def require_real_content(app: App, item_id: str) -> None:
+    """Example content (``example: true``) is never sent to real people; test sends
+    (``campaign test``) and ``preview`` still show it."""
+    if any(item.id == item_id and item.example for item in app.library.items()):
+        raise CampaignError(
+            f"{item_id!r} is example content (example: true) and is never sent to real "
+            "subscribers; replace it with your own and remove the flag, or pick another item"
+        )

@@ -13,7 +13,12 @@ from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
 from newsletter.campaigns.audience import audience_zones
 from newsletter.campaigns.planner import freeze_audience
-from newsletter.campaigns.rules import editable, require_audience, require_postal_address
+from newsletter.campaigns.rules import (
+    editable,
+    require_audience,
+    require_postal_address,
+    require_real_content,
+)
 from newsletter.campaigns.schedule import (
     check_window,
     format_wall,
@@ -58,6 +63,7 @@ def schedule_campaign(
     marketer_zone = zone(timezone or app.settings.default_timezone).key
     with transaction(app.sessions) as session:
         campaign = editable(session, name, "schedule")
+        require_real_content(app, campaign.item_id)
         segment = segment_of(campaign)
         audience = require_audience(session, segment)
         if local_time:

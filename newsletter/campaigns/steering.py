@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import update
 
 from newsletter.app import App
-from newsletter.campaigns.rules import FINISHED
+from newsletter.campaigns.rules import FINISHED, require_real_content
 from newsletter.campaigns.views import CampaignView, find_campaign, view_of
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
@@ -25,6 +25,7 @@ def resume_campaign(app: App, name: str, *, now: datetime) -> CampaignView:
     """Paused -> where it was; stale -> sending now."""
     with transaction(app.sessions) as session:
         campaign = find_campaign(session, name, lock=True)
+        require_real_content(app, campaign.item_id)
         if campaign.state == CampaignState.STALE.value:
             campaign.state = CampaignState.SENDING.value
             campaign.started_at = now

@@ -59,6 +59,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first)."""
     import uvicorn
 
+    from newsletter.client_ip import UVICORN_PROXY_HEADERS
     from newsletter.scheduling import start_scheduler
     from newsletter.web.app import create_web_app
 
@@ -73,7 +74,12 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     )
     verbose = click.get_current_context().find_object(State)
     level = "info" if verbose is not None and verbose.verbose else "warning"
-    config = uvicorn.Config(create_web_app(app), log_level=level, log_config=None)
+    config = uvicorn.Config(
+        create_web_app(app),
+        log_level=level,
+        log_config=None,
+        proxy_headers=UVICORN_PROXY_HEADERS,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -65,10 +65,15 @@ def topic_problems(settings: Settings, library: ContentLibrary) -> list[ContentE
 
 
 @content.command("check")
-def check() -> None:
+@click.option(
+    "--strict", is_flag=True, help="Fail on warnings too (e.g. example content still shipped)."
+)
+def check(strict: bool) -> None:
     """Check every content file, sequence, template and cron.yaml; render every item.
 
     Prints one line per problem as file:line: message and exits 1 if there is any.
+    Warnings (example content, which is never sent to subscribers) are listed too and
+    fail the check only with --strict.
     """
     settings = _settings()
     library = _library(settings, strict=False)
@@ -91,9 +96,18 @@ def check() -> None:
     problems += topic_problems(settings, library)
     for problem in problems:
         click.echo(str(problem))
+    warnings = example_warnings(library.items())
+    for warning in warnings:
+        click.echo(warning)
     if problems:
         noun = "problem" if len(problems) == 1 else "problems"
         raise click.ClickException(f"{len(problems)} {noun} found; fix them and run again")
+    if strict and warnings:
+        noun = "warning" if len(warnings) == 1 else "warnings"
+        raise click.ClickException(
+            f"{len(warnings)} {noun} with --strict; replace the example content and remove "
+            "'example: true', then run again"
+        )
     click.echo(
         f"OK: {_count(library.items(), 'item')}, {_count(library.sequences(), 'sequence')}, "
         f"{_count(template_names(settings.templates_dir), 'template')} and "
@@ -132,6 +146,17 @@ def preview(item_id: str, email: str | None, output: Path | None, text: bool) ->
     if text:
         click.echo(rendered.text, nl=False)
     click.echo(str(path))
+
+
+def example_warnings(items: Sequence[ContentItem]) -> list[str]:
+    """One line per item marked ``example: true`` (never sent to real subscribers)."""
+    return [
+        f"{item.path}: warning: {item.id} is example content (example: true): the drip and "
+        "campaigns skip it, so subscribers never get it; replace it with your own and "
+        "remove the flag"
+        for item in items
+        if item.example
+    ]
 
 
 def _count(things: Sequence[object], noun: str) -> str:

@@ -93,6 +93,7 @@ FINAL = (
 )
 HAD_KINDS = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
 MISSING_SEQUENCE_RETRY = timedelta(days=1)
+EXAMPLE_SKIP_REASON = "example content"
 
 
 @dataclass
@@ -104,6 +105,7 @@ class PlanReport:
     done: int = 0  # nothing left to send
     stopped: int = 0  # the subscriber is no longer active
     locked: bool = False  # another planner held the lock
+    examples_skipped: int = 0  # example items recorded ``skipped``, never sent
     batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
@@ -135,13 +137,15 @@ class Catalog:
 
     sequences: Mapping[str, Sequence]
     pool: Mapping[str, Seq[str]]
+    examples: frozenset[str] = frozenset()  # items marked ``example: true``: never sent
 
     @classmethod
     def from_app(cls, app: App) -> Catalog:
         library = app.library
         items = [i.id for i in library.items() if not i.transactional]
         kinds = {kind for s in library.sequences() if s.then for kind in s.then.kinds}
-        return cls({s.name: s for s in library.sequences()}, rotation_pool(items, kinds))
+        examples = frozenset(i.id for i in library.items() if i.example)
+        return cls({s.name: s for s in library.sequences()}, rotation_pool(items, kinds), examples)
 
 
 @dataclass
@@ -308,11 +312,14 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
     deliveries: list[NewDelivery] = []
     changes: list[dict[str, Any]] = []
     for row in rows:
-        change, delivery = _plan_one(row, had, campaign_days, ctx)
+        change, planned = _plan_one(row, had, campaign_days, ctx)
         changes.append(change)
-        if delivery is not None:
-            deliveries.append(delivery)
-    ctx.report.planned += enqueue(session, deliveries, now=ctx.now)
+        deliveries.extend(planned)
+    skipped = [d for d in deliveries if d.skipped_reason]
+    ctx.report.examples_skipped += enqueue(session, skipped, now=ctx.now)
+    ctx.report.planned += enqueue(
+        session, [d for d in deliveries if not d.skipped_reason], now=ctx.now
+    )
     _update_enrollments(session, changes)
     _report_ends(session, rows, changes, now=ctx.now)
     return len(rows)
@@ -323,31 +330,46 @@ def _plan_one(
     had: Mapping[int, set[str]],
     campaign_days: Mapping[int, list[datetime]],
     ctx: _Context,
-) -> tuple[dict[str, Any], NewDelivery | None]:
+) -> tuple[dict[str, Any], list[NewDelivery]]:
     now, report = ctx.now, ctx.report
     if row.subscriber_status != SubscriberStatus.ACTIVE.value:
         report.stopped += 1
-        return {"id": row.id, "status": EnrollmentStatus.STOPPED.value, "next_due_at": None}, None
+        return {"id": row.id, "status": EnrollmentStatus.STOPPED.value, "next_due_at": None}, []
     sequence = ctx.catalog.sequences.get(row.sequence)
     if sequence is None:
         ctx.missing.add(row.sequence)
-        return {"id": row.id, "next_due_at": now + MISSING_SEQUENCE_RETRY}, None
+        return {"id": row.id, "next_due_at": now + MISSING_SEQUENCE_RETRY}, []
     nxt = _choose(sequence, row, had, ctx)
-    if nxt is None:
-        report.done += 1
-        return {"id": row.id, "status": EnrollmentStatus.DONE.value, "next_due_at": None}, None
     first = row.last_item_id is None
-    if not first:
+    if nxt is not None and not first:
         zone = ctx.zones(row.timezone)
         window = sequence.send_window
         if not in_window(now, zone, window):
             report.deferred += 1
-            return {"id": row.id, "next_due_at": next_in_window(now, zone, window)}, None
+            return {"id": row.id, "next_due_at": next_in_window(now, zone, window)}, []
         today = local_date(now, zone)
         if any(local_date(at, zone) == today for at in campaign_days.get(row.subscriber_id, ())):
             report.paused += 1
-            return {"id": row.id, "next_due_at": window_start_after_day(now, zone, window)}, None
-    delivery = NewDelivery(
+            return {"id": row.id, "next_due_at": window_start_after_day(now, zone, window)}, []
+    skipped, nxt = _past_examples(sequence, row, nxt, had, ctx)
+    if nxt is None:
+        report.done += 1
+        done = {"id": row.id, "status": EnrollmentStatus.DONE.value, "next_due_at": None}
+        return done, skipped
+    delivery = _drip_row(row, nxt, now=now)
+    change = {
+        "id": row.id,
+        "position": nxt.position,
+        "last_item_id": nxt.item_id,
+        "next_due_at": None,
+    }
+    return change, [*skipped, delivery]
+
+
+def _drip_row(
+    row: Any, nxt: NextSend, *, now: datetime, skipped_reason: str | None = None
+) -> NewDelivery:
+    return NewDelivery(
         key=drip_key(row.id, nxt.item_id),
         kind=DeliveryKind.DRIP,
         item_id=nxt.item_id,
@@ -355,14 +377,33 @@ def _plan_one(
         subscriber_id=row.subscriber_id,
         enrollment_id=row.id,
         step=nxt.step,
+        skipped_reason=skipped_reason,
     )
-    change = {
-        "id": row.id,
-        "position": nxt.position,
-        "last_item_id": nxt.item_id,
-        "next_due_at": None,
-    }
-    return change, delivery
+
+
+def _past_examples(
+    sequence: Sequence,
+    row: Any,
+    nxt: NextSend | None,
+    had: Mapping[int, set[str]],
+    ctx: _Context,
+) -> tuple[list[NewDelivery], NextSend | None]:
+    """Example items are never sent: each gets a ``skipped`` ledger row ("example
+    content") and the sequence moves on to the next item in the same pass, so the
+    subscriber's cadence stays as if the example were not in the sequence."""
+    skipped: list[NewDelivery] = []
+    seen = set(had.get(row.subscriber_id, set()))
+    while nxt is not None and nxt.item_id in ctx.catalog.examples:
+        skipped.append(_drip_row(row, nxt, now=ctx.now, skipped_reason=EXAMPLE_SKIP_REASON))
+        seen.add(nxt.item_id)
+        nxt = choose_next(
+            sequence,
+            last_item_id=nxt.item_id,
+            position=nxt.position,
+            had=seen,
+            pool=ctx.catalog.pool,
+        )
+    return skipped, nxt
 
 
 def drip_key(enrollment_id: int, item_id: str) -> str:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -34,8 +34,12 @@ def simulate(
     signup: datetime,
     zone: tzinfo,
     rotations: int = 3,
+    examples: Collection[str] = frozenset(),
 ) -> list[SimulatedSend]:
-    """Every step of ``sequence`` and up to ``rotations`` rotation items, in send order."""
+    """Every step of ``sequence`` and up to ``rotations`` rotation items, in send order.
+
+    Items in ``examples`` are never sent: as in the planner, the next item goes out in
+    the slot the example would have had."""
     sends: list[SimulatedSend] = []
     had: set[str] = set()
     last: str | None = None
@@ -50,6 +54,13 @@ def simulate(
             at = previous + nxt.delay
         else:
             at = step_due_at(previous, nxt.delay, zone, sequence.send_window)
+        while nxt.item_id in examples:
+            had.add(nxt.item_id)
+            nxt = choose_next(
+                sequence, last_item_id=nxt.item_id, position=nxt.position, had=had, pool=pool
+            )
+            if nxt is None or (nxt.is_rotation and rotated >= rotations):
+                return sends
         sends.append(SimulatedSend(len(sends) + 1, nxt.item_id, nxt.step, at))
         rotated += nxt.is_rotation
         had.add(nxt.item_id)

@@ -35,6 +35,7 @@ from typing import Any
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.errors import InvalidEmailError, NewsletterError
+from newsletter.json_input import JsonInputError, load_json
 
 PERSONAL_FIELDS = frozenset({"email", "ip", "useragent"})
 REDACTED = "<redacted>"
@@ -88,9 +89,9 @@ class ParsedBatch:
 def parse_batch(body: bytes) -> ParsedBatch:
     """Parse a webhook body; raise ``EventPayloadError`` unless it is a JSON array."""
     try:
-        data = json.loads(body, parse_constant=_no_constant, parse_float=_finite_float)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventPayloadError(f"the body is not valid JSON: {exc}") from None
+        data = load_json(body, parse_constant=_no_constant, parse_float=_finite_float)
+    except JsonInputError as exc:  # bad JSON, nesting too deep, an integer too long
+        raise EventPayloadError(str(exc)) from None
     if _UNSTORABLE_ESCAPE.search(body):
         data = _storable(data)
     if not isinstance(data, list):

@@ -14,13 +14,16 @@ from limits import parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
 from newsletter.app import App
+from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
+from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
 from newsletter.models import DeliveryKind
@@ -43,6 +46,14 @@ from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
 
+RETRY_AFTER_SECONDS = "30"  # on every 503: the database is in trouble, ask again soon
+# Test sends (``campaign test``) carry ``/unsubscribe/test-send`` instead of a real token.
+TEST_SEND_PATH = "/unsubscribe/test-send"
+TEST_SEND_TITLE = "This was a test send"
+TEST_SEND_MESSAGE = (
+    "This email was a test send to a seed address, not a subscription: there is nothing "
+    "to unsubscribe from. Real subscribers get their own unsubscribe link."
+)
 THANKS = "Thanks! Check your inbox: we sent you a link to confirm your subscription."
 
 Clock = Callable[[], datetime]
@@ -77,13 +88,23 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         allow_methods=["POST"],
         allow_headers=["Content-Type", "X-Newsletter-Signature"],
     )
+    trusted = settings.trusted_networks
+
+    def peer_ip(request: Request) -> str:
+        peer = request.client.host if request.client else None
+        return client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
+
     limiter = MovingWindowRateLimiter(MemoryStorage())
     per_ip = parse(settings.subscribe_rate_limit)
 
     def error(request: Request, status: int, message: str) -> Response:
         if wants_json(request):
-            return JSONResponse({"error": message}, status_code=status)
-        return page("Something went wrong", message, status=status)
+            response: Response = JSONResponse({"error": message}, status_code=status)
+        else:
+            response = page("Something went wrong", message, status=status)
+        if status == 503:
+            response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
 
     @web.exception_handler(BadRequest)
     async def _bad_request(request: Request, exc: BadRequest) -> Response:
@@ -103,6 +124,14 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         log.error("database unavailable: %s", exc.orig)
         return error(request, 503, "The service is briefly unavailable; please try again.")
 
+    # A read-only database (a standby after fail-over, a read-only file or role), a
+    # broken connection or an exhausted pool: the database is in trouble, not the input.
+    @web.exception_handler(DBAPIError)
+    @web.exception_handler(PoolTimeoutError)
+    async def _db_trouble(request: Request, exc: Exception) -> Response:
+        log.error("database cannot take writes or is unreachable: %s", database_problem(exc))
+        return error(request, 503, "The service is briefly unavailable; please try again.")
+
     def deliver_confirmations() -> None:
         try:
             claimed = 1
@@ -111,7 +140,9 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                     app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION]
                 )
                 claimed = report.claimed
-        except NewsletterError:
+        except (NewsletterError, SQLAlchemyError):
+            # Runs after the answer was sent: nothing may escape into the ASGI server
+            # (it would drop the connection). The rows stay queued for the scheduler.
             log.exception("confirmation delivery failed; the scheduler will retry")
 
     pump = Pump(deliver_confirmations)
@@ -132,7 +163,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     )
     async def subscribe_route(request: Request) -> Response:
         """The form webhook: creates or refreshes a pending subscriber."""
-        ip = request.client.host if request.client else "unknown"
+        ip = peer_ip(request)
         if not limiter.hit(per_ip, "subscribe", ip):
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
         body = await read_body(request, settings.max_body_bytes)
@@ -188,12 +219,19 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     def confirm_route(token: str, request: Request) -> Response:
         """Activates the subscriber and enrolls them in ``on_confirm`` sequences."""
         try:
-            confirm(app, token, ip=request.client.host if request.client else None, now=clock())
+            confirm(app, token, ip=peer_ip(request), now=clock())
         except TokenExpiredError as exc:
             return page("This link has expired", str(exc), status=410, ask_again=True)
         except TokenError as exc:
             return page("This link is not valid", str(exc), status=400, ask_again=True)
         return page("You are subscribed", "Thank you! Your first email is on its way.")
+
+    @web.get(TEST_SEND_PATH, response_class=Response)
+    @web.post(TEST_SEND_PATH, response_class=Response)
+    def test_send_unsubscribe() -> Response:
+        """Where the unsubscribe link of a test send (``campaign test``) leads: nobody to
+        unsubscribe, so a page that says so (the one-click POST gets the same 200)."""
+        return page(TEST_SEND_TITLE, TEST_SEND_MESSAGE)
 
     @web.get("/unsubscribe/{token}", response_class=Response)
     def unsubscribe_page(token: str, request: Request, d: DeliveryParam = None) -> Response:
@@ -227,7 +265,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                 unsubscribe_by_token,
                 app,
                 token,
-                ip=request.client.host if request.client else None,
+                ip=peer_ip(request),
                 now=clock(),
                 delivery_id=read_delivery_param(d),
             )
@@ -239,15 +277,28 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
 
     @web.get("/healthz")
     def healthz() -> JSONResponse:
-        """Liveness and database reachability; ``degraded`` while sending is halted."""
+        """Liveness, database reachability and writability; ``degraded`` while sending is
+        halted."""
         body: dict[str, Any] = {"status": "ok", "database": "ok", "sending": "ok"}
         try:
             with app.sessions() as session:
                 session.execute(text("SELECT 1"))
                 reason = halt_reason(session, fingerprint=sending_fingerprint(app))
                 backoff = backoff_until(session, now=clock())
-        except OperationalError:
-            return JSONResponse({"status": "down", "database": "unreachable"}, status_code=503)
+        except SQLAlchemyError:
+            return JSONResponse(
+                {"status": "down", "database": "unreachable"},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
+        problem = database_writable(app.sessions)
+        if problem is not None:
+            log.error("healthz: the database cannot be written: %s", problem)
+            return JSONResponse(
+                {"status": "down", "database": "read-only", "reason": problem},
+                status_code=503,
+                headers={"Retry-After": RETRY_AFTER_SECONDS},
+            )
         if reason is not None:
             body.update(status="degraded", sending="halted", reason=reason)
         elif backoff is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from newsletter.errors import NewsletterError
+from newsletter.json_input import JsonInputError, load_json
+from newsletter.one_line import unstorable_reason
 
 EMAIL_FIELDS = ("email", "EMAIL", "email_address", "contact[email]")
 NAME_FIELDS = ("first_name", "name", "FNAME")
@@ -41,9 +42,9 @@ class SubscribeForm:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(400, f"the body is not valid JSON: {exc}") from None
+        data = load_json(body)
+    except JsonInputError as exc:  # bad JSON, nesting too deep, an integer too long
+        raise BadRequest(400, str(exc)) from None
     if not isinstance(data, dict):
         raise BadRequest(400, "the JSON body must be an object with an 'email' field")
     return data
@@ -74,17 +75,27 @@ def _first_text(fields: Mapping[str, Any], names: tuple[str, ...], label: str) -
                 return None
             if not isinstance(value, str):
                 raise BadRequest(400, f"'{label}' must be a string")
-            return value
+            return _storable(value, label)
     return None
+
+
+def _storable(value: str, label: str) -> str:
+    """``value`` unchanged, or ``BadRequest`` when it holds text nothing can store."""
+    reason = unstorable_reason(value)
+    if reason is not None:
+        raise BadRequest(400, f"the '{label}' field contains {reason}; remove it and try again")
+    return value
 
 
 def _tags(value: Any) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        return tuple(t for t in (p.strip() for p in value.split(",")) if t)
+        value = [value]
     if isinstance(value, list) and all(isinstance(t, str) for t in value):
-        return tuple(t for v in value for t in (p.strip() for p in v.split(",")) if t)
+        return tuple(
+            t for v in value for t in (p.strip() for p in _storable(v, "tags").split(",")) if t
+        )
     raise BadRequest(400, "'tags' must be a string or a list of strings")
 
 
