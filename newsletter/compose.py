@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from newsletter.content.model import Links, RenderedEmail, SubscriberContext
+from newsletter.content.model import NO_EVENT, EventContext, Links, RenderedEmail, SubscriberContext
 from newsletter.delivery.base import OutgoingEmail
 
 
@@ -48,6 +48,7 @@ def compose(
     sender: Sender,
     categories: tuple[str, ...] = (),
     subject_prefix: str = "",
+    event: EventContext = NO_EVENT,
 ) -> OutgoingEmail:
     """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID."""
     headers: dict[str, str] = {}
@@ -62,6 +63,12 @@ def compose(
         personal["unsubscribe_url"] = links.unsubscribe
     if links.confirm:
         personal["confirm_url"] = links.confirm
+    # Custom fields and event properties differ per recipient: SendGrid batching turns
+    # them into substitutions like the name (``newsletter.delivery.personalization``).
+    for name, value in recipient.attributes.items():
+        personal[f"attr_{name}"] = str(value)
+    for name, value in event.properties.items():
+        personal[f"event_{name}"] = str(value)
     return OutgoingEmail(
         delivery_id=delivery_id,
         to_email=recipient.email,

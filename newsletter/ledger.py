@@ -36,6 +36,8 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -110,7 +112,17 @@ def _eligible_marketing() -> ColumnElement[bool]:
             Campaign.state == CampaignState.SENDING.value,
         ),
     )
-    return and_(or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok)
+    # A drip step whose enrollment exited (``exit:`` trigger, ``sequence exit``) is skipped.
+    enrollment_ok = or_(
+        Delivery.enrollment_id.is_(None),
+        ~exists().where(
+            Enrollment.id == Delivery.enrollment_id,
+            Enrollment.status == EnrollmentStatus.EXITED.value,
+        ),
+    )
+    return and_(
+        or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok, enrollment_ok
+    )
 
 
 def claim_batch(
@@ -160,7 +172,7 @@ def claim_batch(
             .where(Delivery.id.in_(drop))
             .values(
                 status=DeliveryStatus.SKIPPED.value,
-                error="skipped at claim: unsubscribed, suppressed or campaign cancelled",
+                error="skipped at claim: unsubscribed, suppressed, exited or campaign cancelled",
                 updated_at=now,
             )
         )

@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=300, ge=10)
     campaign_max_schedule_days: int = Field(default=365, ge=1)
     campaign_stale_hours: float = Field(default=6.0, gt=0)
+    api_rate_limit: str = "120/minute"  # per REST API key, `limits` syntax
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit(cls, value: str) -> str:
+        from limits import parse
+
+        try:
+            parse(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a rate such as 120/minute") from None
+        return value
 
     @field_validator("default_timezone")
     @classmethod

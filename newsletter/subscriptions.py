@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
+from newsletter.automation.enrolling import on_tags_added
 from newsletter.db import transaction
 from newsletter.enrollment import enroll_on_confirm
 from newsletter.errors import SubscriberNotFound, TokenError
@@ -70,6 +71,7 @@ class SubscribeRequest:
     ip: str | None = None
     user_agent: str | None = None
     consent_text: str | None = CONSENT_TEXT
+    attributes: dict[str, object] | None = None  # custom fields (checked by the caller)
 
 
 def new_public_id() -> str:
@@ -179,7 +181,7 @@ def _new_subscriber(
         "timezone": resolve_timezone(request.timezone, app.settings.default_timezone),
         "status": SubscriberStatus.PENDING.value,
         "tags": clean_tags(request.tags),
-        "attributes": {},
+        "attributes": dict(request.attributes or {}),
         "source": (request.source or "")[:500] or None,
         "created_at": now,
         "updated_at": now,
@@ -193,6 +195,8 @@ def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now
     if request.timezone:
         subscriber.timezone = resolve_timezone(request.timezone, app.settings.default_timezone)
     subscriber.tags = clean_tags(list(subscriber.tags or []) + list(request.tags))
+    if request.attributes:
+        subscriber.attributes = {**(subscriber.attributes or {}), **request.attributes}
     subscriber.status = SubscriberStatus.PENDING.value
     subscriber.updated_at = now
 
@@ -258,8 +262,12 @@ def activate(
     ip: str | None = None,
     kind: ConsentKind = ConsentKind.CONFIRMED,
     source: str | None = None,
+    consent_text: str | None = None,
 ) -> None:
-    """Make a subscriber active, lift an unsubscribe suppression, enroll. Does not commit."""
+    """Make a subscriber active, lift an unsubscribe suppression, enroll. Does not commit.
+
+    Besides ``on_confirm`` sequences, ``on_tag`` sequences matching the tags the
+    subscriber already carries are joined now (a tag set while pending counts)."""
     subscriber.status = SubscriberStatus.ACTIVE.value
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
@@ -269,10 +277,20 @@ def activate(
     if existing is not None and existing.reason in ("unsubscribed", "forgotten"):
         session.delete(existing)
     session.add(
-        ConsentEvent(subscriber_id=subscriber.id, kind=kind.value, at=now, ip=ip, source=source)
+        ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind=kind.value,
+            at=now,
+            ip=ip,
+            source=source,
+            consent_text=consent_text,
+        )
     )
     session.flush()
-    enroll_on_confirm(session, subscriber.id, app.library.sequences(), now=now)
+    sequences = app.library.sequences()
+    enroll_on_confirm(session, subscriber.id, sequences, now=now)
+    if subscriber.tags:
+        on_tags_added(session, subscriber, subscriber.tags, sequences, now=now)
 
 
 def subscriber_for_unsubscribe_token(app: App, token: str) -> Subscriber | None:

@@ -26,10 +26,13 @@ def create_campaign(
     exclude: Sequence[str],
     pause_drips: bool,
     now: datetime,
+    where: Sequence[str] = (),
 ) -> CampaignView:
-    """A draft for a segment of active subscribers; refused when the segment is empty."""
+    """A draft for a segment of active subscribers; refused when the segment is empty.
+
+    ``where`` holds ``NAME=VALUE`` custom-field conditions (``--where``)."""
     item = campaign_item(app, item_id)
-    segment = make_segment(include, exclude)
+    segment = make_segment(include, exclude, where)
     with transaction(app.sessions) as session:
         final_name = new_name(session, name, default=item.slug)
         audience = require_audience(session, segment)
@@ -39,6 +42,7 @@ def create_campaign(
             state=CampaignState.DRAFT.value,
             include_tags=list(segment.include),
             exclude_tags=list(segment.exclude),
+            where_attributes=dict(segment.where) or None,
             pause_drips=pause_drips,
             timezone=app.settings.default_timezone,
             audience_cursor=0,
@@ -69,6 +73,7 @@ def edit_campaign(
         segment = make_segment(
             campaign.include_tags if include is None else include,
             campaign.exclude_tags if exclude is None else exclude,
+            [f"{k}={v}" for k, v in (campaign.where_attributes or {}).items()],
         )
         audience = require_audience(session, segment)
         start = campaign.scheduled_at

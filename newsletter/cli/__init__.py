@@ -131,6 +131,9 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    from newsletter.cli.api_key import api_key
+
+    main.add_command(api_key)
 
 
 _register_optional()

@@ -253,4 +253,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.webhooks import sendgrid_webhook_router
 
     web.include_router(sendgrid_webhook_router(app, clock=clock))
+    from newsletter.web.api import mount_api
+
+    mount_api(web, app, clock=clock)
     return web
