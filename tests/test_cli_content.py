@@ -35,7 +35,7 @@ def test_check_passes_on_the_shipped_library(
     use_library(monkeypatch, ROOT)
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 25 items, 1 sequence, 6 templates and 4 cron jobs")
+    assert result.output.startswith("OK: 26 items, 2 sequences, 6 templates and 4 cron jobs")
 
 
 def test_check_passes_on_a_small_library(cli: click.Group, library_root: Path) -> None:
