@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -43,7 +43,7 @@ class SubscriberIn(BaseModel):
     tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=20)
     attributes: dict[str, Scalar] = Field(default_factory=dict)
     consent: Consent | None = None
-    confirmed: bool = False
+    confirmed: StrictBool = False
 
 
 class SubscriberPatch(BaseModel):
