@@ -110,6 +110,9 @@ def show_sequence(name: str, fmt: str) -> None:
     if fmt == "table":
         click.echo(f"{seq.name}: {seq.description}")
         click.echo(f"enroll: {seq.enroll}; send window {window_text(seq)} local time")
+        if seq.triggers.describe_exit():
+            reenroll = "; reenroll: true" if seq.triggers.reenroll else ""
+            click.echo(f"exit: {seq.triggers.describe_exit()}{reenroll}")
         if seq.then is not None:
             click.echo(f"then: {then_text(seq)} (items not had yet)")
     emit(rows, [*columns, "stats"] if fmt == "json" else columns, fmt)
