@@ -204,9 +204,7 @@ def test_an_exit_committed_before_the_claim_stops_the_step(app: App) -> None:
     with transaction(app.sessions) as session:
         session.execute(update(Enrollment).values(status="exited"))
     with transaction(app.sessions) as session:
-        claimed = claim_batch(
-            session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5)
-        )
+        claimed = claim_batch(session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5))
     assert claimed == []
     with app.sessions() as session:
         assert session.scalars(select(Delivery.status)).one() == "skipped"

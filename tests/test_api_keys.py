@@ -53,14 +53,17 @@ def test_create_prints_a_url_safe_key_once_and_stores_only_its_hash(
         stored = conn.execute(text("SELECT * FROM api_keys")).mappings().one()
         dump = repr(conn.execute(text("SELECT * FROM api_keys")).all())
     assert stored["key_hash"] == hashlib.sha256(secret.encode()).hexdigest()
-    assert secret not in dump and secret[3:] not in dump
+    assert secret not in dump
+    assert secret[3:] not in dump
     assert stored["prefix"] == secret[:10]
     assert secret not in caplog.text
     listed = run("api-key", "list", "--format", "json")
-    assert secret not in listed.output and secret[10:] not in listed.output
+    assert secret not in listed.output
+    assert secret[10:] not in listed.output
     with app.sessions() as session:
         caller = authenticate(session, secret, now=NOW)
-    assert caller is not None and caller.name == "shop-checkout"
+    assert caller is not None
+    assert caller.name == "shop-checkout"
 
 
 def test_list_and_revoke(run: Any, app: App) -> None:

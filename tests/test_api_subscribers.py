@@ -137,9 +137,7 @@ def test_a_read_key_reads(api: tuple[TestClient, str, str]) -> None:
         assert client.get(API + path, headers=bearer(read)).status_code == 200, path
 
 
-def test_requests_are_rate_limited_per_key(
-    make_settings: Any, clock: Clock, tmp_path: Any
-) -> None:
+def test_requests_are_rate_limited_per_key(make_settings: Any, clock: Clock, tmp_path: Any) -> None:
     application = App(make_settings(api_rate_limit="3/minute"), mailer=RecordingMailer())
     try:
         client, write, read = keys_and_client(application, clock)
@@ -287,9 +285,7 @@ def test_post_never_revives_a_withdrawn_address(
         assert session.scalars(select(Subscriber.status)).one() == status
 
 
-def test_post_never_revives_a_forgotten_address(
-    api: tuple[TestClient, str, str], app: App
-) -> None:
+def test_post_never_revives_a_forgotten_address(api: tuple[TestClient, str, str], app: App) -> None:
     client, write, _read = api
     with transaction(app.sessions) as session:
         add_subscriber(session, "f@example.org")

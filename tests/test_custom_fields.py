@@ -91,9 +91,7 @@ def write_csv(path: Path, rows: list[list[str]]) -> Path:
     return path
 
 
-def test_import_takes_extra_columns_as_attributes(
-    cli_env: dict[str, Any], tmp_path: Path
-) -> None:
+def test_import_takes_extra_columns_as_attributes(cli_env: dict[str, Any], tmp_path: Path) -> None:
     source = write_csv(
         tmp_path / "list.csv",
         [
@@ -351,9 +349,11 @@ def test_attribute_values_are_per_recipient_substitutions(tmp_path: Path) -> Non
             )
         )
     groups = group_messages(messages)
-    assert len(groups) == 1 and groups[0].batched
+    assert len(groups) == 1
+    assert groups[0].batched
     group = groups[0]
-    assert "Starter" not in group.subject and "Premium" not in group.subject
+    assert "Starter" not in group.subject
+    assert "Premium" not in group.subject
     for member in group.recipients:
         values = dict(member.substitutions)
         assert apply_substitutions(group.subject, values) == member.message.subject

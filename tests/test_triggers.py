@@ -164,9 +164,7 @@ steps:
 """
 
 
-def test_on_tag_triggers_through_the_api_and_reenroll(
-    make_settings: Any, tmp_path: Path
-) -> None:
+def test_on_tag_triggers_through_the_api_and_reenroll(make_settings: Any, tmp_path: Path) -> None:
     import shutil
 
     from tests.conftest import ROOT
