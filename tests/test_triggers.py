@@ -272,3 +272,38 @@ def test_simulate_refuses_bad_happenings(
     result = run(cli_env, "sequence", "simulate", "back-pain-basics", *args)
     assert result.exit_code == 2
     assert message in result.output
+
+
+ON_TAG = """name: customers-only
+description: For tagged buyers.
+enroll:
+  on_tag: customers
+send_window: "08:00-11:00"
+steps:
+  - send: tips/meet-your-ql
+    after: 1d
+"""
+
+
+def test_import_confirmed_with_a_tag_fires_on_tag(cli_env: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    from tests.conftest import ROOT
+
+    content = tmp_path / "content"
+    shutil.copytree(ROOT / "content", content)
+    (content / "sequences" / "customers-only.yaml").write_text(ON_TAG)
+    env = {**cli_env, "NEWSLETTER_CONTENT_DIR": str(content)}
+    source = tmp_path / "list.csv"
+    source.write_text("email,tags\na@example.org,customers\nb@example.org,\n")
+    result = run(env, "subscribers", "import", str(source), "--confirmed")
+    assert result.exit_code == 0, result.output
+    app = App(load_settings(env))
+    try:
+        assert enrollments(app) == {
+            ("a@example.org", "back-pain-basics"): "active",
+            ("a@example.org", "customers-only"): "active",
+            ("b@example.org", "back-pain-basics"): "active",
+        }
+    finally:
+        app.close()
