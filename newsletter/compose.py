@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from newsletter.content.model import Links, RenderedEmail, SubscriberContext
+from newsletter.content.model import NO_EVENT, EventContext, Links, RenderedEmail, SubscriberContext
 from newsletter.delivery.base import OutgoingEmail
 from newsletter.one_line import one_line
 
@@ -73,6 +73,7 @@ def compose(
     categories: tuple[str, ...] = (),
     subject_prefix: str = "",
     return_path: str | None = None,
+    event: EventContext = NO_EVENT,
 ) -> OutgoingEmail:
     """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID
     and a ``Date`` (``now``).
@@ -94,6 +95,12 @@ def compose(
         personal["confirm_url"] = links.confirm
     if links.preferences:
         personal["preferences_url"] = links.preferences
+    # Custom fields and event properties differ per recipient: SendGrid batching turns
+    # them into substitutions like the name (``newsletter.delivery.personalization``).
+    for name, value in recipient.attributes.items():
+        personal[f"attr_{name}"] = str(value)
+    for name, value in event.properties.items():
+        personal[f"event_{name}"] = str(value)
     return OutgoingEmail(
         delivery_id=delivery_id,
         to_email=recipient.email,

@@ -34,7 +34,7 @@ from newsletter.compose import (
     preferences_url,
     unsubscribe_url,
 )
-from newsletter.content.model import Links, SubscriberContext
+from newsletter.content.model import NO_EVENT, EventContext, Links, SubscriberContext
 from newsletter.db import transaction
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
 from newsletter.delivery.checks import message_problem
@@ -253,11 +253,13 @@ def _build_messages(
         s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(sub_ids)))
     }
     enr_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
-    sequences = dict(
-        session.execute(
-            select(Enrollment.id, Enrollment.sequence).where(Enrollment.id.in_(enr_ids))
-        ).all()
-    )
+    enrollment_rows = session.execute(
+        select(Enrollment.id, Enrollment.sequence, Enrollment.event).where(
+            Enrollment.id.in_(enr_ids)
+        )
+    ).all()
+    sequences = {row.id: row.sequence for row in enrollment_rows}
+    events = {row.id: _event_context(row.event) for row in enrollment_rows if row.event}
     camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaigns = dict(
         session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).all()
@@ -280,6 +282,7 @@ def _build_messages(
                 first_name=subscriber.first_name,
                 timezone=subscriber.timezone,
                 tags=tuple(subscriber.tags or ()),
+                attributes=dict(subscriber.attributes or {}),
             )
             unsub = unsubscribe_url(
                 settings.base_url,
@@ -299,8 +302,9 @@ def _build_messages(
                 preferences = preferences_url(settings.base_url, token)
             links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
+        event = events.get(row.enrollment_id, NO_EVENT) if row.enrollment_id else NO_EVENT
         try:
-            rendered = app.library.render(row.item_id, recipient, links)
+            rendered = app.library.render(row.item_id, recipient, links, event)
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
@@ -323,6 +327,7 @@ def _build_messages(
             nonce=row.message_nonce,
             now=now,
             categories=categories,
+            event=event,
             subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
             return_path=verp_address(settings.bounce_address, row.id)
             if settings.bounce_address
@@ -358,3 +363,13 @@ def _categories(
     if row.kind == DeliveryKind.CAMPAIGN.value and row.campaign_id in campaigns:
         return (f"campaign:{campaigns[row.campaign_id]}",)
     return (row.kind,)
+
+
+def _event_context(stored: dict[str, object]) -> EventContext:
+    """The ``event`` templates see, from ``enrollments.event``."""
+    properties = stored.get("properties")
+    return EventContext(
+        name=str(stored.get("name") or ""),
+        id=str(stored.get("id") or ""),
+        properties=dict(properties) if isinstance(properties, dict) else {},
+    )

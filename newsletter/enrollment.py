@@ -24,6 +24,10 @@ from newsletter.content.model import Sequence
 from newsletter.models import Enrollment, EnrollmentStatus
 
 
+def joins_on_confirm(sequence: Sequence) -> bool:
+    return sequence.triggers.on_confirm or sequence.enroll == "on_confirm"
+
+
 def new_enrollment(subscriber_id: int, sequence: Sequence, *, now: datetime) -> Enrollment:
     """A fresh enrollment: the first step is due ``after`` the confirmation."""
     return Enrollment(
@@ -40,7 +44,7 @@ def enroll_new_subscribers(
     session: Session, subscriber_ids: Iterable[int], sequences: Iterable[Sequence], *, now: datetime
 ) -> None:
     """Bulk form for subscribers created just now (import): no enrollment exists yet."""
-    wanted = [s for s in sequences if s.enroll == "on_confirm"]
+    wanted = [s for s in sequences if joins_on_confirm(s)]
     session.add_all(new_enrollment(sid, seq, now=now) for sid in subscriber_ids for seq in wanted)
 
 
@@ -49,7 +53,7 @@ def enroll_on_confirm(
 ) -> list[str]:
     """Enroll in every ``on_confirm`` sequence not already joined (or resume a stopped
     one); return the names of the sequences joined or resumed. Does not commit."""
-    wanted = {s.name: s for s in sequences if s.enroll == "on_confirm"}
+    wanted = {s.name: s for s in sequences if joins_on_confirm(s)}
     if not wanted:
         return []
     existing = {

@@ -170,3 +170,24 @@ class ContentProblems(ContentError):
 
 class PreferencesError(NewsletterError, ValueError):
     """A preference-centre form was refused (unknown topic or frequency); nothing saved."""
+
+
+class InvalidAttributes(NewsletterError, ValueError):
+    """Custom fields (``attributes``) or event properties break a documented limit."""
+
+
+class ApiKeyError(NewsletterError, ValueError):
+    """An API key operation was refused (unknown name, name taken, bad scope)."""
+
+
+class SubscriberConflict(NewsletterError):
+    """The address exists in a state the request may not change (e.g. unsubscribed)."""
+
+    def __init__(self, email: str, status: str, message: str) -> None:
+        self.email = email
+        self.status = status
+        super().__init__(message)
+
+
+class TriggerError(NewsletterError, ValueError):
+    """A manual enroll or exit was refused (e.g. the subscriber is not active)."""

@@ -9,6 +9,9 @@ Decisions:
   touching a line that is not UTF-8 is skipped ("line N is not UTF-8"), the rest go in.
 - A record the ``csv`` module cannot read (e.g. a field over its 131,072-character limit) is
   skipped with its line and the parser's message; reading goes on with the next line.
+- Columns other than email, first_name, timezone and tags become custom fields
+  (``attributes``, string values; an empty cell sets nothing). A column whose name is not
+  a valid field name stops the import; a value over the limits skips its row.
 - Only a file that cannot be read at all (missing, a directory, no readable header, no
   email column) stops the import, with an ``ImportFileError``.
 """
@@ -28,11 +31,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from newsletter import attributes as custom_fields
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
+from newsletter.automation.enrolling import on_tags_added
 from newsletter.db import transaction
 from newsletter.enrollment import enroll_new_subscribers
-from newsletter.errors import InvalidEmailError, NewsletterError
+from newsletter.errors import InvalidAttributes, InvalidEmailError, NewsletterError
 from newsletter.models import (
     ConsentEvent,
     ConsentKind,
@@ -51,6 +56,7 @@ from newsletter.zones import find_zone
 
 BATCH = 1000
 EMAIL_COLUMNS = ("email", "email_address", "EMAIL")
+STANDARD_COLUMNS = ("first_name", "timezone", "tags")
 MAX_HEADER_CHARS = 64 * 1024  # a longer first line is not a CSV header
 MAX_SHOWN = 100  # characters of a bad cell repeated in the report
 NOT_UTF8 = "line {line} is not UTF-8; re-save the file as CSV UTF-8"
@@ -94,6 +100,7 @@ class _Row:
     first_name: str | None
     timezone: str | None
     tags: list[str]
+    attributes: dict[str, Any] = field(default_factory=dict)
 
 
 def import_csv(
@@ -232,6 +239,14 @@ def _read(lines: _Lines, report: ImportReport) -> Iterator[_Row]:
             f"no email column found (header is {[c[:MAX_SHOWN] for c in columns[:20]]!r}); "
             "the first line must name the columns: email,first_name,timezone,tags"
         )
+    extra = [c for c in columns if c not in (*EMAIL_COLUMNS, *STANDARD_COLUMNS)]
+    for name in extra:
+        try:
+            custom_fields.check_name(name, what="column")
+        except InvalidAttributes as exc:
+            raise ImportFileError(
+                f"{exc}; extra columns become custom fields, so rename the column"
+            ) from None
     seen: set[str] = set()
     for line, values, not_utf8 in _records(reader, lines, report):
         row = dict(zip(columns, values, strict=False))
@@ -251,12 +266,20 @@ def _read(lines: _Lines, report: ImportReport) -> Iterator[_Row]:
             report.skipped.append(Skipped(line, email, "duplicate in this file"))
             continue
         seen.add(email)
+        try:
+            fields = custom_fields.validate(
+                {name: row[name] for name in extra if row.get(name, "").strip()}
+            )
+        except InvalidAttributes as exc:
+            report.skipped.append(Skipped(line, email, str(exc)))
+            continue
         yield _Row(
             line=line,
             email=email,
             first_name=clean_first_name(row.get("first_name")),
             timezone=(row.get("timezone") or "").strip() or None,
             tags=clean_tags((row.get("tags") or "").replace(";", ",").split(",")),
+            attributes=fields,
         )
 
 
@@ -358,7 +381,7 @@ def _import_batch(
             "timezone": zones[r.email],
             "status": status.value,
             "tags": r.tags,
-            "attributes": {},
+            "attributes": r.attributes,
             "source": f"import:{source}",
             "created_at": now,
             "updated_at": now,
@@ -392,6 +415,11 @@ def _import_batch(
         for sid in inserted.values()
     )
     if confirmed:
-        enroll_new_subscribers(session, inserted.values(), app.library.sequences(), now=now)
+        sequences = app.library.sequences()
+        enroll_new_subscribers(session, inserted.values(), sequences, now=now)
+        if any(s.triggers.on_tags or s.triggers.exit_tags for s in sequences):
+            tagged = [sid for r in fresh if r.tags and (sid := inserted.get(r.email))]
+            for subscriber in session.scalars(select(Subscriber).where(Subscriber.id.in_(tagged))):
+                on_tags_added(session, subscriber, subscriber.tags, sequences, now=now)
     else:
         queue_confirmations(session, inserted.values(), now=now)

@@ -36,6 +36,8 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Enrollment,
+    EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -117,7 +119,17 @@ def _eligible_marketing() -> ColumnElement[bool]:
             Campaign.state == CampaignState.SENDING.value,
         ),
     )
-    return and_(or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok)
+    # A drip step whose enrollment exited (``exit:`` trigger, ``sequence exit``) is skipped.
+    enrollment_ok = or_(
+        Delivery.enrollment_id.is_(None),
+        ~exists().where(
+            Enrollment.id == Delivery.enrollment_id,
+            Enrollment.status == EnrollmentStatus.EXITED.value,
+        ),
+    )
+    return and_(
+        or_(Delivery.kind == DeliveryKind.TEST.value, subscriber_ok), campaign_ok, enrollment_ok
+    )
 
 
 # Decides, at claim time, which of the eligible rows go now (newsletter.attention.claims):
@@ -259,7 +271,7 @@ def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
     return {rid for rid, e in emails.items() if email_hash(e) in blocked}
 
 
-SKIPPED_AT_CLAIM = "skipped at claim: unsubscribed, suppressed or campaign cancelled"
+SKIPPED_AT_CLAIM = "skipped at claim: unsubscribed, suppressed, exited or campaign cancelled"
 SKIPPED_BEFORE_SENDING = (
     "skipped before sending: unsubscribed, suppressed or campaign cancelled after the claim"
 )

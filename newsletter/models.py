@@ -147,6 +147,7 @@ class EnrollmentStatus(enum.StrEnum):
     ACTIVE = "active"  # steps (or rotation) still to come
     DONE = "done"  # sequence finished and no rotation
     STOPPED = "stopped"  # subscriber left
+    EXITED = "exited"  # an ``exit:`` trigger or ``sequence exit`` ended it
 
 
 class Enrollment(Base):
@@ -168,6 +169,10 @@ class Enrollment(Base):
     next_due_at: Mapped[datetime | None]  # NULL when nothing is due any more
     last_sent_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
+    # The event that started this enrollment ({"name", "id", "properties"}), shown to its
+    # steps' templates as ``event``; NULL when it started otherwise.
+    event: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    exited_at: Mapped[datetime | None]
 
 
 class DeliveryKind(enum.StrEnum):
@@ -262,6 +267,8 @@ class Campaign(Base):
     # Attention (migration 0007): 3 high, 2 normal, 1 low; the topic of the preference centre.
     priority: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     topic: Mapped[str | None] = mapped_column(String(100))
+    # ``--where NAME=VALUE`` attribute conditions (all must hold); NULL means none.
+    where_attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ProviderEvent(Base):
@@ -472,3 +479,38 @@ class SubscriberPreferences(Base):
     topics_off: Mapped[list[str]] = mapped_column(JSON, default=list)
     frequency: Mapped[str] = mapped_column(String(32), default="as_they_come")
     updated_at: Mapped[datetime]
+
+
+class ApiKeyScope(enum.StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class ApiKey(Base):
+    """A REST API key: only the SHA-256 of the secret is kept (the secret is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    scope: Mapped[str] = mapped_column(String(8))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))  # the first characters, to tell keys apart
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class SubscriberEvent(Base):
+    """A custom event from the shop (``POST /api/v1/events``), stored once per ``key``."""
+
+    __tablename__ = "subscriber_events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # the caller's idempotency id
+    subscriber_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    received_at: Mapped[datetime]

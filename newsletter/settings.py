@@ -94,6 +94,7 @@ class Settings(BaseSettings):
 
     # comma-separated IPs/CIDRs whose X-Forwarded-For is believed (empty: none)
     trusted_proxies: str = ""
+    api_rate_limit: str = "120/minute"  # per REST API key, `limits` syntax
 
     @field_validator("default_timezone")
     @classmethod
@@ -144,7 +145,7 @@ class Settings(BaseSettings):
             raise ValueError("must look like smtp://user:pass@host:587 or smtps://host:465")
         return value
 
-    @field_validator("subscribe_rate_limit")
+    @field_validator("subscribe_rate_limit", "api_rate_limit")
     @classmethod
     def _rate_limit(cls, value: str) -> str:
         return check_rate_limit(value)

@@ -130,7 +130,11 @@ def subscriber_context(settings: Settings, raw_email: str) -> SubscriberContext:
         with app.sessions() as session:
             s = find(session, raw_email)
             return SubscriberContext(
-                email=s.email, first_name=s.first_name, timezone=s.timezone, tags=tuple(s.tags)
+                email=s.email,
+                first_name=s.first_name,
+                timezone=s.timezone,
+                tags=tuple(s.tags),
+                attributes=dict(s.attributes or {}),
             )
     finally:
         app.close()

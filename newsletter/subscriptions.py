@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
+from newsletter.automation.enrolling import on_tags_added
 from newsletter.db import transaction
 from newsletter.enrollment import enroll_on_confirm
 from newsletter.errors import SubscriberNotFound, TokenError
@@ -78,6 +79,7 @@ class SubscribeRequest:
     # and single opt-in, decided by ``newsletter.sources.decide`` (signed checkouts only).
     event_id: str | None = None
     single_opt_in: bool = False
+    attributes: dict[str, object] | None = None  # custom fields (checked by the caller)
 
 
 def new_public_id() -> str:
@@ -211,7 +213,7 @@ def _new_subscriber(
         "timezone": resolve_timezone(request.timezone, app.settings.default_timezone),
         "status": SubscriberStatus.PENDING.value,
         "tags": clean_tags(request.tags),
-        "attributes": {},
+        "attributes": dict(request.attributes or {}),
         "source": (request.source or "")[:500] or None,
         "created_at": now,
         "updated_at": now,
@@ -225,6 +227,8 @@ def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now
     if request.timezone:
         subscriber.timezone = resolve_timezone(request.timezone, app.settings.default_timezone)
     subscriber.tags = clean_tags(list(subscriber.tags or []) + list(request.tags))
+    if request.attributes:
+        subscriber.attributes = {**(subscriber.attributes or {}), **request.attributes}
     subscriber.status = SubscriberStatus.PENDING.value
     subscriber.updated_at = now
 
@@ -291,8 +295,12 @@ def activate(
     ip: str | None = None,
     kind: ConsentKind = ConsentKind.CONFIRMED,
     source: str | None = None,
+    consent_text: str | None = None,
 ) -> None:
-    """Make a subscriber active, lift an unsubscribe suppression, enroll. Does not commit."""
+    """Make a subscriber active, lift an unsubscribe suppression, enroll. Does not commit.
+
+    Besides ``on_confirm`` sequences, ``on_tag`` sequences matching the tags the
+    subscriber already carries are joined now (a tag set while pending counts)."""
     subscriber.status = SubscriberStatus.ACTIVE.value
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
@@ -303,10 +311,20 @@ def activate(
     if existing is not None and existing.reason in ("unsubscribed", "forgotten", "inactive"):
         session.delete(existing)
     session.add(
-        ConsentEvent(subscriber_id=subscriber.id, kind=kind.value, at=now, ip=ip, source=source)
+        ConsentEvent(
+            subscriber_id=subscriber.id,
+            kind=kind.value,
+            at=now,
+            ip=ip,
+            source=source,
+            consent_text=consent_text,
+        )
     )
     session.flush()
-    enroll_on_confirm(session, subscriber.id, app.library.sequences(), now=now)
+    sequences = app.library.sequences()
+    enroll_on_confirm(session, subscriber.id, sequences, now=now)
+    if subscriber.tags:
+        on_tags_added(session, subscriber, subscriber.tags, sequences, now=now)
     subscribers_changed(session, "subscriber.confirmed", [subscriber.id], now=now)
 
 

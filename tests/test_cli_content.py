@@ -37,7 +37,7 @@ def test_check_passes_on_the_shipped_library(
     assert result.exit_code == 0, result.output
     *warnings, last = result.output.splitlines()
     assert len(warnings) == 4  # the example testimonials (tests/test_example_content.py)
-    assert last.startswith("OK: 26 items, 1 sequence, 6 templates and 7 cron jobs")
+    assert last.startswith("OK: 27 items, 2 sequences, 6 templates and 7 cron jobs")
 
 
 def test_check_passes_on_a_small_library(cli: click.Group, library_root: Path) -> None:

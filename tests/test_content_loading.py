@@ -171,7 +171,10 @@ def test_a_sequence_is_read() -> None:
     [
         pytest.param("name: basics", "name: other", ":1: name 'other' does not match", id="name"),
         pytest.param(
-            "on_confirm", "always", ":2: enroll must be on_confirm or manual", id="enroll"
+            "on_confirm",
+            "always",
+            ":2: enroll must be on_confirm, manual or a mapping",
+            id="enroll",
         ),
         pytest.param("send: tips/a", "send: tips/b", ":7: step 2 sends 'tips/b'", id="missing"),
         pytest.param(

@@ -68,7 +68,10 @@ def test_sequence_simulate_prints_local_and_utc_times_across_dst(cli_env: dict[s
 def test_sequence_errors_say_what_to_do(cli_env: dict[str, Any]) -> None:
     unknown = run(cli_env, "sequence", "show", "nope")
     assert unknown.exit_code == 1
-    assert "no sequence named 'nope' (known: back-pain-basics)" in unknown.output
+    assert (
+        "no sequence named 'nope' (known: back-pain-basics, first-week-with-your-tool)"
+        in unknown.output
+    )
     zone = run(cli_env, "sequence", "simulate", "back-pain-basics", "--timezone", "Mars/Base")
     assert zone.exit_code == 2
     assert "unknown time zone 'Mars/Base'" in zone.output

@@ -56,6 +56,30 @@ def _has_any(dialect: str, tags: tuple[str, ...]) -> ColumnElement[bool]:
     return exists(select(1).select_from(each).where(column("value").in_(list(tags))))
 
 
+def has_any_tag(dialect: str, tags: tuple[str, ...]) -> ColumnElement[bool]:
+    """SQL: the subscriber has at least one of ``tags`` (a whole list element)."""
+    return _has_any(dialect, tags)
+
+
+def attribute_equals(dialect: str, name: str, value: str) -> ColumnElement[bool]:
+    """SQL: custom field ``name`` reads ``value`` as text (``--where NAME=VALUE``).
+
+    Strings compare as they are, numbers in their JSON form, booleans as true / false, on
+    both dialects; a subscriber without the field never matches.
+    """
+    if dialect == "postgresql":
+        field = cast(Subscriber.attributes, JSONB).op("->>", return_type=String)(literal(name))
+        return field == value
+    path = literal('$."' + name + '"')
+    kind = func.json_type(Subscriber.attributes, path)
+    text = case(
+        (kind == "true", literal("true")),
+        (kind == "false", literal("false")),
+        else_=cast(func.json_extract(Subscriber.attributes, path), String),
+    )
+    return text == value
+
+
 def audience_condition(dialect: str, segment: Segment) -> ColumnElement[bool]:
     """Active subscribers in the segment (suppressions are re-checked at claim time)."""
     conditions: list[ColumnElement[bool]] = [Subscriber.status == SubscriberStatus.ACTIVE.value]
@@ -63,6 +87,8 @@ def audience_condition(dialect: str, segment: Segment) -> ColumnElement[bool]:
         conditions.append(_has_any(dialect, segment.include))
     if segment.exclude:
         conditions.append(~_has_any(dialect, segment.exclude))
+    for name, value in segment.where:
+        conditions.append(attribute_equals(dialect, name, value))
     return and_(true(), *conditions)
 
 

@@ -29,17 +29,19 @@ def create_campaign(
     now: datetime,
     priority: str = "normal",
     topic: str | None = None,
+    where: Sequence[str] = (),
 ) -> CampaignView:
     """A draft for a segment of active subscribers; refused when the segment is empty.
 
     ``priority`` (high, normal, low) decides who wins a slot of the marketing cap;
-    ``topic`` names a topic of ``content/topics.yaml`` (default: the item's topic)."""
+    ``topic`` names a topic of ``content/topics.yaml`` (default: the item's topic);
+    ``where`` holds ``NAME=VALUE`` custom-field conditions (``--where``)."""
     from newsletter.attention.campaign_rules import check_priority, check_topic
 
     rank = check_priority(priority)
     topic = check_topic(app, topic)
     item = campaign_item(app, item_id)
-    segment = make_segment(include, exclude)
+    segment = make_segment(include, exclude, where)
     with transaction(app.sessions) as session:
         final_name = new_name(session, name, default=item.slug)
         audience = require_audience(session, segment)
@@ -49,6 +51,7 @@ def create_campaign(
             state=CampaignState.DRAFT.value,
             include_tags=list(segment.include),
             exclude_tags=list(segment.exclude),
+            where_attributes=dict(segment.where) or None,
             pause_drips=pause_drips,
             priority=rank,
             topic=topic,
@@ -113,6 +116,7 @@ def edit_campaign(
         segment = make_segment(
             campaign.include_tags if include is None else include,
             campaign.exclude_tags if exclude is None else exclude,
+            [f"{k}={v}" for k, v in (campaign.where_attributes or {}).items()],
         )
         audience = require_audience(session, segment)
         start = campaign.scheduled_at

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.campaigns.audience import batch_upper_bound, freeze_range, range_zones
-from newsletter.campaigns.schedule import Segment, is_stale, local_instants, zone
+from newsletter.campaigns.schedule import Segment, is_stale, local_instants, segment_from, zone
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
 from newsletter.models import Campaign, CampaignState, Delivery, DeliveryKind, DeliveryStatus
@@ -130,7 +130,9 @@ def freeze_audience(
 
 
 def _freeze_batch(session: Session, campaign: Campaign, *, now: datetime, batch_size: int) -> int:
-    segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
+    segment = segment_from(
+        campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
+    )
     after = campaign.audience_cursor
     upto = batch_upper_bound(session, segment, after=after, size=batch_size)
     due = _due_at(session, campaign, segment, after=after, upto=upto)

@@ -19,13 +19,17 @@ Decisions (copied into the README by the lead):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from newsletter.attributes import text_of
 from newsletter.errors import CampaignError, UnknownTimeZoneError
 from newsletter.zones import find_zone
+
+WHERE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
 
 
 @dataclass(frozen=True)
@@ -40,13 +44,23 @@ class RequestedTime:
 class Segment:
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    # ``--where NAME=VALUE``: custom fields that must read VALUE (all of them)
+    where: tuple[tuple[str, str], ...] = ()
 
-    def matches(self, tags: Iterable[str]) -> bool:
-        """The rule the SQL in ``campaign_audience`` implements (kept here for tests)."""
+    def matches(self, tags: Iterable[str], attributes: Mapping[str, object] | None = None) -> bool:
+        """The rule the SQL in ``campaign_audience`` implements (kept here for tests).
+
+        Without ``attributes`` the ``where`` conditions are not tested (tags only)."""
         have = {t.lower() for t in tags}
         if self.include and not have & set(self.include):
             return False
-        return not have & set(self.exclude)
+        if have & set(self.exclude):
+            return False
+        if attributes is None:
+            return True
+        return all(
+            name in attributes and text_of(attributes[name]) == value for name, value in self.where
+        )
 
     def describe(self) -> str:
         parts = []
@@ -54,11 +68,19 @@ class Segment:
             parts.append(f"any of {', '.join(self.include)}")
         if self.exclude:
             parts.append(f"none of {', '.join(self.exclude)}")
-        return "tags: " + "; ".join(parts) if parts else "all active subscribers"
+        text = "tags: " + "; ".join(parts) if parts else ""
+        if self.where:
+            fields = " and ".join(f"{name}={value}" for name, value in self.where)
+            text = f"{text}; where {fields}" if text else f"where {fields}"
+        return text or "all active subscribers"
 
 
-def make_segment(include: Iterable[str], exclude: Iterable[str]) -> Segment:
-    """Normalise tags (strip, lower case, no duplicates); refuse a tag in both lists."""
+def make_segment(
+    include: Iterable[str], exclude: Iterable[str], where: Iterable[str] = ()
+) -> Segment:
+    """Normalise tags (strip, lower case, no duplicates); refuse a tag in both lists.
+
+    ``where`` holds ``NAME=VALUE`` texts (``--where``); a name may appear once."""
     inc = _clean(include)
     exc = _clean(exclude)
     both = [t for t in inc if t in exc]
@@ -66,7 +88,31 @@ def make_segment(include: Iterable[str], exclude: Iterable[str]) -> Segment:
         raise CampaignError(
             f"tag {both[0]!r} is both included and excluded; drop one of --tag / --exclude-tag"
         )
-    return Segment(inc, exc)
+    return Segment(inc, exc, parse_where(where))
+
+
+def parse_where(texts: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``["plan=pro", "country=DE"]`` -> ``(("plan", "pro"), ("country", "DE"))``."""
+    found: dict[str, str] = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        name = name.strip()
+        if not sep or not WHERE_NAME.match(name):
+            raise CampaignError(
+                f"bad --where {text[:80]!r}: write NAME=VALUE with a custom field name, "
+                "e.g. --where plan=pro"
+            )
+        if name in found:
+            raise CampaignError(f"--where names {name!r} twice; give each field once")
+        found[name] = value
+    return tuple(found.items())
+
+
+def segment_from(
+    include: Iterable[str], exclude: Iterable[str], where: Mapping[str, str] | None
+) -> Segment:
+    """The segment a stored campaign row describes."""
+    return Segment(tuple(include), tuple(exclude), tuple((where or {}).items()))
 
 
 def _clean(tags: Iterable[str]) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.campaigns.audience import count_audience
-from newsletter.campaigns.schedule import Segment
+from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.errors import CampaignNotFound
 from newsletter.models import Campaign, Delivery, DeliveryKind, DeliveryStatus
 
@@ -145,7 +145,9 @@ def attention_counts(session: Session, campaign_id: int) -> dict[str, int]:
 
 
 def segment_of(campaign: Campaign) -> Segment:
-    return Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
+    return segment_from(
+        campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
+    )
 
 
 def find_campaign(session: Session, name: str, *, lock: bool = False) -> Campaign:

@@ -239,6 +239,9 @@ def _register_optional() -> None:
 
     main.add_command(sources)
     import newsletter.cli.attention  # noqa: F401 - adds `subscribers plan` and `timeline`
+    from newsletter.cli.api_key import api_key
+
+    main.add_command(api_key)
 
 
 _register_optional()

@@ -29,6 +29,13 @@ def campaign() -> None:
 @click.option("--name", help="Campaign name (default: the item's slug).")
 @click.option("--tag", "tags", multiple=True, help="Only subscribers with ANY of these tags.")
 @click.option("--exclude-tag", "exclude", multiple=True, help="Leave out subscribers with it.")
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Only subscribers whose custom field NAME is VALUE (repeatable: all must hold).",
+)
 @click.option("--pause-drips", is_flag=True, help="Hold drip steps while this campaign sends.")
 @click.option(
     "--yes", is_flag=True, help="Do not ask when ITEM was already sent to the same segment."
@@ -47,6 +54,7 @@ def create(
     name: str | None,
     tags: tuple[str, ...],
     exclude: tuple[str, ...],
+    where: tuple[str, ...],
     pause_drips: bool,
     yes: bool,
     priority: str,
@@ -79,6 +87,7 @@ def create(
             name=name,
             include=tags,
             exclude=exclude,
+            where=where,
             pause_drips=pause_drips,
             now=parse_now(now_text),
             priority=priority,
@@ -356,6 +365,7 @@ def as_dict(view: CampaignView) -> dict[str, Any]:
         "item": view.item_id,
         "include_tags": list(view.segment.include),
         "exclude_tags": list(view.segment.exclude),
+        "where": dict(view.segment.where),
         "pause_drips": view.pause_drips,
         "scheduled_at": iso(view.scheduled_at),
         "local_time": view.local_time,

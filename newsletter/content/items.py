@@ -44,6 +44,8 @@ FRONT_MATTER: dict[str, Field] = {
     "transactional": Field(bool, description="system/confirmation only (default false)"),
     "example": Field(bool, description="marks a shipped example testimonial"),
     "topic": Field(str, description="topic of the preference centre (content/topics.yaml)"),
+    "attributes": Field(list, description="custom fields the item reads (checked with samples)"),
+    "event_properties": Field(list, description="event properties the item reads (likewise)"),
 }
 _TYPE_NAMES = {str: "a string", list: "a list", bool: "true or false"}
 
@@ -133,6 +135,8 @@ def parse_item(
         transactional=transactional,
         example=meta.get("example", False),
         topic=(meta.get("topic") or "").strip() or None,
+        attributes=_names(doc, meta, "attributes"),
+        event_properties=_names(doc, meta, "event_properties"),
     )
     return item, ItemLines(source.body_line, doc.line_of("subject"), doc.line_of("preheader"))
 
@@ -171,6 +175,23 @@ def _check_schema(doc: YamlDocument, problems: list[ContentError]) -> dict[str, 
         elif spec.required and key in meta and not meta[key].strip():
             problems.append(doc.error(f"{key} is empty: write {spec.description}", key))
     return meta
+
+
+_FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")
+
+
+def _names(doc: YamlDocument, meta: dict[str, Any], key: str) -> tuple[str, ...]:
+    """``attributes: [plan]``: names of custom fields (or event properties) used."""
+    names = meta.get(key, [])
+    for index, name in enumerate(names):
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise doc.error(
+                f"{key} must list names (a letter or _, then letters, digits or _), got "
+                f"{_describe(name)}",
+                key,
+                index,
+            )
+    return tuple(names)
 
 
 def _describe(value: object) -> str:

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING
 
 from newsletter.content.items import MAX_SUBJECT_LENGTH
 from newsletter.content.loading import scan_content
-from newsletter.content.model import ContentItem, Links, RenderedEmail, Sequence, SubscriberContext
+from newsletter.content.model import (
+    NO_EVENT,
+    ContentItem,
+    EventContext,
+    Links,
+    RenderedEmail,
+    Sequence,
+    SubscriberContext,
+)
 from newsletter.content.rendering import CompiledItem, Footer, compile_item, render_item
 from newsletter.content.templates import (
     EmailLoader,
@@ -118,10 +126,16 @@ class ContentLibrary:
 
     # ---- rendering ----------------------------------------------------------------
 
-    def render(self, item_id: str, subscriber: SubscriberContext, links: Links) -> RenderedEmail:
+    def render(
+        self,
+        item_id: str,
+        subscriber: SubscriberContext,
+        links: Links,
+        event: EventContext = NO_EVENT,
+    ) -> RenderedEmail:
         """Render *item_id* for one subscriber; ``RenderError`` if it is not fit to send."""
         return render_item(
-            self._compiled_item(item_id), subscriber, links, self._footer, self._loader
+            self._compiled_item(item_id), subscriber, links, self._footer, self._loader, event
         )
 
     def sample_links(self) -> Links:
@@ -157,16 +171,32 @@ class ContentLibrary:
     def _check_item(self, compiled: CompiledItem, footer: Footer) -> list[ContentError]:
         item = compiled.item
         problems: list[ContentError] = []
+        # Declared custom fields and event properties get sample values; anything else
+        # an item reads must use ``| default(...)`` or the check fails (StrictUndefined).
+        samples = {name: f"sample {name}" for name in item.attributes}
+        event = EventContext(
+            name="sample", id="sample", properties={n: f"sample {n}" for n in item.event_properties}
+        )
         try:
             email = render_item(
-                compiled, SAMPLE_SUBSCRIBER, self.sample_links(), footer, self._loader
-            )
-            nameless = render_item(
                 compiled,
-                SubscriberContext(email="sam@example.com"),
+                SubscriberContext(
+                    email=SAMPLE_SUBSCRIBER.email,
+                    first_name=SAMPLE_SUBSCRIBER.first_name,
+                    attributes=samples,
+                ),
                 self.sample_links(),
                 footer,
                 self._loader,
+                event,
+            )
+            nameless = render_item(
+                compiled,
+                SubscriberContext(email="sam@example.com", attributes=samples),
+                self.sample_links(),
+                footer,
+                self._loader,
+                event,
             )
         except ContentError as exc:
             return [exc]

@@ -5,8 +5,10 @@ Pure data: no I/O here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time, timedelta
+from typing import Any
 
 KINDS: tuple[str, ...] = ("tips", "testimonials", "tutorials", "campaigns", "system")
 
@@ -19,6 +21,23 @@ class SubscriberContext:
     first_name: str | None = None
     timezone: str = "UTC"
     tags: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = field(default_factory=dict)  # custom fields
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What templates may read as ``event``: the event that started the enrollment.
+
+    Empty (no name, no properties) for email not started by an event, so
+    ``event.properties.product | default("your tool")`` works everywhere.
+    """
+
+    name: str = ""
+    id: str = ""
+    properties: Mapping[str, Any] = field(default_factory=dict)
+
+
+NO_EVENT = EventContext()
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,8 @@ class ContentItem:
     transactional: bool = False  # e.g. system/confirmation: no unsubscribe footer required
     example: bool = False  # a shipped example testimonial, shown with an 'example' banner
     topic: str | None = None  # ``topic:`` of the preference centre (content/topics.yaml)
+    attributes: tuple[str, ...] = ()  # custom fields it reads: `content check` fills them in
+    event_properties: tuple[str, ...] = ()  # event properties it reads, likewise
 
 
 @dataclass(frozen=True)
@@ -86,13 +107,38 @@ class SendWindow:
 
 
 @dataclass(frozen=True)
+class Triggers:
+    """``enroll:``, ``exit:`` and ``reenroll:`` of a sequence file."""
+
+    on_confirm: bool = False
+    on_tags: tuple[str, ...] = ()
+    on_events: tuple[str, ...] = ()
+    exit_tags: tuple[str, ...] = ()
+    exit_events: tuple[str, ...] = ()
+    reenroll: bool = False
+
+    def describe(self) -> str:
+        """``on_confirm``, ``on_event: purchase``, ``manual``: how people join."""
+        parts = ["on_confirm"] if self.on_confirm else []
+        parts += [f"on_tag: {t}" for t in self.on_tags]
+        parts += [f"on_event: {e}" for e in self.on_events]
+        return ", ".join(parts) or "manual"
+
+    def describe_exit(self) -> str:
+        parts = [f"on_tag: {t}" for t in self.exit_tags]
+        parts += [f"on_event: {e}" for e in self.exit_events]
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Sequence:
     name: str
     description: str
-    enroll: str  # "on_confirm" or "manual"
+    enroll: str  # how people join, as ``Triggers.describe`` writes it
     send_window: SendWindow
     steps: tuple[Step, ...]
     then: Rotation | None = None
     path: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
     priority: int = 2  # ``priority:`` high 3, normal 2, low 1 (newsletter.attention)
+    triggers: Triggers = field(default_factory=Triggers)

@@ -20,7 +20,14 @@ from markupsafe import escape
 from newsletter.content.bodies import compile_body
 from newsletter.content.inlining import LineMap
 from newsletter.content.items import ItemLines
-from newsletter.content.model import ContentItem, Links, RenderedEmail, SubscriberContext
+from newsletter.content.model import (
+    NO_EVENT,
+    ContentItem,
+    EventContext,
+    Links,
+    RenderedEmail,
+    SubscriberContext,
+)
 from newsletter.content.templates import ITEM_PREFIX, EmailLoader
 from newsletter.errors import ContentError, RenderError
 
@@ -28,8 +35,8 @@ _NAME_IN_MESSAGE = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' (?:is undefined|has n
 _ATTRIBUTE_IN_MESSAGE = re.compile(r"has no attribute '([A-Za-z_][A-Za-z0-9_]*)'")
 _AVAILABLE = (
     "templates may use subscriber.email, subscriber.first_name, subscriber.timezone, "
-    "subscriber.tags, links.unsubscribe, links.web_version, links.confirm, links.keep, "
-    "item, subject, "
+    "subscriber.tags, subscriber.attributes.<name>, event.name, event.properties.<name>, "
+    "links.unsubscribe, links.web_version, links.confirm, links.keep, item, subject, "
     "preheader, sender_name, postal_address, site and base_url"
 )
 _RUNTIME_ERRORS = (jinja2.TemplateError, TypeError, ValueError, ArithmeticError)
@@ -104,6 +111,7 @@ def render_item(
     links: Links,
     footer: Footer,
     loader: EmailLoader,
+    event: EventContext = NO_EVENT,
 ) -> RenderedEmail:
     """Render one email for one subscriber; ``RenderError`` if it is not fit to send."""
     item = compiled.item
@@ -111,6 +119,7 @@ def render_item(
         _require_footer_inputs(item, links, footer)
     context: dict[str, Any] = {
         "subscriber": subscriber,
+        "event": event,
         "links": links,
         "item": item,
         "sender_name": footer.sender_name,

@@ -12,12 +12,23 @@ from datetime import time, timedelta
 from typing import Any
 
 from newsletter.content.model import KINDS, ContentItem, Rotation, SendWindow, Sequence, Step
+from newsletter.content.triggers import parse_triggers
 from newsletter.content.yaml_source import YamlDocument, parse_yaml
 
 ENROLL_MODES = ("on_confirm", "manual")
 ROTATION_KINDS = tuple(kind for kind in KINDS if kind != "system")
-_TOP_KEYS: tuple[str, ...] = ("name", "description", "enroll", "send_window", "steps", "then")
-_TOP_KEYS += ("tags", "priority")  # priority: newsletter.attention (high, normal, low)
+_TOP_KEYS = (
+    "name",
+    "description",
+    "enroll",
+    "exit",
+    "reenroll",
+    "send_window",
+    "steps",
+    "then",
+    "tags",
+    "priority",  # newsletter.attention (high, normal, low)
+)
 _STEP_KEYS = ("send", "after")
 _THEN_KEYS = ("every", "from")
 _DELAY = re.compile(r"^(?:\d+[dhm])+$")
@@ -83,9 +94,7 @@ def parse_sequence(
         )
     if not NAME.match(name):
         raise doc.error(f"bad name {name!r}: use lower-case letters, digits and dashes", "name")
-    enroll = _string(doc, data, "enroll", default="manual")
-    if enroll not in ENROLL_MODES:
-        raise doc.error(f"enroll must be on_confirm or manual, got {enroll!r}", "enroll")
+    triggers = parse_triggers(doc, data)
     if "send_window" not in data:
         raise doc.error("missing send_window: add e.g. 'send_window: \"08:00-11:00\"'")
     try:
@@ -95,13 +104,14 @@ def parse_sequence(
     return Sequence(
         name=name,
         description=_string(doc, data, "description", default=""),
-        enroll=enroll,
+        enroll=triggers.describe(),
         send_window=window,
         steps=_steps(doc, data, items, broken),
         then=_rotation(doc, data.get("then")),
         path=path,
         tags=_tags(doc, data.get("tags", [])),
         priority=_priority(doc, data),
+        triggers=triggers,
     )
 
 

@@ -54,7 +54,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from newsletter.app import App
-from newsletter.campaigns.schedule import Segment
+from newsletter.campaigns.schedule import segment_from
 from newsletter.content.model import Sequence
 from newsletter.db import transaction
 from newsletter.drip.planning import NextSend, choose_next, rotation_pool
@@ -477,7 +477,9 @@ def _pause_instants(session: Session, rows: Seq[Any], ctx: _Context) -> dict[int
         )
     ).all()
     for campaign in upcoming:
-        segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
+        segment = segment_from(
+            campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
+        )
         for row in rows:
             if segment.matches(row.tags or ()):
                 found[row.subscriber_id].append(_campaign_instant(campaign, row.timezone, ctx))

@@ -65,3 +65,45 @@ def simulate(
         rotated += nxt.is_rotation
         had.add(nxt.item_id)
         last, position, previous = nxt.item_id, nxt.position, at
+
+
+@dataclass(frozen=True)
+class Happening:
+    """``--event purchase@+5d`` / ``--tag customers@+2d``: something that happens at ``at``."""
+
+    kind: str  # "event" or "tag"
+    name: str
+    at: datetime  # aware UTC
+
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+def exit_for(sequence: Sequence, happenings: Seq[Happening]) -> Happening | None:
+    """The first happening that ends an enrollment in ``sequence`` (its ``exit:``)."""
+    triggers = sequence.triggers
+    for happening in sorted(happenings, key=lambda h: h.at):
+        wanted = triggers.exit_events if happening.kind == "event" else triggers.exit_tags
+        if happening.name in wanted:
+            return happening
+    return None
+
+
+def start_for(sequence: Sequence, happenings: Seq[Happening]) -> Happening | None:
+    """The first happening that enrolls someone in ``sequence`` (its ``enroll:``)."""
+    triggers = sequence.triggers
+    for happening in sorted(happenings, key=lambda h: h.at):
+        wanted = triggers.on_events if happening.kind == "event" else triggers.on_tags
+        if happening.name in wanted:
+            return happening
+    return None
+
+
+def until_exit(
+    sends: Seq[SimulatedSend], sequence: Sequence, happenings: Seq[Happening]
+) -> tuple[list[SimulatedSend], Happening | None]:
+    """The sends before the sequence's exit happening, and that happening (or None)."""
+    stop = exit_for(sequence, happenings)
+    if stop is None:
+        return list(sends), None
+    return [s for s in sends if s.at < stop.at], stop

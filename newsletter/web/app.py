@@ -321,4 +321,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.preferences import preferences_router
 
     web.include_router(preferences_router(app, clock=clock))
+    from newsletter.web.api import mount_api
+
+    mount_api(web, app, clock=clock)
     return web

@@ -1,7 +1,7 @@
 """outgoing webhooks: endpoints, the event outbox, per-endpoint deliveries
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01 11:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import newsletter.models
 
 revision = "0005"
-down_revision = "0002"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,55 @@
+"""The REST API under ``/api/v1`` (in ``/openapi.json``): JSON in and out, errors as
+``{"error": {"code", "message"}}``, cursor pagination, ``Authorization: Bearer <key>``.
+
+Adding a router (e.g. ``/api/v1/webhooks``): write ``def webhooks_router(ctx: ApiContext)
+-> APIRouter`` in its own module under ``newsletter/web/api/``, protect it with
+``ctx.router(prefix="/webhooks", dependencies=[Depends(ctx.write)])`` (or per route
+``Depends(ctx.read)`` / ``Depends(ctx.write)``), and append the factory to ``ROUTERS``
+below. Raise ``ApiError(status, code, message)`` or a ``NewsletterError`` (translated in
+``ApiRoute``) for errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+
+from newsletter.app import App
+from newsletter.web.api.auth import ApiAuth
+from newsletter.web.api.catalog import catalog_router
+from newsletter.web.api.context import ApiContext
+from newsletter.web.api.errors import ApiError, install_error_handlers
+from newsletter.web.api.events import events_router
+from newsletter.web.api.routing import ApiRoute
+from newsletter.web.api.subscribers import subscribers_router
+
+PREFIX = "/api/v1"
+RouterFactory = Callable[[ApiContext], APIRouter]
+ROUTERS: list[RouterFactory] = [subscribers_router, events_router, catalog_router]
+
+
+def body_cap(limit: int) -> Callable[[Request], Awaitable[None]]:
+    async def check(request: Request) -> None:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+
+    return check
+
+
+def mount_api(web: FastAPI, app: App, *, clock: Callable[[], datetime]) -> ApiContext:
+    """Add every ``ROUTERS`` router under ``/api/v1`` and the API's error handlers."""
+    auth = ApiAuth(app, clock=clock, rate=app.settings.api_rate_limit)
+    ctx = ApiContext(app=app, clock=clock, auth=auth)
+    api = APIRouter(
+        prefix=PREFIX,
+        route_class=ApiRoute,
+        dependencies=[Depends(body_cap(app.settings.max_body_bytes))],
+    )
+    for factory in ROUTERS:
+        api.include_router(factory(ctx))
+    web.include_router(api)
+    install_error_handlers(web)
+    return ctx

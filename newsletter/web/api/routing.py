@@ -1,0 +1,70 @@
+"""``ApiRoute``: API routes whose typed errors become enveloped 4xx answers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import Response
+from fastapi.routing import APIRoute
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from newsletter.automation.use_cases import EventIdConflict
+from newsletter.content.library import SequenceNotFound
+from newsletter.errors import (
+    InvalidAttributes,
+    InvalidEmailError,
+    NewsletterError,
+    SubscriberConflict,
+    SubscriberNotFound,
+    TriggerError,
+)
+from newsletter.subscriber_updates import InvalidField
+from newsletter.web.api.errors import error_response
+
+log = logging.getLogger(__name__)
+
+
+def translate(exc: NewsletterError) -> Response:
+    """Our typed errors as API answers (never a 500, never a traceback)."""
+    if isinstance(exc, SubscriberNotFound):
+        return error_response(404, "not_found", str(exc))
+    if isinstance(exc, SequenceNotFound):
+        return error_response(404, "not_found", exc.message)
+    if isinstance(exc, InvalidEmailError):
+        return error_response(422, "invalid_email", f"{exc.email[:80]!r}: {exc.reason}")
+    if isinstance(exc, InvalidAttributes):
+        return error_response(422, "invalid_attributes", str(exc))
+    if isinstance(exc, InvalidField):
+        return error_response(422, f"invalid_{exc.field}", str(exc))
+    if isinstance(exc, SubscriberConflict):
+        return error_response(409, exc.status if exc.status else "conflict", str(exc))
+    if isinstance(exc, EventIdConflict):
+        return error_response(409, "event_id_reused", str(exc))
+    if isinstance(exc, TriggerError):
+        return error_response(422, "invalid_event", str(exc))
+    log.warning("API request refused: %s", exc)
+    return error_response(400, "bad_request", str(exc))
+
+
+class ApiRoute(APIRoute):
+    """Routes that turn ``NewsletterError`` and database trouble into enveloped 4xx/503."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await original(request)
+            except NewsletterError as exc:
+                return translate(exc)
+            except IntegrityError as exc:
+                log.warning("API write conflict, answered 409 so the caller retries: %s", exc.orig)
+                return error_response(409, "conflict", "a concurrent change won; retry")
+            except OperationalError as exc:
+                log.error("database unavailable: %s", exc.orig)
+                return error_response(503, "unavailable", "the database is unavailable; retry")
+
+        return handler

@@ -1,0 +1,51 @@
+"""Shared pieces of the REST API tests: a clock, a recording mailer, keys and a client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from fastapi.testclient import TestClient
+
+from newsletter.api_keys import create_key
+from newsletter.app import App
+from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
+from newsletter.web.app import create_web_app
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class RecordingMailer:
+    """A fake mailer: accepts everything and remembers what it was given."""
+
+    name = "recording"
+    max_batch = 500
+
+    def __init__(self) -> None:
+        self.sent: list[OutgoingEmail] = []
+
+    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
+        self.sent.extend(messages)
+        return [
+            SendResult(m.delivery_id, SendStatus.SENT, f"msg-{m.delivery_id}") for m in messages
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def bearer(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def keys_and_client(app: App, clock: Clock) -> tuple[TestClient, str, str]:
+    """A test client plus a write key and a read key."""
+    _view, write = create_key(app, "shop", scope="write", now=clock())
+    _view, read = create_key(app, "dashboard", scope="read", now=clock())
+    return TestClient(create_web_app(app, clock=clock)), write, read
