@@ -43,16 +43,22 @@ def test_jitter_is_drawn_from_the_upper_half_of_the_interval() -> None:
 
 @pytest.mark.parametrize(
     ("retry_after", "expected"),
-    [(1.0, 1.0), (0.5, 0.5), (10**6, 21600.0), (21600.0, 21600.0)],
-    ids=["1", "0.5", "10^6-capped", "exactly-cap"],
+    [(1.0, 1.0), (0.5, 0.5), (10**6, 3600.0), (3600.0, 3600.0), (3601.0, 3600.0), (1e12, 3600.0)],
+    ids=["1", "0.5", "10^6-capped", "exactly-cap", "just-over", "1e12"],
 )
-def test_retry_after_wins_and_is_capped(retry_after: float, expected: float) -> None:
+def test_retry_after_wins_and_is_capped_at_one_hour(retry_after: float, expected: float) -> None:
     def never(low: float, high: float) -> float:
         raise AssertionError("Retry-After given: no jitter")
 
     assert retry_delay(4, retry_after=retry_after, uniform=never) == expected
 
 
-@pytest.mark.parametrize("retry_after", [0.0, -5.0, None], ids=["0", "negative", "none"])
+@pytest.mark.parametrize(
+    "retry_after", [0.0, -5.0, None, float("-inf")], ids=["0", "negative", "none", "-inf"]
+)
 def test_a_useless_retry_after_falls_back_to_the_schedule(retry_after: float | None) -> None:
     assert retry_delay(2, retry_after=retry_after, uniform=upper) == 120.0
+
+
+def test_a_nan_retry_after_waits_the_cap_not_forever() -> None:
+    assert retry_delay(1, retry_after=float("nan"), uniform=upper) == 3600.0

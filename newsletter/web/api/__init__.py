@@ -24,10 +24,16 @@ from newsletter.web.api.errors import ApiError, install_error_handlers
 from newsletter.web.api.events import events_router
 from newsletter.web.api.routing import ApiRoute
 from newsletter.web.api.subscribers import subscribers_router
+from newsletter.web.api.webhooks import webhooks_router
 
 PREFIX = "/api/v1"
 RouterFactory = Callable[[ApiContext], APIRouter]
-ROUTERS: list[RouterFactory] = [subscribers_router, events_router, catalog_router]
+ROUTERS: list[RouterFactory] = [
+    subscribers_router,
+    events_router,
+    catalog_router,
+    webhooks_router,
+]
 
 
 def body_cap(limit: int) -> Callable[[Request], Awaitable[None]]:

@@ -20,6 +20,7 @@ from newsletter.errors import (
     SubscriberConflict,
     SubscriberNotFound,
     TriggerError,
+    WebhookError,
 )
 from newsletter.subscriber_updates import InvalidField
 from newsletter.web.api.errors import error_response
@@ -45,6 +46,9 @@ def translate(exc: NewsletterError) -> Response:
         return error_response(409, "event_id_reused", str(exc))
     if isinstance(exc, TriggerError):
         return error_response(422, "invalid_event", str(exc))
+    if isinstance(exc, WebhookError):
+        status = 404 if isinstance(exc, LookupError) else 422
+        return error_response(status, "not_found" if status == 404 else "invalid_webhook", str(exc))
     log.warning("API request refused: %s", exc)
     return error_response(400, "bad_request", str(exc))
 
