@@ -435,6 +435,7 @@ class BounceReport(Base):
     delivery_id: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     email_hash: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime]
 
 
 class SourceEvent(Base):

@@ -346,6 +346,8 @@ def test_attribute_values_are_per_recipient_substitutions(tmp_path: Path) -> Non
                 recipient=recipient,
                 links=links,
                 sender=sender,
+                nonce=f"{index:016x}",
+                now=NOW,
             )
         )
     groups = group_messages(messages)

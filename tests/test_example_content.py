@@ -101,7 +101,7 @@ def test_content_check_lists_examples_as_warnings_and_fails_with_strict(
         "own and remove the flag"
         for item in EXAMPLES
     ]
-    assert ok.stdout.splitlines()[-1].startswith("OK: 25 items")
+    assert ok.stdout.splitlines()[-1].startswith("OK: 27 items")
     strict = run(cli_env, "content", "check", "--strict", code=1)
     assert strict.stdout.splitlines() == warnings
     assert strict.stderr == (

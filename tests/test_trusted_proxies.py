@@ -125,9 +125,16 @@ def test_serve_runs_uvicorn_without_its_own_proxy_header_rewriting(
 ) -> None:
     """uvicorn trusts ``X-Forwarded-For`` from 127.0.0.1 by default; ``serve`` turns that off
     so only ``NEWSLETTER_TRUSTED_PROXIES`` decides."""
+    from tests.servers import free_port
+
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
-    result = CliRunner(env=cli_env).invoke(main, ["serve", "--no-scheduler", "--port", "1"])
+
+    def run(self: uvicorn.Server, sockets: Any = None) -> None:
+        seen["proxy_headers"] = self.config.proxy_headers
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    port = str(free_port())
+    result = CliRunner(env=cli_env).invoke(main, ["serve", "--no-scheduler", "--port", port])
     assert result.exit_code == 0, result.output
     assert seen["proxy_headers"] is False
 

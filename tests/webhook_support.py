@@ -43,4 +43,7 @@ def webhook_library(root: Path) -> dict[str, str]:
         "templates_dir": str(root / "templates" / "emails"),
         "cron_file": str(root / "cron.yaml"),
         "webhook_allow_private": "true",
+        # these tests drive several emails to one subscriber within minutes; the marketing
+        # cap (tests/test_attention_*.py) would defer them
+        "marketing_cap": "off",
     }

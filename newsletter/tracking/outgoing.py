@@ -52,7 +52,9 @@ def track_email_personal(
         click_url=click_url if settings.track_clicks else None,
         open_url=open_url if settings.track_opens else None,
         trap_url=click_url(TRAP_INDEX) if settings.track_clicks else None,
-        keep=[links.unsubscribe] if links.unsubscribe else [],
+        # account links (unsubscribe, preferences, keep) are never rewritten: they must
+        # work even when the tracking host is blocked, and a click on them is not engagement
+        keep=[u for u in (links.unsubscribe, links.preferences, links.keep) if u],
     )
     personal: dict[str, str] = {}
     if settings.track_opens:
