@@ -129,6 +129,10 @@ def test_applies(
         (S.COMPLAINED, [Effect.SOFT_BOUNCE], SOFT_BOUNCE_LIMIT, None),
         (S.ACTIVE, [Effect.NONE], 0, None),
         (S.ACTIVE, [], 0, None),
+        (S.ACTIVE, [Effect.UNSUBSCRIBE], 0, S.UNSUBSCRIBED),
+        (S.UNSUBSCRIBED, [Effect.BOUNCE], 0, S.BOUNCED),
+        (S.INACTIVE, [Effect.BOUNCE], 0, S.BOUNCED),
+        (S.INACTIVE, [Effect.UNSUBSCRIBE], 0, None),
     ],
     ids=[
         "active-bounce",
@@ -146,6 +150,10 @@ def test_applies(
         "soft-never-downgrades",
         "none",
         "nothing",
+        "active-unsub",
+        "unsubscribed-then-bounced",
+        "inactive-then-bounced",
+        "inactive-unsub-same-severity",
     ],
 )
 def test_target_status(

@@ -10,10 +10,13 @@ from itsdangerous import URLSafeSerializer
 
 from newsletter.errors import TokenError, TokenExpiredError
 from newsletter.tokens import (
+    KEEP,
     UNSUBSCRIBE,
     make_confirm_token,
+    make_keep_token,
     make_unsubscribe_token,
     read_confirm_token,
+    read_keep_token,
     read_unsubscribe_token,
 )
 
@@ -134,3 +137,18 @@ def test_public_id_inside_a_signed_token_is_validated(value: object) -> None:
 @pytest.mark.parametrize("value", ["x" * 64, "A", "a1B2c3"], ids=["64-chars", "one", "mixed"])
 def test_public_ids_up_to_64_alphanumerics_are_accepted(value: str) -> None:
     assert read_unsubscribe_token(_signed(value), keys=["k"]) == value
+
+
+PINNED_KEEP = "ImExQjJjMyI.rfAUUqsyYdNb9SVKB9tG6QRGlo0"
+
+
+def test_keep_tokens_are_pinned_round_trip_and_bound_to_their_purpose() -> None:
+    """The sunset email's keep link: known answer, rotation, and never an unsubscribe."""
+    assert make_keep_token("a1B2c3", keys=PINNED_KEYS) == PINNED_KEEP
+    assert read_keep_token(PINNED_KEEP, keys=["new", *PINNED_KEYS]) == "a1B2c3"
+    with pytest.raises(TokenError):
+        read_unsubscribe_token(PINNED_KEEP, keys=PINNED_KEYS)
+    with pytest.raises(TokenError):
+        read_keep_token(PINNED_UNSUBSCRIBE, keys=PINNED_KEYS)
+    with pytest.raises(TokenError, match="not valid"):
+        read_keep_token(URLSafeSerializer(["k"], salt=KEEP).dumps("a/b"), keys=["k"])
