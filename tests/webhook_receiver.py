@@ -40,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
+        if len(body) < length:  # the sender died mid-request (SIGKILL tests): not a delivery
+            self.close_connection = True
+            return
         behaviour = self.server.receiver.behaviour
         if behaviour.delay:
             time.sleep(behaviour.delay)
