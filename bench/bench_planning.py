@@ -1,21 +1,21 @@
-"""Drip planning cost over a large list, and ledger commits per 1,000 emails.
+"""Drip planning of N due enrollments against its ceiling, one bare ``INSERT ... SELECT``.
 
     .venv/bin/python bench/bench_planning.py [--backend sqlite|postgresql|both]
-        [--size 1000000] [--due 0.01] [--postgres-url postgresql+psycopg://...]
+        [--size 1000000] [--postgres-url postgresql+psycopg://...]
 
-For each backend it builds ``--size`` active subscribers, each in ``back-pain-basics``,
-with bulk SQL (no ORM): ``--due`` of them are due for their next step now, as many again
-have just had their previous item sent (the advance pass must schedule them), the rest
-wait for a later date. Then it measures:
+For each backend it builds ``--size`` active subscribers, each in ``back-pain-basics`` with
+its first two items sent (two ``sent`` ledger rows each: what the planner must look up to
+skip what a subscriber already had) and its third step due now, with bulk SQL (no ORM).
+Then, on that same database in the same run:
 
-1. the first ``plan-drips`` pass: advance + plan the due fraction (time, rows per second);
-2. a second pass with nothing due: the cost of looking at a list of ``--size`` rows
-   (must not grow with the list: it reads the index on ``(status, next_due_at)``);
-3. delivering the planned rows through a null mailer (the dispatcher, rendering included),
-   counting ``COMMIT``s with a SQLAlchemy ``commit`` event listener: commits per 1,000
-   emails, for the planner and for delivery;
-4. the advance pass over the rows just delivered, then a pass with nothing at all to do.
+1. **ceiling**: one ``INSERT INTO deliveries ... SELECT ... FROM enrollments`` writing the
+   very rows the planner will write (same key, item, step, status, columns), timed, then
+   rolled back (PostgreSQL: ``VACUUM`` afterwards so the planner starts on a clean heap);
+2. **project**: one ``plan_drips`` pass (decides, writes the ledger rows and moves every
+   enrollment forward), timed; the ledger is then checked against what the ceiling wrote;
+3. a second pass with nothing due (the cost of looking at a list of ``--size``).
 
+It prints project, ceiling and ratio (project / ceiling; the goal is <= 1.5).
 The PostgreSQL database named by ``--postgres-url`` is wiped (schema ``public`` dropped).
 """
 
@@ -25,17 +25,15 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from newsletter.app import App
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
-from newsletter.drip.planner import plan_drips
-from newsletter.jobs import deliver
+from newsletter.drip.planner import Catalog, drip_key, plan_drips
+from newsletter.drip.planning import choose_next
 from newsletter.settings import load_settings
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
@@ -45,34 +43,23 @@ from bench.common import fresh_engine
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)  # 09:30 in Berlin: inside 08:00-11:00
 SEQUENCE = "back-pain-basics"
+HAD = (("system/welcome", 0), ("tips/meet-your-ql", 1))
 
 
-class NullMailer:
-    """Accepts everything at once: measures our side only."""
-
-    name = "null"
-    max_batch = 100
-
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        return [
-            SendResult(m.delivery_id, SendStatus.SENT, f"null-{m.delivery_id}") for m in messages
-        ]
-
-    def close(self) -> None:
-        return None
-
-
-def populate(engine: Engine, size: int, due: int) -> None:
-    """Subscribers 1..size. Ids 1..due are due now; due+1..2*due just had step 2 sent;
-    the rest are waiting for a date next week."""
-    postgres = engine.dialect.name == "postgresql"
-    numbers = (
-        "SELECT n FROM generate_series(1, :size) AS n"
-        if postgres
-        else "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :size) "
+def numbers_sql(postgres: bool) -> str:
+    if postgres:
+        return "SELECT n FROM generate_series(1, :size) AS n"
+    return (
+        "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :size) "
         "SELECT n FROM s"
     )
-    now, later, before = NOW, NOW + timedelta(days=5), NOW - timedelta(hours=1)
+
+
+def populate(engine: Engine, size: int) -> None:
+    """Subscribers and enrollments 1..size, all due now, each with two items sent."""
+    postgres = engine.dialect.name == "postgresql"
+    numbers = numbers_sql(postgres)
+    before = NOW - timedelta(hours=1)
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -81,145 +68,176 @@ def populate(engine: Engine, size: int, due: int) -> None:
                 f"SELECT n, 'p' || n, 'r' || n || '@example.org', 'Reader', 'Europe/Berlin', "
                 f"'active', '[]', '{{}}', :now, :now, 0 FROM ({numbers}) AS numbers"
             ),
-            {"size": size, "now": now},
+            {"size": size, "now": before},
         )
         conn.execute(
             text(
                 "INSERT INTO enrollments (id, subscriber_id, sequence, status, position, "  # noqa: S608 - constant SQL
                 "last_item_id, next_due_at, last_sent_at, created_at) "
-                "SELECT n, n, :sequence, 'active', 2, 'tips/meet-your-ql', "
-                "CASE WHEN n <= :due THEN :before WHEN n <= 2 * :due THEN NULL ELSE :later END, "
+                "SELECT n, n, :sequence, 'active', 2, 'tips/meet-your-ql', :before, "
                 f":before, :before FROM ({numbers}) AS numbers"
             ),
-            {"size": size, "due": due, "before": before, "later": later, "sequence": SEQUENCE},
+            {"size": size, "before": before, "sequence": SEQUENCE},
         )
-        for item, step in (("system/welcome", 0), ("tips/meet-your-ql", 1)):
+        for item, step in HAD:
             conn.execute(
                 text(
                     "INSERT INTO deliveries (key, kind, subscriber_id, item_id, enrollment_id, "
                     "step, status, attempts, due_at, created_at, sent_at, updated_at) "
                     "SELECT 'drip:' || id || :suffix, 'drip', id, :item, id, :step, "
-                    "'sent', 1, :before, :before, :before, :before "
-                    "FROM enrollments WHERE id <= 2 * :due"
+                    "'sent', 1, :before, :before, :before, :before FROM enrollments"
                 ),
-                {"due": due, "before": before, "suffix": f":{item}", "item": item, "step": step},
+                {"before": before, "suffix": f":{item}", "item": item, "step": step},
             )
         if postgres:
             conn.execute(text("SELECT setval('subscribers_id_seq', :size)"), {"size": size})
             conn.execute(text("SELECT setval('enrollments_id_seq', :size)"), {"size": size})
+            conn.execute(
+                text("SELECT setval('deliveries_id_seq', (SELECT max(id) FROM deliveries))")
+            )
     with engine.begin() as conn:
         conn.execute(text("ANALYZE"))
 
 
-class CommitCounter:
-    def __init__(self, engine: Engine) -> None:
-        self.count = 0
-        event.listen(engine, "commit", self._on_commit)
+def expected_item(app: App) -> tuple[str, int]:
+    """The item and step the planner must write for every enrollment (planning.py says)."""
+    sequence = Catalog.from_app(app).sequences[SEQUENCE]
+    nxt = choose_next(
+        sequence,
+        last_item_id="tips/meet-your-ql",
+        position=2,
+        had={item for item, _ in HAD},
+        pool={},
+    )
+    assert nxt is not None
+    return nxt.item_id, nxt.step
 
-    def _on_commit(self, _conn: Any) -> None:
-        self.count += 1
+
+CEILING_SQL = (
+    "INSERT INTO deliveries (key, kind, subscriber_id, item_id, enrollment_id, step, status, "
+    "attempts, due_at, created_at, updated_at) "
+    "SELECT 'drip:' || e.id || ':' || :item, 'drip', e.subscriber_id, :item, e.id, :step, "
+    "'queued', 0, :now, :now, :now FROM enrollments AS e "
+    "WHERE e.status = 'active' AND e.next_due_at <= :now"
+)
 
 
-def run(url: str, size: int, fraction: float) -> dict[str, Any]:
+def ceiling(engine: Engine, item: str, step: int) -> tuple[float, int]:
+    """Time one bare INSERT ... SELECT of the same ledger rows; rolled back afterwards."""
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        started = time.perf_counter()
+        result = conn.execute(text(CEILING_SQL), {"item": item, "step": step, "now": NOW})
+        elapsed = time.perf_counter() - started
+        transaction.rollback()
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE deliveries"))
+    return elapsed, int(result.rowcount)
+
+
+def check_ledger(engine: Engine, size: int, item: str, step: int) -> None:
+    """The planner wrote exactly the ceiling's rows (one queued row per enrollment)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT count(*), min(enrollment_id), max(enrollment_id), "
+                "count(DISTINCT enrollment_id) FROM deliveries "
+                "WHERE item_id = :item AND step = :step AND status = 'queued' AND kind = 'drip'"
+            ),
+            {"item": item, "step": step},
+        ).one()
+        assert tuple(rows) == (size, 1, size, size), rows
+        bad_key = conn.execute(
+            text(
+                "SELECT count(*) FROM deliveries WHERE item_id = :item "
+                "AND key != 'drip:' || enrollment_id || ':' || :item"
+            ),
+            {"item": item},
+        ).scalar_one()
+        assert bad_key == 0
+        moved = conn.execute(
+            text(
+                "SELECT count(*) FROM enrollments WHERE last_item_id = :item "
+                "AND position = :position AND next_due_at IS NULL AND status = 'active'"
+            ),
+            {"item": item, "position": step + 1},
+        ).scalar_one()
+        assert moved == size, moved
+
+
+def settings_for(url: str, tmp: str) -> Any:
+    return load_settings(
+        {
+            "NEWSLETTER_DATABASE_URL": url,
+            "NEWSLETTER_VAR_DIR": tmp,
+            "NEWSLETTER_SECRET_KEY": "bench",
+            "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
+            "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
+            "NEWSLETTER_POSTAL_ADDRESS": "1 Bench Street, Berlin",
+            "NEWSLETTER_DEFAULT_TIMEZONE": "Europe/Berlin",
+        }
+    )
+
+
+def run(url: str, size: int) -> dict[str, Any]:
     engine = fresh_engine(url)
-    due = max(1, int(size * fraction))
     started = time.perf_counter()
-    populate(engine, size, due)
+    populate(engine, size)
     populate_s = time.perf_counter() - started
-    engine.dispose()
-
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(
-            {
-                "NEWSLETTER_DATABASE_URL": url,
-                "NEWSLETTER_VAR_DIR": tmp,
-                "NEWSLETTER_SECRET_KEY": "bench",
-                "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
-                "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
-                "NEWSLETTER_POSTAL_ADDRESS": "1 Bench Street, Berlin",
-                "NEWSLETTER_DEFAULT_TIMEZONE": "Europe/Berlin",
-            }
-        )
-        app = App(settings, mailer=NullMailer())
-        app.library  # noqa: B018 - load content before timing
-        commits = CommitCounter(app.engine)
-
+        app = App(settings_for(url, tmp))
+        item, step = expected_item(app)
+        ceiling_s, ceiling_rows = ceiling(engine, item, step)
+        assert ceiling_rows == size, ceiling_rows
         started = time.perf_counter()
         first = plan_drips(app, NOW)
         plan_s = time.perf_counter() - started
-        plan_commits = commits.count
-
+        check_ledger(engine, size, item, step)
+        assert drip_key(1, item) == f"drip:1:{item}"
         started = time.perf_counter()
         idle = plan_drips(app, NOW)
         idle_s = time.perf_counter() - started
-
-        commits.count = 0
-        started = time.perf_counter()
-        delivered = deliver(app, NOW)
-        deliver_s = time.perf_counter() - started
-        deliver_commits = commits.count
-
-        started = time.perf_counter()
-        after = plan_drips(app, NOW)  # advances the 10,000 just delivered
-        advance_s = time.perf_counter() - started
-        started = time.perf_counter()
-        plan_drips(app, NOW)
-        quiet_s = time.perf_counter() - started
         app.close()
-    sent = int(delivered["sent"])
+    engine.dispose()
     return {
         "backend": engine.dialect.name,
-        "enrollments": size,
-        "due": due,
+        "size": size,
         "populate_s": populate_s,
         "planned": first["planned"],
-        "advanced": first["advanced"],
+        "batches": first["batches"],
         "plan_s": plan_s,
-        "plan_rows_per_s": (first["planned"] + first["advanced"]) / plan_s,
-        "plan_commits_per_1000": 1000 * plan_commits / max(1, first["planned"]),
-        "idle_pass_ms": idle_s * 1000,
+        "ceiling_s": ceiling_s,
+        "idle_ms": idle_s * 1000,
         "idle_planned": idle["planned"],
-        "advance_after_s": advance_s,
-        "advanced_after": after["advanced"],
-        "quiet_pass_ms": quiet_s * 1000,
-        "sent": sent,
-        "deliver_s": deliver_s,
-        "emails_per_s": sent / deliver_s if deliver_s else 0.0,
-        "deliver_commits_per_1000": 1000 * deliver_commits / max(1, sent),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
-    parser.add_argument("--size", type=int, default=1_000_000)
-    parser.add_argument("--due", type=float, default=0.01, help="fraction due now")
+    parser.add_argument("--size", type=int, default=1_000_000, help="due enrollments")
     parser.add_argument(
         "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nl_drip"
     )
     args = parser.parse_args()
-    results = []
     with tempfile.TemporaryDirectory() as tmp:
+        urls = []
         if args.backend in ("sqlite", "both"):
-            results.append(run(f"sqlite:///{tmp}/bench.db", args.size, args.due))
+            urls.append(f"sqlite:///{tmp}/bench.db")
         if args.backend in ("postgresql", "both"):
-            results.append(run(args.postgres_url, args.size, args.due))
-    for r in results:
-        print(
-            f"{r['backend']:>10}: {r['enrollments']:,} enrollments (built in "
-            f"{r['populate_s']:.1f} s), {r['due']:,} due + {r['advanced']:,} just sent\n"
-            f"            plan pass {r['plan_s']:.2f} s: planned {r['planned']:,}, advanced "
-            f"{r['advanced']:,} ({r['plan_rows_per_s']:,.0f} rows/s, "
-            f"{r['plan_commits_per_1000']:.1f} commits per 1,000 planned)\n"
-            f"            next pass, nothing due, {r['due']:,} in flight: "
-            f"{r['idle_pass_ms']:.1f} ms\n"
-            f"            deliver {r['sent']:,} in {r['deliver_s']:.2f} s "
-            f"({r['emails_per_s']:,.0f} emails/s incl. rendering), "
-            f"{r['deliver_commits_per_1000']:.1f} ledger commits per 1,000 emails\n"
-            f"            advance pass after delivery {r['advance_after_s']:.2f} s "
-            f"({r['advanced_after']:,} advanced); then a quiet pass "
-            f"{r['quiet_pass_ms']:.1f} ms"
-        )
+            urls.append(args.postgres_url)
+        for url in urls:
+            r = run(url, args.size)
+            print(
+                f"{r['backend']:>10}: plan {r['size']:,} due enrollments (built in "
+                f"{r['populate_s']:.1f} s): project {r['plan_s']:.2f} s "
+                f"({r['planned']:,} planned, {r['batches']} batches, "
+                f"{r['planned'] / r['plan_s']:,.0f} rows/s); ceiling INSERT ... SELECT "
+                f"{r['ceiling_s']:.2f} s; ratio {r['plan_s'] / r['ceiling_s']:.2f}x "
+                f"(goal <= 1.5x); next pass, nothing due: {r['idle_ms']:.1f} ms",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
