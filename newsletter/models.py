@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -156,6 +157,15 @@ class Enrollment(Base):
         UniqueConstraint("subscriber_id", "sequence", name="uq_enrollments_subscriber_sequence"),
         # The drip planner reads "active and due" and "active and waiting" (NULL) from it.
         Index("ix_enrollments_due", "status", "next_due_at"),
+        # The planner's batches, in the order they are read (``ORDER BY next_due_at, id``):
+        # an index walk that stops after the batch, never a sort of the whole due set.
+        Index(
+            "ix_enrollments_active_due",
+            "next_due_at",
+            "id",
+            postgresql_where=text("status = 'active'"),
+            sqlite_where=text("status = 'active'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -199,6 +209,15 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_claim", "status", "due_at"),
+        # ``claim_batch`` reads queued rows ``ORDER BY due_at, id``: an index walk that stops
+        # after ``limit`` rows instead of sorting every queued row per claim (PostgreSQL).
+        Index(
+            "ix_deliveries_queued_due",
+            "due_at",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
         Index("ix_deliveries_subscriber_item", "subscriber_id", "item_id"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
     )

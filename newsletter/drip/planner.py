@@ -58,6 +58,13 @@ from newsletter.campaigns.schedule import segment_from
 from newsletter.content.model import Sequence
 from newsletter.db import transaction
 from newsletter.drip.planning import NextSend, choose_next, rotation_pool
+from newsletter.drip.store import (
+    EnrollmentMove,
+    PlannedRow,
+    id_in,
+    insert_planned,
+    move_enrollments,
+)
 from newsletter.drip.timing import (
     in_window,
     local_date,
@@ -66,7 +73,6 @@ from newsletter.drip.timing import (
     step_due_at,
     window_start_after_day,
 )
-from newsletter.ledger import NewDelivery, enqueue
 from newsletter.models import (
     Campaign,
     CampaignState,
@@ -83,7 +89,7 @@ from newsletter.zones import find_zone
 
 log = logging.getLogger(__name__)
 
-PLAN_BATCH = 1000
+PLAN_BATCH = 10_000
 ADVISORY_LOCK_KEY = 0x6E6C_6472_6970  # "nldrip": one drip planner at a time
 FINAL = (
     DeliveryStatus.SENT.value,
@@ -309,92 +315,135 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
     subscriber_ids = [r.subscriber_id for r in rows]
     had = _had(session, subscriber_ids)
     campaign_days = _pause_instants(session, rows, ctx)
-    deliveries: list[NewDelivery] = []
-    changes: list[dict[str, Any]] = []
+    # Decided once per situation: rows alike in every input of the decision share it.
+    decisions: dict[tuple[Any, ...], _Decision] = {}
+    moves: list[EnrollmentMove] = []
+    skipped: list[PlannedRow] = []
+    planned: list[PlannedRow] = []
+    counts: dict[str, int] = defaultdict(int)
+    no_days: tuple[datetime, ...] = ()
     for row in rows:
-        change, planned = _plan_one(row, had, campaign_days, ctx)
-        changes.append(change)
-        deliveries.extend(planned)
-    skipped = [d for d in deliveries if d.skipped_reason]
-    ctx.report.examples_skipped += enqueue(session, skipped, now=ctx.now)
-    ctx.report.planned += enqueue(
-        session, [d for d in deliveries if not d.skipped_reason], now=ctx.now
-    )
-    _update_enrollments(session, changes)
-    _report_ends(session, rows, changes, now=ctx.now)
+        seen = had.get(row.subscriber_id, _NOTHING)
+        days = campaign_days.get(row.subscriber_id, no_days)
+        situation = (
+            row.subscriber_status,
+            row.sequence,
+            row.position,
+            row.last_item_id,
+            row.timezone,
+            frozenset(seen),
+            tuple(days),
+        )
+        decision = decisions.get(situation)
+        if decision is None:
+            decision = decisions[situation] = _decide(_Situation(*situation), ctx)
+        counts[decision.outcome] += 1
+        moves.append(decision.move(row))
+        skipped.extend(decision.rows(row, decision.skipped, EXAMPLE_SKIP_REASON))
+        if decision.send is not None:
+            planned.extend(decision.rows(row, (decision.send,), None))
+    report = ctx.report
+    report.stopped += counts["stopped"]
+    report.deferred += counts["deferred"]
+    report.paused += counts["paused"]
+    report.done += counts["done"]
+    report.examples_skipped += insert_planned(session, skipped, now=ctx.now)
+    report.planned += insert_planned(session, planned, now=ctx.now)
+    move_enrollments(session, moves)
+    ended = [
+        {"id": m.id, "status": m.status}
+        for m in moves
+        if m.status in (EnrollmentStatus.DONE.value, EnrollmentStatus.STOPPED.value)
+    ]
+    if ended:
+        _report_ends(session, rows, ended, now=ctx.now)
     return len(rows)
 
 
-def _plan_one(
-    row: Any,
-    had: Mapping[int, set[str]],
-    campaign_days: Mapping[int, list[datetime]],
-    ctx: _Context,
-) -> tuple[dict[str, Any], list[NewDelivery]]:
-    now, report = ctx.now, ctx.report
-    if row.subscriber_status != SubscriberStatus.ACTIVE.value:
-        report.stopped += 1
-        return {"id": row.id, "status": EnrollmentStatus.STOPPED.value, "next_due_at": None}, []
-    sequence = ctx.catalog.sequences.get(row.sequence)
+_NOTHING: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Situation:
+    """Everything the plan decision for one enrollment depends on (besides ``now``)."""
+
+    subscriber_status: str
+    sequence: str
+    position: int
+    last_item_id: str | None
+    timezone: str | None
+    had: frozenset[str]
+    campaign_days: tuple[datetime, ...]
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What planning decides for one situation; the same for every enrollment in it."""
+
+    outcome: str  # the report counter it adds to: planned, deferred, paused, done, stopped
+    status: str  # the enrollment's status afterwards
+    next_due_at: datetime | None
+    send: NextSend | None = None  # the item planned now
+    skipped: tuple[NextSend, ...] = ()  # example items recorded ``skipped`` on the way
+
+    def move(self, row: Any) -> EnrollmentMove:
+        position, last = row.position, row.last_item_id
+        if self.send is not None:
+            position, last = self.send.position, self.send.item_id
+        return EnrollmentMove(row.id, self.status, position, last, self.next_due_at)
+
+    @staticmethod
+    def rows(row: Any, sends: Seq[NextSend], reason: str | None) -> list[PlannedRow]:
+        return [PlannedRow(row.id, row.subscriber_id, s.item_id, s.step, reason) for s in sends]
+
+
+_ACTIVE = EnrollmentStatus.ACTIVE.value
+
+
+def _decide(s: _Situation, ctx: _Context) -> _Decision:
+    """The plan decision for one due enrollment in situation ``s`` at ``ctx.now``."""
+    now = ctx.now
+    if s.subscriber_status != SubscriberStatus.ACTIVE.value:
+        return _Decision("stopped", EnrollmentStatus.STOPPED.value, None)
+    sequence = ctx.catalog.sequences.get(s.sequence)
     if sequence is None:
-        ctx.missing.add(row.sequence)
-        return {"id": row.id, "next_due_at": now + MISSING_SEQUENCE_RETRY}, []
-    nxt = _choose(sequence, row, had, ctx)
-    first = row.last_item_id is None
+        ctx.missing.add(s.sequence)
+        return _Decision("missing", _ACTIVE, now + MISSING_SEQUENCE_RETRY)
+    nxt = choose_next(
+        sequence,
+        last_item_id=s.last_item_id,
+        position=s.position,
+        had=s.had,
+        pool=ctx.catalog.pool,
+    )
+    first = s.last_item_id is None
     if nxt is not None and not first:
-        zone = ctx.zones(row.timezone)
+        zone = ctx.zones(s.timezone)
         window = sequence.send_window
         if not in_window(now, zone, window):
-            report.deferred += 1
-            return {"id": row.id, "next_due_at": next_in_window(now, zone, window)}, []
+            return _Decision("deferred", _ACTIVE, next_in_window(now, zone, window))
         today = local_date(now, zone)
-        if any(local_date(at, zone) == today for at in campaign_days.get(row.subscriber_id, ())):
-            report.paused += 1
-            return {"id": row.id, "next_due_at": window_start_after_day(now, zone, window)}, []
-    skipped, nxt = _past_examples(sequence, row, nxt, had, ctx)
+        if any(local_date(at, zone) == today for at in s.campaign_days):
+            return _Decision("paused", _ACTIVE, window_start_after_day(now, zone, window))
+    skipped, nxt = _past_examples(sequence, nxt, s.had, ctx)
     if nxt is None:
-        report.done += 1
-        done = {"id": row.id, "status": EnrollmentStatus.DONE.value, "next_due_at": None}
-        return done, skipped
-    delivery = _drip_row(row, nxt, now=now)
-    change = {
-        "id": row.id,
-        "position": nxt.position,
-        "last_item_id": nxt.item_id,
-        "next_due_at": None,
-    }
-    return change, [*skipped, delivery]
-
-
-def _drip_row(
-    row: Any, nxt: NextSend, *, now: datetime, skipped_reason: str | None = None
-) -> NewDelivery:
-    return NewDelivery(
-        key=drip_key(row.id, nxt.item_id),
-        kind=DeliveryKind.DRIP,
-        item_id=nxt.item_id,
-        due_at=now,
-        subscriber_id=row.subscriber_id,
-        enrollment_id=row.id,
-        step=nxt.step,
-        skipped_reason=skipped_reason,
-    )
+        return _Decision("done", EnrollmentStatus.DONE.value, None, skipped=tuple(skipped))
+    return _Decision("planned", _ACTIVE, None, send=nxt, skipped=tuple(skipped))
 
 
 def _past_examples(
     sequence: Sequence,
-    row: Any,
     nxt: NextSend | None,
-    had: Mapping[int, set[str]],
+    had: frozenset[str],
     ctx: _Context,
-) -> tuple[list[NewDelivery], NextSend | None]:
+) -> tuple[list[NextSend], NextSend | None]:
     """Example items are never sent: each gets a ``skipped`` ledger row ("example
     content") and the sequence moves on to the next item in the same pass, so the
     subscriber's cadence stays as if the example were not in the sequence."""
-    skipped: list[NewDelivery] = []
-    seen = set(had.get(row.subscriber_id, set()))
+    skipped: list[NextSend] = []
+    seen = set(had)
     while nxt is not None and nxt.item_id in ctx.catalog.examples:
-        skipped.append(_drip_row(row, nxt, now=ctx.now, skipped_reason=EXAMPLE_SKIP_REASON))
+        skipped.append(nxt)
         seen.add(nxt.item_id)
         nxt = choose_next(
             sequence,
@@ -434,7 +483,7 @@ def _had(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]
     had: dict[int, set[str]] = defaultdict(set)
     rows = session.execute(
         select(Delivery.subscriber_id, Delivery.item_id).where(
-            Delivery.subscriber_id.in_(ids), Delivery.kind.in_(HAD_KINDS)
+            id_in(session, Delivery.subscriber_id, ids), Delivery.kind.in_(HAD_KINDS)
         )
     ).all()
     for subscriber_id, item_id in rows:
@@ -452,7 +501,7 @@ def _pause_instants(session: Session, rows: Seq[Any], ctx: _Context) -> dict[int
         select(Delivery.subscriber_id, Delivery.due_at)
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(
-            Delivery.subscriber_id.in_(ids),
+            id_in(session, Delivery.subscriber_id, ids),
             Delivery.kind == DeliveryKind.CAMPAIGN.value,
             Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
             Delivery.due_at.between(*near),

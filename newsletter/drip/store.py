@@ -1,0 +1,218 @@
+"""The drip planner's set-based writes: a batch's ledger rows and enrollment moves.
+
+Each function writes a whole batch with one statement per kind of write: on PostgreSQL an
+``INSERT ... SELECT`` / ``UPDATE ... FROM`` over ``unnest`` of bound arrays (no statement
+with thousands of placeholders to parse per batch), on SQLite one ``executemany`` through
+the driver (a C loop over prepared rows). Nothing here commits or decides: the planner
+decides (``planning``, ``timing``) and owns the transaction.
+
+A ledger row's key is ``drip_key`` spelled in SQL: ``'drip:' || enrollment id || ':' ||
+item id``; the unique index on ``key`` makes a second insert of the same step a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Integer, any_, bindparam, text
+from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, INTEGER, TEXT
+from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import TextualSelect
+
+from newsletter.models import DeliveryKind, DeliveryStatus, UTCDateTime
+
+
+@dataclass(frozen=True)
+class PlannedRow:
+    """One drip ledger row to write (``queued``, or ``skipped`` with a reason)."""
+
+    enrollment_id: int
+    subscriber_id: int
+    item_id: str
+    step: int
+    skipped_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class EnrollmentMove:
+    """An enrollment's state after planning (every column written, changed or not)."""
+
+    id: int
+    status: str
+    position: int
+    last_item_id: str | None
+    next_due_at: datetime | None
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def insert_planned(session: Session, rows: Sequence[PlannedRow], *, now: datetime) -> int:
+    """Insert the rows whose key is new (all with the same reason, or none); return how
+    many were inserted. ``due_at``, ``created_at`` and ``updated_at`` are ``now``."""
+    if not rows:
+        return 0
+    reasons = {r.skipped_reason for r in rows}
+    if len(reasons) != 1:
+        raise ValueError(f"insert_planned writes one status per call, got reasons {reasons}")
+    reason = reasons.pop()
+    status = DeliveryStatus.SKIPPED.value if reason else DeliveryStatus.QUEUED.value
+    if _postgres(session):
+        return _insert_postgres(session, rows, now=now, status=status, reason=reason)
+    return _insert_sqlite(session, rows, now=now, status=status, reason=reason)
+
+
+_COLUMNS = (
+    "key, kind, item_id, due_at, subscriber_id, enrollment_id, step, status, error, "
+    "attempts, created_at, updated_at"
+)
+
+
+def _insert_postgres(
+    session: Session,
+    rows: Sequence[PlannedRow],
+    *,
+    now: datetime,
+    status: str,
+    reason: str | None,
+) -> int:
+    statement = text(
+        f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
+        "SELECT 'drip:' || u.eid || ':' || u.item, :kind, u.item, :now, u.sid, u.eid, u.step, "
+        ":status, :error, 0, :now, :now "
+        "FROM unnest(CAST(:eids AS bigint[]), CAST(:sids AS bigint[]), CAST(:items AS text[]), "
+        "CAST(:steps AS integer[])) WITH ORDINALITY AS u(eid, sid, item, step, n) "
+        "ORDER BY u.n ON CONFLICT (key) DO NOTHING"
+    ).bindparams(
+        bindparam("eids", type_=ARRAY(BIGINT)),
+        bindparam("sids", type_=ARRAY(BIGINT)),
+        bindparam("items", type_=ARRAY(TEXT)),
+        bindparam("steps", type_=ARRAY(INTEGER)),
+        bindparam("now", type_=UTCDateTime()),
+    )
+    result = session.execute(
+        statement,
+        {
+            "eids": [r.enrollment_id for r in rows],
+            "sids": [r.subscriber_id for r in rows],
+            "items": [r.item_id for r in rows],
+            "steps": [r.step for r in rows],
+            "now": now,
+            "kind": DeliveryKind.DRIP.value,
+            "status": status,
+            "error": reason,
+        },
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _insert_sqlite(
+    session: Session,
+    rows: Sequence[PlannedRow],
+    *,
+    now: datetime,
+    status: str,
+    reason: str | None,
+) -> int:
+    stamp = _sqlite_datetime(session, now)
+    kind = DeliveryKind.DRIP.value
+    connection = session.connection()
+    before = _changes(connection)
+    connection.exec_driver_sql(
+        f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
+        "VALUES ('drip:' || ? || ':' || ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) "
+        "ON CONFLICT (key) DO NOTHING",
+        [
+            (
+                r.enrollment_id,
+                r.item_id,
+                kind,
+                r.item_id,
+                stamp,
+                r.subscriber_id,
+                r.enrollment_id,
+                r.step,
+                status,
+                reason,
+                stamp,
+                stamp,
+            )
+            for r in rows
+        ],
+    )
+    return _changes(connection) - before
+
+
+def _changes(connection: Any) -> int:
+    """SQLite's running count of rows changed on this connection (an ignored conflict
+    does not count, unlike the driver's executemany ``rowcount``)."""
+    return int(connection.exec_driver_sql("SELECT total_changes()").scalar_one())
+
+
+def move_enrollments(session: Session, moves: Sequence[EnrollmentMove]) -> None:
+    """Write each enrollment's status, position, last item and next due time."""
+    if not moves:
+        return
+    if _postgres(session):
+        statement = text(
+            "UPDATE enrollments AS e SET status = u.status, position = u.position, "
+            "last_item_id = u.item, next_due_at = u.due "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), "
+            "CAST(:positions AS integer[]), CAST(:items AS text[]), CAST(:dues AS timestamptz[])) "
+            "AS u(id, status, position, item, due) WHERE e.id = u.id"
+        ).bindparams(
+            bindparam("ids", type_=ARRAY(BIGINT)),
+            bindparam("statuses", type_=ARRAY(TEXT)),
+            bindparam("positions", type_=ARRAY(INTEGER)),
+            bindparam("items", type_=ARRAY(TEXT)),
+            bindparam("dues", type_=ARRAY(UTCDateTime())),
+        )
+        session.execute(
+            statement,
+            {
+                "ids": [m.id for m in moves],
+                "statuses": [m.status for m in moves],
+                "positions": [m.position for m in moves],
+                "items": [m.last_item_id for m in moves],
+                "dues": [m.next_due_at for m in moves],
+            },
+        )
+        return
+    stamp = _stamper(session)
+    session.connection().exec_driver_sql(
+        "UPDATE enrollments SET status = ?, position = ?, last_item_id = ?, next_due_at = ? "
+        "WHERE id = ?",
+        [(m.status, m.position, m.last_item_id, stamp(m.next_due_at), m.id) for m in moves],
+    )
+
+
+def _stamper(session: Session) -> Any:
+    """The SQLite driver value of an aware datetime, as ``UTCDateTime`` would bind it."""
+    processor = UTCDateTime().bind_processor(session.get_bind().dialect)
+    assert processor is not None
+    return processor
+
+
+def _sqlite_datetime(session: Session, value: datetime) -> Any:
+    return _stamper(session)(value)
+
+
+def id_in(
+    session: Session, column: ColumnElement[Any] | InstrumentedAttribute[Any], ids: Sequence[int]
+) -> Any:
+    """``column IN ids`` as one bound value: ``= ANY(array)`` on PostgreSQL, a
+    ``json_each`` sub-select on SQLite (never one placeholder per id)."""
+    if _postgres(session):
+        return column == any_(bindparam("ids_any", list(ids), type_=ARRAY(BIGINT)))
+    values: TextualSelect = (
+        text("SELECT value FROM json_each(:ids_json)")
+        .bindparams(ids_json=json.dumps(list(ids)))
+        .columns(value=Integer)
+    )
+    return column.in_(values)
