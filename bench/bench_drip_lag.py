@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from newsletter.app import App
 from newsletter.cronfile import load_cron_file
@@ -69,10 +69,9 @@ class RecordingMailer:
 
 
 def populate(
-    url: str, steps: int, start: datetime, spread: float, seed: int
+    engine: Engine, steps: int, start: datetime, spread: float, seed: int
 ) -> dict[int, datetime]:
     """Subscribers 1..steps, enrolled, first step due at a random instant after start."""
-    engine = fresh_engine(url)
     rng = random.Random(seed)
     due = {n: start + timedelta(seconds=rng.uniform(0, spread)) for n in range(1, steps + 1)}
     with engine.begin() as conn:
@@ -95,14 +94,12 @@ def populate(
         if engine.dialect.name == "postgresql":
             conn.execute(text("SELECT setval('subscribers_id_seq', :n)"), {"n": steps})
             conn.execute(text("SELECT setval('enrollments_id_seq', :n)"), {"n": steps})
-    engine.dispose()
     return due
 
 
 def run(url: str, poll: float, steps: int, spread_intervals: float, seed: int) -> dict[str, Any]:
-    start = datetime.now(UTC) + timedelta(seconds=2 * poll)
     spread = spread_intervals * poll
-    due = populate(url, steps, start, spread, seed)
+    engine = fresh_engine(url)
     mailer = RecordingMailer()
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(url, tmp)
@@ -110,6 +107,10 @@ def run(url: str, poll: float, steps: int, spread_intervals: float, seed: int) -
         app.library  # noqa: B018 - load content before the clock starts
         scheduler = build_scheduler(app)
         every_minute = {j.name for j in load_cron_file(settings.cron_file) if j.cron == "* * * * *"}
+        # Everything is set up: the steps fall due from two intervals on.
+        start = datetime.now(UTC) + timedelta(seconds=2 * poll)
+        due = populate(engine, steps, start, spread, seed)
+        engine.dispose()
         first = datetime.now(UTC) + timedelta(seconds=poll)
         for name in every_minute:
             scheduler.reschedule_job(name, trigger=IntervalTrigger(seconds=poll, start_date=first))

@@ -6,6 +6,13 @@ comes late (the process was busy or suspended) *runs late* - ``misfire_grace_tim
 means no run is ever dropped for being late; a late start is logged. Across processes the
 jobs are safe to overlap: the drip planner takes a PostgreSQL advisory lock, the campaign
 planner locks campaign rows, and delivery claims rows with ``SKIP LOCKED``.
+
+Drip lag: the jobs do not wait for each other's next minute. A planner run that wrote
+ledger rows starts ``deliver`` right after its commit (or, if ``deliver`` is running, makes
+it run once more when it ends), and the drip planner is woken at the earliest
+``next_due_at`` when that comes before its next cron time (no sooner than ``MIN_WAKE``
+after its last run). So a step due at T goes out shortly after T, not one or two polls
+later.
 """
 
 from __future__ import annotations
@@ -14,8 +21,9 @@ import logging
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,6 +31,8 @@ from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.app import App
 from newsletter.cronfile import load_cron_file
+from newsletter.db import transaction
+from newsletter.drip.planner import earliest_due
 from newsletter.errors import NewsletterError
 from newsletter.jobs import JOBS
 from newsletter.logs import log_job
@@ -36,23 +46,97 @@ JOB_DEFAULTS = {
 }
 
 
-def _run(app: App, name: str) -> None:
+# The drip planner is woken for the next due step no sooner than this after a run.
+MIN_WAKE = timedelta(seconds=1)
+PLANNERS = ("plan-drips", "plan-campaigns")
+
+
+def _run(app: App, name: str, chain: _Chain | None = None) -> None:
     """One scheduled run: a failure is logged with its traceback, the scheduler lives on."""
+    while True:
+        result = _run_once(app, name)
+        if chain is None or not chain.after(name, result):
+            return
+
+
+def _run_once(app: App, name: str) -> dict[str, Any] | None:
     now = datetime.now(UTC)
     started = time.monotonic()
     try:
         result = JOBS[name](app, now)
     except NewsletterError as exc:
         log.error("job %s failed: %s", name, exc, exc_info=True)
-        return
+        return None
     except Exception:  # a scheduled job must never kill the scheduler
         log.exception("job %s crashed; it runs again at its next time", name)
-        return
+        return None
     log_job(log, name, result, time.monotonic() - started)
+    return result
+
+
+class _Chain:
+    """Starts ``deliver`` once a planner committed rows; wakes the drip planner for the
+    next due step. Thread-safe: scheduled jobs run in the scheduler's pool."""
+
+    def __init__(self, app: App, scheduler: BackgroundScheduler) -> None:
+        self.app = app
+        self.scheduler = scheduler
+        self.lock = threading.Lock()
+        self.delivering = False  # a ``deliver`` run is under way in this process
+        self.again = False  # ... and rows were planned since it started
+
+    def before_deliver(self) -> None:
+        with self.lock:
+            self.delivering, self.again = True, False
+
+    def after(self, name: str, result: dict[str, Any] | None) -> bool:
+        """Called when a run of ``name`` ended; True: run it again at once."""
+        if name == "deliver":
+            with self.lock:
+                again, self.again = self.again, False
+                self.delivering = again
+            return again
+        if name in PLANNERS and result and result.get("planned"):
+            self.kick_deliver()
+        if name == "plan-drips":
+            self.wake_planner()
+        return False
+
+    def kick_deliver(self) -> None:
+        with self.lock:
+            if self.delivering:
+                self.again = True
+                return
+        self._move("deliver", datetime.now(UTC))
+
+    def wake_planner(self) -> None:
+        now = datetime.now(UTC)
+        try:
+            with transaction(self.app.sessions) as session:
+                due = earliest_due(session, after=now)
+        except Exception:  # the wake-up is an optimisation: the cron run still comes
+            log.exception("could not read the next drip due time")
+            return
+        if due is not None:
+            self._move("plan-drips", max(due, now + MIN_WAKE))
+
+    def _move(self, job_id: str, at: datetime) -> None:
+        """Run ``job_id`` at ``at`` if that is sooner than its next scheduled run."""
+        job = self.scheduler.get_job(job_id)
+        if job is None or job.next_run_time is None:
+            return  # not scheduled here, or paused
+        if at < job.next_run_time:
+            job.modify(next_run_time=at)
+
+
+def _deliver(app: App, name: str, chain: _Chain) -> None:
+    chain.before_deliver()
+    _run(app, name, chain)
 
 
 def build_scheduler(app: App) -> BackgroundScheduler:
     scheduler = BackgroundScheduler(timezone=UTC, job_defaults=JOB_DEFAULTS)
+    chain = _Chain(app, scheduler)
     for job in load_cron_file(app.settings.cron_file):
         if job.name not in JOBS:
             raise NewsletterError(
@@ -60,9 +144,9 @@ def build_scheduler(app: App) -> BackgroundScheduler:
                 f"known jobs: {', '.join(JOBS)}"
             )
         scheduler.add_job(
-            _run,
+            _deliver if job.name == "deliver" else _run,
             CronTrigger.from_crontab(job.cron, timezone=UTC),
-            args=(app, job.name),
+            args=(app, job.name, chain),
             id=job.name,
             name=job.name,
             replace_existing=True,

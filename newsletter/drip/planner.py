@@ -549,3 +549,14 @@ def _update_enrollments(session: Session, changes: list[dict[str, Any]]) -> None
         groups[tuple(sorted(change))].append(change)
     for group in groups.values():
         session.execute(update(Enrollment), group)
+
+
+def earliest_due(session: Session, *, after: datetime) -> datetime | None:
+    """The earliest ``next_due_at`` later than ``after`` of an active enrollment (one
+    index probe): when the planner next has something to do."""
+    return session.scalar(
+        select(Enrollment.next_due_at)
+        .where(Enrollment.status == EnrollmentStatus.ACTIVE.value, Enrollment.next_due_at > after)
+        .order_by(Enrollment.next_due_at)
+        .limit(1)
+    )
