@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from newsletter.app import App
 from newsletter.attention.claims import attention_for
@@ -110,20 +110,27 @@ def project_claim(app: App, limit: int, *, attention: bool) -> float:
     return time.perf_counter() - started
 
 
-def explain(engine: Engine, limit: int) -> str:
-    if engine.dialect.name != "postgresql":
-        query = "EXPLAIN QUERY PLAN "
-    else:
+def explain(app: App, limit: int) -> str:
+    """EXPLAIN (ANALYZE on PostgreSQL) of the due query ``claim_batch`` really sends."""
+    engine = app.engine
+    captured: list[tuple[str, Any]] = []
+
+    def grab(_c: Any, _k: Any, statement: str, parameters: Any, _x: Any, _m: bool) -> None:
+        if "ORDER BY deliveries.due_at" in statement and not captured:
+            captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", grab)
+    with app.sessions() as session:
+        claim_batch(session, worker="x", limit=limit, now=NOW, lease=timedelta(minutes=5))
+        session.rollback()
+    event.remove(engine, "before_cursor_execute", grab)
+    statement, parameters = captured[0]
+    if engine.dialect.name == "postgresql":
         query = "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "
-    lock = " FOR UPDATE SKIP LOCKED" if engine.dialect.name == "postgresql" else ""
-    with engine.begin() as conn:
-        rows = conn.execute(
-            text(
-                f"{query}SELECT id FROM deliveries WHERE status = 'queued' AND due_at <= :now "  # noqa: S608 - constant SQL
-                f"ORDER BY due_at, id LIMIT :limit{lock}"
-            ),
-            {"now": NOW, "limit": limit},
-        ).all()
+    else:
+        query = "EXPLAIN QUERY PLAN "
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(query + statement, parameters).all()
         conn.rollback()
     return "\n".join("    " + " | ".join(str(c) for c in r) for r in rows)
 
@@ -131,9 +138,9 @@ def explain(engine: Engine, limit: int) -> str:
 def run(url: str, queued: int, claims: int, limit: int) -> dict[str, Any]:
     engine = fresh_engine(url)
     populate(engine, queued)
-    plan = explain(engine, limit)
     with tempfile.TemporaryDirectory() as tmp:
         app = App(settings_for(url, tmp))
+        plan = explain(app, limit)
         bare = [bare_claim(engine, limit) for _ in range(claims)]
         plain = [project_claim(app, limit, attention=False) for _ in range(claims)]
         hooked = [project_claim(app, limit, attention=True) for _ in range(claims)]
@@ -172,7 +179,7 @@ def main() -> None:
                 f"claim: claim_batch {r['claim_ms']:.1f} ms, with attention "
                 f"{r['attention_ms']:.1f} ms; ceiling (bare SELECT ... LIMIT + UPDATE) "
                 f"{r['bare_ms']:.1f} ms; ratio {r['claim_ms'] / r['bare_ms']:.2f}x\n"
-                f"            plan of the due query:\n{r['plan']}",
+                f"            plan of claim_batch's due query:\n{r['plan']}",
                 flush=True,
             )
 
