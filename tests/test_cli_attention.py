@@ -156,3 +156,68 @@ def test_sequence_simulate_applies_the_cap(
     assert rows[0]["item"] == "system/welcome"
     assert rows[1]["utc"] == "2026-12-08T08:00Z"  # after: 2d, held by 1/7d
     assert rows[1]["note"].startswith("moved from 2026-12-03 08:00 UTC: marketing cap 1/7d")
+
+
+@pytest.mark.parametrize("cap", ["1/24h", "off"])
+def test_plan_and_the_real_run_hold_a_drip_on_a_pause_drips_campaigns_day(
+    run: Run, cap: str
+) -> None:
+    """``subscribers plan`` forecasts the hold; ticking through the days does exactly that:
+    no drip step on the campaign's local day, the step sent the next morning."""
+    env = {"NEWSLETTER_MARKETING_CAP": cap}
+    subscribed(run)
+    run("campaign", "create", "campaigns/seven-day-reset", "--pause-drips", "--now", T0)
+    run("campaign", "schedule", "seven-day-reset", "--at", "2026-12-03T06:00:00+00:00", "--now", T0)
+    now = "2026-12-01T08:05:00+00:00"
+    planned = run(
+        "subscribers", "plan", "a@example.org", "--days", "5", "--now", now, env=env
+    ).stdout
+    assert json.loads(
+        run(
+            "subscribers",
+            "plan",
+            "a@example.org",
+            "--days",
+            "5",
+            "--format",
+            "json",
+            "--now",
+            now,
+            env=env,
+        ).stdout
+    ) == [
+        {
+            "at": "2026-12-03 06:00 UTC",
+            "item": "campaigns/seven-day-reset",
+            "from": "campaign seven-day-reset",
+            "status": "send",
+            "note": "",
+        },
+        {
+            "at": "2026-12-04 08:00 UTC",
+            "item": "tips/meet-your-ql",
+            "from": "sequence back-pain-basics",
+            "status": "send",
+            "note": "moved from 2026-12-03 08:00 UTC: campaign seven-day-reset (--pause-drips) "
+            "claims the local day 2026-12-03",
+        },
+    ]
+    assert "campaign seven-day-reset (--pause-drips) claims the local day 2026-12-03" in planned
+    for at in (
+        "2026-12-03T06:00:00+00:00",
+        "2026-12-03T08:00:00+00:00",
+        "2026-12-04T08:00:00+00:00",
+    ):
+        run("tick", "--now", at, env=env)
+    entries = json.loads(run("subscribers", "timeline", "a@example.org", "--format", "json").stdout)
+    sent = [(e["at"], e["detail"]) for e in entries if e["what"] == "sent"]
+    assert sent == [
+        ("2026-12-01T08:00:00+00:00", "drip system/welcome (delivery 1)"),
+        ("2026-12-03T06:00:00+00:00", "campaign campaigns/seven-day-reset (delivery 2)"),
+        ("2026-12-04T08:00:00+00:00", "drip tips/meet-your-ql (delivery 3)"),
+    ]
+    deferred = [e["detail"] for e in entries if e["what"] == "deferred"]
+    assert deferred == [
+        "tips/meet-your-ql to 2026-12-04 08:00 UTC: campaign "
+        "seven-day-reset (--pause-drips) claims the local day 2026-12-03"
+    ]
