@@ -5,6 +5,7 @@ and two PostgreSQL workers racing for one subscriber's last slot."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -35,6 +36,7 @@ def campaign(
     priority: int = 2,
     item: str = "campaigns/seven-day-reset",
     topic: str | None = None,
+    pause_drips: bool = False,
 ) -> int:
     with transaction(app.sessions) as session:
         row = Campaign(
@@ -43,7 +45,7 @@ def campaign(
             state="sending",
             include_tags=[],
             exclude_tags=[],
-            pause_drips=False,
+            pause_drips=pause_drips,
             audience_cursor=0,
             audience_frozen=True,
             audience_count=1,
@@ -285,3 +287,175 @@ def test_two_workers_cannot_both_use_the_last_slot(app: App) -> None:
     assert status == "skipped"
     assert error is not None
     assert "marketing cap" in error
+
+
+def deferrals(app: App) -> list[tuple[int, datetime, str]]:
+    with app.sessions() as session:
+        return [
+            (d.delivery_id, d.until, d.reason) for d in session.scalars(select(DeliveryDeferral))
+        ]
+
+
+@pytest.fixture
+def uncapped(make_settings) -> Iterator[App]:  # type: ignore[no-untyped-def]
+    application = App(make_settings(marketing_cap="off"))
+    yield application
+    application.close()
+
+
+HELD = "campaign sale (--pause-drips) claims the local day 2026-11-24"
+
+
+def test_a_pause_drips_campaign_later_today_holds_the_drip_with_the_cap_off(
+    uncapped: App,
+) -> None:
+    app = uncapped
+    sid, eid = subscriber(app, "p1@example.org")
+    sale = campaign(app, "sale", pause_drips=True)
+    queue(app, drip(sid, eid), camp(sid, sale, due=NOW + timedelta(hours=10)))  # 19:00 UTC
+    assert claim(app) == []
+    status, due, error = ledger(app)[f"drip:{eid}:tips/meet-your-ql"]
+    tomorrow = datetime(2026, 11, 25, 8, 0, tzinfo=NOW.tzinfo)  # the sequence's window opens
+    assert (status, due, error) == ("queued", tomorrow, f"deferred: {HELD}")
+    [(delivery_id, until, reason)] = deferrals(app)
+    assert (until, reason) == (tomorrow, HELD)
+    # The campaign goes that evening; the drip the next morning, not lost.
+    assert len(claim(app, now=NOW + timedelta(hours=10))) == 1
+    assert claim(app, now=tomorrow) == [delivery_id]
+
+
+def test_a_sent_pause_drips_campaign_holds_the_rest_of_its_day(uncapped: App) -> None:
+    app = uncapped
+    sid, eid = subscriber(app, "p2@example.org")
+    sale = campaign(app, "sale", pause_drips=True)
+    queue(app, camp(sid, sale, due=NOW - timedelta(hours=8)))
+    sent(app, f"campaign:{sale}:{sid}", NOW - timedelta(hours=8))  # 01:00 UTC
+    queue(app, drip(sid, eid))
+    assert claim(app) == []
+    assert deferrals(app)[0][2] == HELD
+
+
+def test_a_skipped_or_opted_out_or_other_days_pause_campaign_holds_nothing(
+    uncapped: App,
+) -> None:
+    app = uncapped
+    sid, eid = subscriber(app, "p3@example.org")
+    with transaction(app.sessions) as session:
+        session.add(
+            SubscriberPreferences(
+                subscriber_id=sid, topics_off=["offers"], frequency="as_they_come", updated_at=NOW
+            )
+        )
+    sale = campaign(app, "sale", pause_drips=True)  # its item's topic is offers
+    other, oid = subscriber(app, "p4@example.org")
+    late = campaign(app, "late", pause_drips=True)
+    gone = campaign(app, "gone", pause_drips=True)
+    queue(
+        app,
+        camp(sid, sale, due=NOW + timedelta(hours=2)),
+        drip(sid, eid),
+        camp(other, late, due=NOW + timedelta(hours=15)),  # 00:00 on the 25th
+        camp(other, gone, due=NOW + timedelta(hours=1)),
+        drip(other, oid),
+    )
+    with transaction(app.sessions) as session:
+        session.execute(
+            update(Delivery).where(Delivery.campaign_id == gone).values(status="skipped")
+        )
+    assert len(claim(app)) == 2
+    assert deferrals(app) == []
+
+
+def test_an_unfrozen_campaign_holds_the_day_it_falls_on_in_each_zone(uncapped: App) -> None:
+    app = uncapped
+    here, here_e = subscriber(app, "utc@example.org", tags=["vip"])
+    tokyo, tokyo_e = subscriber(app, "tokyo@example.org", tags=["vip"], timezone="Asia/Tokyo")
+    _outside, out_e = subscriber(app, "out@example.org")
+    with transaction(app.sessions) as session:
+        session.add(
+            Campaign(
+                name="sale",
+                item_id="campaigns/seven-day-reset",
+                state="scheduled",
+                include_tags=["vip"],
+                exclude_tags=[],
+                pause_drips=True,
+                audience_frozen=False,
+                created_at=NOW,
+                updated_at=NOW,
+                scheduled_at=NOW + timedelta(hours=11),  # 20:00 UTC; 05:00 on the 25th in Tokyo
+            )
+        )
+    queue(app, drip(here, here_e), drip(tokyo, tokyo_e), drip(_outside, out_e))
+    with app.sessions() as session:
+        ids = {r.subscriber_id: r.id for r in session.scalars(select(Delivery))}
+    assert sorted(claim(app)) == sorted([ids[tokyo], ids[_outside]])
+    assert [(d, r) for d, _u, r in deferrals(app)] == [(ids[here], HELD)]
+
+
+def test_a_local_time_campaign_holds_its_local_day_in_each_zone(uncapped: App) -> None:
+    app = uncapped
+    tokyo, tokyo_e = subscriber(app, "tokyo2@example.org", timezone="Asia/Tokyo")
+    with transaction(app.sessions) as session:
+        session.add(
+            Campaign(
+                name="sale",
+                item_id="campaigns/seven-day-reset",
+                state="scheduled",
+                include_tags=[],
+                exclude_tags=[],
+                pause_drips=True,
+                audience_frozen=False,
+                created_at=NOW,
+                updated_at=NOW,
+                scheduled_at=NOW + timedelta(hours=11),
+                local_time="2026-11-24T20:00:00",  # 11:00 UTC in Tokyo: that Tokyo day
+            )
+        )
+    queue(app, drip(tokyo, tokyo_e))
+    assert claim(app) == []
+    [(_d, until, reason)] = deferrals(app)
+    assert reason == HELD
+    assert until == datetime(2026, 11, 24, 23, 0, tzinfo=NOW.tzinfo)  # 08:00 Tokyo, 25th
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("first", ["campaign", "drip"])
+def test_two_workers_never_send_a_drip_on_a_pause_drips_campaigns_day(
+    make_settings, first: str
+) -> None:  # type: ignore[no-untyped-def]
+    """Whichever worker takes the campaign row, the other's drip row is held (cap off)."""
+    app = App(make_settings(marketing_cap="off"))
+    try:
+        sid, eid = subscriber(app, "race2@example.org")
+        sale = campaign(app, "sale", pause_drips=True)
+        early, later = NOW - timedelta(minutes=2), NOW - timedelta(minutes=1)
+        c_due, d_due = (early, later) if first == "campaign" else (later, early)
+        queue(app, camp(sid, sale, due=c_due), drip(sid, eid, due=d_due))
+        hook = attention_for(app)
+        a = app.sessions()
+        a.begin()
+        taken = claim_batch(a, worker="a", limit=1, now=NOW, lease=LEASE, attention=hook)
+        result: dict[str, list[str]] = {}
+
+        def worker_b() -> None:
+            with transaction(app.sessions) as b:
+                rows = claim_batch(b, worker="b", limit=10, now=NOW, lease=LEASE, attention=hook)
+                result["b"] = [r.kind for r in rows]
+
+        thread = threading.Thread(target=worker_b)
+        thread.start()
+        thread.join(timeout=1.0)
+        a_kinds = [r.kind for r in taken]
+        a.commit()
+        a.close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        assert sorted(a_kinds + result["b"]) == ["campaign"]
+        status, due, error = ledger(app)[f"drip:{eid}:tips/meet-your-ql"]
+        assert (status, due) == ("queued", datetime(2026, 11, 25, 8, 0, tzinfo=NOW.tzinfo))
+        assert error == f"deferred: {HELD}"
+        assert len(deferrals(app)) == 1
+    finally:
+        app.close()

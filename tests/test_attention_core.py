@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsletter.attention.cap import Cap, fits, next_free, parse_cap
-from newsletter.attention.decide import Candidate, Upcoming, decide
+from newsletter.attention.decide import Candidate, Hold, Upcoming, after_held_days, decide
 from newsletter.attention.priority import parse_priority, priority_name
 from newsletter.attention.topics import Topic, Topics, parse_topics
 from newsletter.content.model import SendWindow
@@ -184,6 +184,60 @@ def test_two_a_week_sends_two_then_moves_the_third() -> None:
     decision = _decide([Candidate(1, 2, T), Candidate(2, 2, T), Candidate(3, 2, T)], caps=caps)
     assert decision.send == [1, 2]
     assert decision.defer[0].until == T + 7 * DAY
+
+
+def test_a_pause_drips_day_holds_a_drip_whatever_the_cap_and_moves_it_to_the_next_window() -> None:
+    drip = Candidate(1, 2, T, window=WINDOW, drip=True)
+    hold = Hold(T + 8 * H, "campaign sale")  # 17:00 the same local day
+    for caps in (DAILY, ()):
+        decision = decide([drip], used=[], upcoming=[], caps=caps, zone=UTC, now=T, holds=[hold])
+        assert (decision.send, decision.skip) == ([], [])
+        [moved] = decision.defer
+        assert (moved.id, moved.until) == (1, datetime(2026, 12, 2, 8, 0, tzinfo=UTC))
+        assert moved.reason == "campaign sale (--pause-drips) claims the local day 2026-12-01"
+
+
+def test_a_hold_spares_campaigns_the_exempt_welcome_and_other_days() -> None:
+    campaign = Candidate(1, 2, T)
+    welcome = Candidate(2, 2, T, exempt=True, drip=True)
+    held = [Hold(T, "campaign sale")]
+    decision = decide(
+        [campaign, welcome], used=[], upcoming=[], caps=(), zone=UTC, now=T, holds=held
+    )
+    assert sorted(decision.send) == [1, 2]
+    tomorrow = [Hold(T + DAY - 9 * H)]  # 00:00 on the 2nd: another local day
+    drip = Candidate(3, 2, T, drip=True)
+    decision = decide([drip], used=[], upcoming=[], caps=(), zone=UTC, now=T, holds=tomorrow)
+    assert decision.send == [3]
+
+
+def test_a_hold_is_the_subscribers_local_day() -> None:
+    # 23:30 UTC on the 30th is 08:30 on the 1st in Tokyo: the campaign at 09:00 UTC on the
+    # 1st (18:00 Tokyo) claims that Tokyo day.
+    tokyo = ZoneInfo("Asia/Tokyo")
+    now = datetime(2026, 11, 30, 23, 30, tzinfo=UTC)
+    drip = Candidate(1, 2, now, window=WINDOW, drip=True)
+    decision = decide([drip], used=[], upcoming=[], caps=(), zone=tokyo, now=now, holds=[Hold(T)])
+    [moved] = decision.defer
+    assert moved.until == datetime(2026, 12, 1, 23, 0, tzinfo=UTC)  # 08:00 Tokyo on the 2nd
+    assert moved.reason == "a campaign (--pause-drips) claims the local day 2026-12-01"
+    assert decide([drip], used=[], upcoming=[], caps=(), zone=UTC, now=now, holds=[Hold(T)]).send
+
+
+def test_two_campaigns_the_same_day_name_the_first() -> None:
+    drip = Candidate(1, 2, T, drip=True)
+    holds = [Hold(T + 5 * H, "campaign late"), Hold(T + H, "campaign early")]
+    decision = decide([drip], used=[], upcoming=[], caps=(), zone=UTC, now=T, holds=holds)
+    assert decision.defer[0].reason.startswith("campaign early ")
+
+
+def test_after_held_days_skips_every_held_day_in_a_row() -> None:
+    days = {T.date(), (T + DAY).date()}
+    assert after_held_days(T, days, UTC, WINDOW) == datetime(2026, 12, 3, 8, 0, tzinfo=UTC)
+    assert after_held_days(T, days, UTC, None) == datetime(2026, 12, 3, 0, 0, tzinfo=UTC)
+    assert after_held_days(T, set(), UTC, WINDOW) == T
+    late = SendWindow(time(14, 0), time(16, 0))
+    assert after_held_days(T, {T.date()}, UTC, late) == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 
 
 TOPICS = Topics(

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from newsletter.app import App
 from newsletter.db import transaction
@@ -155,6 +155,19 @@ def observed(app: App) -> tuple[dict[int, Any], set[Any]]:
         }
         for d in session.scalars(select(Delivery).where(Delivery.key.like("drip:%"))):
             assert (d.due_at, d.created_at, d.enrollment_id) == (NOW, NOW, int(d.key.split(":")[1]))
+        # Stored in the form SQL comparisons expect (SQLite keeps datetimes as text).
+        same = select(func.count()).select_from(Delivery).where(Delivery.key.like("drip:%"))
+        assert session.scalar(
+            same.where(Delivery.due_at == NOW, Delivery.updated_at <= NOW)
+        ) == len(rows)
+        for eid, (_, _, _, due) in states.items():
+            if due is not None:
+                found = (
+                    select(func.count())
+                    .select_from(Enrollment)
+                    .where(Enrollment.id == eid, Enrollment.next_due_at == due)
+                )
+                assert session.scalar(found) == 1
     return states, rows
 
 

@@ -11,10 +11,12 @@ import pytest
 from sqlalchemy import select
 
 from newsletter.app import App
+from newsletter.attention.claims import attention_for
 from newsletter.db import transaction
 from newsletter.drip.planner import Catalog, plan_drips
 from newsletter.enrollment import enroll_on_confirm
-from newsletter.models import Campaign, Delivery, Enrollment
+from newsletter.ledger import claim_batch
+from newsletter.models import Campaign, Delivery, DeliveryDeferral, Enrollment
 from newsletter.settings import Settings
 from tests.factories import add_subscriber
 
@@ -77,32 +79,74 @@ def test_a_step_due_while_the_service_was_down_goes_out_late_inside_a_window(app
     assert drips(app, sid)[-1] == ("tips/meet-your-ql", morning)
 
 
-def test_a_pause_drips_campaign_moves_the_step_to_the_next_day(app: App) -> None:
-    sid = add(app, "busy@example.org", tags=["vip"])
-    other = add(app, "calm@example.org")
-    plan_drips(app, T0)
-    mark_sent(app, T0)
-    plan_drips(app, T0)
-    due = datetime(2026, 11, 4, 7, 0, tzinfo=UTC)
-    with transaction(app.sessions) as session:
-        session.add(
-            Campaign(
-                name="sale",
-                item_id="campaigns/seven-day-reset",
-                state="scheduled",
-                include_tags=["vip"],
-                exclude_tags=[],
-                scheduled_at=datetime(2026, 11, 4, 15, 0, tzinfo=UTC),  # same local day
-                pause_drips=True,
-                created_at=T0,
-                updated_at=T0,
+@pytest.mark.parametrize("cap", ["1/24h", "off"])
+def test_a_pause_drips_campaign_moves_the_step_to_the_next_day(
+    make_settings: Callable[..., Settings], cap: str
+) -> None:
+    """The planner plans the step; the claim holds it on the campaign's local day (whatever
+    the cap) and it goes the next morning: deferred, with the reason, never lost."""
+    app = App(make_settings(marketing_cap=cap))
+    try:
+        sid = add(app, "busy@example.org", tags=["vip"])
+        other = add(app, "calm@example.org")
+        plan_drips(app, T0)
+        mark_sent(app, T0)
+        plan_drips(app, T0)
+        due = datetime(2026, 11, 4, 7, 0, tzinfo=UTC)
+        with transaction(app.sessions) as session:
+            session.add(
+                Campaign(
+                    name="sale",
+                    item_id="campaigns/seven-day-reset",
+                    state="scheduled",
+                    include_tags=["vip"],
+                    exclude_tags=[],
+                    scheduled_at=datetime(2026, 11, 4, 15, 0, tzinfo=UTC),  # same local day
+                    pause_drips=True,
+                    created_at=T0,
+                    updated_at=T0,
+                )
             )
+        report = plan_drips(app, due)
+        assert report["planned"] == 2
+        # The subscriber outside the segment is not held back; the one inside is.
+        assert [(r.subscriber_id, r.item_id) for r in claim(app, due)] == [
+            (other, "tips/meet-your-ql")
+        ]
+        next_morning = datetime(2026, 11, 5, 7, 0, tzinfo=UTC)
+        assert drips(app, sid)[-1] == ("tips/meet-your-ql", next_morning)
+        with app.sessions() as session:
+            deferrals = [
+                (d.subscriber_id, d.at, d.until, d.reason)
+                for d in session.scalars(select(DeliveryDeferral))
+            ]
+        assert deferrals == [
+            (
+                sid,
+                due,
+                next_morning,
+                "campaign sale (--pause-drips) claims the local day 2026-11-04",
+            )
+        ]
+        assert [(r.subscriber_id, r.item_id) for r in claim(app, next_morning)] == [
+            (sid, "tips/meet-your-ql")
+        ]
+    finally:
+        app.close()
+
+
+def claim(app: App, now: datetime) -> list[Delivery]:
+    with transaction(app.sessions) as session:
+        rows = claim_batch(
+            session,
+            worker="w",
+            limit=100,
+            now=now,
+            lease=timedelta(minutes=5),
+            attention=attention_for(app),
         )
-    report = plan_drips(app, due)
-    assert report["paused"] == 1
-    assert report["planned"] == 1  # the subscriber outside the segment is not held back
-    assert enrollment(app, sid).next_due_at == datetime(2026, 11, 5, 7, 0, tzinfo=UTC)
-    assert [item for item, _ in drips(app, other)] == ["system/welcome", "tips/meet-your-ql"]
+        session.expunge_all()
+        return rows
 
 
 def test_an_edited_sequence_never_resends_and_continues_after_the_last_item(app: App) -> None:

@@ -19,6 +19,10 @@ Per subscriber (see ``decide`` for the rules):
 * the others are decided by ``decide``: sent now (leased), moved (``due_at`` later, the
   reason in ``error`` and in ``delivery_deferrals``) or, campaign rows moved past their
   staleness limit, ``skipped`` with the reason.
+* ``--pause-drips``: the subscriber's ``pause_drips`` campaigns around ``now`` (ledger rows
+  not skipped or failed, at their send time or due time; and scheduled campaigns whose
+  audience is not frozen yet, matched by their segment, at their send instant) are
+  ``Hold``s: a drip step on such a local day is deferred past it (see ``decide``).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -34,9 +38,16 @@ from sqlalchemy.orm import Session
 
 from newsletter.app import App
 from newsletter.attention.cap import longest
-from newsletter.attention.decide import Candidate, Decision, Upcoming, decide, stale_limit
+from newsletter.attention.decide import (
+    Candidate,
+    Decision,
+    Hold,
+    Upcoming,
+    decide,
+    stale_limit,
+)
 from newsletter.attention.policy import AttentionPolicy, build_policy
-from newsletter.campaigns.schedule import Segment
+from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
 from newsletter.ledger import Attention
 from newsletter.models import (
@@ -55,6 +66,8 @@ from newsletter.models import (
 MARKETING = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
 IN_FLIGHT = (DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value)
 UPCOMING_CAMPAIGN_STATES = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
+HOLDING_CAMPAIGN_STATES = (*UPCOMING_CAMPAIGN_STATES, CampaignState.PAUSED.value)
+HOLD_NEAR = timedelta(days=2)  # a local day lies within a day of its UTC date
 
 
 @dataclass
@@ -69,6 +82,10 @@ class _Facts:
     campaigns: dict[int, Campaign] = field(default_factory=dict)
     used: dict[int, list[datetime]] = field(default_factory=lambda: defaultdict(list))
     upcoming: dict[int, list[Upcoming]] = field(default_factory=lambda: defaultdict(list))
+    # pause_drips campaigns: (subscriber, at, label, topic)
+    holds: dict[int, list[tuple[Hold, str | None]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
 
 
 def apply_attention(
@@ -83,6 +100,8 @@ def apply_attention(
     horizon = max(longest(policy.caps_for("weekly")), timedelta(days=1))
     facts = _load_facts(session, marketing, subscriber_ids, now=now, horizon=horizon)
     _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
+    drip_ids = {r.subscriber_id for r in marketing if r.kind == DeliveryKind.DRIP.value}
+    _load_holds(session, facts, policy, sorted(i for i in drip_ids if i is not None), now=now)
     by_subscriber: dict[int, list[Delivery]] = defaultdict(list)
     for row in marketing:
         assert row.subscriber_id is not None
@@ -273,6 +292,65 @@ def _upcoming_campaigns(
             )
 
 
+def _load_holds(
+    session: Session, facts: _Facts, policy: AttentionPolicy, ids: list[int], *, now: datetime
+) -> None:
+    """The ``pause_drips`` campaigns of subscribers with a drip row in this batch."""
+    if not ids:
+        return
+    near = (now - HOLD_NEAR, now + HOLD_NEAR)
+    at = func.coalesce(Delivery.sent_at, Delivery.due_at)
+    for sid, when, name, item_id, topic in session.execute(
+        select(Delivery.subscriber_id, at, Campaign.name, Campaign.item_id, Campaign.topic)
+        .join(Campaign, Campaign.id == Delivery.campaign_id)
+        .where(
+            Delivery.subscriber_id.in_(ids),
+            Delivery.kind == DeliveryKind.CAMPAIGN.value,
+            Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
+            at.between(*near),
+            Campaign.pause_drips.is_(True),
+        )
+    ):
+        if sid is None:
+            continue  # pragma: no cover - filtered by the subscriber ids above
+        hold = Hold(_aware(when), f"campaign {name}")
+        facts.holds[sid].append((hold, policy.topic_of(item_id, campaign_topic=topic)))
+    campaigns = session.scalars(
+        select(Campaign).where(
+            Campaign.pause_drips.is_(True),
+            Campaign.audience_frozen.is_(False),
+            Campaign.state.in_(HOLDING_CAMPAIGN_STATES),
+            Campaign.scheduled_at.between(*near),
+        )
+    ).all()
+    if not campaigns:
+        return
+    attributes: dict[int, dict[str, Any]] = dict(
+        session.execute(
+            select(Subscriber.id, Subscriber.attributes).where(Subscriber.id.in_(ids))
+        ).all()
+    )
+    for campaign in campaigns:
+        segment = segment_from(
+            campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
+        )
+        topic = policy.topic_of(campaign.item_id, campaign_topic=campaign.topic)
+        for sid in ids:
+            if not segment.matches(facts.tags.get(sid, ()), attributes.get(sid) or {}):
+                continue
+            assert campaign.scheduled_at is not None
+            when = campaign.scheduled_at
+            if campaign.local_time is not None:
+                wall = datetime.fromisoformat(campaign.local_time)
+                when = resolve_local(wall, policy.zone(facts.zones.get(sid)))
+            facts.holds[sid].append((Hold(_aware(when), f"campaign {campaign.name}"), topic))
+
+
+def _aware(at: datetime) -> datetime:
+    """SQLite hands back naive UTC datetimes."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _exempt(policy: AttentionPolicy, sequence: str | None, step: int | None) -> bool:
     rule = policy.sequences.get(sequence or "")
     return rule is not None and rule.first_exempt and step == 0
@@ -314,8 +392,12 @@ def _decide_one(
                     exempt=_exempt(policy, sequence, row.step),
                     window=rule.window if rule else None,
                     label=row.item_id,
+                    drip=True,
                 )
             )
+    holds = [
+        h for h, topic in facts.holds.get(subscriber_id, []) if topic is None or topic not in off
+    ]
     decision = decide(
         candidates,
         used=facts.used.get(subscriber_id, []),
@@ -323,6 +405,7 @@ def _decide_one(
         caps=policy.caps_for(facts.frequency.get(subscriber_id)),
         zone=policy.zone(facts.zones.get(subscriber_id)),
         now=now,
+        holds=holds,
     )
     return decision, opted_out
 

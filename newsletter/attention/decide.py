@@ -16,18 +16,23 @@ Rules (copied into the README, "Attention"):
   go when the cap frees). A drip step is only ever moved, never skipped. A campaign email
   that would be moved past ``NEWSLETTER_CAMPAIGN_STALE_HOURS`` after its own due time is
   skipped, with the reason recorded.
+* ``--pause-drips`` is a special case: a campaign created with it **claims the subscriber's
+  whole local day** against drip steps, whatever the cap (also ``off``). A drip step that
+  would go on such a day (the campaign is due, queued or sent that local day) is deferred to
+  the first moment of its window after the held day(s), with the reason; it is moved, never
+  skipped. The exempt welcome still goes at once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 
 from newsletter.attention.cap import Cap, next_free
 from newsletter.attention.priority import priority_name
 from newsletter.content.model import SendWindow
-from newsletter.drip.timing import next_in_window
+from newsletter.drip.timing import local_date, next_in_window, resolve_local
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,15 @@ class Candidate:
     exempt: bool = False
     window: SendWindow | None = None  # drip steps: the sequence's window
     stale_at: datetime | None = None  # campaigns: skipped rather than moved past this
+    label: str = ""
+    drip: bool = False  # a drip step: held on a day a pause_drips campaign claims
+
+
+@dataclass(frozen=True)
+class Hold:
+    """A ``pause_drips`` campaign of this subscriber at ``at``: it claims that local day."""
+
+    at: datetime
     label: str = ""
 
 
@@ -80,12 +94,25 @@ def decide(
     caps: Sequence[Cap],
     zone: tzinfo,
     now: datetime,
+    holds: Sequence[Hold] = (),
 ) -> Decision:
     """Decide for one subscriber at ``now``; ``used`` are the instants already counted."""
     decision = Decision()
     taken = list(used)
+    held: dict[date, Hold] = {}
+    for h in sorted(holds, key=lambda h: h.at):
+        held.setdefault(local_date(h.at, zone), h)
     order = sorted(candidates, key=lambda c: (not c.exempt, -c.priority, c.due_at, c.id))
     for candidate in order:
+        hold = held.get(local_date(now, zone))
+        if candidate.drip and not candidate.exempt and hold is not None:
+            until = after_held_days(now, set(held), zone, candidate.window)
+            reason = (
+                f"{hold.label or 'a campaign'} (--pause-drips) claims the local day "
+                f"{local_date(now, zone).isoformat()}"
+            )
+            decision.defer.append(Deferral(candidate.id, until, reason))
+            continue
         if candidate.exempt or not caps:
             decision.send.append(candidate.id)
             taken.append(now)
@@ -139,6 +166,18 @@ def _move(
         )
         return
     decision.defer.append(Deferral(candidate.id, until, reason))
+
+
+def after_held_days(
+    at: datetime, held: set[date], zone: tzinfo, window: SendWindow | None
+) -> datetime:
+    """The first moment (in ``window``, if any) of a local day after ``at`` not in ``held``."""
+    while local_date(at, zone) in held:
+        day = local_date(at, zone) + timedelta(days=1)
+        at = resolve_local(datetime.combine(day, time()), zone)
+        if window is not None:
+            at = next_in_window(at, zone, window)
+    return at
 
 
 def _caps(caps: Sequence[Cap]) -> str:

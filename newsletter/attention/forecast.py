@@ -3,8 +3,8 @@
 ``newsletter subscribers plan EMAIL`` and ``newsletter sequence simulate`` print this. It
 replays the planner (``choose_next``, ``step_due_at``: drip steps inside their window, each
 one ``after`` the previous send) and the claim (``decide``: the cap, priorities, moves and
-skips) on one subscriber's facts, assuming each email goes out the moment it may. Not
-modelled: ``--pause-drips`` holds, provider retries, and changes made later.
+skips, ``--pause-drips`` holds) on one subscriber's facts, assuming each email goes out
+the moment it may. Not modelled: provider retries, and changes made later.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from newsletter.attention.cap import Cap
-from newsletter.attention.decide import Candidate, Upcoming, decide
+from newsletter.attention.decide import Candidate, Hold, Upcoming, decide
 from newsletter.content.model import SendWindow, Sequence
 from newsletter.drip.planning import choose_next
 from newsletter.drip.timing import next_in_window, step_due_at
@@ -47,6 +47,7 @@ class OneOff:
     priority: int
     stale_at: datetime | None
     topic: str | None = None
+    pause_drips: bool = False  # claims its local day against drip steps
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class _Pending:
     step: int = 0
     first_due: datetime | None = None
     notes: list[str] = field(default_factory=list)
+    pause_drips: bool = False
 
 
 def forecast(
@@ -86,11 +88,14 @@ def forecast(
     one_offs: Seq[OneOff],
     pool: Mapping[str, Seq[str]],
     opted_out: Callable[[str, str | None, str | None], str | None] = lambda *_: None,
+    holds: Seq[Hold] = (),
 ) -> list[PlannedEmail]:
     """Every email due before ``until``, in order; ``opted_out(item, sequence, campaign
-    topic)`` returns the topic that stops it, if any."""
+    topic)`` returns the topic that stops it, if any; ``holds`` are ``pause_drips``
+    campaigns that are not in ``one_offs`` (sent, or of a paused campaign)."""
     had = set(had)
     taken = list(used)
+    held = list(holds)
     counter = iter(range(MAX_EVENTS * 10))
     pending: list[_Pending] = []
     for state in drips:
@@ -108,6 +113,7 @@ def forecast(
                 stale_at=one.stale_at,
                 first_due=one.at,
                 notes=[one.topic or ""],
+                pause_drips=one.pause_drips,
             )
         )
     out: list[PlannedEmail] = []
@@ -141,17 +147,34 @@ def forecast(
                     window=p.window,
                     stale_at=p.stale_at,
                     label=p.item_id,
+                    drip=p.drip is not None,
                 )
             )
         upcoming = [Upcoming(p.due, p.priority, p.source) for p in rest if not p.exempt]
+        holding = [
+            *held,
+            *(
+                Hold(p.due, p.source)
+                for p in pending
+                if p.pause_drips and opted_out(p.item_id, None, p.notes[0]) is None
+            ),
+        ]
         decision = decide(
-            candidates, used=taken, upcoming=upcoming, caps=caps, zone=zone, now=moment
+            candidates,
+            used=taken,
+            upcoming=upcoming,
+            caps=caps,
+            zone=zone,
+            now=moment,
+            holds=holding,
         )
         by_key = {p.key: p for p in due}
         for key in decision.send:
             p = by_key[key]
             taken.append(moment)
             out.append(PlannedEmail(moment, p.item_id, p.source, "send", "; ".join(p.notes[1:])))
+            if p.pause_drips:
+                held.append(Hold(moment, p.source))
             pending.remove(p)
             _advance(p, moment, pending, counter, had, pool, zone)
         for deferral in decision.defer:

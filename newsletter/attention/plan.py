@@ -9,7 +9,7 @@ from sqlalchemy import select
 from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.attention.claims import policy_of
-from newsletter.attention.decide import stale_limit
+from newsletter.attention.decide import Hold, stale_limit
 from newsletter.attention.forecast import DripState, OneOff, PlannedEmail, forecast
 from newsletter.attention.policy import AttentionPolicy
 from newsletter.campaigns.schedule import Segment
@@ -110,6 +110,7 @@ def plan_subscriber(app: App, email: str, *, now: datetime, days: int) -> list[P
     queued = [r for r in rows if r.status == DeliveryStatus.QUEUED.value]
     drips = _drips(app.library, enrollments, queued, rows, zone)
     one_offs = _one_offs(policy, campaigns, queued, rows, tags, zone)
+    holds = _holds(policy, campaigns, rows, one_offs, tags, zone)
     off = set(prefs.topics_off or []) if prefs else set()
 
     def opted_out(item: str, sequence: str | None, campaign_topic: str | None) -> str | None:
@@ -127,6 +128,7 @@ def plan_subscriber(app: App, email: str, *, now: datetime, days: int) -> list[P
         one_offs=one_offs,
         pool=pool_of(app.library),
         opted_out=opted_out,
+        holds=[h for h, topic in holds if topic not in off],
     )
 
 
@@ -186,7 +188,17 @@ def _one_offs(
         if c is None or c.state not in (CampaignState.SENDING.value, CampaignState.SCHEDULED.value):
             continue
         stale = stale_limit(r.deferred_from or r.due_at, stale_hours=policy.stale_hours)
-        out.append(OneOff(f"campaign {c.name}", c.item_id, r.due_at, c.priority, stale, c.topic))
+        out.append(
+            OneOff(
+                f"campaign {c.name}",
+                c.item_id,
+                r.due_at,
+                c.priority,
+                stale,
+                c.topic,
+                pause_drips=c.pause_drips,
+            )
+        )
     for c in campaigns.values():
         if c.id in mine or c.audience_frozen or c.scheduled_at is None:
             continue
@@ -198,5 +210,53 @@ def _one_offs(
         if c.local_time is not None:
             at = resolve_local(datetime.fromisoformat(c.local_time), zone)
         stale = stale_limit(at, stale_hours=policy.stale_hours)
-        out.append(OneOff(f"campaign {c.name}", c.item_id, at, c.priority, stale, c.topic))
+        out.append(
+            OneOff(
+                f"campaign {c.name}",
+                c.item_id,
+                at,
+                c.priority,
+                stale,
+                c.topic,
+                pause_drips=c.pause_drips,
+            )
+        )
+    return out
+
+
+def _holds(
+    policy: AttentionPolicy,
+    campaigns: dict[int, Campaign],
+    rows: list[Delivery],
+    one_offs: list[OneOff],
+    tags: list[str],
+    zone: tzinfo,
+) -> list[tuple[Hold, str | None]]:
+    """``pause_drips`` campaigns the claim counts that are not forecast as one-offs: rows
+    sent or in flight, rows of a paused campaign, and a paused campaign not frozen yet."""
+    forecast_as = {o.label for o in one_offs}
+    out: list[tuple[Hold, str | None]] = []
+    for r in rows:
+        c = campaigns.get(r.campaign_id or -1)
+        if c is None or not c.pause_drips or f"campaign {c.name}" in forecast_as:
+            continue
+        if r.status in (DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value):
+            continue
+        hold = Hold(r.sent_at or r.due_at, f"campaign {c.name}")
+        out.append((hold, policy.topic_of(c.item_id, campaign_topic=c.topic)))
+    mine = {r.campaign_id for r in rows if r.campaign_id is not None}
+    for c in campaigns.values():
+        if not c.pause_drips or c.id in mine or c.audience_frozen or c.scheduled_at is None:
+            continue
+        if c.state != CampaignState.PAUSED.value:
+            continue
+        segment = Segment(tuple(c.include_tags or ()), tuple(c.exclude_tags or ()))
+        if not segment.matches(tags):
+            continue
+        at = c.scheduled_at
+        if c.local_time is not None:
+            at = resolve_local(datetime.fromisoformat(c.local_time), zone)
+        out.append(
+            (Hold(at, f"campaign {c.name}"), policy.topic_of(c.item_id, campaign_topic=c.topic))
+        )
     return out

@@ -2,29 +2,41 @@
 is planned for) one subscriber, built from a list of *sources*.
 
 A source is a function ``(session, subscriber) -> Iterable[TimelineEntry]``; ``SOURCES``
-lists them in a fixed order (ties in time keep that order). Adding one, e.g. engagement
-events (opens, clicks), is one function and one line in ``SOURCES``.
+lists them in a fixed order (ties in time keep that order). Adding one is one function and
+one line in ``SOURCES``. The sources: consent events (and preference changes), enrollments,
+every ledger row, deferrals, provider events, engagement events (opens, clicks, bounces,
+complaints, keeps: ``engagement_events``), bounce reports read from the mailbox (matched by
+the address's hash or by one of the subscriber's deliveries), custom events from the shop
+(``subscriber_events``) and a pending sunset notice.
+
+Not sources: ``source_events`` (a form source's event ids, kept only to drop repeats; they
+name no subscriber) and webhook deliveries (our calls to the shop's endpoints, not
+something that happened to the subscriber; the events they carry are already here).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
 from newsletter.errors import SubscriberNotFound
 from newsletter.models import (
+    BounceReport,
     ConsentEvent,
     Delivery,
     DeliveryDeferral,
+    EngagementEvent,
     Enrollment,
     ProviderEvent,
     Subscriber,
+    SubscriberEvent,
 )
 
 PREFERENCES_SOURCE = "preference centre"  # ConsentEvent.source of a preference change
@@ -105,12 +117,72 @@ def provider_entries(session: Session, subscriber: Subscriber) -> Iterable[Timel
         yield TimelineEntry(e.occurred_at, "provider", e.event, detail)
 
 
+def engagement_entries(session: Session, subscriber: Subscriber) -> Iterable[TimelineEntry]:
+    for e in session.scalars(
+        select(EngagementEvent)
+        .where(EngagementEvent.subscriber_id == subscriber.id)
+        .order_by(EngagementEvent.id)
+    ):
+        who = "human" if e.human else "machine"
+        parts = [
+            f"delivery {e.delivery_id}" if e.delivery_id is not None else "",
+            f"link {e.link_index}" if e.link_index is not None else "",
+            f"{who} ({e.reason})" if e.reason else who,
+            f"via {e.source}",
+        ]
+        yield TimelineEntry(e.at, "engagement", e.kind, ", ".join(p for p in parts if p))
+
+
+BOUNCE_KINDS = {"hard": "hard bounce", "soft": "soft bounce", "complaint": "complaint"}
+
+
+def bounce_report_entries(session: Session, subscriber: Subscriber) -> Iterable[TimelineEntry]:
+    mine = select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+    for r in session.scalars(
+        select(BounceReport)
+        .where(
+            or_(
+                BounceReport.email_hash == email_hash(subscriber.email),
+                BounceReport.delivery_id.in_(mine),
+            )
+        )
+        .order_by(BounceReport.id)
+    ):
+        about = f"delivery {r.delivery_id}: " if r.delivery_id is not None else ""
+        what = BOUNCE_KINDS.get(r.kind, r.kind)
+        yield TimelineEntry(r.received_at, "bounce", f"{what} report", f"{about}{r.outcome}")
+
+
+def shop_event_entries(session: Session, subscriber: Subscriber) -> Iterable[TimelineEntry]:
+    for e in session.scalars(
+        select(SubscriberEvent)
+        .where(SubscriberEvent.subscriber_id == subscriber.id)
+        .order_by(SubscriberEvent.id)
+    ):
+        properties = json.dumps(e.properties or {}, sort_keys=True, separators=(",", ":"))
+        yield TimelineEntry(e.received_at, "event", e.name, f"key {e.key}, {properties}")
+
+
+def sunset_entries(session: Session, subscriber: Subscriber) -> Iterable[TimelineEntry]:
+    if subscriber.sunset_notice_at is not None:
+        yield TimelineEntry(
+            subscriber.sunset_notice_at,
+            "sunset",
+            "re-permission notice pending",
+            "inactive after NEWSLETTER_SUNSET_GRACE_DAYS without a human open, click or keep",
+        )
+
+
 SOURCES: list[Source] = [
     consent_entries,
     enrollment_entries,
     ledger_entries,
     deferral_entries,
     provider_entries,
+    engagement_entries,
+    bounce_report_entries,
+    shop_event_entries,
+    sunset_entries,
 ]
 
 

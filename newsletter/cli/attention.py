@@ -44,7 +44,8 @@ def plan(email: str, days: int, fmt: str, now_text: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def timeline(email: str, fmt: str) -> None:
     """Everything about EMAIL in time order: consent, enrollments, every ledger row
-    (planned, deferred with the reason, sent, skipped), provider events, preferences."""
+    (planned, deferred with the reason, sent, skipped), provider events, preferences,
+    opens and clicks, bounce reports, shop events and a pending sunset notice."""
     from newsletter.attention.timeline import timeline as build
 
     app = get_app()

@@ -28,10 +28,8 @@ Decisions (copied into the README):
   ``sent_at``. A ``failed`` item (permanent refusal, exhausted retries, render error)
   and an ``unknown`` one (fate unknown after a crash; it probably went out) count from the
   moment their fate was recorded, so one bad send does not freeze the sequence.
-* A subscriber who gets a ``pause_drips`` campaign on a local day gets no drip step that
-  day: the step moves to the window of the next local day (the first step, the welcome,
-  is never held back). Both campaigns whose ledger rows exist and scheduled campaigns whose
-  audience is not frozen yet (matched by their tags) count.
+* ``pause_drips`` campaigns are not the planner's business: the claim holds a drip step
+  on a local day such a campaign claims (``newsletter.attention``).
 * A subscriber whose time zone is unknown is planned in ``NEWSLETTER_DEFAULT_TIMEZONE``
   (with one warning per zone name and process).
 * An enrollment whose sequence file disappeared is retried a day later (with a warning),
@@ -54,7 +52,6 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
 from newsletter.app import App
-from newsletter.campaigns.schedule import segment_from
 from newsletter.content.model import Sequence
 from newsletter.db import transaction
 from newsletter.drip.planning import NextSend, choose_next, rotation_pool
@@ -67,15 +64,10 @@ from newsletter.drip.store import (
 )
 from newsletter.drip.timing import (
     in_window,
-    local_date,
     next_in_window,
-    resolve_local,
     step_due_at,
-    window_start_after_day,
 )
 from newsletter.models import (
-    Campaign,
-    CampaignState,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -107,7 +99,6 @@ class PlanReport:
     advanced: int = 0  # enrollments given their next due time after a send
     planned: int = 0  # ledger rows written
     deferred: int = 0  # due outside the send window: moved to its next opening
-    paused: int = 0  # held back for a pause_drips campaign that day
     done: int = 0  # nothing left to send
     stopped: int = 0  # the subscriber is no longer active
     locked: bool = False  # another planner held the lock
@@ -299,7 +290,6 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
             Enrollment.next_due_at,
             Subscriber.timezone,
             Subscriber.status.label("subscriber_status"),
-            Subscriber.tags,
         )
         .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
         .where(
@@ -314,17 +304,14 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
         return 0
     subscriber_ids = [r.subscriber_id for r in rows]
     had = _had(session, subscriber_ids)
-    campaign_days = _pause_instants(session, rows, ctx)
     # Decided once per situation: rows alike in every input of the decision share it.
     decisions: dict[tuple[Any, ...], _Decision] = {}
     moves: list[EnrollmentMove] = []
     skipped: list[PlannedRow] = []
     planned: list[PlannedRow] = []
     counts: dict[str, int] = defaultdict(int)
-    no_days: tuple[datetime, ...] = ()
     for row in rows:
         seen = had.get(row.subscriber_id, _NOTHING)
-        days = campaign_days.get(row.subscriber_id, no_days)
         situation = (
             row.subscriber_status,
             row.sequence,
@@ -332,7 +319,6 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
             row.last_item_id,
             row.timezone,
             frozenset(seen),
-            tuple(days),
         )
         decision = decisions.get(situation)
         if decision is None:
@@ -345,7 +331,6 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
     report = ctx.report
     report.stopped += counts["stopped"]
     report.deferred += counts["deferred"]
-    report.paused += counts["paused"]
     report.done += counts["done"]
     report.examples_skipped += insert_planned(session, skipped, now=ctx.now)
     report.planned += insert_planned(session, planned, now=ctx.now)
@@ -373,14 +358,13 @@ class _Situation:
     last_item_id: str | None
     timezone: str | None
     had: frozenset[str]
-    campaign_days: tuple[datetime, ...]
 
 
 @dataclass(frozen=True)
 class _Decision:
     """What planning decides for one situation; the same for every enrollment in it."""
 
-    outcome: str  # the report counter it adds to: planned, deferred, paused, done, stopped
+    outcome: str  # the report counter it adds to: planned, deferred, done, stopped
     status: str  # the enrollment's status afterwards
     next_due_at: datetime | None
     send: NextSend | None = None  # the item planned now
@@ -422,9 +406,6 @@ def _decide(s: _Situation, ctx: _Context) -> _Decision:
         window = sequence.send_window
         if not in_window(now, zone, window):
             return _Decision("deferred", _ACTIVE, next_in_window(now, zone, window))
-        today = local_date(now, zone)
-        if any(local_date(at, zone) == today for at in s.campaign_days):
-            return _Decision("paused", _ACTIVE, window_start_after_day(now, zone, window))
     skipped, nxt = _past_examples(sequence, nxt, s.had, ctx)
     if nxt is None:
         return _Decision("done", EnrollmentStatus.DONE.value, None, skipped=tuple(skipped))
@@ -490,56 +471,6 @@ def _had(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]
         if subscriber_id is not None:
             had[subscriber_id].add(item_id)
     return had
-
-
-def _pause_instants(session: Session, rows: Seq[Any], ctx: _Context) -> dict[int, list[datetime]]:
-    """Per subscriber: instants of ``pause_drips`` campaigns sent to them around ``now``."""
-    near = (ctx.now - timedelta(days=2), ctx.now + timedelta(days=2))
-    ids = sorted({r.subscriber_id for r in rows})
-    found: dict[int, list[datetime]] = defaultdict(list)
-    planned = session.execute(
-        select(Delivery.subscriber_id, Delivery.due_at)
-        .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(
-            id_in(session, Delivery.subscriber_id, ids),
-            Delivery.kind == DeliveryKind.CAMPAIGN.value,
-            Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
-            Delivery.due_at.between(*near),
-            Campaign.pause_drips.is_(True),
-        )
-    ).all()
-    for subscriber_id, due_at in planned:
-        if subscriber_id is not None:
-            found[subscriber_id].append(due_at)
-    upcoming = session.scalars(
-        select(Campaign).where(
-            Campaign.pause_drips.is_(True),
-            Campaign.audience_frozen.is_(False),
-            Campaign.state.in_(
-                [
-                    CampaignState.SCHEDULED.value,
-                    CampaignState.SENDING.value,
-                    CampaignState.PAUSED.value,
-                ]
-            ),
-            Campaign.scheduled_at.between(*near),
-        )
-    ).all()
-    for campaign in upcoming:
-        segment = segment_from(
-            campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
-        )
-        for row in rows:
-            if segment.matches(row.tags or ()):
-                found[row.subscriber_id].append(_campaign_instant(campaign, row.timezone, ctx))
-    return found
-
-
-def _campaign_instant(campaign: Campaign, zone_name: str | None, ctx: _Context) -> datetime:
-    assert campaign.scheduled_at is not None
-    if campaign.local_time is None:
-        return campaign.scheduled_at
-    return resolve_local(datetime.fromisoformat(campaign.local_time), ctx.zones(zone_name))
 
 
 def _update_enrollments(session: Session, changes: list[dict[str, Any]]) -> None:

@@ -193,8 +193,10 @@ def move_enrollments(session: Session, moves: Sequence[EnrollmentMove]) -> None:
 
 
 def _stamper(session: Session) -> Any:
-    """The SQLite driver value of an aware datetime, as ``UTCDateTime`` would bind it."""
-    processor = UTCDateTime().bind_processor(session.get_bind().dialect)
+    """The SQLite driver value of an aware datetime, exactly as ``UTCDateTime`` binds it
+    through SQLAlchemy (the dialect's text form, so comparisons in SQL stay right)."""
+    dialect = session.get_bind().dialect
+    processor = UTCDateTime().dialect_impl(dialect).bind_processor(dialect)
     assert processor is not None
     return processor
 
