@@ -186,9 +186,16 @@ def _claim_once(
         select(Delivery)
         .where(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.due_at <= now)
         .where(
-            ~exists().where(
-                Campaign.id == Delivery.campaign_id,
-                Campaign.state.in_([CampaignState.PAUSED.value, CampaignState.STALE.value]),
+            # Spelled with OR: a bare NOT EXISTS becomes an anti join that PostgreSQL runs
+            # over every queued row and then sorts them all (seconds per claim with a big
+            # queue); as a per-row filter the walk of ix_deliveries_queued_due stops at
+            # ``limit`` rows (drip and confirmation rows have no campaign at all).
+            or_(
+                Delivery.campaign_id.is_(None),
+                ~exists().where(
+                    Campaign.id == Delivery.campaign_id,
+                    Campaign.state.in_([CampaignState.PAUSED.value, CampaignState.STALE.value]),
+                ),
             )
         )
         .order_by(Delivery.due_at, Delivery.id)

@@ -77,8 +77,7 @@ def test_0009_keeps_rows_and_adds_due_order_indexes(empty_url: str) -> None:
     with engine.begin() as conn:
         queued = conn.execute(
             text(
-                "SELECT id, key, status FROM deliveries WHERE status = 'queued' "
-                "ORDER BY due_at, id"
+                "SELECT id, key, status FROM deliveries WHERE status = 'queued' ORDER BY due_at, id"
             )
         ).all()
         assert [tuple(r) for r in queued] == [

@@ -287,7 +287,6 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
             Enrollment.sequence,
             Enrollment.position,
             Enrollment.last_item_id,
-            Enrollment.next_due_at,
             Subscriber.timezone,
             Subscriber.status.label("subscriber_status"),
         )
