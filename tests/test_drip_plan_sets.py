@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from newsletter.app import App
 from newsletter.db import transaction
+from newsletter.drip import planner
 from newsletter.drip.planner import MISSING_SEQUENCE_RETRY, Catalog, ZoneResolver, plan_drips
 from newsletter.drip.planning import choose_next
 from newsletter.drip.store import PlannedRow, insert_planned
@@ -171,8 +172,13 @@ def observed(app: App) -> tuple[dict[int, Any], set[Any]]:
     return states, rows
 
 
+@pytest.mark.parametrize("grouped", [0, 10**6], ids=["rows-as-arrays", "one-statement-per-group"])
 @pytest.mark.parametrize("batch_size", [7, 10_000], ids=["small-batches", "one-batch"])
-def test_set_based_plan_equals_deciding_each_enrollment_alone(app: App, batch_size: int) -> None:
+def test_set_based_plan_equals_deciding_each_enrollment_alone(
+    app: App, batch_size: int, grouped: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways of writing a batch (``GROUPED_WRITES``) give the reference's result."""
+    monkeypatch.setattr(planner, "GROUPED_WRITES", grouped)
     inputs = generate(app, 400, seed=batch_size)
     want_states, want_rows = reference(app, inputs)
     report = plan_drips(app, NOW, batch_size=batch_size)

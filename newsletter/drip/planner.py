@@ -59,8 +59,10 @@ from newsletter.drip.store import (
     EnrollmentMove,
     PlannedRow,
     id_in,
+    insert_for_enrollments,
     insert_planned,
     move_enrollments,
+    move_group,
 )
 from newsletter.drip.timing import (
     in_window,
@@ -305,9 +307,7 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
     had = _had(session, subscriber_ids)
     # Decided once per situation: rows alike in every input of the decision share it.
     decisions: dict[tuple[Any, ...], _Decision] = {}
-    moves: list[EnrollmentMove] = []
-    skipped: list[PlannedRow] = []
-    planned: list[PlannedRow] = []
+    members: dict[_Decision, list[Any]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
     for row in rows:
         seen = had.get(row.subscriber_id, _NOTHING)
@@ -323,21 +323,20 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
         if decision is None:
             decision = decisions[situation] = _decide(_Situation(*situation), ctx)
         counts[decision.outcome] += 1
-        moves.append(decision.move(row))
-        skipped.extend(decision.rows(row, decision.skipped, EXAMPLE_SKIP_REASON))
-        if decision.send is not None:
-            planned.extend(decision.rows(row, (decision.send,), None))
+        members[decision].append(row)
     report = ctx.report
     report.stopped += counts["stopped"]
     report.deferred += counts["deferred"]
     report.done += counts["done"]
-    report.examples_skipped += insert_planned(session, skipped, now=ctx.now)
-    report.planned += insert_planned(session, planned, now=ctx.now)
-    move_enrollments(session, moves)
+    if len(members) <= GROUPED_WRITES:
+        _write_groups(session, members, ctx)
+    else:
+        _write_rows(session, members, ctx)
     ended = [
-        {"id": m.id, "status": m.status}
-        for m in moves
-        if m.status in (EnrollmentStatus.DONE.value, EnrollmentStatus.STOPPED.value)
+        {"id": row.id, "status": decision.status}
+        for decision, rows_alike in members.items()
+        if decision.status in (EnrollmentStatus.DONE.value, EnrollmentStatus.STOPPED.value)
+        for row in rows_alike
     ]
     if ended:
         _report_ends(session, rows, ended, now=ctx.now)
@@ -345,6 +344,56 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
 
 
 _NOTHING: frozenset[str] = frozenset()
+# Up to this many distinct decisions in a batch, each group of enrollments sharing one is
+# written with one INSERT ... SELECT and one UPDATE; beyond, rows go out as arrays.
+GROUPED_WRITES = 64
+
+
+def _write_groups(session: Session, members: Mapping[_Decision, list[Any]], ctx: _Context) -> None:
+    report = ctx.report
+    for decision, rows in members.items():
+        ids = [r.id for r in rows]
+        for send in decision.skipped:
+            report.examples_skipped += insert_for_enrollments(
+                session,
+                ids,
+                item_id=send.item_id,
+                step=send.step,
+                skipped_reason=EXAMPLE_SKIP_REASON,
+                now=ctx.now,
+            )
+        if decision.send is not None:
+            report.planned += insert_for_enrollments(
+                session,
+                ids,
+                item_id=decision.send.item_id,
+                step=decision.send.step,
+                skipped_reason=None,
+                now=ctx.now,
+            )
+        move_group(
+            session,
+            ids,
+            status=decision.status,
+            next_due_at=decision.next_due_at,
+            position=decision.send.position if decision.send else None,
+            last_item_id=decision.send.item_id if decision.send else None,
+        )
+
+
+def _write_rows(session: Session, members: Mapping[_Decision, list[Any]], ctx: _Context) -> None:
+    moves: list[EnrollmentMove] = []
+    skipped: list[PlannedRow] = []
+    planned: list[PlannedRow] = []
+    for decision, rows in members.items():
+        for row in rows:
+            moves.append(decision.move(row))
+            skipped.extend(decision.rows(row, decision.skipped, EXAMPLE_SKIP_REASON))
+            if decision.send is not None:
+                planned.extend(decision.rows(row, (decision.send,), None))
+    ctx.report.examples_skipped += insert_planned(session, skipped, now=ctx.now)
+    ctx.report.planned += insert_planned(session, planned, now=ctx.now)
+    move_enrollments(session, moves)
 
 
 @dataclass(frozen=True)

@@ -218,3 +218,84 @@ def id_in(
         .columns(value=Integer)
     )
     return column.in_(values)
+
+
+# ---- one statement per group of enrollments that share a decision --------------------
+
+
+def _ids(session: Session, column: str, ids: Sequence[int]) -> tuple[str, Any]:
+    """SQL for ``column IN ids`` with one bound value, and that value."""
+    if _postgres(session):
+        return f"{column} = ANY(CAST(:ids AS bigint[]))", list(ids)
+    return f"{column} IN (SELECT value FROM json_each(:ids))", json.dumps(list(ids))  # noqa: S608 - column is a constant
+
+
+def insert_for_enrollments(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    item_id: str,
+    step: int,
+    skipped_reason: str | None,
+    now: datetime,
+) -> int:
+    """One ledger row of ``item_id`` for each enrollment in ``ids`` whose key is new, in
+    one ``INSERT ... SELECT`` from ``enrollments``; return how many were inserted."""
+    if not ids:
+        return 0
+    where, value = _ids(session, "e.id", ids)
+    status = DeliveryStatus.SKIPPED.value if skipped_reason else DeliveryStatus.QUEUED.value
+    statement = text(
+        f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
+        "SELECT 'drip:' || e.id || ':' || :item, :kind, :item, :now, e.subscriber_id, e.id, "
+        f":step, :status, :error, 0, :now, :now FROM enrollments AS e WHERE {where} "
+        "ORDER BY e.id ON CONFLICT (key) DO NOTHING"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    params = {
+        "ids": value,
+        "item": item_id,
+        "kind": DeliveryKind.DRIP.value,
+        "now": now,
+        "step": step,
+        "status": status,
+        "error": skipped_reason,
+    }
+    if _postgres(session):
+        result = session.execute(statement, params)
+        return int(getattr(result, "rowcount", 0) or 0)
+    connection = session.connection()
+    before = _changes(connection)
+    connection.execute(statement, params)
+    return _changes(connection) - before
+
+
+def move_group(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    status: str,
+    next_due_at: datetime | None,
+    position: int | None = None,
+    last_item_id: str | None = None,
+) -> None:
+    """Give every enrollment in ``ids`` the same status and next due time (and, with
+    ``position``, the same position and last item) in one ``UPDATE``."""
+    if not ids:
+        return
+    where, value = _ids(session, "id", ids)
+    columns = "status = :status, next_due_at = :due"
+    if position is not None:
+        columns += ", position = :position, last_item_id = :last"
+    statement = text(
+        f"UPDATE enrollments SET {columns} WHERE {where}"  # noqa: S608 - constant SQL
+    ).bindparams(bindparam("due", type_=UTCDateTime()))
+    session.execute(
+        statement,
+        {
+            "ids": value,
+            "status": status,
+            "due": next_due_at,
+            "position": position,
+            "last": last_item_id,
+        },
+    )
