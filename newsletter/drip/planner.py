@@ -10,10 +10,15 @@ An enrollment is in one of three states, all visible in the index on
   or ``skipped``, and computes the next due time from the moment it was sent);
 * ``done`` / ``stopped``: never read again.
 
-Each pass reads one batch of rows with one indexed query, decides in Python with the pure
-functions of ``planning`` and ``timing``, then writes the ledger rows (``enqueue``, key
-``drip:<enrollment_id>:<item_id>``) and moves the enrollments forward with two set-based
-statements in the *same* transaction. Cost grows with the number of due (or just-sent)
+Each pass reads one batch of rows (``PLAN_BATCH``) with one query that walks the index
+on ``(next_due_at, id) WHERE status = 'active'`` in the batch's order, and that also brings
+each subscriber's items already had. Enrollments alike in every input of the decision
+(subscriber status, sequence, position, last item, zone, items had) form one *situation*,
+decided once with the pure functions of ``planning`` and ``timing``. The batch is then
+written in the *same* transaction: with few distinct decisions, one ``INSERT ... SELECT``
+of ledger rows (key ``drip:<enrollment_id>:<item_id>``, ``drip_key``) and one ``UPDATE``
+per group of enrollments sharing a decision; with many, all rows at once as bound arrays
+(``newsletter.drip.store``). Cost grows with the number of due (or just-sent)
 enrollments, never with the size of the list.
 
 Several planners may run at once: on PostgreSQL each batch takes the transaction-scoped
