@@ -26,7 +26,10 @@ from types import FrameType
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.app import App
@@ -121,12 +124,25 @@ class _Chain:
             self._move("plan-drips", max(due, now + MIN_WAKE))
 
     def _move(self, job_id: str, at: datetime) -> None:
-        """Run ``job_id`` at ``at`` if that is sooner than its next scheduled run."""
-        job = self.scheduler.get_job(job_id)
-        if job is None or job.next_run_time is None:
-            return  # not scheduled here, or paused
-        if at < job.next_run_time:
-            job.modify(next_run_time=at)
+        """Run ``job_id`` at ``at`` if that is sooner than its next scheduled run.
+
+        Done from a short daemon thread: ``shutdown(wait=True)`` holds the scheduler's job
+        store lock while it waits for running jobs, so a job thread that touched the
+        scheduler itself could wait for a lock held by a shutdown waiting for it.
+        """
+        if self.scheduler.state != STATE_RUNNING:
+            return
+        threading.Thread(target=self._reschedule, args=(job_id, at), daemon=True).start()
+
+    def _reschedule(self, job_id: str, at: datetime) -> None:
+        try:
+            job = self.scheduler.get_job(job_id)
+            if job is None or job.next_run_time is None:
+                return  # not scheduled here, or paused
+            if at < job.next_run_time:
+                job.modify(next_run_time=at)
+        except (SchedulerNotRunningError, JobLookupError):
+            return  # shut down meanwhile: nothing to move
 
 
 def _deliver(app: App, name: str, chain: _Chain) -> None:

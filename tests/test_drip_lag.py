@@ -165,3 +165,38 @@ def test_rows_planned_while_deliver_runs_make_it_run_once_more(
         scheduler.shutdown(wait=True)
         app.close()
     assert runs[:3] == ["deliver", "plan-drips", "deliver"]
+
+
+def test_shutdown_while_a_planner_run_ends_does_not_hang(
+    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``shutdown(wait=True)`` waits for running jobs while holding the scheduler's locks:
+    a planner run that ends then (and kicks deliver, wakes itself) must not wait on them."""
+    app = App(make_settings())
+    running = threading.Event()
+    release = threading.Event()
+
+    def plan(_app: App, now: datetime) -> dict[str, Any]:
+        running.set()
+        assert release.wait(10)
+        return {"planned": 3}
+
+    def idle(_app: App, now: datetime) -> dict[str, Any]:
+        return {}
+
+    for name in JOBS:
+        monkeypatch.setitem(JOBS, name, plan if name == "plan-drips" else idle)
+    scheduler = scheduling.build_scheduler(app)
+    for name in JOBS:
+        scheduler.reschedule_job(name, trigger=IntervalTrigger(hours=1))
+    scheduler.start(paused=True)
+    scheduler.modify_job("plan-drips", next_run_time=datetime.now(UTC))
+    scheduler.resume()
+    assert running.wait(10)
+    stopper = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True})
+    stopper.start()
+    time.sleep(0.2)  # shutdown is now waiting for the planner run, holding its locks
+    release.set()
+    stopper.join(10)
+    app.close()
+    assert not stopper.is_alive(), "shutdown hung on a job that touched the scheduler"
