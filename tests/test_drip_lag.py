@@ -88,7 +88,7 @@ def test_steps_go_out_within_one_poll_interval_of_their_due_time(
     app.library  # noqa: B018 - load content before the clock starts
     scheduler = scheduling.build_scheduler(app)
     start = datetime.now(UTC) + timedelta(seconds=POLL)
-    due = enroll(app, 40, start, 4 * POLL)
+    due = enroll(app, 20, start, 4 * POLL)
     first = datetime.now(UTC) + timedelta(seconds=POLL / 2)
     for name in EVERY_MINUTE:
         scheduler.reschedule_job(name, trigger=IntervalTrigger(seconds=POLL, start_date=first))
