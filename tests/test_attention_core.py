@@ -46,6 +46,20 @@ def test_parse_cap_refuses_anything_else_naming_the_forms(text: str) -> None:
         parse_cap(text)
 
 
+def test_parse_cap_errors_quote_at_most_40_characters_of_the_text() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_cap("x" * 50)
+    assert str(caught.value) == (
+        f"cannot read the cap {'x' * 40!r}: write COUNT/PERIOD with h, d or w, "
+        "e.g. 1/24h, 2/7d or 1/1w (or off)"
+    )
+    with pytest.raises(ValueError) as caught:
+        parse_cap("0/24h" + " " * 45)
+    assert str(caught.value) == (
+        f"cannot read the cap {'0/24h' + ' ' * 35!r}: count and period must be at least 1"
+    )
+
+
 @pytest.mark.parametrize(
     ("cap", "text"),
     [(Cap(1, DAY), "1/1d"), (Cap(2, 7 * DAY), "2/7d"), (Cap(1, 12 * H), "1/12h")],
@@ -170,6 +184,14 @@ def test_exempt_steps_go_even_when_the_cap_is_full_and_still_count() -> None:
     welcome = Candidate(1, 2, T, exempt=True)
     tip = Candidate(2, 3, T)
     decision = _decide([welcome, tip], used=[T - H])
+    assert decision.send == [1]
+    assert [d.id for d in decision.defer] == [2]
+
+
+def test_an_exempt_welcome_is_decided_first_and_takes_the_slot_of_a_higher_older_email() -> None:
+    welcome = Candidate(1, 1, T, exempt=True)
+    tip = Candidate(2, 3, T - H)
+    decision = _decide([tip, welcome])
     assert decision.send == [1]
     assert [d.id for d in decision.defer] == [2]
 
