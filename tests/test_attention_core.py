@@ -175,6 +175,16 @@ def test_a_lower_email_gives_way_to_a_higher_one_due_soon() -> None:
     assert "gives way to campaign launch (high priority)" in moved.reason
 
 
+def test_an_email_gives_way_to_a_higher_one_due_right_now() -> None:
+    # a queued row of another batch, due now (claims pass max(due, now))
+    rival = Upcoming(T, 3, "campaign launch")
+    decision = _decide([Candidate(1, 2, T)], upcoming=[rival])
+    assert decision.send == []
+    [moved] = decision.defer
+    assert moved.until == T + DAY
+    assert moved.reason == "gives way to campaign launch (high priority) due 2026-12-01 09:00 UTC"
+
+
 def test_an_email_does_not_give_way_to_an_equal_or_lower_one_or_one_far_away() -> None:
     upcoming = [Upcoming(T + 5 * H, 2), Upcoming(T + 2 * H, 1), Upcoming(T + 25 * H, 3)]
     assert _decide([Candidate(1, 2, T)], upcoming=upcoming).send == [1]
