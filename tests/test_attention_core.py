@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.attention.cap import Cap, fits, next_free, parse_cap
+from newsletter.attention.cap import Cap, fits, longest, next_free, parse_cap
 from newsletter.attention.decide import Candidate, Hold, Upcoming, after_held_days, decide
 from newsletter.attention.priority import parse_priority, priority_name
 from newsletter.attention.topics import Topic, Topics, parse_topics
@@ -157,6 +157,17 @@ def test_a_campaign_moved_past_its_staleness_limit_is_skipped_with_the_reason() 
     assert decision.send == decision.defer == []
     assert decision.skip[0].id == 1
     assert "NEWSLETTER_CAMPAIGN_STALE_HOURS" in decision.skip[0].reason
+
+
+def test_longest_period_of_the_caps() -> None:
+    assert longest((Cap(1, DAY), Cap(2, 7 * DAY), Cap(1, H))) == 7 * DAY
+    assert longest(()) == timedelta()
+
+
+def test_a_campaign_moved_to_exactly_its_staleness_limit_still_waits() -> None:
+    campaign = Candidate(1, 2, T, stale_at=T + 22 * H)
+    decision = _decide([campaign], used=[T - 2 * H])
+    assert (decision.skip, decision.defer[0].until) == ([], T + 22 * H)
 
 
 def test_a_campaign_moved_within_its_staleness_limit_waits() -> None:
