@@ -9,7 +9,14 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from newsletter.attention.cap import Cap, fits, longest, next_free, parse_cap
-from newsletter.attention.decide import Candidate, Hold, Upcoming, after_held_days, decide
+from newsletter.attention.decide import (
+    Candidate,
+    Hold,
+    Upcoming,
+    after_held_days,
+    decide,
+    stale_limit,
+)
 from newsletter.attention.priority import parse_priority, priority_name
 from newsletter.attention.topics import Topic, Topics, parse_topics
 from newsletter.content.model import SendWindow
@@ -47,13 +54,13 @@ def test_parse_cap_refuses_anything_else_naming_the_forms(text: str) -> None:
 
 
 def test_parse_cap_errors_quote_at_most_40_characters_of_the_text() -> None:
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="cannot read the cap") as caught:
         parse_cap("x" * 50)
     assert str(caught.value) == (
         f"cannot read the cap {'x' * 40!r}: write COUNT/PERIOD with h, d or w, "
         "e.g. 1/24h, 2/7d or 1/1w (or off)"
     )
-    with pytest.raises(ValueError) as caught:
+    with pytest.raises(ValueError, match="cannot read the cap") as caught:
         parse_cap("0/24h" + " " * 45)
     assert str(caught.value) == (
         f"cannot read the cap {'0/24h' + ' ' * 35!r}: count and period must be at least 1"
@@ -157,6 +164,11 @@ def test_a_campaign_moved_past_its_staleness_limit_is_skipped_with_the_reason() 
     assert decision.send == decision.defer == []
     assert decision.skip[0].id == 1
     assert "NEWSLETTER_CAMPAIGN_STALE_HOURS" in decision.skip[0].reason
+
+
+def test_stale_limit_is_the_due_time_plus_the_hours() -> None:
+    assert stale_limit(T, stale_hours=6) == T + 6 * H
+    assert stale_limit(T, stale_hours=0.5) == T + H / 2
 
 
 def test_longest_period_of_the_caps() -> None:

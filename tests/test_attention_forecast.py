@@ -74,6 +74,13 @@ def test_rotations_left_and_items_had_end_the_sequence() -> None:
     assert run(drips=[DripState(SEQ, 2, None)]) == []
 
 
+def test_the_callers_facts_are_left_as_they_were() -> None:
+    had: set[str] = set()
+    used: list[datetime] = []
+    assert len(run(had=had, used=used)) == 3
+    assert (had, used) == (set(), [])
+
+
 def test_a_later_step_is_placed_in_its_window_and_a_planned_row_keeps_its_time() -> None:
     later = DripState(SEQ, 2, T + 4 * H, last_item_id="system/welcome", position=1)
     assert run(drips=[later])[0] == ("12-02 08:00", "tips/a", "send", "")
