@@ -289,3 +289,15 @@ def test_a_drip_gives_way_to_a_higher_campaign_later_that_day() -> None:
             "due 2026-12-03 11:00 UTC",
         ),
     ]
+
+
+def test_an_enrollment_at_its_end_plans_nothing() -> None:
+    plain = Sequence("plain", "", "", WINDOW, STEPS)
+    done = DripState(plain, 2, T, last_item_id="tips/b", position=3)
+    assert run(drips=[done], had={"system/welcome", "tips/a", "tips/b"}) == []
+    no_more = DripState(SEQ, 2, T, last_item_id="tips/b", position=3, rotations_left=0)
+    assert run(drips=[no_more], had={"system/welcome", "tips/a", "tips/b"}) == []
+    one_more = DripState(SEQ, 2, T, last_item_id="tips/b", position=3, rotations_left=1)
+    assert run(drips=[one_more], had={"system/welcome", "tips/a", "tips/b"}, until=T + 30 * D) == [
+        ("12-01 08:00", "tips/c", "send", "")
+    ]
