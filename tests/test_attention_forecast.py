@@ -61,6 +61,10 @@ def test_rotations_left_and_items_had_end_the_sequence() -> None:
         ("12-06 08:00", "tips/b", "send", ""),
         ("12-13 08:00", "tips/c", "send", ""),
     ]
+    assert run(drips=[DripState(SEQ, 2, T, rotations_left=2)], until=T + 60 * D)[-2:] == [
+        ("12-13 08:00", "tips/c", "send", ""),
+        ("12-20 08:00", "tips/d", "send", ""),
+    ]
     assert run(drips=[DripState(SEQ, 2, T, rotations_left=0)], until=T + 60 * D)[-1] == (
         "12-06 08:00",
         "tips/b",
