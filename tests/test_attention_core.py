@@ -329,6 +329,11 @@ GOOD = """topics:
 """
 
 
+@pytest.mark.parametrize("text", ["", "# no topics yet\n", "topics:\n", "topics: []\n"])
+def test_an_empty_topics_file_is_no_topics(text: str) -> None:
+    assert parse_topics(text, "topics.yaml", sequences=[]) == Topics()
+
+
 def test_parse_topics() -> None:
     topics = parse_topics(
         GOOD, "topics.yaml", sequences=["basics"], item_topics=[("c/x", "offers")]
@@ -341,6 +346,7 @@ def test_parse_topics() -> None:
     ("text", "message"),
     [
         ("- a\n", "one key, topics"),
+        ("topics: []\nextra: 1\n", "one key, topics"),
         ("topics: {}\n", "topics must be a list"),
         ("topics:\n  - name: Bad Name\n    description: x\n", "bad topic name"),
         ("topics:\n  - name: a\n", "needs a description"),
@@ -351,6 +357,7 @@ def test_parse_topics() -> None:
     ],
     ids=[
         "not-mapping",
+        "extra-key",
         "not-list",
         "bad-name",
         "no-description",
