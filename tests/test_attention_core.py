@@ -347,6 +347,7 @@ def test_parse_topics() -> None:
     [
         ("- a\n", "one key, topics"),
         ("topics: []\nextra: 1\n", "one key, topics"),
+        ("topics:\n  - tips\n", "each topic needs name and description"),
         ("topics: {}\n", "topics must be a list"),
         ("topics:\n  - name: Bad Name\n    description: x\n", "bad topic name"),
         ("topics:\n  - name: a\n", "needs a description"),
@@ -358,6 +359,7 @@ def test_parse_topics() -> None:
     ids=[
         "not-mapping",
         "extra-key",
+        "entry-not-mapping",
         "not-list",
         "bad-name",
         "no-description",
