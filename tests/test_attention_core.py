@@ -352,7 +352,10 @@ def test_parse_topics() -> None:
         ("topics:\n  - name: Bad Name\n    description: x\n", "bad topic name"),
         ("topics:\n  - name: a\n", "needs a description"),
         ("topics:\n  - name: a\n    description: x\n  - name: a\n    description: y\n", "twice"),
-        ("topics:\n  - name: a\n    description: x\n    sequences: [nope]\n", "does not exist"),
+        (
+            "topics:\n  - name: a\n    description: x\n    sequences: [nope]\n",
+            r"covers sequence 'nope', which does not exist \(known: basics\)",
+        ),
         ("topics:\n  - name: a\n    description: x\n    tags: a\n", "list of words"),
         ("topics:\n  - name: a\n    description: x\n    colour: red\n", "unknown key"),
     ],
@@ -375,5 +378,9 @@ def test_bad_topics_files_say_what_and_where(text: str, message: str) -> None:
 
 
 def test_an_item_naming_an_unknown_topic_is_an_error() -> None:
-    with pytest.raises(ContentError, match="names topic 'nope'"):
+    with pytest.raises(ContentError, match=r"names topic 'nope', .* \(known: drip, offers\)"):
         parse_topics(GOOD, "topics.yaml", sequences=["basics"], item_topics=[("tips/a", "nope")])
+    with pytest.raises(ContentError, match=r"sequence 'x', which does not exist \(known: none\)"):
+        parse_topics(GOOD.replace("[basics]", "[x]"), "topics.yaml", sequences=[])
+    with pytest.raises(ContentError, match=r"names topic 'nope', .* \(known: none\)"):
+        parse_topics("topics: []\n", "topics.yaml", sequences=[], item_topics=[("c/x", "nope")])
