@@ -335,7 +335,7 @@ def test_a_sent_pause_drips_campaign_holds_the_rest_of_its_day(uncapped: App) ->
     assert deferrals(app)[0][2] == HELD
 
 
-def test_a_skipped_or_opted_out_or_other_days_pause_campaign_holds_nothing(
+def test_a_skipped_cancelled_opted_out_or_other_days_pause_campaign_holds_nothing(
     uncapped: App,
 ) -> None:
     app = uncapped
@@ -350,20 +350,32 @@ def test_a_skipped_or_opted_out_or_other_days_pause_campaign_holds_nothing(
     other, oid = subscriber(app, "p4@example.org")
     late = campaign(app, "late", pause_drips=True)
     gone = campaign(app, "gone", pause_drips=True)
+    off = campaign(app, "off", pause_drips=True)
     queue(
         app,
         camp(sid, sale, due=NOW + timedelta(hours=2)),
         drip(sid, eid),
         camp(other, late, due=NOW + timedelta(hours=15)),  # 00:00 on the 25th
         camp(other, gone, due=NOW + timedelta(hours=1)),
+        camp(other, off, due=NOW + timedelta(hours=1)),
         drip(other, oid),
     )
     with transaction(app.sessions) as session:
         session.execute(
             update(Delivery).where(Delivery.campaign_id == gone).values(status="skipped")
         )
+        session.execute(update(Campaign).where(Campaign.id == off).values(state="cancelled"))
     assert len(claim(app)) == 2
     assert deferrals(app) == []
+    # The same campaign merely paused still holds the day: it may resume.
+    third, tid = subscriber(app, "p5@example.org")
+    queue(app, camp(third, off, due=NOW + timedelta(hours=1)), drip(third, tid))
+    with transaction(app.sessions) as session:
+        session.execute(update(Campaign).where(Campaign.id == off).values(state="paused"))
+    assert claim(app) == []
+    assert [r for _d, _u, r in deferrals(app)] == [
+        "campaign off (--pause-drips) claims the local day 2026-11-24"
+    ]
 
 
 def test_an_unfrozen_campaign_holds_the_day_it_falls_on_in_each_zone(uncapped: App) -> None:

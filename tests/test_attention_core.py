@@ -8,8 +8,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.attention.cap import Cap, fits, next_free, parse_cap
-from newsletter.attention.decide import Candidate, Hold, Upcoming, after_held_days, decide
+from newsletter.attention.cap import Cap, fits, longest, next_free, parse_cap
+from newsletter.attention.decide import (
+    Candidate,
+    Hold,
+    Upcoming,
+    after_held_days,
+    decide,
+    stale_limit,
+)
 from newsletter.attention.priority import parse_priority, priority_name
 from newsletter.attention.topics import Topic, Topics, parse_topics
 from newsletter.content.model import SendWindow
@@ -44,6 +51,20 @@ def test_parse_cap_reads_count_and_period(text: str, expected: Cap | None) -> No
 def test_parse_cap_refuses_anything_else_naming_the_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"COUNT/PERIOD|at least 1"):
         parse_cap(text)
+
+
+def test_parse_cap_errors_quote_at_most_40_characters_of_the_text() -> None:
+    with pytest.raises(ValueError, match="cannot read the cap") as caught:
+        parse_cap("x" * 50)
+    assert str(caught.value) == (
+        f"cannot read the cap {'x' * 40!r}: write COUNT/PERIOD with h, d or w, "
+        "e.g. 1/24h, 2/7d or 1/1w (or off)"
+    )
+    with pytest.raises(ValueError, match="cannot read the cap") as caught:
+        parse_cap("0/24h" + " " * 45)
+    assert str(caught.value) == (
+        f"cannot read the cap {'0/24h' + ' ' * 35!r}: count and period must be at least 1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -145,6 +166,22 @@ def test_a_campaign_moved_past_its_staleness_limit_is_skipped_with_the_reason() 
     assert "NEWSLETTER_CAMPAIGN_STALE_HOURS" in decision.skip[0].reason
 
 
+def test_stale_limit_is_the_due_time_plus_the_hours() -> None:
+    assert stale_limit(T, stale_hours=6) == T + 6 * H
+    assert stale_limit(T, stale_hours=0.5) == T + H / 2
+
+
+def test_longest_period_of_the_caps() -> None:
+    assert longest((Cap(1, DAY), Cap(2, 7 * DAY), Cap(1, H))) == 7 * DAY
+    assert longest(()) == timedelta()
+
+
+def test_a_campaign_moved_to_exactly_its_staleness_limit_still_waits() -> None:
+    campaign = Candidate(1, 2, T, stale_at=T + 22 * H)
+    decision = _decide([campaign], used=[T - 2 * H])
+    assert (decision.skip, decision.defer[0].until) == ([], T + 22 * H)
+
+
 def test_a_campaign_moved_within_its_staleness_limit_waits() -> None:
     campaign = Candidate(1, 2, T, stale_at=T + 30 * H)
     decision = _decide([campaign], used=[T - 2 * H])
@@ -161,6 +198,16 @@ def test_a_lower_email_gives_way_to_a_higher_one_due_soon() -> None:
     assert "gives way to campaign launch (high priority)" in moved.reason
 
 
+def test_an_email_gives_way_to_a_higher_one_due_right_now() -> None:
+    # a queued row of another batch, due now (claims pass max(due, now))
+    rival = Upcoming(T, 3, "campaign launch")
+    decision = _decide([Candidate(1, 2, T)], upcoming=[rival])
+    assert decision.send == []
+    [moved] = decision.defer
+    assert moved.until == T + DAY
+    assert moved.reason == "gives way to campaign launch (high priority) due 2026-12-01 09:00 UTC"
+
+
 def test_an_email_does_not_give_way_to_an_equal_or_lower_one_or_one_far_away() -> None:
     upcoming = [Upcoming(T + 5 * H, 2), Upcoming(T + 2 * H, 1), Upcoming(T + 25 * H, 3)]
     assert _decide([Candidate(1, 2, T)], upcoming=upcoming).send == [1]
@@ -170,6 +217,14 @@ def test_exempt_steps_go_even_when_the_cap_is_full_and_still_count() -> None:
     welcome = Candidate(1, 2, T, exempt=True)
     tip = Candidate(2, 3, T)
     decision = _decide([welcome, tip], used=[T - H])
+    assert decision.send == [1]
+    assert [d.id for d in decision.defer] == [2]
+
+
+def test_an_exempt_welcome_is_decided_first_and_takes_the_slot_of_a_higher_older_email() -> None:
+    welcome = Candidate(1, 1, T, exempt=True)
+    tip = Candidate(2, 3, T - H)
+    decision = _decide([tip, welcome])
     assert decision.send == [1]
     assert [d.id for d in decision.defer] == [2]
 
@@ -274,6 +329,11 @@ GOOD = """topics:
 """
 
 
+@pytest.mark.parametrize("text", ["", "# no topics yet\n", "topics:\n", "topics: []\n"])
+def test_an_empty_topics_file_is_no_topics(text: str) -> None:
+    assert parse_topics(text, "topics.yaml", sequences=[]) == Topics()
+
+
 def test_parse_topics() -> None:
     topics = parse_topics(
         GOOD, "topics.yaml", sequences=["basics"], item_topics=[("c/x", "offers")]
@@ -286,16 +346,27 @@ def test_parse_topics() -> None:
     ("text", "message"),
     [
         ("- a\n", "one key, topics"),
+        ("topics: []\nextra: 1\n", "one key, topics"),
+        ("topics:\n  - tips\n", "each topic needs name and description"),
+        ("topics:\n  - name: a\n    description: x\n    tags: ['  ']\n", "list of words"),
+        ("topics:\n  - name: a\n    description: x\n    tags: [1]\n", "list of words"),
         ("topics: {}\n", "topics must be a list"),
         ("topics:\n  - name: Bad Name\n    description: x\n", "bad topic name"),
         ("topics:\n  - name: a\n", "needs a description"),
         ("topics:\n  - name: a\n    description: x\n  - name: a\n    description: y\n", "twice"),
-        ("topics:\n  - name: a\n    description: x\n    sequences: [nope]\n", "does not exist"),
+        (
+            "topics:\n  - name: a\n    description: x\n    sequences: [nope]\n",
+            r"covers sequence 'nope', which does not exist \(known: basics\)",
+        ),
         ("topics:\n  - name: a\n    description: x\n    tags: a\n", "list of words"),
         ("topics:\n  - name: a\n    description: x\n    colour: red\n", "unknown key"),
     ],
     ids=[
         "not-mapping",
+        "extra-key",
+        "entry-not-mapping",
+        "blank-tag",
+        "number-tag",
         "not-list",
         "bad-name",
         "no-description",
@@ -311,5 +382,9 @@ def test_bad_topics_files_say_what_and_where(text: str, message: str) -> None:
 
 
 def test_an_item_naming_an_unknown_topic_is_an_error() -> None:
-    with pytest.raises(ContentError, match="names topic 'nope'"):
+    with pytest.raises(ContentError, match=r"names topic 'nope', .* \(known: drip, offers\)"):
         parse_topics(GOOD, "topics.yaml", sequences=["basics"], item_topics=[("tips/a", "nope")])
+    with pytest.raises(ContentError, match=r"sequence 'x', which does not exist \(known: none\)"):
+        parse_topics(GOOD.replace("[basics]", "[x]"), "topics.yaml", sequences=[])
+    with pytest.raises(ContentError, match=r"names topic 'nope', .* \(known: none\)"):
+        parse_topics("topics: []\n", "topics.yaml", sequences=[], item_topics=[("c/x", "nope")])

@@ -61,6 +61,10 @@ def test_rotations_left_and_items_had_end_the_sequence() -> None:
         ("12-06 08:00", "tips/b", "send", ""),
         ("12-13 08:00", "tips/c", "send", ""),
     ]
+    assert run(drips=[DripState(SEQ, 2, T, rotations_left=2)], until=T + 60 * D)[-2:] == [
+        ("12-13 08:00", "tips/c", "send", ""),
+        ("12-20 08:00", "tips/d", "send", ""),
+    ]
     assert run(drips=[DripState(SEQ, 2, T, rotations_left=0)], until=T + 60 * D)[-1] == (
         "12-06 08:00",
         "tips/b",
@@ -72,6 +76,13 @@ def test_rotations_left_and_items_had_end_the_sequence() -> None:
         ("12-04 08:00", "tips/b", "send", ""),  # tips/b's own after: 3d
     ]
     assert run(drips=[DripState(SEQ, 2, None)]) == []
+
+
+def test_the_callers_facts_are_left_as_they_were() -> None:
+    had: set[str] = set()
+    used: list[datetime] = []
+    assert len(run(had=had, used=used)) == 3
+    assert (had, used) == (set(), [])
 
 
 def test_a_later_step_is_placed_in_its_window_and_a_planned_row_keeps_its_time() -> None:
@@ -210,3 +221,87 @@ def test_a_one_off_due_before_now_goes_now_and_nothing_after_until() -> None:
     past = OneOff("campaign sale", "campaigns/x", T - D, 2, None)
     assert run(one_offs=[past], drips=[], caps=()) == [("12-01 08:00", "campaigns/x", "send", "")]
     assert run(one_offs=[past], drips=[], until=T) == []
+
+
+def test_a_planned_row_is_sent_once_and_the_sequence_goes_on() -> None:
+    def planned() -> DripState:
+        return DripState(
+            SEQ, 2, T + 4 * H, last_item_id="system/welcome", position=1,
+            planned_item="tips/a", planned_step=1,
+        )  # fmt: skip
+
+    expected = [
+        ("12-01 12:00", "tips/a", "send", ""),
+        ("12-05 08:00", "tips/b", "send", ""),  # 3 days after 12:00 is past the window
+    ]
+    assert run(drips=[planned()]) == expected
+    # the ledger row's item is in ``had`` (as ``subscribers plan`` passes it): still sent
+    assert run(drips=[planned()], had={"system/welcome", "tips/a"}) == expected
+
+
+def test_a_queued_welcome_is_exempt() -> None:
+    welcome = DripState(SEQ, 2, T, planned_item="system/welcome", planned_step=0)
+    assert run(drips=[welcome], used=[T - H])[0] == ("12-01 08:00", "system/welcome", "send", "")
+
+
+def test_the_state_ends_with_nothing_due() -> None:
+    for state in (DripState(SEQ, 2, T, rotations_left=0), DripState(SEQ, 2, T, rotations_left=1)):
+        run(drips=[state], until=T + 60 * D)
+        assert state.due_at is None
+
+
+def test_rotation_kinds_take_turns_after_the_last_item_sent() -> None:
+    seq = Sequence("mix", "", "", WINDOW, STEPS, then=Rotation(7 * D, ("tips", "stories")))
+    pool = {"tips": ["tips/a", "tips/b", "tips/c"], "stories": ["stories/x", "stories/y"]}
+    out = run(drips=[DripState(seq, 2, T)], pool=pool, until=T + 30 * D)
+    assert [item for _at, item, _s, _n in out] == [
+        "system/welcome",
+        "tips/a",
+        "tips/b",
+        "stories/x",
+        "tips/c",
+        "stories/y",
+    ]
+
+
+def test_two_due_together_under_two_a_day_both_go() -> None:
+    launch = OneOff("campaign launch", "campaigns/x", T + 2 * D, 3, None)
+    out = run(one_offs=[launch], caps=(Cap(2, D),))
+    assert out[1:3] == [
+        ("12-03 08:00", "campaigns/x", "send", ""),
+        ("12-03 08:00", "tips/a", "send", ""),
+    ]
+
+
+def test_equal_campaigns_go_oldest_first_by_their_first_due_time() -> None:
+    later = OneOff("campaign b", "campaigns/b", T, 2, None)
+    older = OneOff("campaign a", "campaigns/a", T - H, 2, None)
+    out = run(one_offs=[later, older], drips=[], until=T + H)
+    assert out == [("12-01 08:00", "campaigns/a", "send", "")]
+
+
+def test_a_drip_gives_way_to_a_higher_campaign_later_that_day() -> None:
+    launch = OneOff("campaign launch", "campaigns/x", T + 2 * D + 3 * H, 3, None)
+    out = run(one_offs=[launch])
+    assert out[1:3] == [
+        ("12-03 11:00", "campaigns/x", "send", ""),
+        (
+            "12-05 08:00",
+            "tips/a",
+            "send",
+            "moved from 2026-12-03 08:00 UTC: gives way to campaign launch (high priority) "
+            "due 2026-12-03 11:00 UTC",
+        ),
+    ]
+
+
+def test_an_enrollment_at_its_end_plans_nothing() -> None:
+    plain = Sequence("plain", "", "", WINDOW, STEPS)
+    done = DripState(plain, 2, T, last_item_id="tips/b", position=3)
+    assert run(drips=[done], had={"system/welcome", "tips/a", "tips/b"}) == []
+    no_more = DripState(SEQ, 2, T, last_item_id="tips/b", position=3, rotations_left=0)
+    assert run(drips=[no_more], had={"system/welcome", "tips/a", "tips/b"}) == []
+    one_more = DripState(SEQ, 2, T, last_item_id="tips/b", position=3, rotations_left=1)
+    assert run(drips=[one_more], had={"system/welcome", "tips/a", "tips/b"}, until=T + 30 * D) == [
+        ("12-01 08:00", "tips/c", "send", "")
+    ]

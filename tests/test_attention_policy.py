@@ -15,6 +15,8 @@ from newsletter.app import App
 from newsletter.attention.campaign_rules import check_priority, check_topic
 from newsletter.attention.cap import Cap
 from newsletter.attention.policy import (
+    DEFAULT_FREQUENCY,
+    FREQUENCIES,
     AttentionPolicy,
     ItemFacts,
     SequenceRule,
@@ -51,6 +53,14 @@ def test_caps_for_adds_the_subscribers_own_weekly_cap() -> None:
     assert policy().caps_for("no-such-choice") == (daily,)
     assert policy(caps=()).caps_for("weekly") == (WEEK,)
     assert policy(caps=()).caps_for(None) == ()
+
+
+def test_the_default_frequency_is_as_they_come() -> None:
+    assert DEFAULT_FREQUENCY == "as_they_come"
+    assert FREQUENCIES == {
+        "as_they_come": ("As they come", None),
+        "weekly": ("At most one a week", WEEK),
+    }
 
 
 def test_sequence_priority_and_zone() -> None:

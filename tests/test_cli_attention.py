@@ -211,7 +211,15 @@ def test_plan_and_the_real_run_hold_a_drip_on_a_pause_drips_campaigns_day(
             "claims the local day 2026-12-03",
         },
     ]
-    assert "campaign seven-day-reset (--pause-drips) claims the local day 2026-12-03" in planned
+    note = "moved from 2026-12-03 08:00 UTC: campaign seven-day-reset (--pause-drips) claims the local day 2026-12-03"  # noqa: E501
+    assert planned.splitlines()[3:5] == [
+        "│ 2026-12-03 06:00 UTC │ campaigns/seven-day-reset │ campaign seven-day-reset  │ send   │ "
+        + " " * len(note)
+        + " │",
+        "│ 2026-12-04 08:00 UTC │ tips/meet-your-ql         │ sequence back-pain-basics │ send   │ "
+        + note
+        + " │",
+    ]
     for at in (
         "2026-12-03T06:00:00+00:00",
         "2026-12-03T08:00:00+00:00",

@@ -50,6 +50,25 @@ TESTS: dict[str, list[str]] = {
     "newsletter/ledger.py": ["tests/test_ledger.py", "tests/test_ledger_claims.py"],
     "newsletter/campaigns/schedule.py": ["tests/test_campaign_schedule.py"],
     "newsletter/one_line.py": ["tests/test_one_line.py"],
+    "newsletter/attention/cap.py": ["tests/test_attention_core.py"],
+    "newsletter/attention/priority.py": ["tests/test_attention_core.py"],
+    "newsletter/attention/decide.py": [
+        "tests/test_attention_core.py",
+        "tests/test_attention_forecast.py",
+    ],
+    "newsletter/attention/forecast.py": [
+        "tests/test_attention_forecast.py",
+        "tests/test_attention_core.py",
+    ],
+    "newsletter/attention/topics.py": [
+        "tests/test_attention_core.py",
+        "tests/test_attention_policy.py",
+    ],
+    "newsletter/attention/policy.py": [
+        "tests/test_attention_policy.py",
+        "tests/test_attention_core.py",
+    ],
+    "newsletter/attention/campaign_rules.py": ["tests/test_attention_policy.py"],
 }
 
 _COMPARE_SWAP: dict[type[ast.cmpop], type[ast.cmpop]] = {

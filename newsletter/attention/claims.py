@@ -20,7 +20,8 @@ Per subscriber (see ``decide`` for the rules):
   reason in ``error`` and in ``delivery_deferrals``) or, campaign rows moved past their
   staleness limit, ``skipped`` with the reason.
 * ``--pause-drips``: the subscriber's ``pause_drips`` campaigns around ``now`` (ledger rows
-  not skipped or failed, at their send time or due time; and scheduled campaigns whose
+  sent or in flight, or queued for a campaign that may still send them, at their send time
+  or due time; and scheduled campaigns whose
   audience is not frozen yet, matched by their segment, at their send instant) are
   ``Hold``s: a drip step on such a local day is deferred past it (see ``decide``).
 """
@@ -309,6 +310,11 @@ def _load_holds(
             Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
             at.between(*near),
             Campaign.pause_drips.is_(True),
+            # a queued row holds while its campaign may still send it (not cancelled or stale)
+            or_(
+                Delivery.status != DeliveryStatus.QUEUED.value,
+                Campaign.state.in_(HOLDING_CAMPAIGN_STATES),
+            ),
         )
     ):
         if sid is None:

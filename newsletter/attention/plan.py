@@ -31,6 +31,7 @@ from newsletter.models import (
 
 MARKETING = ("drip", "campaign")
 FINAL = ("sent", "failed", "unknown", "skipped")
+HOLDING = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value, CampaignState.PAUSED.value)
 
 
 def pool_of(library: ContentLibrary) -> dict[str, list[str]]:
@@ -242,6 +243,8 @@ def _holds(
             continue
         if r.status in (DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value):
             continue
+        if r.status == DeliveryStatus.QUEUED.value and c.state not in HOLDING:
+            continue  # cancelled or stale: it may never go
         hold = Hold(r.sent_at or r.due_at, f"campaign {c.name}")
         out.append((hold, policy.topic_of(c.item_id, campaign_topic=c.topic)))
     mine = {r.campaign_id for r in rows if r.campaign_id is not None}
