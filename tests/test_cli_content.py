@@ -189,6 +189,42 @@ def test_check_lists_every_problem_not_just_the_first(cli: click.Group, library_
     assert result.stderr == "Error: 2 problems found; fix them and run again\n"
 
 
+def test_check_lists_every_problem_of_a_sequence_file(cli: click.Group, library_root: Path) -> None:
+    """An unknown item, a bad `after:` and a bad priority in one sequence file: all three,
+    with another sequence's problem too, in one run."""
+    (library_root / "content/sequences/basics.yaml").write_text(
+        "name: basics\nenroll: on_confirm\nsend_window: '08:00-11:00'\npriority: urgent\n"
+        "steps:\n  - send: system/welcome\n    after: soon\n  - send: tips/missing\n"
+        "    after: 2d\n  - send: tips/meet-your-ql\n    after: 1d\n    wait: 1\n"
+    )
+    (library_root / "content/sequences/other.yaml").write_text(
+        "name: other\nenroll: always\nexit: {on_tag: [' ']}\nreenroll: maybe\n"
+        "send_window: '8am'\nsteps: []\nthen: {every: 0d, from: [tips]}\ntags: words\n"
+    )
+    result = CliRunner().invoke(cli, ["content", "check"])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "content/sequences/basics.yaml:4: bad priority 'urgent': use high, normal or low\n"
+        "content/sequences/basics.yaml:7: bad delay 'soon': write a number and a unit, "
+        "d (days), h (hours) or m (minutes), e.g. 3d, 12h or 1d12h\n"
+        "content/sequences/basics.yaml:8: step 2 sends 'tips/missing', which is not in the "
+        "content library (expected content/tips/missing.md)\n"
+        "content/sequences/basics.yaml:12: unknown key 'wait'; allowed keys: send, after\n"
+        "content/sequences/other.yaml:2: enroll must be on_confirm, manual or a mapping of "
+        "on_confirm / on_tag / on_event, got 'always'\n"
+        "content/sequences/other.yaml:3: exit.on_tag: ' ' is not a tag (a word without "
+        "commas, at most 64 characters)\n"
+        "content/sequences/other.yaml:4: reenroll must be true or false, got 'maybe'\n"
+        "content/sequences/other.yaml:5: bad send_window '8am': write it as HH:MM-HH:MM, "
+        "e.g. 08:00-11:00\n"
+        "content/sequences/other.yaml:6: steps must be a list of '- send: <kind>/<slug>' "
+        "entries\n"
+        "content/sequences/other.yaml:7: then.every must be longer than zero\n"
+        "content/sequences/other.yaml:8: tags must be a list of words\n"
+    )
+    assert result.stderr == "Error: 11 problems found; fix them and run again\n"
+
+
 def test_check_reports_a_missing_postal_address_once(
     cli: click.Group, library_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
