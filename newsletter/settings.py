@@ -339,6 +339,22 @@ def keep_secret_key(settings: Settings) -> Settings:
     return settings.model_copy(update={"secret_key": kept})
 
 
+def read_secret_key(settings: Settings) -> Settings:
+    """``settings`` with the key kept under ``var_dir`` if none is set; nothing is created."""
+    if settings.secret_keys:
+        return settings
+    path = settings.var_dir / "secret_key"
+    try:
+        kept = path.read_text().strip() if path.is_file() else ""
+    except OSError as exc:
+        raise ConfigurationError(
+            PREFIX + "SECRET_KEY",
+            f"not set, and the kept key {str(path)!r} cannot be read ({exc.strerror or exc}); "
+            "set it, or make the file readable",
+        ) from None
+    return settings.model_copy(update={"secret_key": kept}) if kept else settings
+
+
 def _kept_secret(var_dir: Path) -> str:
     path = var_dir / "secret_key"
     if path.exists():

@@ -83,6 +83,25 @@ def test_add_confirmed_then_list_show_export(run: Any, app: App) -> None:
     assert exported["enrollments"][0]["sequence"] == "back-pain-basics"
 
 
+def test_show_and_export_number_the_next_step_from_1(run: Any, app: App) -> None:
+    """Before the welcome goes out the next step is 1; once it is planned, 2 (never 0-based)."""
+    run("subscribers", "add", "ann@example.org", "--confirmed", "--now", NOW)
+    before = json.loads(run("subscribers", "export", "ann@example.org").stdout)
+    assert [(e["sequence"], e["next_step"]) for e in before["enrollments"]] == [
+        ("back-pain-basics", 1)
+    ]
+    assert "position" not in before["enrollments"][0]
+    assert run("tick", "--now", NOW).exit_code == 0
+    after = json.loads(run("subscribers", "export", "ann@example.org").stdout)
+    assert [e["next_step"] for e in after["enrollments"]] == [2]
+    with app.sessions() as session:
+        assert session.scalars(select(Enrollment.position)).one() == 1  # stored 0-based
+    shown = run("subscribers", "show", "ann@example.org").stdout.splitlines()
+    assert [line for line in shown if "back-pain-basics" in line] == [
+        "  back-pain-basics: active, next step 2, due -"
+    ]
+
+
 def test_add_without_confirmed_sends_the_double_opt_in(run: Any, app: App) -> None:
     result = run("subscribers", "add", "bo@example.org", "--now", NOW)
     assert result.output == "bo@example.org: added; confirmation email queued\n"

@@ -26,6 +26,7 @@ from newsletter.models import (
 )
 from newsletter.settings import load_settings
 from newsletter.stats import campaign_stats, sequence_stats, stats_report
+from tests.api_support import Clock, bearer, keys_and_client
 from tests.conftest import NOW
 
 SEQ = "back-pain-basics"
@@ -329,6 +330,23 @@ def test_campaign_stats_exclude_test_sends_and_flag_above_0_1_percent(built: App
         "unsubscribe_rate": None,
         "flagged": False,
     }
+
+
+def test_the_api_numbers_steps_from_1_as_the_cli_does(built: App) -> None:
+    """GET /api/v1/stats: the welcome is step 1, the tip step 2, a rotation item "then", as
+    in `stats --format json`."""
+    client, _write, read = keys_and_client(built, Clock(NOW))
+    response = client.get("/api/v1/stats", headers=bearer(read))
+    assert response.status_code == 200
+    sequences = response.json()["sequences"]
+    assert [(row["step"], row["item"]) for row in sequences] == [
+        (1, "system/welcome"),
+        (2, "tips/meet-your-ql"),
+        ("then", "tutorials/stretch"),  # a rotation item, as the CLI shows it
+    ]
+    with built.sessions() as session:
+        stored = sequence_stats(session, SEQ)
+    assert sequences[0] == {**stored[0], "step": 1}
 
 
 def test_report_lists_campaigns_oldest_first(built: App) -> None:
