@@ -354,8 +354,32 @@ def test_tick_dry_run_shows_what_would_be_sent_and_writes_nothing(
         ({"planned": 1}, True),
         ({"claimed": 0, "backoff_until": "2026-11-24T09:00:00+00:00"}, True),
         ({"halted": False}, False),
+        (
+            {"batches": 0, "claimed": 0, "sent": 0, "outcomes": {}, "commits": 1},
+            False,
+        ),
+        ({"advanced": 0, "planned": 0, "deferred": 0, "locked": False, "batches": 2}, False),
+        ({"planned": 0, "locked": True, "batches": 0}, False),
+        ({"enabled": False}, False),
+        ({"endpoints": 1, "delivered": 0, "retrying": 0, "failed": 0}, False),
+        ({"endpoints": 1, "delivered": 0, "retrying": 0, "failed": 1}, True),
+        ({"processed": 0, "unparsed": 0, "already": 0, "error": "login refused"}, True),
     ],
-    ids=["zeros", "empty-nested", "nested-count", "count", "backoff", "false"],
+    ids=[
+        "zeros",
+        "empty-nested",
+        "nested-count",
+        "count",
+        "backoff",
+        "false",
+        "deliver-idle",
+        "plan-drips-idle",
+        "plan-drips-locked",
+        "disabled",
+        "webhooks-idle",
+        "webhooks-failed",
+        "bounces-error",
+    ],
 )
 def test_did_something(result: dict[str, Any], expected: bool) -> None:
     assert did_something(result) is expected
@@ -378,6 +402,59 @@ def test_a_canonical_line_per_job_run_that_did_something(
     assert entry["duration_s"] == 0.123
     assert entry["level"] == "INFO"
     assert job_line("x", {}, 0) == "job x:  (0.00s)"
+
+
+def test_idle_job_runs_log_nothing_at_info_and_work_logs_one_line(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every real job over a database with nothing due: no INFO line (DEBUG, as --verbose
+    shows); a run that planned something: one canonical INFO line."""
+    from newsletter.jobs import JOBS
+    from newsletter.scheduling import _run
+    from newsletter.subscribers import add_subscriber
+
+    with caplog.at_level(logging.DEBUG, logger="newsletter.scheduling"):
+        for name in JOBS:
+            _run(app, name)
+    records = [r for r in caplog.records if r.name == "newsletter.scheduling"]
+    assert [(r.levelname, r.job) for r in records] == [  # type: ignore[attr-defined]
+        ("DEBUG", name) for name in JOBS
+    ]
+    caplog.clear()
+    add_subscriber(
+        app, "ann@example.org", first_name=None, timezone=None, tags=(), confirmed=True, now=NOW
+    )
+    with caplog.at_level(logging.INFO, logger="newsletter.scheduling"):
+        for name in JOBS:
+            _run(app, name)
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.scheduling"]
+    assert [line.split(":")[0] for line in lines] == ["job plan-drips", "job deliver"]
+    assert " planned=1 " in lines[0]
+    assert " sent=1 " in lines[1]
+
+
+def test_json_log_lines_parse_and_carry_the_counts(
+    app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NEWSLETTER_LOG_FORMAT=json with --verbose: every stderr line is one JSON object."""
+    from newsletter.jobs import JOBS
+    from newsletter.scheduling import _run
+
+    try:
+        configure_logging(verbose=True, fmt="json")
+        capsys.readouterr()
+        for name in JOBS:
+            _run(app, name)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        configure_logging(verbose=False)
+    entries = [json.loads(line) for line in lines]
+    jobs = [e for e in entries if e["logger"] == "newsletter.scheduling"]
+    assert [(e["job"], e["level"]) for e in jobs] == [(name, "DEBUG") for name in JOBS]
+    deliver = next(e for e in jobs if e["job"] == "deliver")
+    assert deliver["counts"]["claimed"] == 0
+    assert isinstance(deliver["duration_s"], float)
+    assert deliver["message"].startswith("job deliver: batches=0 claimed=0 sent=0")
 
 
 def test_apscheduler_is_quiet_unless_verbose() -> None:
