@@ -57,7 +57,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass
+        """Ignored: the stream is always the current ``sys.stderr``."""
 
 
 def configure_logging(*, verbose: bool, fmt: str = "text") -> None:
