@@ -215,6 +215,13 @@ def _all_migrations() -> list[str]:
     ]
 
 
+def context(env: dict[str, Any]) -> str:
+    """The line every command that opens the database or the content folder starts with."""
+    return (
+        f"using database {env['NEWSLETTER_DATABASE_URL']}, content {env['NEWSLETTER_CONTENT_DIR']}"
+    )
+
+
 def test_only_serve_worker_and_db_upgrade_create_a_database(
     cli_env: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -223,12 +230,14 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
     refused = invoke(env, "subscribers", "list")
     assert refused.exit_code == 1
     assert refused.stderr == (
+        f"{context(env)}\n"
         f"Error: no newsletter database at sqlite:///{database}; create it with `newsletter db "
         "upgrade` (or `newsletter serve`), or set NEWSLETTER_DATABASE_URL to the one you use\n"
     )
     assert not database.exists()
     created = invoke(env, "db", "upgrade")
     assert created.exit_code == 0
+    assert created.stderr == f"{context(env)}\n"
     revisions = _all_migrations()
     assert revisions[0] == "  0001  initial schema"
     assert created.stdout == (
@@ -242,14 +251,114 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
     assert invoke(env, "subscribers", "list").exit_code == 0
 
 
-def test_verbose_says_which_database_and_content_folder(cli_env: dict[str, Any]) -> None:
-    result = invoke(cli_env, "--verbose", "subscribers", "list", "--format", "json")
-    url = cli_env["NEWSLETTER_DATABASE_URL"]
-    shown = url.split("://")[0] + "://" + url.split("://")[1]
-    assert result.stderr.splitlines()[0] == (
-        f"using database {shown} and content {cli_env['NEWSLETTER_CONTENT_DIR']}"
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(
+            ("preview", "tips/meet-your-ql", "--subscriber", "ann@example.org"), id="preview"
+        ),
+        pytest.param(
+            ("preview", "tips/meet-your-ql", "--subscriber", "ann@example.org", "--text"),
+            id="preview-text",
+        ),
+        pytest.param(("subscribers", "show", "ann@example.org"), id="show"),
+        pytest.param(("subscribers", "export", "ann@example.org"), id="export"),
+        pytest.param(("stats", "--format", "json"), id="stats"),
+        pytest.param(("campaign", "list"), id="campaign-list"),
+        pytest.param(("sequence", "show", "back-pain-basics"), id="sequence-show"),
+        pytest.param(("subscribers", "plan", "ann@example.org"), id="plan"),
+        pytest.param(("subscribers", "timeline", "ann@example.org"), id="timeline"),
+        pytest.param(("subscribers", "list"), id="list"),
+        pytest.param(("webhook", "list"), id="webhook-list"),
+        pytest.param(("api-key", "list"), id="api-key-list"),
+        pytest.param(("tick", "--dry-run"), id="tick-dry-run"),
+    ],
+)
+def test_read_only_commands_never_create_a_database(
+    cli_env: dict[str, Any], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Each refuses with the way out; the file does not exist afterwards, nor its folder."""
+    database = tmp_path / "fresh" / "new.db"
+    env = {**cli_env, "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"}
+    refused = invoke(env, *args)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        f"{context(env)}\n"
+        f"Error: no newsletter database at sqlite:///{database}; create it with `newsletter db "
+        "upgrade` (or `newsletter serve`), or set NEWSLETTER_DATABASE_URL to the one you use\n"
     )
-    assert result.stdout == "[]\n"
+    assert not database.exists()
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_only_serve_worker_and_db_upgrade_keep_a_new_secret_key(
+    cli_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without NEWSLETTER_SECRET_KEY and no kept key, a database command refuses and writes
+    nothing; `db upgrade` keeps one, and the other commands use it from then on."""
+    assert invoke(cli_env, "db", "upgrade").exit_code == 0
+    env = {k: v for k, v in cli_env.items() if k != "NEWSLETTER_SECRET_KEY"}
+    kept = Path(env["NEWSLETTER_VAR_DIR"]) / "secret_key"
+    refused = invoke(env, "subscribers", "list")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"{context(env)}\n"
+        f"Error: NEWSLETTER_SECRET_KEY: not set, and no key is kept in {str(kept)!r}; set it "
+        "to the key your server uses, or run `newsletter db upgrade` once to keep one\n"
+    )
+    assert not kept.exists()
+    checked = invoke(env, "content", "check")  # no database, no key needed
+    assert checked.exit_code == 0
+    assert not kept.exists()
+    upgraded = invoke(env, "db", "upgrade")
+    assert upgraded.exit_code == 0
+    assert upgraded.stderr == (
+        f"{context(env)}\n"
+        f"warning: NEWSLETTER_SECRET_KEY is not set; generated one and kept it in {kept}\n"
+    )
+    key = kept.read_text()
+    listed = invoke(env, "subscribers", "list", "--format", "json")
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "[]\n", f"{context(env)}\n")
+    assert kept.read_text() == key
+
+
+def test_every_command_says_which_database_and_content_folder_on_stderr(
+    cli_env: dict[str, Any],
+) -> None:
+    """One line on stderr, without --verbose and without a terminal; stdout stays data."""
+    assert invoke(cli_env, "db", "upgrade").exit_code == 0
+    as_json = invoke(cli_env, "subscribers", "list", "--format", "json")
+    assert (as_json.stdout, as_json.stderr) == ("[]\n", f"{context(cli_env)}\n")
+    assert json.loads(as_json.stdout) == []
+    as_csv = invoke(cli_env, "subscribers", "list", "--format", "csv")
+    assert (as_csv.stdout, as_csv.stderr) == (
+        "email,first_name,status,timezone,tags,created_at\n",
+        f"{context(cli_env)}\n",
+    )
+    stats = invoke(cli_env, "stats", "--format", "json")
+    assert json.loads(stats.stdout)["sequences"] == []
+    assert stats.stderr == f"{context(cli_env)}\n"
+    checked = invoke(cli_env, "content", "check")
+    assert checked.stderr.splitlines()[0] == context(cli_env)
+    verbose = invoke(cli_env, "--verbose", "subscribers", "list", "--format", "json")
+    assert verbose.stderr.splitlines()[0] == context(cli_env)
+    assert verbose.stderr.count("using database") == 1
+    assert invoke(cli_env, "timezones", "--help").stderr == ""  # opens nothing, says nothing
+
+
+def test_the_context_line_masks_the_database_password(cli_env: dict[str, Any]) -> None:
+    env = {
+        **cli_env,
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://shop:s3cret-pw@127.0.0.1:1/news",
+    }
+    result = invoke(env, "subscribers", "list")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "using database postgresql+psycopg://shop:***@127.0.0.1:1/news, content "
+        f"{cli_env['NEWSLETTER_CONTENT_DIR']}"
+    )
+    assert "s3cret-pw" not in result.stderr + result.stdout
 
 
 def test_a_busy_port_is_one_line(cli_env: dict[str, Any]) -> None:
