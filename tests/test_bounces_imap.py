@@ -175,15 +175,15 @@ def test_a_connection_broken_at_goodbye_is_logged_at_debug_not_raised(
     from newsletter.bounces.mailbox import IMAPMailbox
 
     config = parse_imap_url(app.settings.bounce_imap_url)
-    with caplog.at_level(logging.DEBUG, logger="newsletter.bounces.mailbox"):
-        with IMAPMailbox(config) as mailbox:
-            assert list(mailbox.messages()) == []
-            mailbox.conn.sock.shutdown(socket.SHUT_RDWR)
+    with (
+        caplog.at_level(logging.DEBUG, logger="newsletter.bounces.mailbox"),
+        IMAPMailbox(config) as mailbox,
+    ):
+        assert list(mailbox.messages()) == []
+        mailbox.conn.sock.shutdown(socket.SHUT_RDWR)
     records = [r for r in caplog.records if r.name == "newsletter.bounces.mailbox"]
     assert [r.levelname for r in records] == ["DEBUG"]
-    assert records[0].getMessage().startswith(
-        "bounces: closing the mailbox connection failed: "
-    )
+    assert records[0].getMessage().startswith("bounces: closing the mailbox connection failed: ")
     assert records[0].getMessage() != "bounces: closing the mailbox connection failed: "
 
 

@@ -27,6 +27,7 @@ from newsletter.models import (
 from newsletter.settings import load_settings
 from newsletter.stats import campaign_stats, sequence_stats, stats_report
 from tests.api_support import Clock, bearer, keys_and_client
+from tests.cli_output import after_context
 from tests.conftest import NOW
 
 SEQ = "back-pain-basics"
@@ -446,7 +447,7 @@ def test_cli_json(run: Any, cli_app: App) -> None:
         "item": "campaigns/seven-day-reset",
         **campaign_numbers(2),
     }
-    assert result.stderr.splitlines() == [
+    assert after_context(result.stderr).splitlines() == [
         "warning: spam-report rate 25.00% for sequence 'back-pain-basics' step 2 "
         "(tips/meet-your-ql) is above 0.1%; check where these addresses came from and how "
         "they consented before sending more",
@@ -471,7 +472,7 @@ TABLE = (Path(__file__).parent / "data" / "stats_table.txt").read_text()
 def test_cli_nothing_sent(run: Any) -> None:
     result = run("--since", "2026-11-01T00:00:00+00:00")
     assert result.exit_code == 0
-    assert result.output == "no emails sent since 2026-11-01T00:00+00:00\n"
+    assert result.stdout == "no emails sent since 2026-11-01T00:00+00:00\n"
 
 
 @pytest.mark.parametrize(
