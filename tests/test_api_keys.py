@@ -59,8 +59,8 @@ def test_create_prints_a_url_safe_key_once_and_stores_only_its_hash(
     assert stored["prefix"] == secret[:10]
     assert secret not in caplog.text
     listed = run("api-key", "list", "--format", "json")
-    assert secret not in listed.stdout
-    assert secret[10:] not in listed.stdout
+    assert secret not in listed.output  # stdout and stderr
+    assert secret[10:] not in listed.output
     with app.sessions() as session:
         caller = authenticate(session, secret, now=NOW)
     assert caller is not None
@@ -96,15 +96,16 @@ def test_list_and_revoke(run: Any, app: App) -> None:
 def test_errors_are_one_line(run: Any, args: tuple[str, ...], message: str) -> None:
     result = run("api-key", *args)
     assert result.exit_code == 1
-    assert result.stdout.startswith(message)
-    assert result.stdout.count("\n") == 1
+    assert result.stdout == ""
+    assert after_context(result.stderr).startswith(message)
+    assert after_context(result.stderr).count("\n") == 1
 
 
 def test_names_are_unique_and_scopes_checked(run: Any, app: App) -> None:
     run("api-key", "create", "shop")
     again = run("api-key", "create", "shop")
     assert again.exit_code == 1
-    assert "an API key named 'shop' exists already" in again.stdout
+    assert "an API key named 'shop' exists already" in again.stderr
     bad_scope = run("api-key", "create", "x", "--scope", "admin")
     assert bad_scope.exit_code == 2
     with app.sessions() as session:

@@ -80,7 +80,7 @@ def test_plan_shows_the_high_priority_campaign_first_and_the_moved_drip(run: Run
 def test_plan_for_an_unknown_address_is_one_line_exit_1(run: Run) -> None:
     result = run("subscribers", "plan", "nobody@example.org", code=1)
     assert after_context(result.stderr).startswith("Error: ")
-    assert result.stderr.count("\n") == 1
+    assert after_context(result.stderr).count("\n") == 1
 
 
 def test_timeline_lists_consent_enrollment_and_every_ledger_row_in_order(run: Run) -> None:

@@ -114,10 +114,10 @@ def test_add_without_confirmed_sends_the_double_opt_in(run: Any, app: App) -> No
 def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
     bad = run("subscribers", "add", "not-an-email")
     assert bad.exit_code == 1
-    assert bad.stdout.startswith("Error: invalid email address 'not-an-email'")
+    assert after_context(bad.stderr).startswith("Error: invalid email address 'not-an-email'")
     missing = run("subscribers", "show", "nobody@example.org")
     assert missing.exit_code == 1
-    assert missing.stdout == (
+    assert after_context(missing.stderr) == (
         "Error: no subscriber with address 'nobody@example.org'; check the spelling or run "
         "`newsletter subscribers list`\n"
     )
@@ -126,7 +126,7 @@ def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
 def test_unsubscribe_and_forget(run: Any, app: App) -> None:
     run("subscribers", "add", "cy@example.org", "--confirmed", "--now", NOW)
     assert (
-        run("subscribers", "unsubscribe", "cy@example.org").output
+        run("subscribers", "unsubscribe", "cy@example.org").stdout
         == "cy@example.org: unsubscribed\n"
     )
     forgot = run("subscribers", "forget", "cy@example.org", "--yes")
@@ -254,7 +254,7 @@ def test_import_without_email_column_is_refused(run: Any, tmp_path: Path) -> Non
     source = write_csv(tmp_path / "bad.csv", [["name"], ["x"]])
     result = run("subscribers", "import", str(source))
     assert result.exit_code == 1
-    assert "no email column found" in result.stdout
+    assert "no email column found" in result.stderr
 
 
 def test_import_streams_a_large_file_in_batches(run: Any, app: App, tmp_path: Path) -> None:
@@ -285,7 +285,7 @@ def test_preview_as_a_real_subscriber(run: Any, tmp_path: Path) -> None:
     assert "Meet your QL, Zoë" in result.stdout
     missing = run("preview", "tips/meet-your-ql", "--subscriber", "nobody@example.org")
     assert missing.exit_code == 1
-    assert "no subscriber with address 'nobody@example.org'" in missing.stdout
+    assert "no subscriber with address 'nobody@example.org'" in missing.stderr
 
 
 def test_add_confirmed_refuses_someone_who_unsubscribed(run: Any, app: App) -> None:
@@ -294,8 +294,8 @@ def test_add_confirmed_refuses_someone_who_unsubscribed(run: Any, app: App) -> N
     run("subscribers", "unsubscribe", "gone2@example.org")
     refused = run("subscribers", "add", "gone2@example.org", "--confirmed")
     assert refused.exit_code == 1
-    assert "'gone2@example.org' is suppressed (unsubscribed)" in refused.stdout
-    assert "without --confirmed" in refused.stdout
+    assert "'gone2@example.org' is suppressed (unsubscribed)" in refused.stderr
+    assert "without --confirmed" in refused.stderr
     with app.sessions() as session:
         assert session.scalars(select(Subscriber.status)).one() == "unsubscribed"
 

@@ -70,11 +70,11 @@ def test_sequence_errors_say_what_to_do(cli_env: dict[str, Any]) -> None:
     assert unknown.exit_code == 1
     assert (
         "no sequence named 'nope' (known: back-pain-basics, first-week-with-your-tool)"
-        in unknown.stdout
+        in unknown.stderr
     )
     zone = run(cli_env, "sequence", "simulate", "back-pain-basics", "--timezone", "Mars/Base")
     assert zone.exit_code == 2
-    assert "unknown time zone 'Mars/Base'" in zone.stdout
+    assert "unknown time zone 'Mars/Base'" in zone.stderr
 
 
 def test_retry_unknown_requeues_only_unknown_rows(cli_env: dict[str, Any]) -> None:

@@ -370,6 +370,7 @@ def test_a_busy_port_is_one_line(cli_env: dict[str, Any]) -> None:
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         f"Error: port {port} on 127.0.0.1 is already in use (another `newsletter serve`?); "
         f"stop it, or pick another port: --port {port + 1} (make serve PORT={port + 1})\n"
     )
@@ -627,6 +628,7 @@ def test_add_refuses_an_unknown_zone(cli_env: dict[str, Any]) -> None:
     result = invoke(cli_env, "subscribers", "add", "z@example.org", "--timezone", "Mars/Base")
     assert result.exit_code == 1
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         "Error: unknown time zone 'Mars/Base' for --timezone; use an IANA name such as "
         "Europe/Berlin (`newsletter timezones` lists them)\n"
     )
@@ -697,6 +699,7 @@ def test_a_campaign_name_is_a_slug(cli_env: dict[str, Any]) -> None:
     )
     assert result.exit_code == 1
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         "Error: campaign name 'Black Friday' is not a slug: use lower-case letters, digits and "
         "hyphens, e.g. --name black-friday\n"
     )
@@ -713,6 +716,7 @@ def test_a_second_campaign_of_a_sent_item_to_the_same_segment_asks(
     refused = invoke(cli_env, "campaign", "create", item, "--now", NOW_TEXT, input="n\n")
     assert refused.exit_code == 1
     assert refused.stderr == (
+        f"{context(cli_env)}\n"
         "warning: campaigns/seven-day-reset was already sent to this segment by campaign "
         "'seven-day-reset'; a new campaign sends it to them again\nAborted!\n"
     )

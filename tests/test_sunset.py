@@ -140,15 +140,15 @@ def test_refuses_without_engagement_data_and_says_why(cli_env: dict[str, Any]) -
     env = {**cli_env, "NEWSLETTER_SUNSET_DAYS": "180"}
     result = CliRunner().invoke(main, ["subscribers", "sunset", "--dry-run"], env=env)
     assert result.exit_code == 1
-    assert "needs engagement data, but our tracking is off" in result.stdout
-    assert "NEWSLETTER_TRACK_OPENS" in result.stdout
+    assert "needs engagement data, but our tracking is off" in result.stderr
+    assert "NEWSLETTER_TRACK_OPENS" in result.stderr
     tracked = {**env, "NEWSLETTER_TRACK_CLICKS": "true"}
     result = CliRunner().invoke(main, ["subscribers", "sunset"], env=tracked)
     assert result.exit_code == 1
-    assert "no open or click was ever recorded" in result.stdout
+    assert "no open or click was ever recorded" in result.stderr
     off = CliRunner().invoke(main, ["subscribers", "sunset"], env=cli_env)
     assert off.exit_code == 1
-    assert "set NEWSLETTER_SUNSET_DAYS" in off.stdout
+    assert "set NEWSLETTER_SUNSET_DAYS" in off.stderr
     tick = cli(env, "tick", "--job", "sunset")
     assert 'sunset: {"refused": "the sunset policy needs engagement data' in tick.stdout
 

@@ -22,6 +22,7 @@ from newsletter.errors import ContentError
 from newsletter.models import Enrollment
 from newsletter.settings import Settings, load_settings
 from tests.api_support import Clock, bearer, keys_and_client
+from tests.cli_output import after_context
 from tests.conftest import NOW
 from tests.factories import add_subscriber
 from tests.test_content_loading import ITEMS
@@ -142,10 +143,10 @@ def test_sequence_enroll_and_exit(cli_env: dict[str, Any]) -> None:
         assert enrollments(app) == {("a@example.org", "first-week-with-your-tool"): "exited"}
         unknown = run(cli_env, "sequence", "enroll", "nope", "a@example.org")
         assert unknown.exit_code == 1
-        assert unknown.stdout.startswith("Error: no sequence named 'nope'")
+        assert after_context(unknown.stderr).startswith("Error: no sequence named 'nope'")
         nobody = run(cli_env, "sequence", "exit", "back-pain-basics", "x@example.org")
         assert nobody.exit_code == 1
-        assert "no subscriber with address 'x@example.org'" in nobody.stdout
+        assert "no subscriber with address 'x@example.org'" in nobody.stderr
     finally:
         app.close()
 
@@ -271,7 +272,7 @@ def test_simulate_refuses_bad_happenings(
 ) -> None:
     result = run(cli_env, "sequence", "simulate", "back-pain-basics", *args)
     assert result.exit_code == 2
-    assert message in result.stdout
+    assert message in result.stderr
 
 
 ON_TAG = """name: customers-only
