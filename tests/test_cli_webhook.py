@@ -209,7 +209,13 @@ def test_unknown_ids_are_one_line_errors(run: Run) -> None:
     assert after_context(run("webhook", "retry", "9", code=1).stderr) == (
         "Error: no webhook delivery with id 9; run `newsletter webhook deliveries`\n"
     )
-    assert after_context(run("webhook", "deliveries", "7", code=1).stderr).startswith("Error: no webhook")
-    assert after_context(run("webhook", "rotate-secret", "7", code=1).stderr).startswith("Error: no webhook")
-    assert after_context(run("webhook", "enable", "7", code=1).stderr).startswith("Error: no webhook")
+    assert after_context(run("webhook", "deliveries", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
+    assert after_context(run("webhook", "rotate-secret", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
+    assert after_context(run("webhook", "enable", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
     assert run("webhook", "add", "https://x.example", code=2).exit_code == 2  # no --event
