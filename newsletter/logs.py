@@ -57,7 +57,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, value: Any) -> None:
-        pass
+        """Ignored: the stream is always the current ``sys.stderr``."""
 
 
 def configure_logging(*, verbose: bool, fmt: str = "text") -> None:
@@ -74,9 +74,19 @@ def configure_logging(*, verbose: bool, fmt: str = "text") -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
+# Bookkeeping a job reports that is not work done: a run that only committed an empty
+# transaction, went through empty batches, found the planner lock taken or the job switched
+# off did nothing worth a line.
+BOOKKEEPING = frozenset({"commits", "batches", "locked", "enabled", "endpoints"})
+
+
 def did_something(result: Mapping[str, Any]) -> bool:
-    """True when a job's result reports any work: a non-zero count or any other value."""
-    for value in result.values():
+    """True when a job's result reports real work: a non-zero count of rows planned, sent,
+    advanced, failed, events processed ... (nested counts included), or a value such as an
+    error or a provider backoff. ``BOOKKEEPING`` keys never count."""
+    for key, value in result.items():
+        if key in BOOKKEEPING:
+            continue
         if isinstance(value, Mapping):
             if did_something(value):
                 return True

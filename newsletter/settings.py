@@ -126,10 +126,28 @@ class Settings(BaseSettings):
     @field_validator("bounce_address")
     @classmethod
     def _bounce_address(cls, value: str) -> str:
-        local, at, domain = value.strip().rpartition("@")
-        if value and (not at or not local or not domain or "+" in local or " " in value):
-            raise ValueError(f"must be a plain address such as bounces@shop.example, got {value!r}")
-        return value.strip()
+        if not value.strip():
+            return ""
+        address = check_email(value, example="bounces@shop.example")
+        if "+" in address.rpartition("@")[0]:
+            raise ValueError(
+                f"{value[:64]!r} has a '+': bounces come back to <name>+<id>@<domain>, so "
+                "write a plain address such as bounces@shop.example"
+            )
+        return address
+
+    @field_validator("sendgrid_webhook_public_key")
+    @classmethod
+    def _public_key(cls, value: str) -> str:
+        if not value.strip():
+            return ""
+        from newsletter.events.signature import WebhookVerifier
+
+        try:
+            WebhookVerifier(value.strip())
+        except ConfigurationError as exc:
+            raise ValueError(exc.problem) from None
+        return value
 
     @field_validator("bounce_imap_url")
     @classmethod
@@ -253,7 +271,7 @@ def check_rate_limit(value: str) -> str:
     return value
 
 
-def check_email(value: str) -> str:
+def check_email(value: str, *, example: str = "tips@shop.example") -> str:
     """A syntactically valid address (no DNS lookup), as written."""
     from newsletter.addresses import normalize_email
     from newsletter.errors import InvalidEmailError
@@ -262,7 +280,7 @@ def check_email(value: str) -> str:
         normalize_email(value)
     except InvalidEmailError as exc:
         raise ValueError(
-            f"{value[:64]!r} is not an email address ({exc.reason}); e.g. tips@shop.example"
+            f"{value[:64]!r} is not an email address ({exc.reason}); e.g. {example}"
         ) from None
     return value.strip()
 
@@ -337,6 +355,22 @@ def keep_secret_key(settings: Settings) -> Settings:
             f"({exc.strerror or exc}); set it, or make NEWSLETTER_VAR_DIR writable",
         ) from None
     return settings.model_copy(update={"secret_key": kept})
+
+
+def read_secret_key(settings: Settings) -> Settings:
+    """``settings`` with the key kept under ``var_dir`` if none is set; nothing is created."""
+    if settings.secret_keys:
+        return settings
+    path = settings.var_dir / "secret_key"
+    try:
+        kept = path.read_text().strip() if path.is_file() else ""
+    except OSError as exc:
+        raise ConfigurationError(
+            PREFIX + "SECRET_KEY",
+            f"not set, and the kept key {str(path)!r} cannot be read ({exc.strerror or exc}); "
+            "set it, or make the file readable",
+        ) from None
+    return settings.model_copy(update={"secret_key": kept}) if kept else settings
 
 
 def _kept_secret(var_dir: Path) -> str:

@@ -49,8 +49,7 @@ def check_writable(folder: Path, variable: str) -> None:
     """``folder`` exists (it is created) and a file can be written in it."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
+        tempfile.TemporaryFile(dir=folder).close()  # deleted on close
     except OSError as exc:
         raise ConfigurationError(
             variable,

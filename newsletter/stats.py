@@ -223,6 +223,17 @@ def _since(since: datetime | None) -> list[ColumnElement[bool]]:
     return [Delivery.sent_at >= since] if since is not None else []
 
 
+def step_number(step: int | None) -> int | str:
+    """The step as shown to people and scripts: 1 for the first; ``"then"`` for a rotation
+    item (stored as None or negative). Stored steps are 0-based indexes."""
+    return "then" if step is None or step < 0 else step + 1
+
+
+def numbered_steps(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stats rows with ``step`` as ``step_number`` gives it (CLI JSON, the API)."""
+    return [{**row, "step": step_number(row["step"])} for row in rows]
+
+
 def _step_rows(grouped: dict[tuple[Any, ...], Counts]) -> list[dict[str, Any]]:
     def order(key: tuple[Any, ...]) -> tuple[str, int, str]:
         sequence, step, item = key

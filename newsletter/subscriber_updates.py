@@ -105,7 +105,7 @@ def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             {
                 "sequence": e.sequence,
                 "status": e.status,
-                "position": e.position,
+                "next_step": e.position + 1,  # 1-based, as every step number shown
                 "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
             }
             for e in enrollments

@@ -218,7 +218,7 @@ def export(app: App, raw_email: str) -> dict[str, Any]:
                 {
                     "sequence": e.sequence,
                     "status": e.status,
-                    "position": e.position,
+                    "next_step": e.position + 1,  # 1-based, as every step number shown
                     "next_due_at": e.next_due_at.isoformat() if e.next_due_at else None,
                 }
                 for e in enrollments

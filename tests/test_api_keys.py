@@ -18,6 +18,7 @@ from newsletter.cli import main
 from newsletter.models import ApiKey
 from newsletter.settings import load_settings
 from newsletter.web.app import create_web_app
+from tests.cli_output import after_context
 from tests.conftest import NOW
 
 
@@ -46,7 +47,7 @@ def test_create_prints_a_url_safe_key_once_and_stores_only_its_hash(
     assert result.exit_code == 0, result.output
     secret = result.stdout.strip()
     assert re.fullmatch(r"nl_[A-Za-z0-9_-]{43}", secret)
-    assert result.stderr == (
+    assert after_context(result.stderr) == (
         "created write key 'shop-checkout'; store it now, it cannot be shown again\n"
     )
     with app.engine.connect() as conn:
@@ -58,7 +59,7 @@ def test_create_prints_a_url_safe_key_once_and_stores_only_its_hash(
     assert stored["prefix"] == secret[:10]
     assert secret not in caplog.text
     listed = run("api-key", "list", "--format", "json")
-    assert secret not in listed.output
+    assert secret not in listed.output  # stdout and stderr
     assert secret[10:] not in listed.output
     with app.sessions() as session:
         caller = authenticate(session, secret, now=NOW)
@@ -70,7 +71,7 @@ def test_list_and_revoke(run: Any, app: App) -> None:
     read = run("api-key", "create", "dashboard", "--scope", "read").stdout.strip()
     run("api-key", "create", "shop")
     listed = run("api-key", "list", "--format", "csv")
-    rows = [line.split(",") for line in listed.output.splitlines()]
+    rows = [line.split(",") for line in listed.stdout.splitlines()]
     assert rows[0] == ["name", "scope", "prefix", "created", "last_used", "status"]
     assert [(r[0], r[1], r[2], r[5]) for r in rows[1:]] == [
         ("dashboard", "read", read[:10] + "...", "active"),
@@ -78,7 +79,7 @@ def test_list_and_revoke(run: Any, app: App) -> None:
     ]
     revoked = run("api-key", "revoke", "dashboard")
     assert revoked.exit_code == 0
-    assert revoked.output == f"revoked key 'dashboard' ({read[:10]}...)\n"
+    assert revoked.stdout == f"revoked key 'dashboard' ({read[:10]}...)\n"
     client = TestClient(create_web_app(app))
     answer = client.get("/api/v1/sequences", headers={"Authorization": f"Bearer {read}"})
     assert answer.status_code == 401
@@ -95,15 +96,16 @@ def test_list_and_revoke(run: Any, app: App) -> None:
 def test_errors_are_one_line(run: Any, args: tuple[str, ...], message: str) -> None:
     result = run("api-key", *args)
     assert result.exit_code == 1
-    assert result.output.startswith(message)
-    assert result.output.count("\n") == 1
+    assert result.stdout == ""
+    assert after_context(result.stderr).startswith(message)
+    assert after_context(result.stderr).count("\n") == 1
 
 
 def test_names_are_unique_and_scopes_checked(run: Any, app: App) -> None:
     run("api-key", "create", "shop")
     again = run("api-key", "create", "shop")
     assert again.exit_code == 1
-    assert "an API key named 'shop' exists already" in again.output
+    assert "an API key named 'shop' exists already" in again.stderr
     bad_scope = run("api-key", "create", "x", "--scope", "admin")
     assert bad_scope.exit_code == 2
     with app.sessions() as session:

@@ -219,9 +219,10 @@ def test_post_confirmed_records_the_shops_consent_and_enrolls(
     assert response.status_code == 201, response.text
     assert response.json()["outcome"] == "activated"
     assert response.json()["subscriber"]["status"] == "active"
-    assert [e["sequence"] for e in response.json()["subscriber"]["enrollments"]] == [
-        "back-pain-basics"
-    ]
+    assert [
+        (e["sequence"], e["next_step"]) for e in response.json()["subscriber"]["enrollments"]
+    ] == [("back-pain-basics", 1)]  # step numbers are 1-based, as in the CLI
+    assert "position" not in response.json()["subscriber"]["enrollments"][0]
     with app.sessions() as session:
         consent = session.scalars(select(ConsentEvent)).one()
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0

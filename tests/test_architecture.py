@@ -125,3 +125,15 @@ def test_families_of_modules_are_packages_not_filename_prefixes() -> None:
         if "_" in stem:
             prefixes.setdefault(stem.split("_")[0], []).append(stem)
     assert {k: v for k, v in prefixes.items() if len(v) > 2} == {}
+
+
+def test_no_error_is_swallowed_by_a_bare_pass() -> None:
+    """An ``except`` (or any block) whose whole body is ``pass`` hides what went wrong: log
+    the error (at debug if it is harmless) or say in a docstring why nothing is done."""
+    found = []
+    for path in sorted((ROOT / "newsletter").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Pass):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert found == []

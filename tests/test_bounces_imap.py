@@ -5,6 +5,7 @@ non-reports are kept aside in the ``Unparsed`` folder, never lost."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -162,6 +163,28 @@ def test_an_unreachable_mailbox_is_reported_not_raised(
     assert "cannot read the bounce mailbox at 127.0.0.1" in result["error"]
     assert "NEWSLETTER_BOUNCE_IMAP_URL" in result["error"]
     assert "u:p" not in result["error"]
+
+
+def test_a_connection_broken_at_goodbye_is_logged_at_debug_not_raised(
+    app: App, imap: IMAPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closing the mailbox after the connection broke: no error for the run, one DEBUG
+    line with the error (shown by --verbose)."""
+    import socket
+
+    from newsletter.bounces.mailbox import IMAPMailbox
+
+    config = parse_imap_url(app.settings.bounce_imap_url)
+    with (
+        caplog.at_level(logging.DEBUG, logger="newsletter.bounces.mailbox"),
+        IMAPMailbox(config) as mailbox,
+    ):
+        assert list(mailbox.messages()) == []
+        mailbox.conn.sock.shutdown(socket.SHUT_RDWR)
+    records = [r for r in caplog.records if r.name == "newsletter.bounces.mailbox"]
+    assert [r.levelname for r in records] == ["DEBUG"]
+    assert records[0].getMessage().startswith("bounces: closing the mailbox connection failed: ")
+    assert records[0].getMessage() != "bounces: closing the mailbox connection failed: "
 
 
 # ---- the parser, without IMAP ------------------------------------------------------------

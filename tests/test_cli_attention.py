@@ -19,6 +19,7 @@ from newsletter.cli import main
 from newsletter.db import transaction
 from newsletter.engagement import Engagement, record
 from newsletter.models import BounceReport, Subscriber
+from tests.cli_output import after_context
 
 Run = Callable[..., Result]
 T0 = "2026-12-01T08:00:00+00:00"
@@ -87,8 +88,8 @@ def test_plan_shows_the_high_priority_campaign_first_and_the_moved_drip(run: Run
 
 def test_plan_for_an_unknown_address_is_one_line_exit_1(run: Run) -> None:
     result = run("subscribers", "plan", "nobody@example.org", code=1)
-    assert result.stderr.startswith("Error: ")
-    assert result.stderr.count("\n") == 1
+    assert after_context(result.stderr).startswith("Error: ")
+    assert after_context(result.stderr).count("\n") == 1
 
 
 def test_timeline_lists_consent_enrollment_and_every_ledger_row_in_order(run: Run) -> None:
@@ -123,7 +124,8 @@ def test_campaign_create_refuses_an_unknown_topic_and_priority(run: Run) -> None
     subscribed(run)
     bad = run("campaign", "create", "campaigns/seven-day-reset", "--topic", "nope", code=1)
     assert (
-        bad.stderr == "Error: unknown topic 'nope' (known: tips, offers); pick one with --topic\n"
+        after_context(bad.stderr)
+        == "Error: unknown topic 'nope' (known: tips, offers); pick one with --topic\n"
     )
     usage = run("campaign", "create", "campaigns/seven-day-reset", "--priority", "urgent", code=2)
     assert "'urgent' is not one of 'high', 'normal', 'low'" in usage.stderr

@@ -16,6 +16,7 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.models import Delivery
 from newsletter.settings import load_settings
+from tests.cli_output import after_context
 from tests.mailbox import read_outbox
 
 NOW = "2026-11-24T09:00:00+00:00"
@@ -278,7 +279,7 @@ def test_test_send_goes_only_to_the_seed_addresses(run: Run, app: App) -> None:
     shown = json.loads(run("campaign", "show", "seven-day-reset", "--format", "json").stdout)
     assert (shown["state"], shown["audience"], sum(shown["counts"].values())) == ("draft", 6, 0)
     bad = run("campaign", "test", "seven-day-reset", "--to", "not-an-address", "--now", NOW, code=1)
-    assert bad.stderr.startswith("Error: invalid email address 'not-an-address'")
+    assert after_context(bad.stderr).startswith("Error: invalid email address 'not-an-address'")
 
 
 def test_send_now_asks_first_then_freezes_the_audience(run: Run, app: App) -> None:
@@ -358,7 +359,7 @@ def test_edit_and_delete_a_draft(run: Run) -> None:
     )
     assert run("campaign", "delete", "seven-day-reset").stdout == "deleted 'seven-day-reset'\n"
     missing = run("campaign", "show", "seven-day-reset", code=1)
-    assert missing.stderr == (
+    assert after_context(missing.stderr) == (
         "Error: no campaign named 'seven-day-reset'; run `newsletter campaign list`\n"
     )
 
@@ -394,7 +395,7 @@ def test_edit_refuses_to_move_a_local_time_start_into_the_past(run: Run) -> None
     before = json.loads(run("campaign", "show", "c2", "--format", "json").stdout)
     edited = run("campaign", "edit", "c2", "--pause-drips", "--now", "2026-12-01T08:00:00Z", code=1)
     assert edited.stdout == ""
-    assert edited.stderr == (
+    assert after_context(edited.stderr) == (
         "Error: campaign 'c2' not changed: 2026-12-01 09:00 in Pacific/Auckland (the earliest "
         "zone of the edited audience) is 2026-11-30 20:00 UTC, which would move the start from "
         "2026-12-01 17:00 UTC, in the past (now 2026-12-01 08:00 UTC); reschedule it with a "

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from content_fixtures import ADDRESS, ROOT, TIP, build_library, use_library
 
 from newsletter.cli.content import content, preview
+from tests.cli_output import after_context
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_check_passes_on_the_shipped_library(
     use_library(monkeypatch, ROOT)
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
-    *warnings, last = result.output.splitlines()
+    *warnings, last = result.stdout.splitlines()
     assert len(warnings) == 4  # the example testimonials (tests/test_example_content.py)
     assert last.startswith("OK: 27 items, 2 sequences, 6 templates and 7 cron jobs")
 
@@ -43,7 +44,7 @@ def test_check_passes_on_the_shipped_library(
 def test_check_passes_on_a_small_library(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         "OK: 3 items, 1 sequence, 6 templates and 7 cron jobs checked; every item renders\n"
     )
 
@@ -172,7 +173,7 @@ def test_check_names_file_and_line(
     assert result.exit_code == 1
     lines = result.stdout.splitlines()
     assert any(line.startswith(expected) for line in lines), result.output
-    assert result.stderr.startswith("Error: ")
+    assert after_context(result.stderr).startswith("Error: ")
     assert "found; fix them and run again" in result.stderr
 
 
@@ -186,7 +187,43 @@ def test_check_lists_every_problem_not_just_the_first(cli: click.Group, library_
         "content/tips/b.md:2: missing subject: add 'subject: ...' (the subject line (may use "
         "Jinja))\n"
     )
-    assert result.stderr == "Error: 2 problems found; fix them and run again\n"
+    assert after_context(result.stderr) == "Error: 2 problems found; fix them and run again\n"
+
+
+def test_check_lists_every_problem_of_a_sequence_file(cli: click.Group, library_root: Path) -> None:
+    """An unknown item, a bad `after:` and a bad priority in one sequence file: all three,
+    with another sequence's problem too, in one run."""
+    (library_root / "content/sequences/basics.yaml").write_text(
+        "name: basics\nenroll: on_confirm\nsend_window: '08:00-11:00'\npriority: urgent\n"
+        "steps:\n  - send: system/welcome\n    after: soon\n  - send: tips/missing\n"
+        "    after: 2d\n  - send: tips/meet-your-ql\n    after: 1d\n    wait: 1\n"
+    )
+    (library_root / "content/sequences/other.yaml").write_text(
+        "name: other\nenroll: always\nexit: {on_tag: [' ']}\nreenroll: maybe\n"
+        "send_window: '8am'\nsteps: []\nthen: {every: 0d, from: [tips]}\ntags: words\n"
+    )
+    result = CliRunner().invoke(cli, ["content", "check"])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "content/sequences/basics.yaml:4: bad priority 'urgent': use high, normal or low\n"
+        "content/sequences/basics.yaml:7: bad delay 'soon': write a number and a unit, "
+        "d (days), h (hours) or m (minutes), e.g. 3d, 12h or 1d12h\n"
+        "content/sequences/basics.yaml:8: step 2 sends 'tips/missing', which is not in the "
+        "content library (expected content/tips/missing.md)\n"
+        "content/sequences/basics.yaml:12: unknown key 'wait'; allowed keys: send, after\n"
+        "content/sequences/other.yaml:2: enroll must be on_confirm, manual or a mapping of "
+        "on_confirm / on_tag / on_event, got 'always'\n"
+        "content/sequences/other.yaml:3: exit.on_tag: ' ' is not a tag (a word without "
+        "commas, at most 64 characters)\n"
+        "content/sequences/other.yaml:4: reenroll must be true or false, got 'maybe'\n"
+        "content/sequences/other.yaml:5: bad send_window '8am': write it as HH:MM-HH:MM, "
+        "e.g. 08:00-11:00\n"
+        "content/sequences/other.yaml:6: steps must be a list of '- send: <kind>/<slug>' "
+        "entries\n"
+        "content/sequences/other.yaml:7: then.every must be longer than zero\n"
+        "content/sequences/other.yaml:8: tags must be a list of words\n"
+    )
+    assert after_context(result.stderr) == "Error: 11 problems found; fix them and run again\n"
 
 
 def test_check_reports_a_missing_postal_address_once(
@@ -204,7 +241,7 @@ def test_check_reports_a_missing_postal_address_once(
 def test_list_prints_a_table(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["content", "list"])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         "ID                   KIND    SUBJECT                                                "
         "TEMPLATE\n"
         "system/confirmation  system  Please confirm                                         "
@@ -219,7 +256,7 @@ def test_list_prints_a_table(cli: click.Group, library_root: Path) -> None:
 def test_list_as_json(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["content", "list", "--format", "json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [row["id"] for row in rows] == [
         "system/confirmation",
         "system/welcome",
@@ -246,7 +283,7 @@ def test_list_refuses_a_broken_library_with_a_next_step(
     (library_root / "content/tips/b.md").write_text("---\npreheader: B\n---\nx\n")
     result = CliRunner().invoke(cli, ["content", "list"])
     assert result.exit_code == 1
-    assert result.stderr == (
+    assert after_context(result.stderr) == (
         "Error: content/tips/b.md:2: missing subject: add 'subject: ...' (the subject line "
         "(may use Jinja)); run `newsletter content check` to list every problem\n"
     )
@@ -255,7 +292,7 @@ def test_list_refuses_a_broken_library_with_a_next_step(
 def test_preview_writes_html_under_var_by_default(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["preview", "tips/meet-your-ql"])
     assert result.exit_code == 0, result.output
-    assert result.output == "var/preview/tips-meet-your-ql.html\n"
+    assert result.stdout == "var/preview/tips-meet-your-ql.html\n"
     html = (library_root / "var/preview/tips-meet-your-ql.html").read_text()
     assert "<title>Meet your QL, Alex</title>" in html
     assert "https://shop.example/unsubscribe/preview-token" in html
@@ -266,14 +303,14 @@ def test_preview_to_a_chosen_file(cli: click.Group, library_root: Path) -> None:
         cli, ["preview", "content/tips/meet-your-ql.md", "--output", "out/ql.html"]
     )
     assert result.exit_code == 0, result.output
-    assert result.output == "out/ql.html\n"
+    assert result.stdout == "out/ql.html\n"
     assert (library_root / "out/ql.html").read_text().startswith("<!DOCTYPE html>")
 
 
 def test_preview_text_prints_the_plain_part(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["preview", "tips/meet-your-ql", "--text"])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         "Subject: Meet your QL, Alex\n"
         "Preheader: The muscle behind most low back pain.\n"
         "\n"
@@ -300,7 +337,7 @@ def test_preview_text_prints_the_plain_part(cli: click.Group, library_root: Path
 def test_preview_unknown_item_suggests_the_closest(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["preview", "tips/meet-your-q"])
     assert result.exit_code == 1
-    assert result.stderr == (
+    assert after_context(result.stderr) == (
         "Error: no content item 'tips/meet-your-q'; did you mean 'tips/meet-your-ql'?\n"
     )
 
@@ -312,11 +349,13 @@ def test_preview_refuses_without_postal_address(
     result = CliRunner().invoke(cli, ["preview", "tips/meet-your-ql"])
     assert result.exit_code == 1
     assert "set NEWSLETTER_POSTAL_ADDRESS" in result.stderr
-    assert result.stderr.startswith("Error: content/tips/meet-your-ql.md: tips/meet-your-ql is")
+    assert after_context(result.stderr).startswith(
+        "Error: content/tips/meet-your-ql.md: tips/meet-your-ql is"
+    )
 
 
 def test_commands_have_help(cli: click.Group) -> None:
     for args in (["content"], ["content", "list"], ["content", "check"], ["preview"]):
         result = CliRunner().invoke(cli, [*args, "--help"])
         assert result.exit_code == 0
-        assert "Usage: newsletter" in result.output
+        assert "Usage: newsletter" in result.stdout

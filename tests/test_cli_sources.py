@@ -42,7 +42,7 @@ def env(cli_env: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_sources_list_shows_routes_opt_in_and_missing_secrets(env: Path) -> None:
     result = CliRunner().invoke(main, ["sources", "list"])
     assert result.exit_code == 0, result.output
-    assert result.output == (
+    assert result.stdout == (
         "NAME   ROUTE             PRESET   OPT_IN             TAGS       SECRET\n"
         "shop   /subscribe/shop   shopify  single_if_consent  customers  set\n"
         "forms  /subscribe/forms  tally    double                        "
@@ -67,7 +67,7 @@ def test_sources_test_shows_the_mapping_and_the_consent_decision_and_writes_noth
         ],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {
+    assert json.loads(result.stdout) == {
         "source": "shop",
         "action": "subscribe",
         "reason": "single opt-in: the sender reports the subscriber's marketing consent",
@@ -94,7 +94,7 @@ def test_sources_test_shows_why_a_delivery_would_be_ignored(env: Path, tmp_path:
         ["sources", "test", "shop", str(sample), "--header", "X-Shopify-Topic:customers/create"],
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {
+    assert json.loads(result.stdout) == {
         "source": "shop",
         "action": "ignore",
         "reason": "the customer's email_marketing_consent.state is 'not_subscribed', "
@@ -107,12 +107,12 @@ def test_sources_test_refuses_an_unknown_source_and_a_broken_file(
 ) -> None:
     unknown = CliRunner().invoke(main, ["sources", "test", "nope", str(DATA / "tally.json")])
     assert unknown.exit_code == 1
-    assert "no source 'nope'" in unknown.output
+    assert "no source 'nope'" in unknown.stderr
     broken = tmp_path / "broken.json"
     broken.write_text('{"eventType": ')
     result = CliRunner().invoke(main, ["sources", "test", "forms", str(broken)])
     assert result.exit_code == 1
-    assert "the sender would get 400" in result.output
+    assert "the sender would get 400" in result.stderr
     bad_header = CliRunner().invoke(
         main, ["sources", "test", "forms", str(DATA / "tally.json"), "--header", "nocolon"]
     )
@@ -133,7 +133,7 @@ def test_content_check_reports_a_bad_sources_file_with_its_line(env: Path) -> No
 def test_content_check_counts_the_sources(env: Path) -> None:
     result = CliRunner().invoke(main, ["content", "check"])
     assert result.exit_code == 0, result.output
-    assert ", and 2 form sources; every item renders" in result.output
+    assert ", and 2 form sources; every item renders" in result.stdout
 
 
 def test_the_shipped_sources_file_is_valid() -> None:
@@ -142,3 +142,17 @@ def test_the_shipped_sources_file_is_valid() -> None:
     sources, problems = read_sources(Path(__file__).resolve().parent.parent / "sources.yaml")
     assert problems == []
     assert set(sources) == {"tally", "shop", "checkout"}
+
+
+def test_sources_list_says_what_it_reads_and_keeps_no_secret_key(
+    env: Path, monkeypatch: pytest.MonkeyPatch, cli_env: dict[str, Any]
+) -> None:
+    """Read-only: the context line on stderr, and no secret key is generated in var/."""
+    monkeypatch.delenv("NEWSLETTER_SECRET_KEY")
+    result = CliRunner().invoke(main, ["sources", "list"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"using database {cli_env['NEWSLETTER_DATABASE_URL']}, content "
+        f"{cli_env['NEWSLETTER_CONTENT_DIR']}\n"
+    )
+    assert not (Path(cli_env["NEWSLETTER_VAR_DIR"]) / "secret_key").exists()

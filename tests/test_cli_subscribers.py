@@ -18,6 +18,7 @@ from newsletter.models import Delivery, Enrollment, Subscriber, Suppression
 from newsletter.settings import load_settings
 from newsletter.subscriptions import unsubscribe_by_token
 from newsletter.tokens import make_unsubscribe_token
+from tests.cli_output import after_context
 
 NOW = "2026-11-24T09:00:00+00:00"
 
@@ -55,9 +56,9 @@ def test_add_confirmed_then_list_show_export(run: Any, app: App) -> None:
         NOW,
     )
     assert result.exit_code == 0
-    assert result.output == "ann@example.org: added and active\n"
+    assert result.stdout == "ann@example.org: added and active\n"
     listed = run("subscribers", "list", "--format", "json")
-    assert json.loads(listed.output) == [
+    assert json.loads(listed.stdout) == [
         {
             "email": "ann@example.org",
             "first_name": "Ann",
@@ -68,24 +69,43 @@ def test_add_confirmed_then_list_show_export(run: Any, app: App) -> None:
         }
     ]
     as_csv = run("subscribers", "list", "--format", "csv", "--status", "active")
-    assert as_csv.output.splitlines() == [
+    assert as_csv.stdout.splitlines() == [
         "email,first_name,status,timezone,tags,created_at",
         "ann@example.org,Ann,active,Europe/Paris,vip,2026-11-24T09:00:00+00:00",
     ]
     table = run("subscribers", "list")
-    assert "ann@example.org" in table.output
-    assert "1 subscribers" in table.output
+    assert "ann@example.org" in table.stdout
+    assert "1 subscribers" in table.stdout
     shown = run("subscribers", "show", "ann@example.org")
-    assert shown.output.splitlines()[0] == "ann@example.org  active  (Europe/Paris)"
-    assert "back-pain-basics: active" in shown.output
-    exported = json.loads(run("subscribers", "export", "ann@example.org").output)
+    assert shown.stdout.splitlines()[0] == "ann@example.org  active  (Europe/Paris)"
+    assert "back-pain-basics: active" in shown.stdout
+    exported = json.loads(run("subscribers", "export", "ann@example.org").stdout)
     assert exported["consent"][0]["kind"] == "imported"
     assert exported["enrollments"][0]["sequence"] == "back-pain-basics"
 
 
+def test_show_and_export_number_the_next_step_from_1(run: Any, app: App) -> None:
+    """Before the welcome goes out the next step is 1; once it is planned, 2 (never 0-based)."""
+    run("subscribers", "add", "ann@example.org", "--confirmed", "--now", NOW)
+    before = json.loads(run("subscribers", "export", "ann@example.org").stdout)
+    assert [(e["sequence"], e["next_step"]) for e in before["enrollments"]] == [
+        ("back-pain-basics", 1)
+    ]
+    assert "position" not in before["enrollments"][0]
+    assert run("tick", "--now", NOW).exit_code == 0
+    after = json.loads(run("subscribers", "export", "ann@example.org").stdout)
+    assert [e["next_step"] for e in after["enrollments"]] == [2]
+    with app.sessions() as session:
+        assert session.scalars(select(Enrollment.position)).one() == 1  # stored 0-based
+    shown = run("subscribers", "show", "ann@example.org").stdout.splitlines()
+    assert [line for line in shown if "back-pain-basics" in line] == [
+        "  back-pain-basics: active, next step 2, due -"
+    ]
+
+
 def test_add_without_confirmed_sends_the_double_opt_in(run: Any, app: App) -> None:
     result = run("subscribers", "add", "bo@example.org", "--now", NOW)
-    assert result.output == "bo@example.org: added; confirmation email queued\n"
+    assert result.stdout == "bo@example.org: added; confirmation email queued\n"
     with app.sessions() as session:
         assert session.scalars(select(Subscriber.status)).one() == "pending"
         assert session.scalars(select(Delivery.kind)).one() == "confirmation"
@@ -94,10 +114,10 @@ def test_add_without_confirmed_sends_the_double_opt_in(run: Any, app: App) -> No
 def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
     bad = run("subscribers", "add", "not-an-email")
     assert bad.exit_code == 1
-    assert bad.output.startswith("Error: invalid email address 'not-an-email'")
+    assert after_context(bad.stderr).startswith("Error: invalid email address 'not-an-email'")
     missing = run("subscribers", "show", "nobody@example.org")
     assert missing.exit_code == 1
-    assert missing.output == (
+    assert after_context(missing.stderr) == (
         "Error: no subscriber with address 'nobody@example.org'; check the spelling or run "
         "`newsletter subscribers list`\n"
     )
@@ -106,11 +126,11 @@ def test_errors_are_one_line_with_exit_code_1(run: Any) -> None:
 def test_unsubscribe_and_forget(run: Any, app: App) -> None:
     run("subscribers", "add", "cy@example.org", "--confirmed", "--now", NOW)
     assert (
-        run("subscribers", "unsubscribe", "cy@example.org").output
+        run("subscribers", "unsubscribe", "cy@example.org").stdout
         == "cy@example.org: unsubscribed\n"
     )
     forgot = run("subscribers", "forget", "cy@example.org", "--yes")
-    assert forgot.output == "cy@example.org: forgotten (a hashed suppression is kept)\n"
+    assert forgot.stdout == "cy@example.org: forgotten (a hashed suppression is kept)\n"
     with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
         assert session.scalar(select(func.count()).select_from(Enrollment)) == 0
@@ -130,7 +150,7 @@ def test_export_names_the_email_an_unsubscribe_link_came_from(run: Any, app: App
     unsubscribe_by_token(
         app, token, ip=None, now=datetime.fromisoformat(NOW), delivery_id=delivery_id
     )
-    exported = json.loads(run("subscribers", "export", "eve@example.org").output)
+    exported = json.loads(run("subscribers", "export", "eve@example.org").stdout)
     assert [(c["kind"], c["delivery_id"]) for c in exported["consent"]] == [
         ("imported", None),
         ("withdrawn", delivery_id),
@@ -174,7 +194,7 @@ def test_import_reports_taken_and_skipped_and_never_duplicates(
     assert lines[3].startswith("  line 6: (empty): invalid email:")
     rerun = run("subscribers", "import", str(source), "--confirmed", "--now", NOW)
     assert rerun.stdout.splitlines()[0] == "taken: 0, skipped: 5"
-    assert "  line 2: a@example.org: already a subscriber" in rerun.output
+    assert "  line 2: a@example.org: already a subscriber" in rerun.stdout
     with app.sessions() as session:
         rows = {s.email: s for s in session.scalars(select(Subscriber))}
         enrollments = session.scalar(select(func.count()).select_from(Enrollment))
@@ -204,7 +224,7 @@ def test_import_without_confirmed_sends_double_opt_in(run: Any, app: App, tmp_pa
         "optin.csv has 2 new addresses; without --confirmed each gets a confirmation email "
         "(2 emails will be sent). Continue? [y/N]: n\n"
     )
-    assert refused.stderr == "Aborted!\n"
+    assert after_context(refused.stderr) == "Aborted!\n"
     with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0
     accepted = run("subscribers", "import", str(source), "--now", NOW, input="y\n")
@@ -234,7 +254,7 @@ def test_import_without_email_column_is_refused(run: Any, tmp_path: Path) -> Non
     source = write_csv(tmp_path / "bad.csv", [["name"], ["x"]])
     result = run("subscribers", "import", str(source))
     assert result.exit_code == 1
-    assert "no email column found" in result.output
+    assert "no email column found" in result.stderr
 
 
 def test_import_streams_a_large_file_in_batches(run: Any, app: App, tmp_path: Path) -> None:
@@ -254,7 +274,7 @@ def test_every_command_has_help(run: Any) -> None:
     for command in ["add", "import", "list", "show", "export", "unsubscribe", "forget"]:
         result = run("subscribers", command, "--help")
         assert result.exit_code == 0
-        assert "Usage:" in result.output
+        assert "Usage:" in result.stdout
 
 
 def test_preview_as_a_real_subscriber(run: Any, tmp_path: Path) -> None:
@@ -265,7 +285,7 @@ def test_preview_as_a_real_subscriber(run: Any, tmp_path: Path) -> None:
     assert "Meet your QL, Zoë" in result.stdout
     missing = run("preview", "tips/meet-your-ql", "--subscriber", "nobody@example.org")
     assert missing.exit_code == 1
-    assert "no subscriber with address 'nobody@example.org'" in missing.output
+    assert "no subscriber with address 'nobody@example.org'" in missing.stderr
 
 
 def test_add_confirmed_refuses_someone_who_unsubscribed(run: Any, app: App) -> None:
@@ -274,8 +294,8 @@ def test_add_confirmed_refuses_someone_who_unsubscribed(run: Any, app: App) -> N
     run("subscribers", "unsubscribe", "gone2@example.org")
     refused = run("subscribers", "add", "gone2@example.org", "--confirmed")
     assert refused.exit_code == 1
-    assert "'gone2@example.org' is suppressed (unsubscribed)" in refused.output
-    assert "without --confirmed" in refused.output
+    assert "'gone2@example.org' is suppressed (unsubscribed)" in refused.stderr
+    assert "without --confirmed" in refused.stderr
     with app.sessions() as session:
         assert session.scalars(select(Subscriber.status)).one() == "unsubscribed"
 
@@ -367,7 +387,7 @@ def test_import_of_a_file_that_cannot_be_read_is_one_line(
     result = run("subscribers", "import", str(path), "--confirmed", "--now", NOW)
     assert result.exit_code == 1
     assert result.stdout == ""
-    [line] = [x for x in result.stderr.splitlines() if not x.startswith("importing")]
+    [line] = [x for x in after_context(result.stderr).splitlines() if not x.startswith("importing")]
     assert line.startswith(message.format(path=path))
     with app.sessions() as session:
         assert session.scalar(select(func.count()).select_from(Subscriber)) == 0

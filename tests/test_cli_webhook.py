@@ -15,6 +15,7 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.models import WebhookEndpoint
 from newsletter.settings import load_settings
+from tests.cli_output import after_context
 from tests.conftest import NOW
 from tests.webhook_receiver import Behaviour, Receiver
 
@@ -71,7 +72,7 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
         "--now",
         STAMP,
     )
-    lines = added.output.splitlines()
+    lines = added.stdout.splitlines()
     assert lines[0] == f"webhook 1 added: {receiver.url}"
     assert lines[1] == "events: subscriber.created, email.sent"
     assert re.fullmatch(r"secret: whsec_[A-Za-z0-9_-]{43}", lines[2])
@@ -79,7 +80,7 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
     secret = lines[2].removeprefix("secret: ")
 
     listed = run("webhook", "list", "--format", "json", "--now", STAMP)
-    assert listed.output == (
+    assert listed.stdout == (
         '[{"id": 1, "state": "enabled", "url": "' + receiver.url + '", "events": '
         '["subscriber.created", "email.sent"], "pending": 0, "failed": 0, '
         '"description": "CRM"}]\n'
@@ -88,15 +89,15 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
 
     tested = run("webhook", "test", "1", "--now", STAMP)
     [ping] = receiver.received
-    assert tested.output == f"ping {ping.payload['id']} delivered to webhook 1: HTTP 200\n"
+    assert tested.stdout == f"ping {ping.payload['id']} delivered to webhook 1: HTTP 200\n"
     shown = run("webhook", "deliveries", "1", "--format", "csv")
-    assert shown.output == (
+    assert shown.stdout == (
         "id,webhook,event,type,status,attempts,last,next_attempt_at,created_at\n"
         f"1,1,{ping.payload['id']},ping,delivered,1,HTTP 200,,{NOW.isoformat(timespec='seconds')}\n"
     )
 
     rotated = run("webhook", "rotate-secret", "1", "--now", STAMP)
-    lines = rotated.output.splitlines()
+    lines = rotated.stdout.splitlines()
     assert lines[0] == (
         "webhook 1: new secret; the old one stays valid until 2026-11-25T09:00:00+00:00"
     )
@@ -109,8 +110,8 @@ def test_add_prints_the_secret_once_then_list_test_deliveries_rotate_remove(
     assert re.fullmatch(r"t=\d+,v1=[0-9a-f]{64},v1=[0-9a-f]{64}", header)
 
     removed = run("webhook", "remove", "1")
-    assert removed.output == f"webhook 1 removed ({receiver.url}); 0 pending events dropped\n"
-    assert run("webhook", "list", "--format", "json").output == "[]\n"
+    assert removed.stdout == f"webhook 1 removed ({receiver.url}); 0 pending events dropped\n"
+    assert run("webhook", "list", "--format", "json").stdout == "[]\n"
 
 
 def test_a_failed_ping_exits_1_with_the_reason(run: Run, receiver: Receiver) -> None:
@@ -118,14 +119,14 @@ def test_a_failed_ping_exits_1_with_the_reason(run: Run, receiver: Receiver) -> 
     receiver.behaviour = Behaviour(status=503)
     result = run("webhook", "test", "1", code=1)
     event = receiver.received[0].payload["id"]
-    assert result.output == f"Error: ping {event} to webhook 1 failed: HTTP 503\n"
+    assert after_context(result.stderr) == f"Error: ping {event} to webhook 1 failed: HTTP 503\n"
     failed = run("webhook", "deliveries", "--status", "failed", "--format", "json")
-    assert '"status": "failed"' in failed.output
-    assert '"last": "HTTP 503"' in failed.output
+    assert '"status": "failed"' in failed.stdout
+    assert '"last": "HTTP 503"' in failed.stdout
     receiver.behaviour = Behaviour()
     retried = run("webhook", "retry", "1")
-    assert retried.output == f"delivery 1 (ping {event}) queued again for webhook 1\n"
-    assert run("tick", "--job", "webhooks").output.startswith('webhooks: {"delivered": 1')
+    assert retried.stdout == f"delivery 1 (ping {event}) queued again for webhook 1\n"
+    assert run("tick", "--job", "webhooks").stdout.startswith('webhooks: {"delivered": 1')
     assert receiver.ids() == [event, event]
 
 
@@ -169,7 +170,7 @@ def test_bad_input_to_add_is_one_line_and_writes_nothing(
     run: Run, env: dict[str, Any], args: list[str], message: str
 ) -> None:
     result = run("webhook", "add", *args, code=1)
-    assert result.output == message
+    assert (result.stdout, after_context(result.stderr)) == ("", message)
     assert _endpoints(env) == 0
 
 
@@ -190,23 +191,31 @@ def test_internal_addresses_are_refused_by_default(
     run: Run, cli_env: dict[str, Any], url: str
 ) -> None:
     result = run("webhook", "add", url, "--event", "*", code=1, environ=cli_env)
-    assert "resolves to a loopback, link-local or private address" in result.output
-    assert "NEWSLETTER_WEBHOOK_ALLOW_PRIVATE=true" in result.output
-    assert len(result.output.splitlines()) == 1
+    errors = after_context(result.stderr)
+    assert "resolves to a loopback, link-local or private address" in errors
+    assert "NEWSLETTER_WEBHOOK_ALLOW_PRIVATE=true" in errors
+    assert len(errors.splitlines()) == 1
+    assert result.stdout == ""
     assert _endpoints(cli_env) == 0
 
 
 def test_unknown_ids_are_one_line_errors(run: Run) -> None:
-    assert run("webhook", "remove", "7", code=1).output == (
+    assert after_context(run("webhook", "remove", "7", code=1).stderr) == (
         "Error: no webhook with id 7; run `newsletter webhook list`\n"
     )
-    assert run("webhook", "test", "7", code=1).output == (
+    assert after_context(run("webhook", "test", "7", code=1).stderr) == (
         "Error: no webhook with id 7; run `newsletter webhook list`\n"
     )
-    assert run("webhook", "retry", "9", code=1).output == (
+    assert after_context(run("webhook", "retry", "9", code=1).stderr) == (
         "Error: no webhook delivery with id 9; run `newsletter webhook deliveries`\n"
     )
-    assert run("webhook", "deliveries", "7", code=1).output.startswith("Error: no webhook")
-    assert run("webhook", "rotate-secret", "7", code=1).output.startswith("Error: no webhook")
-    assert run("webhook", "enable", "7", code=1).output.startswith("Error: no webhook")
+    assert after_context(run("webhook", "deliveries", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
+    assert after_context(run("webhook", "rotate-secret", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
+    assert after_context(run("webhook", "enable", "7", code=1).stderr).startswith(
+        "Error: no webhook"
+    )
     assert run("webhook", "add", "https://x.example", code=2).exit_code == 2  # no --event

@@ -23,7 +23,7 @@ def run(env: dict[str, Any], *args: str) -> Any:
 def test_sequence_list_as_json(cli_env: dict[str, Any]) -> None:
     result = run(cli_env, "sequence", "list", "--format", "json")
     assert result.exit_code == 0
-    [row] = [r for r in json.loads(result.output) if r["name"] == "back-pain-basics"]
+    [row] = [r for r in json.loads(result.stdout) if r["name"] == "back-pain-basics"]
     assert row["enroll"] == "on_confirm"
     assert row["window"] == "08:00-11:00"
     assert row["then"] == "every 4d from tips, testimonials, tutorials"
@@ -32,7 +32,7 @@ def test_sequence_list_as_json(cli_env: dict[str, Any]) -> None:
 def test_sequence_show_lists_each_step(cli_env: dict[str, Any]) -> None:
     result = run(cli_env, "sequence", "show", "back-pain-basics", "--format", "csv")
     assert result.exit_code == 0
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[0] == "step,after,item,subject,sent,delivered,opens,clicks,spam_reports"
     assert lines[1].startswith("1,0d,system/welcome,")
     assert lines[2].startswith("2,2d,tips/meet-your-ql,")
@@ -54,7 +54,7 @@ def test_sequence_simulate_prints_local_and_utc_times_across_dst(cli_env: dict[s
         "csv",
     )
     assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
+    lines = result.stdout.splitlines()
     assert lines[:4] == [
         "n,step,item,local,utc",
         "1,1,system/welcome,2026-03-05 21:30 EST,2026-03-06T02:30Z",
@@ -70,11 +70,11 @@ def test_sequence_errors_say_what_to_do(cli_env: dict[str, Any]) -> None:
     assert unknown.exit_code == 1
     assert (
         "no sequence named 'nope' (known: back-pain-basics, first-week-with-your-tool)"
-        in unknown.output
+        in unknown.stderr
     )
     zone = run(cli_env, "sequence", "simulate", "back-pain-basics", "--timezone", "Mars/Base")
     assert zone.exit_code == 2
-    assert "unknown time zone 'Mars/Base'" in zone.output
+    assert "unknown time zone 'Mars/Base'" in zone.stderr
 
 
 def test_retry_unknown_requeues_only_unknown_rows(cli_env: dict[str, Any]) -> None:
@@ -87,10 +87,10 @@ def test_retry_unknown_requeues_only_unknown_rows(cli_env: dict[str, Any]) -> No
         row.status, row.updated_at = "unknown", NOW
     result = run(cli_env, "delivery", "retry-unknown", "--yes")
     assert result.exit_code == 0
-    assert result.output == "requeued 1 deliveries; the next deliver run sends them\n"
+    assert result.stdout == "requeued 1 deliveries; the next deliver run sends them\n"
     with app.sessions() as session:
         statuses = dict(session.execute(select(Delivery.id, Delivery.status)).all())
     app.close()
     assert statuses == {ids["a"]: "queued", ids["b"]: "queued"}
     again = run(cli_env, "delivery", "retry-unknown", "--yes")
-    assert again.output == "no deliveries with an unknown outcome\n"
+    assert again.stdout == "no deliveries with an unknown outcome\n"

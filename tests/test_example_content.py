@@ -20,6 +20,7 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.models import Delivery
 from newsletter.settings import load_settings
+from tests.cli_output import after_context
 from tests.conftest import NOW, ROOT
 from tests.mailbox import read_outbox
 
@@ -85,7 +86,7 @@ def test_sequence_simulate_shows_what_the_planner_sends(cli_env: dict[str, Any])
     result = run(cli_env, "sequence", "simulate", "back-pain-basics", "--signup",
                  "2026-11-24T09:00", "--timezone", "UTC", "--rotations", "3",
                  "--format", "json")  # fmt: skip
-    items = [row["item"] for row in json.loads(result.output)]
+    items = [row["item"] for row in json.loads(result.stdout)]
     assert not set(items) & set(EXAMPLES)
     assert items[5] == "tips/glutes-and-back-pain"  # in the slot of the example (step 6)
 
@@ -104,7 +105,7 @@ def test_content_check_lists_examples_as_warnings_and_fails_with_strict(
     assert ok.stdout.splitlines()[-1].startswith("OK: 27 items")
     strict = run(cli_env, "content", "check", "--strict", code=1)
     assert strict.stdout.splitlines() == warnings
-    assert strict.stderr == (
+    assert after_context(strict.stderr) == (
         "Error: 4 warnings with --strict; replace the example content and remove "
         "'example: true', then run again\n"
     )
@@ -112,7 +113,7 @@ def test_content_check_lists_examples_as_warnings_and_fails_with_strict(
 
 def test_preview_still_shows_example_content(cli_env: dict[str, Any]) -> None:
     result = run(cli_env, "preview", "testimonials/desk-worker", "--text")
-    assert "Example testimonial" in result.output
+    assert "Example testimonial" in result.stdout
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def test_a_campaign_of_example_content_cannot_be_scheduled_but_can_be_test_sent(
     run(env, "campaign", "create", "campaigns/sample-offer", "--now", now)
     refused = run(env, "campaign", "schedule", "sample-offer", "--at",
                   (NOW + timedelta(days=1)).isoformat(), "--now", now, code=1)  # fmt: skip
-    assert refused.stderr == (
+    assert after_context(refused.stderr) == (
         "Error: 'campaigns/sample-offer' is example content (example: true) and is never sent "
         "to real subscribers; replace it with your own and remove the flag, or pick another "
         "item\n"

@@ -194,7 +194,7 @@ def test_a_lone_surrogate_tag_from_the_command_line_does_not_break_subscribers_l
     assert added.exit_code == 0, added.output
     listed = runner.invoke(main, ["subscribers", "list", "--format", "json"])
     assert listed.exit_code == 0, listed.output
-    [row] = json.loads(listed.output)
+    [row] = json.loads(listed.stdout)
     assert row["tags"] == ["vip x"]
 
 

@@ -8,37 +8,25 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import insert, select, text
 
-from newsletter.db import _alembic_config, make_engine, upgrade
+from newsletter.db import _alembic_config, upgrade
 from newsletter.models import BounceReport, DeliveryLink, EngagementEvent, Subscriber
-from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
+from tests.migration_support import (
+    BACKENDS,
+    build_at_down_revision,
+    down_revision,
+    empty_database,
+)
 
 AT = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
-def _engine(kind: str, tmp_path: Path) -> Engine:
-    if kind == "sqlite":
-        return make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    if not POSTGRES_URL:
-        if REQUIRE_POSTGRES:
-            pytest.fail("NEWSLETTER_TEST_POSTGRES_URL is unset")
-        pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
-    engine = make_engine(POSTGRES_URL)
-    with engine.begin() as conn:  # leaves the schema empty: the shared engine re-creates it
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    return engine
-
-
-@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("kind", BACKENDS)
 def test_upgrade_from_the_previous_revision_keeps_the_data(kind: str, tmp_path: Path) -> None:
-    engine = _engine(kind, tmp_path)
+    engine = build_at_down_revision(empty_database(kind, tmp_path), "0006")
     config = _alembic_config(engine)
-    previous = ScriptDirectory.from_config(config).get_revision("0006").down_revision
-    assert isinstance(previous, str)
-    command.upgrade(config, previous)
+    previous = down_revision("0006")
     with engine.begin() as conn:
         conn.execute(
             text(

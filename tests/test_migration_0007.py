@@ -6,40 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
-from newsletter.db import _alembic_config, make_engine, upgrade
-from tests.conftest import NOW, POSTGRES_URL, _postgres_engine
+from newsletter.db import upgrade
+from tests.conftest import NOW, _postgres_engine
+from tests.migration_support import BACKENDS, build_at_down_revision, empty_database
 
 REVISION = "0007"
 
 
-def _at_down_revision(url: str) -> str:
-    engine = make_engine(url)
-    config = _alembic_config(engine)
-    down = ScriptDirectory.from_config(config).get_revision(REVISION).down_revision
-    assert isinstance(down, str)
-    command.upgrade(config, down)
-    engine.dispose()
-    return down
-
-
-@pytest.mark.parametrize(
-    "dialect", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
+@pytest.mark.parametrize("dialect", BACKENDS)
 def test_upgrade_keeps_rows_and_adds_the_attention_schema(dialect: str, tmp_path: Path) -> None:
-    if dialect == "sqlite":
-        url = f"sqlite:///{tmp_path / 'old.db'}"
-    else:
-        engine = _postgres_engine()
-        with engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        url = POSTGRES_URL
-    _at_down_revision(url)
-    engine = make_engine(url)
+    engine = build_at_down_revision(empty_database(dialect, tmp_path), REVISION)
     with engine.begin() as conn:
         conn.execute(
             text(

@@ -3,39 +3,29 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.db import _alembic_config, make_engine
-from tests.conftest import POSTGRES_URL
+from tests.migration_support import (
+    BACKENDS,
+    build_at_down_revision,
+    empty_database,
+    upgrade_to_head,
+)
 
 AT = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def empty_url(request: pytest.FixtureRequest, tmp_path) -> str:  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    if not POSTGRES_URL:
-        pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
-    engine = make_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return POSTGRES_URL
+@pytest.fixture(params=BACKENDS)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return empty_database(request.param, tmp_path)
 
 
 def test_0008_keeps_consent_records_and_adds_source_events(empty_url: str) -> None:
-    engine = make_engine(empty_url)
-    config = _alembic_config(engine)
-    before = ScriptDirectory.from_config(config).get_revision("0008").down_revision
-    assert isinstance(before, str)
-    command.upgrade(config, before)
+    engine = build_at_down_revision(empty_url, "0008")
     with engine.begin() as conn:
         conn.execute(
             text(
@@ -52,7 +42,7 @@ def test_0008_keeps_consent_records_and_adds_source_events(empty_url: str) -> No
             ),
             {"at": AT},
         )
-    command.upgrade(config, "head")
+    upgrade_to_head(engine)
     with engine.begin() as conn:
         row = conn.execute(
             text("SELECT source, consent_text, source_event_id FROM consent_events")

@@ -187,7 +187,7 @@ def test_401_halts_all_sending_loudly_until_the_key_changes(
     }
     result = CliRunner().invoke(main, ["tick", "--job", "deliver"], env=env)
     assert result.exit_code == 1
-    assert "sending is halted" in result.output
+    assert "sending is halted" in result.stderr
     assert server.recorded().requests == 1  # halted: no request at all
     health = TestClient(create_web_app(sg_app)).get("/healthz").json()
     assert health["status"] == "degraded"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.errors import ConfigurationError
-from newsletter.settings import load_settings
+from newsletter.settings import Settings, load_settings, read_settings
 
 
 def test_defaults_are_embedded(tmp_path: Path) -> None:
@@ -82,3 +82,171 @@ def test_postgres_urls_get_the_psycopg_driver(tmp_path: Path) -> None:
         }
     )
     assert settings.database_url == "postgresql+psycopg://u@h/db"
+
+
+# Every setting with a value that can be wrong, with one bad value and the whole one-line
+# message it gives. A setting added to Settings must appear here or in FREE_FORM.
+BAD_VALUES = {
+    "DATABASE_URL": (
+        "mysql://x",
+        "must be a sqlite:/// or postgresql+psycopg:// URL, got 'mysql'",
+    ),
+    "BASE_URL": ("news.example", "must start with http:// or https://, got 'news.example'"),
+    "MAIL_BACKEND": ("pigeon", "Input should be 'outbox', 'sendgrid' or 'smtp' (got 'pigeon')"),
+    "SENDGRID_API_URL": (
+        "api.sendgrid.com",
+        "must start with http:// or https://, got 'api.sendgrid.com'",
+    ),
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": (
+        "nonsense",
+        "not an elliptic-curve public key; paste the 'Verification Key' shown in SendGrid's "
+        "Mail Settings > Signed Event Webhook",
+    ),
+    "SMTP_URL": ("http://x", "must look like smtp://user:pass@host:587 or smtps://host:465"),
+    "FROM_EMAIL": (
+        "bad",
+        "'bad' is not an email address (An email address must have an @-sign.); "
+        "e.g. tips@shop.example",
+    ),
+    "REPLY_TO": (
+        "x@",
+        "'x@' is not an email address (There must be something after the @-sign.); "
+        "e.g. tips@shop.example",
+    ),
+    "ALLOWED_ORIGINS": (
+        "notanorigin",
+        "'notanorigin' is not an origin (no http:// or https://); an origin is "
+        "scheme://host[:port], e.g. https://shop.example",
+    ),
+    "DEFAULT_TIMEZONE": ("Mars/Base", "unknown IANA time zone 'Mars/Base' (e.g. Europe/Berlin)"),
+    "SEND_RATE": ("-1", "Input should be greater than or equal to 0 (got '-1')"),
+    "CONFIRM_TOKEN_MAX_AGE_DAYS": ("0", "Input should be greater than or equal to 1"),
+    "SUBSCRIBE_RATE_LIMIT": (
+        "lots",
+        "'lots' is not a rate; write e.g. 10/minute, 100/hour or 10/minute;100/day",
+    ),
+    "MAX_BODY_BYTES": ("10", "Input should be greater than or equal to 1024 (got '10')"),
+    "BATCH_SIZE": (
+        "many",
+        "Input should be a valid integer, unable to parse string as an integer (got 'many')",
+    ),
+    "MAX_ATTEMPTS": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "LEASE_SECONDS": ("5", "Input should be greater than or equal to 10 (got '5')"),
+    "CAMPAIGN_MAX_SCHEDULE_DAYS": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "CAMPAIGN_STALE_HOURS": ("0", "Input should be greater than 0 (got '0')"),
+    "WEBHOOK_ALLOW_PRIVATE": (
+        "perhaps",
+        "Input should be a valid boolean, unable to interpret input (got 'perhaps')",
+    ),
+    "WEBHOOK_TIMEOUT_SECONDS": ("61", "Input should be less than or equal to 60 (got '61')"),
+    "WEBHOOK_CONCURRENCY": ("65", "Input should be less than or equal to 64 (got '65')"),
+    "WEBHOOK_BATCH_SIZE": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "WEBHOOK_LEASE_SECONDS": ("9", "Input should be greater than or equal to 10 (got '9')"),
+    "LOG_FORMAT": ("xml", "Input should be 'text' or 'json' (got 'xml')"),
+    "TRACK_OPENS": (
+        "sometimes",
+        "Input should be a valid boolean, unable to interpret input (got 'sometimes')",
+    ),
+    "TRACK_CLICKS": ("2", "Input should be a valid boolean, unable to interpret input (got '2')"),
+    "BOUNCE_ADDRESS": (
+        "bounces",
+        "'bounces' is not an email address (An email address must have an @-sign.); "
+        "e.g. bounces@shop.example",
+    ),
+    "BOUNCE_IMAP_URL": (
+        "pop3://x",
+        "must look like imaps://user:pass@host/INBOX or imap://host:143/INBOX",
+    ),
+    "SUNSET_DAYS": ("-1", "Input should be greater than or equal to 0 (got '-1')"),
+    "SUNSET_MIN_EMAILS": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "SUNSET_GRACE_DAYS": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "HONEYPOT_FIELD": ("", "String should have at least 1 character (got '')"),
+    "MARKETING_CAP": (
+        "lots",
+        "cannot read the cap 'lots': write COUNT/PERIOD with h, d or w, e.g. 1/24h, 2/7d or "
+        "1/1w (or off)",
+    ),
+    "TRUSTED_PROXIES": (
+        "10.0.0.300",
+        "'10.0.0.300' is not an IP address or CIDR range (e.g. 10.0.0.0/8,192.0.2.7,::1)",
+    ),
+    "API_RATE_LIMIT": (
+        "fast",
+        "'fast' is not a rate; write e.g. 10/minute, 100/hour or 10/minute;100/day",
+    ),
+}
+# Free text or paths: any value is a value. The paths are checked on disk at start-up
+# (newsletter/startup.py, tests/test_startup_cli.py); the keys where they are used.
+FREE_FORM = {
+    "VAR_DIR",
+    "SECRET_KEY",
+    "OUTBOX_DIR",
+    "SENDGRID_API_KEY",
+    "FROM_NAME",
+    "POSTAL_ADDRESS",
+    "FORM_SECRET",
+    "CONTENT_DIR",
+    "TEMPLATES_DIR",
+    "CRON_FILE",
+    "SOURCES_FILE",
+}
+
+
+def test_every_setting_has_a_bad_value_test_or_is_free_form() -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields == set(BAD_VALUES) | FREE_FORM
+    assert not set(BAD_VALUES) & FREE_FORM
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [(k, *v) for k, v in BAD_VALUES.items()])
+def test_each_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, name: str, value: str, message: str
+) -> None:
+    variable = f"NEWSLETTER_{name}"
+    with pytest.raises(ConfigurationError) as caught:
+        read_settings({"NEWSLETTER_VAR_DIR": str(tmp_path), variable: value})
+    assert str(caught.value) == f"{variable}: {message}"
+    assert caught.value.variable == variable
+    assert list(tmp_path.iterdir()) == []  # nothing written for a refused setting
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "bounces+x@shop.example",
+            "'bounces+x@shop.example' has a '+': bounces come back to <name>+<id>@<domain>, "
+            "so write a plain address such as bounces@shop.example",
+        ),
+        (
+            "a b@shop.example",
+            "'a b@shop.example' is not an email address (The email address contains invalid "
+            "characters before the @-sign: SPACE.); e.g. bounces@shop.example",
+        ),
+        (
+            "bounces@",
+            "'bounces@' is not an email address (There must be something after the @-sign.); "
+            "e.g. bounces@shop.example",
+        ),
+        (
+            "bounces@shop..example",
+            "'bounces@shop..example' is not an email address (An email address cannot have "
+            "two periods in a row.); e.g. bounces@shop.example",
+        ),
+    ],
+)
+def test_the_bounce_address_follows_the_from_email_rules(
+    tmp_path: Path, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        read_settings({"NEWSLETTER_VAR_DIR": str(tmp_path), "NEWSLETTER_BOUNCE_ADDRESS": value})
+    assert str(caught.value) == f"NEWSLETTER_BOUNCE_ADDRESS: {message}"
+
+
+def test_a_good_bounce_address_is_kept_trimmed(tmp_path: Path) -> None:
+    environ = {"NEWSLETTER_VAR_DIR": str(tmp_path)}
+    assert (
+        read_settings({**environ, "NEWSLETTER_BOUNCE_ADDRESS": " b@shop.example "}).bounce_address
+        == "b@shop.example"
+    )
+    assert read_settings({**environ, "NEWSLETTER_BOUNCE_ADDRESS": ""}).bounce_address == ""

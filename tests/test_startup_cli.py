@@ -215,6 +215,13 @@ def _all_migrations() -> list[str]:
     ]
 
 
+def context(env: dict[str, Any]) -> str:
+    """The line every command that opens the database or the content folder starts with."""
+    return (
+        f"using database {env['NEWSLETTER_DATABASE_URL']}, content {env['NEWSLETTER_CONTENT_DIR']}"
+    )
+
+
 def test_only_serve_worker_and_db_upgrade_create_a_database(
     cli_env: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -223,12 +230,14 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
     refused = invoke(env, "subscribers", "list")
     assert refused.exit_code == 1
     assert refused.stderr == (
+        f"{context(env)}\n"
         f"Error: no newsletter database at sqlite:///{database}; create it with `newsletter db "
         "upgrade` (or `newsletter serve`), or set NEWSLETTER_DATABASE_URL to the one you use\n"
     )
     assert not database.exists()
     created = invoke(env, "db", "upgrade")
     assert created.exit_code == 0
+    assert created.stderr == f"{context(env)}\n"
     revisions = _all_migrations()
     assert revisions[0] == "  0001  initial schema"
     assert created.stdout == (
@@ -242,14 +251,114 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
     assert invoke(env, "subscribers", "list").exit_code == 0
 
 
-def test_verbose_says_which_database_and_content_folder(cli_env: dict[str, Any]) -> None:
-    result = invoke(cli_env, "--verbose", "subscribers", "list", "--format", "json")
-    url = cli_env["NEWSLETTER_DATABASE_URL"]
-    shown = url.split("://")[0] + "://" + url.split("://")[1]
-    assert result.stderr.splitlines()[0] == (
-        f"using database {shown} and content {cli_env['NEWSLETTER_CONTENT_DIR']}"
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(
+            ("preview", "tips/meet-your-ql", "--subscriber", "ann@example.org"), id="preview"
+        ),
+        pytest.param(
+            ("preview", "tips/meet-your-ql", "--subscriber", "ann@example.org", "--text"),
+            id="preview-text",
+        ),
+        pytest.param(("subscribers", "show", "ann@example.org"), id="show"),
+        pytest.param(("subscribers", "export", "ann@example.org"), id="export"),
+        pytest.param(("stats", "--format", "json"), id="stats"),
+        pytest.param(("campaign", "list"), id="campaign-list"),
+        pytest.param(("sequence", "show", "back-pain-basics"), id="sequence-show"),
+        pytest.param(("subscribers", "plan", "ann@example.org"), id="plan"),
+        pytest.param(("subscribers", "timeline", "ann@example.org"), id="timeline"),
+        pytest.param(("subscribers", "list"), id="list"),
+        pytest.param(("webhook", "list"), id="webhook-list"),
+        pytest.param(("api-key", "list"), id="api-key-list"),
+        pytest.param(("tick", "--dry-run"), id="tick-dry-run"),
+    ],
+)
+def test_read_only_commands_never_create_a_database(
+    cli_env: dict[str, Any], tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    """Each refuses with the way out; the file does not exist afterwards, nor its folder."""
+    database = tmp_path / "fresh" / "new.db"
+    env = {**cli_env, "NEWSLETTER_DATABASE_URL": f"sqlite:///{database}"}
+    refused = invoke(env, *args)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stdout == ""
+    assert refused.stderr == (
+        f"{context(env)}\n"
+        f"Error: no newsletter database at sqlite:///{database}; create it with `newsletter db "
+        "upgrade` (or `newsletter serve`), or set NEWSLETTER_DATABASE_URL to the one you use\n"
     )
-    assert result.stdout == "[]\n"
+    assert not database.exists()
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_only_serve_worker_and_db_upgrade_keep_a_new_secret_key(
+    cli_env: dict[str, Any], tmp_path: Path
+) -> None:
+    """Without NEWSLETTER_SECRET_KEY and no kept key, a database command refuses and writes
+    nothing; `db upgrade` keeps one, and the other commands use it from then on."""
+    assert invoke(cli_env, "db", "upgrade").exit_code == 0
+    env = {k: v for k, v in cli_env.items() if k != "NEWSLETTER_SECRET_KEY"}
+    kept = Path(env["NEWSLETTER_VAR_DIR"]) / "secret_key"
+    refused = invoke(env, "subscribers", "list")
+    assert refused.exit_code == 1
+    assert refused.stderr == (
+        f"{context(env)}\n"
+        f"Error: NEWSLETTER_SECRET_KEY: not set, and no key is kept in {str(kept)!r}; set it "
+        "to the key your server uses, or run `newsletter db upgrade` once to keep one\n"
+    )
+    assert not kept.exists()
+    checked = invoke(env, "content", "check")  # no database, no key needed
+    assert checked.exit_code == 0
+    assert not kept.exists()
+    upgraded = invoke(env, "db", "upgrade")
+    assert upgraded.exit_code == 0
+    assert upgraded.stderr == (
+        f"{context(env)}\n"
+        f"warning: NEWSLETTER_SECRET_KEY is not set; generated one and kept it in {kept}\n"
+    )
+    key = kept.read_text()
+    listed = invoke(env, "subscribers", "list", "--format", "json")
+    assert (listed.exit_code, listed.stdout, listed.stderr) == (0, "[]\n", f"{context(env)}\n")
+    assert kept.read_text() == key
+
+
+def test_every_command_says_which_database_and_content_folder_on_stderr(
+    cli_env: dict[str, Any],
+) -> None:
+    """One line on stderr, without --verbose and without a terminal; stdout stays data."""
+    assert invoke(cli_env, "db", "upgrade").exit_code == 0
+    as_json = invoke(cli_env, "subscribers", "list", "--format", "json")
+    assert (as_json.stdout, as_json.stderr) == ("[]\n", f"{context(cli_env)}\n")
+    assert json.loads(as_json.stdout) == []
+    as_csv = invoke(cli_env, "subscribers", "list", "--format", "csv")
+    assert (as_csv.stdout, as_csv.stderr) == (
+        "email,first_name,status,timezone,tags,created_at\n",
+        f"{context(cli_env)}\n",
+    )
+    stats = invoke(cli_env, "stats", "--format", "json")
+    assert json.loads(stats.stdout)["sequences"] == []
+    assert stats.stderr == f"{context(cli_env)}\n"
+    checked = invoke(cli_env, "content", "check")
+    assert checked.stderr.splitlines()[0] == context(cli_env)
+    verbose = invoke(cli_env, "--verbose", "subscribers", "list", "--format", "json")
+    assert verbose.stderr.splitlines()[0] == context(cli_env)
+    assert verbose.stderr.count("using database") == 1
+    assert invoke(cli_env, "timezones", "--help").stderr == ""  # opens nothing, says nothing
+
+
+def test_the_context_line_masks_the_database_password(cli_env: dict[str, Any]) -> None:
+    env = {
+        **cli_env,
+        "NEWSLETTER_DATABASE_URL": "postgresql+psycopg://shop:s3cret-pw@127.0.0.1:1/news",
+    }
+    result = invoke(env, "subscribers", "list")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[0] == (
+        "using database postgresql+psycopg://shop:***@127.0.0.1:1/news, content "
+        f"{cli_env['NEWSLETTER_CONTENT_DIR']}"
+    )
+    assert "s3cret-pw" not in result.stderr + result.stdout
 
 
 def test_a_busy_port_is_one_line(cli_env: dict[str, Any]) -> None:
@@ -261,6 +370,7 @@ def test_a_busy_port_is_one_line(cli_env: dict[str, Any]) -> None:
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         f"Error: port {port} on 127.0.0.1 is already in use (another `newsletter serve`?); "
         f"stop it, or pick another port: --port {port + 1} (make serve PORT={port + 1})\n"
     )
@@ -354,8 +464,32 @@ def test_tick_dry_run_shows_what_would_be_sent_and_writes_nothing(
         ({"planned": 1}, True),
         ({"claimed": 0, "backoff_until": "2026-11-24T09:00:00+00:00"}, True),
         ({"halted": False}, False),
+        (
+            {"batches": 0, "claimed": 0, "sent": 0, "outcomes": {}, "commits": 1},
+            False,
+        ),
+        ({"advanced": 0, "planned": 0, "deferred": 0, "locked": False, "batches": 2}, False),
+        ({"planned": 0, "locked": True, "batches": 0}, False),
+        ({"enabled": False}, False),
+        ({"endpoints": 1, "delivered": 0, "retrying": 0, "failed": 0}, False),
+        ({"endpoints": 1, "delivered": 0, "retrying": 0, "failed": 1}, True),
+        ({"processed": 0, "unparsed": 0, "already": 0, "error": "login refused"}, True),
     ],
-    ids=["zeros", "empty-nested", "nested-count", "count", "backoff", "false"],
+    ids=[
+        "zeros",
+        "empty-nested",
+        "nested-count",
+        "count",
+        "backoff",
+        "false",
+        "deliver-idle",
+        "plan-drips-idle",
+        "plan-drips-locked",
+        "disabled",
+        "webhooks-idle",
+        "webhooks-failed",
+        "bounces-error",
+    ],
 )
 def test_did_something(result: dict[str, Any], expected: bool) -> None:
     assert did_something(result) is expected
@@ -378,6 +512,59 @@ def test_a_canonical_line_per_job_run_that_did_something(
     assert entry["duration_s"] == 0.123
     assert entry["level"] == "INFO"
     assert job_line("x", {}, 0) == "job x:  (0.00s)"
+
+
+def test_idle_job_runs_log_nothing_at_info_and_work_logs_one_line(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every real job over a database with nothing due: no INFO line (DEBUG, as --verbose
+    shows); a run that planned something: one canonical INFO line."""
+    from newsletter.jobs import JOBS
+    from newsletter.scheduling import _run
+    from newsletter.subscribers import add_subscriber
+
+    with caplog.at_level(logging.DEBUG, logger="newsletter.scheduling"):
+        for name in JOBS:
+            _run(app, name)
+    records = [r for r in caplog.records if r.name == "newsletter.scheduling"]
+    assert [(r.levelname, r.job) for r in records] == [  # type: ignore[attr-defined]
+        ("DEBUG", name) for name in JOBS
+    ]
+    caplog.clear()
+    add_subscriber(
+        app, "ann@example.org", first_name=None, timezone=None, tags=(), confirmed=True, now=NOW
+    )
+    with caplog.at_level(logging.INFO, logger="newsletter.scheduling"):
+        for name in JOBS:
+            _run(app, name)
+    lines = [r.getMessage() for r in caplog.records if r.name == "newsletter.scheduling"]
+    assert [line.split(":")[0] for line in lines] == ["job plan-drips", "job deliver"]
+    assert " planned=1 " in lines[0]
+    assert " sent=1 " in lines[1]
+
+
+def test_json_log_lines_parse_and_carry_the_counts(
+    app: App, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """NEWSLETTER_LOG_FORMAT=json with --verbose: every stderr line is one JSON object."""
+    from newsletter.jobs import JOBS
+    from newsletter.scheduling import _run
+
+    try:
+        configure_logging(verbose=True, fmt="json")
+        capsys.readouterr()
+        for name in JOBS:
+            _run(app, name)
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        configure_logging(verbose=False)
+    entries = [json.loads(line) for line in lines]
+    jobs = [e for e in entries if e["logger"] == "newsletter.scheduling"]
+    assert [(e["job"], e["level"]) for e in jobs] == [(name, "DEBUG") for name in JOBS]
+    deliver = next(e for e in jobs if e["job"] == "deliver")
+    assert deliver["counts"]["claimed"] == 0
+    assert isinstance(deliver["duration_s"], float)
+    assert deliver["message"].startswith("job deliver: batches=0 claimed=0 sent=0")
 
 
 def test_apscheduler_is_quiet_unless_verbose() -> None:
@@ -441,6 +628,7 @@ def test_add_refuses_an_unknown_zone(cli_env: dict[str, Any]) -> None:
     result = invoke(cli_env, "subscribers", "add", "z@example.org", "--timezone", "Mars/Base")
     assert result.exit_code == 1
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         "Error: unknown time zone 'Mars/Base' for --timezone; use an IANA name such as "
         "Europe/Berlin (`newsletter timezones` lists them)\n"
     )
@@ -511,6 +699,7 @@ def test_a_campaign_name_is_a_slug(cli_env: dict[str, Any]) -> None:
     )
     assert result.exit_code == 1
     assert result.stderr == (
+        f"{context(cli_env)}\n"
         "Error: campaign name 'Black Friday' is not a slug: use lower-case letters, digits and "
         "hyphens, e.g. --name black-friday\n"
     )
@@ -527,6 +716,7 @@ def test_a_second_campaign_of_a_sent_item_to_the_same_segment_asks(
     refused = invoke(cli_env, "campaign", "create", item, "--now", NOW_TEXT, input="n\n")
     assert refused.exit_code == 1
     assert refused.stderr == (
+        f"{context(cli_env)}\n"
         "warning: campaigns/seven-day-reset was already sent to this segment by campaign "
         "'seven-day-reset'; a new campaign sends it to them again\nAborted!\n"
     )

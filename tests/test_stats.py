@@ -26,6 +26,8 @@ from newsletter.models import (
 )
 from newsletter.settings import load_settings
 from newsletter.stats import campaign_stats, sequence_stats, stats_report
+from tests.api_support import Clock, bearer, keys_and_client
+from tests.cli_output import after_context
 from tests.conftest import NOW
 
 SEQ = "back-pain-basics"
@@ -331,6 +333,23 @@ def test_campaign_stats_exclude_test_sends_and_flag_above_0_1_percent(built: App
     }
 
 
+def test_the_api_numbers_steps_from_1_as_the_cli_does(built: App) -> None:
+    """GET /api/v1/stats: the welcome is step 1, the tip step 2, a rotation item "then", as
+    in `stats --format json`."""
+    client, _write, read = keys_and_client(built, Clock(NOW))
+    response = client.get("/api/v1/stats", headers=bearer(read))
+    assert response.status_code == 200
+    sequences = response.json()["sequences"]
+    assert [(row["step"], row["item"]) for row in sequences] == [
+        (1, "system/welcome"),
+        (2, "tips/meet-your-ql"),
+        ("then", "tutorials/stretch"),  # a rotation item, as the CLI shows it
+    ]
+    with built.sessions() as session:
+        stored = sequence_stats(session, SEQ)
+    assert sequences[0] == {**stored[0], "step": 1}
+
+
 def test_report_lists_campaigns_oldest_first(built: App) -> None:
     with built.sessions() as session:
         report = stats_report(session)
@@ -428,7 +447,7 @@ def test_cli_json(run: Any, cli_app: App) -> None:
         "item": "campaigns/seven-day-reset",
         **campaign_numbers(2),
     }
-    assert result.stderr.splitlines() == [
+    assert after_context(result.stderr).splitlines() == [
         "warning: spam-report rate 25.00% for sequence 'back-pain-basics' step 2 "
         "(tips/meet-your-ql) is above 0.1%; check where these addresses came from and how "
         "they consented before sending more",
@@ -453,7 +472,7 @@ TABLE = (Path(__file__).parent / "data" / "stats_table.txt").read_text()
 def test_cli_nothing_sent(run: Any) -> None:
     result = run("--since", "2026-11-01T00:00:00+00:00")
     assert result.exit_code == 0
-    assert result.output == "no emails sent since 2026-11-01T00:00+00:00\n"
+    assert result.stdout == "no emails sent since 2026-11-01T00:00+00:00\n"
 
 
 @pytest.mark.parametrize(

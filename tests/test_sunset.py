@@ -140,17 +140,17 @@ def test_refuses_without_engagement_data_and_says_why(cli_env: dict[str, Any]) -
     env = {**cli_env, "NEWSLETTER_SUNSET_DAYS": "180"}
     result = CliRunner().invoke(main, ["subscribers", "sunset", "--dry-run"], env=env)
     assert result.exit_code == 1
-    assert "needs engagement data, but our tracking is off" in result.output
-    assert "NEWSLETTER_TRACK_OPENS" in result.output
+    assert "needs engagement data, but our tracking is off" in result.stderr
+    assert "NEWSLETTER_TRACK_OPENS" in result.stderr
     tracked = {**env, "NEWSLETTER_TRACK_CLICKS": "true"}
     result = CliRunner().invoke(main, ["subscribers", "sunset"], env=tracked)
     assert result.exit_code == 1
-    assert "no open or click was ever recorded" in result.output
+    assert "no open or click was ever recorded" in result.stderr
     off = CliRunner().invoke(main, ["subscribers", "sunset"], env=cli_env)
     assert off.exit_code == 1
-    assert "set NEWSLETTER_SUNSET_DAYS" in off.output
+    assert "set NEWSLETTER_SUNSET_DAYS" in off.stderr
     tick = cli(env, "tick", "--job", "sunset")
-    assert 'sunset: {"refused": "the sunset policy needs engagement data' in tick.output
+    assert 'sunset: {"refused": "the sunset policy needs engagement data' in tick.stdout
 
 
 def test_dry_run_lists_who_would_be_asked_and_changes_nothing(
@@ -200,7 +200,7 @@ def test_dry_run_lists_who_would_be_asked_and_changes_nothing(
     }
     result = cli(env, "subscribers", "sunset", "--dry-run", "--now", now.isoformat())
     assert result.exit_code == 0
-    assert result.output == (
+    assert result.stdout == (
         "would be asked (re-permission email): 1\n"
         "  quiet@example.org\n"
         "would be kept (engaged since the email): 0\n"

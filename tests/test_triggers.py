@@ -22,6 +22,7 @@ from newsletter.errors import ContentError
 from newsletter.models import Enrollment
 from newsletter.settings import Settings, load_settings
 from tests.api_support import Clock, bearer, keys_and_client
+from tests.cli_output import after_context
 from tests.conftest import NOW
 from tests.factories import add_subscriber
 from tests.test_content_loading import ITEMS
@@ -129,23 +130,23 @@ def test_sequence_enroll_and_exit(cli_env: dict[str, Any]) -> None:
             "p@example.org",
         )
         assert result.exit_code == 0, result.output
-        assert result.output == "a@example.org: enrolled\np@example.org: not active (pending)\n"
+        assert result.stdout == "a@example.org: enrolled\np@example.org: not active (pending)\n"
         again = run(cli_env, "sequence", "enroll", "first-week-with-your-tool", "A@example.org")
-        assert again.output == "a@example.org: already enrolled\n"
+        assert again.stdout == "a@example.org: already enrolled\n"
         left = run(cli_env, "sequence", "exit", "first-week-with-your-tool", "a@example.org")
-        assert left.output == "a@example.org: exited\n"
+        assert left.stdout == "a@example.org: exited\n"
         twice = run(cli_env, "sequence", "exit", "first-week-with-your-tool", "a@example.org")
-        assert twice.output == "a@example.org: not enrolled\n"
+        assert twice.stdout == "a@example.org: not enrolled\n"
         # no reenroll: true, so enrolling again after the exit is a no-op
         back = run(cli_env, "sequence", "enroll", "first-week-with-your-tool", "a@example.org")
-        assert back.output == "a@example.org: already enrolled\n"
+        assert back.stdout == "a@example.org: already enrolled\n"
         assert enrollments(app) == {("a@example.org", "first-week-with-your-tool"): "exited"}
         unknown = run(cli_env, "sequence", "enroll", "nope", "a@example.org")
         assert unknown.exit_code == 1
-        assert unknown.output.startswith("Error: no sequence named 'nope'")
+        assert after_context(unknown.stderr).startswith("Error: no sequence named 'nope'")
         nobody = run(cli_env, "sequence", "exit", "back-pain-basics", "x@example.org")
         assert nobody.exit_code == 1
-        assert "no subscriber with address 'x@example.org'" in nobody.output
+        assert "no subscriber with address 'x@example.org'" in nobody.stderr
     finally:
         app.close()
 
@@ -222,7 +223,7 @@ def test_simulate_with_a_purchase_event(cli_env: dict[str, Any]) -> None:
         "json",
     )
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)
+    rows = json.loads(result.stdout)
     assert [(r["sequence"], r["item"]) for r in rows] == [
         ("back-pain-basics", "system/welcome"),
         ("back-pain-basics", "tips/meet-your-ql"),
@@ -249,7 +250,7 @@ def test_simulate_with_a_purchase_event(cli_env: dict[str, Any]) -> None:
         "--rotations",
         "0",
     )
-    lines = table.output.splitlines()
+    lines = table.stdout.splitlines()
     assert lines[:4] == [
         "back-pain-basics for a subscriber confirming 2026-12-01 09:30 UTC in UTC",
         "back-pain-basics starts 2026-12-01 09:30 UTC (signup)",
@@ -271,7 +272,7 @@ def test_simulate_refuses_bad_happenings(
 ) -> None:
     result = run(cli_env, "sequence", "simulate", "back-pain-basics", *args)
     assert result.exit_code == 2
-    assert message in result.output
+    assert message in result.stderr
 
 
 ON_TAG = """name: customers-only

@@ -16,6 +16,7 @@ Messages are moved with ``UID MOVE`` when the server offers it, else ``UID COPY`
 from __future__ import annotations
 
 import imaplib
+import logging
 import re
 import ssl
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.errors import ConfigurationError, NewsletterError
+
+log = logging.getLogger(__name__)
 
 VARIABLE = "NEWSLETTER_BOUNCE_IMAP_URL"
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -125,8 +128,10 @@ class IMAPMailbox:
         try:
             conn.close()
             conn.logout()
-        except (imaplib.IMAP4.error, OSError):
-            pass
+        except (imaplib.IMAP4.error, OSError) as exc:
+            # The messages are already moved; a connection that breaks while saying goodbye
+            # loses nothing, so it is not an error of the run, but it is kept for --verbose.
+            log.debug("bounces: closing the mailbox connection failed: %r", exc)
 
     @property
     def conn(self) -> imaplib.IMAP4:

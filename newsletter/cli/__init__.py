@@ -168,7 +168,7 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or apply pending migrations, and say what was applied."""
-    settings = get_settings()
+    settings = get_settings(create=True)
     state = click.get_current_context().find_object(State)
     assert state is not None
     with user_errors():

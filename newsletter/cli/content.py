@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from newsletter.cli.support import get_settings
+from newsletter.cli.support import get_settings, require_database
 from newsletter.content.library import SAMPLE_SUBSCRIBER, ContentLibrary, load_library
 from newsletter.content.model import ContentItem, SubscriberContext
 from newsletter.content.templates import template_names
@@ -173,6 +173,7 @@ def _subscriber(settings: Settings, email: str | None) -> SubscriberContext:
     from newsletter.subscribers import subscriber_context  # the database, only when asked
 
     try:
+        require_database(settings)  # read-only: never creates one
         return subscriber_context(settings, email)
     except NewsletterError as exc:
         raise click.ClickException(str(exc)) from None

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from newsletter.cli.content import format_table
+from newsletter.cli.support import get_settings
 from newsletter.errors import ConfigurationError, ContentError
-from newsletter.settings import load_settings
 from newsletter.sources.config import SourceConfig
 from newsletter.sources.decide import read_delivery
 from newsletter.sources.loading import load_sources, source_secrets
@@ -20,7 +20,7 @@ from newsletter.sources.verify import Inbound
 
 def _sources() -> dict[str, SourceConfig]:
     try:
-        return load_sources(load_settings().sources_file)
+        return load_sources(get_settings().sources_file)
     except (ConfigurationError, ContentError) as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -22,7 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from newsletter.cli.support import get_app, parse_now, user_errors
-from newsletter.stats import SPAM_FLAG_RATE, StatsReport, stats_report
+from newsletter.stats import (
+    SPAM_FLAG_RATE,
+    StatsReport,
+    numbered_steps,
+    stats_report,
+    step_number,
+)
 
 _DAYS = re.compile(r"([0-9]{1,5})d")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -99,14 +105,9 @@ def _as_json(report: StatsReport) -> dict[str, Any]:
         "since": report.since.isoformat() if report.since else None,
         "spam_flag_rate": SPAM_FLAG_RATE,
         # Steps are numbered from 1, as in the tables and in `sequence show`.
-        "sequences": [{**row, "step": _step_number(row["step"])} for row in report.sequences],
+        "sequences": numbered_steps(report.sequences),
         "campaigns": report.campaigns,
     }
-
-
-def _step_number(step: int | None) -> int | str:
-    """1 for the first step; ``"then"`` for a rotation item (stored as None or negative)."""
-    return "then" if step is None or step < 0 else step + 1
 
 
 def _print_tables(report: StatsReport) -> None:
@@ -120,8 +121,7 @@ def _print_tables(report: StatsReport) -> None:
         table = _table(f"Sequence {name or '(unknown: subscriber forgotten)'}", ("step", "item"))
         for row in report.sequences:
             if row["sequence"] == name:
-                step = "then" if row["step"] is None or row["step"] < 0 else str(row["step"] + 1)
-                table.add_row(step, row["item"], *_cells(row))
+                table.add_row(str(step_number(row["step"])), row["item"], *_cells(row))
         console.print(table)
     if report.campaigns:
         table = _table("Campaigns", ("campaign",))  # the item is in `campaign show` and JSON
@@ -166,5 +166,6 @@ def _percent(value: float | None, digits: int) -> str:
 
 
 def _step_name(row: dict[str, Any]) -> str:
-    step = "then" if row["step"] is None or row["step"] < 0 else f"step {row['step'] + 1}"
+    number = step_number(row["step"])
+    step = "then" if number == "then" else f"step {number}"
     return f"sequence {row['sequence']!r} {step} ({row['item']})"

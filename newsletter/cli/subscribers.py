@@ -180,7 +180,7 @@ def show(email: str) -> None:
     click.echo("enrollments:")
     for e in data["enrollments"]:
         click.echo(
-            f"  {e['sequence']}: {e['status']}, next step {e['position'] + 1}, "
+            f"  {e['sequence']}: {e['status']}, next step {e['next_step']}, "
             f"due {e['next_due_at'] or '-'}"
         )
     click.echo("deliveries:")

@@ -21,9 +21,15 @@ from sqlalchemy.engine import make_url
 
 from newsletter.app import App
 from newsletter.db import DatabaseError, database_exists
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.logs import configure_logging
-from newsletter.settings import Settings, keep_secret_key, read_settings
+from newsletter.settings import (
+    PREFIX,
+    Settings,
+    keep_secret_key,
+    read_secret_key,
+    read_settings,
+)
 from newsletter.startup import check_files
 
 
@@ -31,8 +37,10 @@ class State:
     """``ctx.obj``: reads the settings and opens the app on first use, closes it at the end.
 
     Every command goes through ``settings()``: values validated, files checked (a missing
-    content folder means "not in a project": nothing is created), then the secret key kept.
-    Only commands that pass ``create=True`` (serve, worker, db upgrade) create a database.
+    content folder means "not in a project": nothing is created), a kept secret key read,
+    and one line on stderr saying which database and content folder the command uses.
+    Only commands that pass ``create=True`` (serve, worker, db upgrade) create a database
+    or a secret key; the others refuse, naming the way out.
     """
 
     def __init__(self, *, verbose: bool = False) -> None:
@@ -40,23 +48,26 @@ class State:
         self._settings: Settings | None = None
         self._app: App | None = None
 
-    def settings(self) -> Settings:
+    def settings(self, *, create: bool = False) -> Settings:
         if self._settings is None:
             with user_errors():
                 settings = read_settings()
                 configure_logging(verbose=self.verbose, fmt=settings.log_format)
                 check_files(settings)
-                self._settings = keep_secret_key(settings)
-            if self.verbose or _stderr_is_terminal():
-                click.echo(context_line(self._settings), err=True)
+                self._settings = read_secret_key(settings)
+            click.echo(context_line(self._settings), err=True)
+        if create and not self._settings.secret_keys:
+            with user_errors():
+                self._settings = keep_secret_key(self._settings)
         return self._settings
 
     def app(self, *, create: bool = False) -> App:
         if self._app is None:
-            settings = self.settings()
+            settings = self.settings(create=create)
             with user_errors():
                 if not create:
                     require_database(settings)
+                    require_secret_key(settings)
                 app = App(settings)
                 try:
                     app.migrate()
@@ -71,14 +82,20 @@ class State:
             self._app.close()
 
 
-def _stderr_is_terminal() -> bool:
-    return sys.stderr.isatty()
-
-
 def context_line(settings: Settings) -> str:
-    """``using database ... and content ...``: what a command works on."""
+    """``using database ..., content ...``: what a command works on (password masked)."""
     url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
-    return f"using database {url} and content {settings.content_dir.absolute()}"
+    return f"using database {url}, content {settings.content_dir.absolute()}"
+
+
+def require_secret_key(settings: Settings) -> None:
+    """Refuse a database command with no secret key (none set, none kept in var/)."""
+    if not settings.secret_keys:
+        raise ConfigurationError(
+            PREFIX + "SECRET_KEY",
+            f"not set, and no key is kept in {str(settings.var_dir / 'secret_key')!r}; set it "
+            "to the key your server uses, or run `newsletter db upgrade` once to keep one",
+        )
 
 
 def require_database(settings: Settings) -> None:
@@ -108,9 +125,10 @@ def get_app(ctx: click.Context | None = None, *, create: bool = False) -> App:
     return _state(ctx).app(create=create)
 
 
-def get_settings(ctx: click.Context | None = None) -> Settings:
-    """Validated, checked settings for commands that need no database."""
-    return _state(ctx).settings()
+def get_settings(ctx: click.Context | None = None, *, create: bool = False) -> Settings:
+    """Validated, checked settings for commands that need no database; ``create=True``
+    (db upgrade) may keep a new secret key."""
+    return _state(ctx).settings(create=create)
 
 
 @contextmanager

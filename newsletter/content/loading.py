@@ -56,7 +56,7 @@ def scan_content(content_dir: Path, templates: Collection[str]) -> ScannedConten
         try:
             sequence = parse_sequence(_read(path), str(path), path.stem, items, scanned.broken)
         except ContentError as exc:
-            scanned.problems.append(exc)
+            scanned.problems.extend(getattr(exc, "problems", [exc]))
             continue
         scanned.sequences[sequence.name] = sequence
     return scanned

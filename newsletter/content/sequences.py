@@ -1,19 +1,21 @@
 """Sequences: ``content/sequences/<name>.yaml`` parsed and validated.
 
 Pure: ``parse_sequence`` takes the file's text and the known items, returns a ``Sequence``
-or raises a ``ContentError`` naming the file and the line of the offending key.
+or raises a ``ContentError`` (``ContentProblems`` when there are several) naming the file and
+the line of each offending key.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import time, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from newsletter.content.model import KINDS, ContentItem, Rotation, SendWindow, Sequence, Step
 from newsletter.content.triggers import parse_triggers
 from newsletter.content.yaml_source import YamlDocument, parse_yaml
+from newsletter.errors import ContentError, ContentProblems
 
 ENROLL_MODES = ("on_confirm", "manual")
 ROTATION_KINDS = tuple(kind for kind in KINDS if kind != "system")
@@ -36,6 +38,7 @@ _DELAY_PART = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_T = TypeVar("_T")
 
 
 def parse_delay(value: object) -> timedelta:
@@ -79,13 +82,51 @@ def parse_sequence(
 ) -> Sequence:
     """Validate one sequence file; *items* maps every known item id to its item.
 
-    Steps naming a *broken* item (a file that exists but has its own error) are not
-    reported again here."""
+    Every problem of the file is found in one pass: one raises a ``ContentError``, several a
+    ``ContentProblems`` listing them in file order. Steps naming a *broken* item (a file that
+    exists but has its own error) are not reported again here."""
     doc = parse_yaml(text, path)
     data = doc.data
     if not isinstance(data, dict):
         raise doc.error("a sequence must be a mapping with name, send_window and steps")
-    _reject_unknown(doc, data, _TOP_KEYS, ())
+    problems: list[ContentError] = []
+    _reject_unknown(doc, data, _TOP_KEYS, (), problems)
+    name = _attempt(problems, lambda: _name(doc, data, stem), stem)
+    triggers = _attempt(problems, lambda: parse_triggers(doc, data), None)
+    window = _attempt(problems, lambda: _window(doc, data), None)
+    description = _attempt(problems, lambda: _string(doc, data, "description", default=""), "")
+    steps = _steps(doc, data, items, broken, problems)
+    then = _attempt(problems, lambda: _rotation(doc, data.get("then")), None)
+    no_tags: tuple[str, ...] = ()
+    tags = _attempt(problems, lambda: _tags(doc, data.get("tags", [])), no_tags)
+    priority = _attempt(problems, lambda: _priority(doc, data), 0)
+    if problems or triggers is None or window is None:
+        problems.sort(key=lambda problem: problem.line or 0)
+        raise problems[0] if len(problems) == 1 else ContentProblems(problems)
+    return Sequence(
+        name=name,
+        description=description,
+        enroll=triggers.describe(),
+        send_window=window,
+        steps=steps,
+        then=then,
+        path=path,
+        tags=tags,
+        priority=priority,
+        triggers=triggers,
+    )
+
+
+def _attempt(problems: list[ContentError], check: Callable[[], _T], default: _T) -> _T:
+    """Run one independent check; a problem is kept (all of a ``ContentProblems``)."""
+    try:
+        return check()
+    except ContentError as exc:
+        problems.extend(getattr(exc, "problems", [exc]))
+        return default
+
+
+def _name(doc: YamlDocument, data: dict[str, Any], stem: str) -> str:
     name = _string(doc, data, "name", default=stem)
     if name != stem:
         raise doc.error(
@@ -94,25 +135,16 @@ def parse_sequence(
         )
     if not NAME.match(name):
         raise doc.error(f"bad name {name!r}: use lower-case letters, digits and dashes", "name")
-    triggers = parse_triggers(doc, data)
+    return name
+
+
+def _window(doc: YamlDocument, data: dict[str, Any]) -> SendWindow:
     if "send_window" not in data:
         raise doc.error("missing send_window: add e.g. 'send_window: \"08:00-11:00\"'")
     try:
-        window = parse_window(data["send_window"])
+        return parse_window(data["send_window"])
     except ValueError as exc:
         raise doc.error(str(exc), "send_window") from None
-    return Sequence(
-        name=name,
-        description=_string(doc, data, "description", default=""),
-        enroll=triggers.describe(),
-        send_window=window,
-        steps=_steps(doc, data, items, broken),
-        then=_rotation(doc, data.get("then")),
-        path=path,
-        tags=_tags(doc, data.get("tags", [])),
-        priority=_priority(doc, data),
-        triggers=triggers,
-    )
 
 
 def _priority(doc: YamlDocument, data: dict[str, Any]) -> int:
@@ -132,41 +164,58 @@ def _steps(
     data: dict[str, Any],
     items: Mapping[str, ContentItem],
     broken: Collection[str],
+    problems: list[ContentError],
 ) -> tuple[Step, ...]:
+    """Every valid step; each problem of each step is appended to *problems*."""
     raw = data.get("steps")
     if not isinstance(raw, list) or not raw:
-        raise doc.error("steps must be a list of '- send: <kind>/<slug>' entries", "steps")
+        problems.append(
+            doc.error("steps must be a list of '- send: <kind>/<slug>' entries", "steps")
+        )
+        return ()
     steps = []
     for index, entry in enumerate(raw):
         where = ("steps", index)
         if not isinstance(entry, dict):
-            raise doc.error("each step needs 'send: <kind>/<slug>' and 'after: <delay>'", *where)
-        _reject_unknown(doc, entry, _STEP_KEYS, where)
-        item_id = entry.get("send")
-        if not isinstance(item_id, str):
-            raise doc.error("step is missing 'send: <kind>/<slug>'", *where)
-        item = items.get(item_id)
-        if item is None and item_id not in broken:
-            raise doc.error(
-                f"step {index + 1} sends {item_id!r}, which is not in the content library "
-                f"(expected content/{item_id}.md)",
-                *where,
-                "send",
+            problems.append(
+                doc.error("each step needs 'send: <kind>/<slug>' and 'after: <delay>'", *where)
             )
-        if item is not None and item.transactional:
-            raise doc.error(
-                f"step {index + 1} sends {item_id!r}, a transactional email; sequences send "
-                "marketing items only",
-                *where,
-                "send",
+            continue
+        _reject_unknown(doc, entry, _STEP_KEYS, where, problems)
+        item_id = entry.get("send")
+        found = len(problems)
+        if not isinstance(item_id, str):
+            problems.append(doc.error("step is missing 'send: <kind>/<slug>'", *where))
+        elif items.get(item_id) is None and item_id not in broken:
+            problems.append(
+                doc.error(
+                    f"step {index + 1} sends {item_id!r}, which is not in the content library "
+                    f"(expected content/{item_id}.md)",
+                    *where,
+                    "send",
+                )
+            )
+        elif (item := items.get(item_id)) is not None and item.transactional:
+            problems.append(
+                doc.error(
+                    f"step {index + 1} sends {item_id!r}, a transactional email; sequences "
+                    "send marketing items only",
+                    *where,
+                    "send",
+                )
             )
         if "after" not in entry:
-            raise doc.error(f"step {index + 1} is missing 'after:' (e.g. after: 3d)", *where)
+            problems.append(
+                doc.error(f"step {index + 1} is missing 'after:' (e.g. after: 3d)", *where)
+            )
+            continue
         try:
             after = parse_delay(entry["after"])
         except ValueError as exc:
-            raise doc.error(str(exc), *where, "after") from None
-        steps.append(Step(item_id, after))
+            problems.append(doc.error(str(exc), *where, "after"))
+            continue
+        if len(problems) == found and isinstance(item_id, str):
+            steps.append(Step(item_id, after))
     return tuple(steps)
 
 
@@ -211,8 +260,18 @@ def _string(doc: YamlDocument, data: dict[str, Any], key: str, *, default: str) 
 
 
 def _reject_unknown(
-    doc: YamlDocument, data: dict[Any, Any], allowed: tuple[str, ...], where: tuple[str | int, ...]
+    doc: YamlDocument,
+    data: dict[Any, Any],
+    allowed: tuple[str, ...],
+    where: tuple[str | int, ...],
+    problems: list[ContentError] | None = None,
 ) -> None:
+    """Every unknown key is a problem: appended to *problems*, or the first one raised."""
     for key in data:
         if key not in allowed:
-            raise doc.error(f"unknown key {key!r}; allowed keys: {', '.join(allowed)}", *where, key)
+            problem = doc.error(
+                f"unknown key {key!r}; allowed keys: {', '.join(allowed)}", *where, key
+            )
+            if problems is None:
+                raise problem
+            problems.append(problem)

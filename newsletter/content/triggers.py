@@ -20,6 +20,7 @@ from typing import Any
 
 from newsletter.content.model import Triggers
 from newsletter.content.yaml_source import YamlDocument
+from newsletter.errors import ContentError, ContentProblems
 
 EVENT_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 TAG_NAME = re.compile(r"^[^\s,;][^,;]{0,63}$")
@@ -29,39 +30,59 @@ EXIT_KEYS = ("on_tag", "on_event")
 
 
 def parse_triggers(doc: YamlDocument, data: dict[str, Any]) -> Triggers:
-    """The triggers of a sequence mapping; ``ContentError`` naming the line if invalid."""
-    on_confirm, on_tags, on_events = _enroll(doc, data.get("enroll", "manual"))
+    """The triggers of a sequence mapping; ``ContentError`` naming the line if invalid
+    (``ContentProblems`` when enroll, exit and reenroll each have one)."""
+    problems: list[ContentError] = []
+    on_confirm = False
+    on_tags: tuple[str, ...] = ()
+    on_events: tuple[str, ...] = ()
+    try:
+        on_confirm, on_tags, on_events = _enroll(doc, data.get("enroll", "manual"))
+    except ContentError as exc:
+        problems.append(exc)
     exit_tags: tuple[str, ...] = ()
     exit_events: tuple[str, ...] = ()
-    raw_exit = data.get("exit")
-    if raw_exit is not None:
-        if not isinstance(raw_exit, dict) or not raw_exit:
-            raise doc.error(
-                "exit must be a mapping: {on_tag: <tag>} and/or {on_event: <name>}", "exit"
-            )
-        _reject_unknown(doc, raw_exit, EXIT_KEYS, "exit")
-        exit_tags = _names(doc, raw_exit.get("on_tag"), "exit", "on_tag", tag=True)
-        exit_events = _names(doc, raw_exit.get("on_event"), "exit", "on_event", tag=False)
+    try:
+        exit_tags, exit_events = _exit(doc, data.get("exit"))
+    except ContentError as exc:
+        problems.append(exc)
     reenroll = data.get("reenroll", False)
     if not isinstance(reenroll, bool):
-        raise doc.error(f"reenroll must be true or false, got {reenroll!r}", "reenroll")
+        problems.append(doc.error(f"reenroll must be true or false, got {reenroll!r}", "reenroll"))
     for tag in on_tags:
         if tag in exit_tags:
-            raise doc.error(
-                f"the sequence enrolls and exits on the tag {tag!r}: everyone who joins would "
-                "leave at once; drop one of enroll.on_tag / exit.on_tag",
-                "exit",
-                "on_tag",
+            problems.append(
+                doc.error(
+                    f"the sequence enrolls and exits on the tag {tag!r}: everyone who joins "
+                    "would leave at once; drop one of enroll.on_tag / exit.on_tag",
+                    "exit",
+                    "on_tag",
+                )
             )
     for event in on_events:
         if event in exit_events:
-            raise doc.error(
-                f"the sequence enrolls and exits on the event {event!r}: everyone who joins "
-                "would leave at once; drop one of enroll.on_event / exit.on_event",
-                "exit",
-                "on_event",
+            problems.append(
+                doc.error(
+                    f"the sequence enrolls and exits on the event {event!r}: everyone who "
+                    "joins would leave at once; drop one of enroll.on_event / exit.on_event",
+                    "exit",
+                    "on_event",
+                )
             )
-    return Triggers(on_confirm, on_tags, on_events, exit_tags, exit_events, reenroll)
+    if problems:
+        raise problems[0] if len(problems) == 1 else ContentProblems(problems)
+    return Triggers(on_confirm, on_tags, on_events, exit_tags, exit_events, bool(reenroll))
+
+
+def _exit(doc: YamlDocument, raw_exit: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if raw_exit is None:
+        return (), ()
+    if not isinstance(raw_exit, dict) or not raw_exit:
+        raise doc.error("exit must be a mapping: {on_tag: <tag>} and/or {on_event: <name>}", "exit")
+    _reject_unknown(doc, raw_exit, EXIT_KEYS, "exit")
+    exit_tags = _names(doc, raw_exit.get("on_tag"), "exit", "on_tag", tag=True)
+    exit_events = _names(doc, raw_exit.get("on_event"), "exit", "on_event", tag=False)
+    return exit_tags, exit_events
 
 
 def _enroll(doc: YamlDocument, raw: object) -> tuple[bool, tuple[str, ...], tuple[str, ...]]:

@@ -11,16 +11,16 @@ below. Raise ``ApiError(status, code, message)`` or a ``NewsletterError`` (trans
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI
 
 from newsletter.app import App
 from newsletter.web.api.auth import ApiAuth
 from newsletter.web.api.catalog import catalog_router
 from newsletter.web.api.context import ApiContext
-from newsletter.web.api.errors import ApiError, install_error_handlers
+from newsletter.web.api.errors import install_error_handlers
 from newsletter.web.api.events import events_router
 from newsletter.web.api.routing import ApiRoute
 from newsletter.web.api.subscribers import subscribers_router
@@ -36,24 +36,12 @@ ROUTERS: list[RouterFactory] = [
 ]
 
 
-def body_cap(limit: int) -> Callable[[Request], Awaitable[None]]:
-    async def check(request: Request) -> None:
-        declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
-
-    return check
-
-
 def mount_api(web: FastAPI, app: App, *, clock: Callable[[], datetime]) -> ApiContext:
     """Add every ``ROUTERS`` router under ``/api/v1`` and the API's error handlers."""
     auth = ApiAuth(app, clock=clock, rate=app.settings.api_rate_limit)
     ctx = ApiContext(app=app, clock=clock, auth=auth)
-    api = APIRouter(
-        prefix=PREFIX,
-        route_class=ApiRoute,
-        dependencies=[Depends(body_cap(app.settings.max_body_bytes))],
-    )
+    # Every route comes from ``ctx.router``: its class reads the body under the size cap.
+    api = APIRouter(prefix=PREFIX, route_class=ApiRoute)
     for factory in ROUTERS:
         api.include_router(factory(ctx))
     web.include_router(api)

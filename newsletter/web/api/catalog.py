@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.campaigns.views import list_campaigns
 from newsletter.content.model import Sequence
-from newsletter.stats import stats_report
+from newsletter.stats import numbered_steps, stats_report
 from newsletter.web.api.context import ApiContext
 from newsletter.web.api.errors import ApiError, error_responses
 from newsletter.web.api.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
@@ -87,7 +87,7 @@ def catalog_router(ctx: ApiContext) -> APIRouter:
                 found = stats_report(session, since=start)
             return {
                 "since": _iso(found.since),
-                "sequences": found.sequences,
+                "sequences": numbered_steps(found.sequences),
                 "campaigns": found.campaigns,
             }
 

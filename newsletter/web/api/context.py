@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from newsletter.app import App
 from newsletter.models import ApiKeyScope
 from newsletter.web.api.auth import ApiAuth
-from newsletter.web.api.routing import ApiRoute
+from newsletter.web.api.routing import capped_route
 
 
 @dataclass(frozen=True)
@@ -32,5 +32,6 @@ class ApiContext:
         return self.auth.require(ApiKeyScope.WRITE)
 
     def router(self, **kwargs: Any) -> APIRouter:
-        """An ``APIRouter`` whose routes answer errors in the API's envelope."""
-        return APIRouter(route_class=ApiRoute, **kwargs)
+        """An ``APIRouter`` whose routes answer errors in the API's envelope and refuse a
+        body over ``NEWSLETTER_MAX_BODY_BYTES`` while it is read (413)."""
+        return APIRouter(route_class=capped_route(self.app.settings.max_body_bytes), **kwargs)

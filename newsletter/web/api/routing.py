@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,6 +25,8 @@ from newsletter.errors import (
 )
 from newsletter.subscriber_updates import InvalidField
 from newsletter.web.api.errors import error_response
+from newsletter.web.body import read_body
+from newsletter.web.form_input import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +57,25 @@ def translate(exc: NewsletterError) -> Response:
 
 
 class ApiRoute(APIRoute):
-    """Routes that turn ``NewsletterError`` and database trouble into enveloped 4xx/503."""
+    """Routes that turn ``NewsletterError`` and database trouble into enveloped 4xx/503.
+
+    With ``max_body_bytes`` (``capped_route``) the body is read first, counting the bytes
+    as they arrive: a body over the cap is a 413 whether or not it declared a
+    Content-Length (a chunked body has none), and FastAPI then parses the bytes read."""
+
+    max_body_bytes: int | None = None
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
+        limit = self.max_body_bytes
 
         async def handler(request: Request) -> Response:
+            if limit is not None:
+                try:
+                    await read_body(request, limit)
+                except BadRequest as exc:
+                    code = "too_large" if exc.status == 413 else "bad_request"
+                    return error_response(exc.status, code, exc.message)
             try:
                 return await original(request)
             except NewsletterError as exc:
@@ -72,3 +88,9 @@ class ApiRoute(APIRoute):
                 return error_response(503, "unavailable", "the database is unavailable; retry")
 
         return handler
+
+
+@functools.cache
+def capped_route(limit: int) -> type[ApiRoute]:
+    """``ApiRoute`` refusing bodies over *limit* bytes (one class per limit)."""
+    return type("CappedApiRoute", (ApiRoute,), {"max_body_bytes": limit})
