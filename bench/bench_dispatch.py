@@ -202,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"claim, {engine.dialect.name}, load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
-            print(f"project  deliver_due end to end: {sent / seconds:10.0f} emails/s  "
-                  f"{seconds:7.2f} s")
+            print(
+                f"project  deliver_due end to end: {sent / seconds:10.0f} emails/s  "
+                f"{seconds:7.2f} s"
+            )
             if isinstance(mailer, RecordingMailer):
                 bodies = mailer.bodies
                 ceiling = bare_client(sink, bodies, threads=mailer._concurrency)

@@ -19,7 +19,6 @@ from itsdangerous import (
     URLSafeSerializer,
     URLSafeTimedSerializer,
 )
-
 from itsdangerous.encoding import base64_encode
 
 from newsletter.errors import TokenError, TokenExpiredError
