@@ -6,8 +6,9 @@
 For each size, a fresh database gets that many subscribers (one set-based INSERT), a warm-up
 campaign with the same SQL shape (another tag, 30 % of the list) compiles and caches every
 statement,
-then ``freeze_audience`` runs for the measured campaign under ``tracemalloc``. Prints the
-peak Python allocation and the time for each size, and the ratio large/small (flat = ~1.0).
+then ``freeze_audience`` runs for the measured campaign under ``tracemalloc``. Each size
+runs in its own process; prints the peak Python allocation, the process's peak RSS and the
+time for each size (flat: the same peaks for both sizes).
 Without ``--database-url`` each size gets a SQLite file in a temporary folder; with it the
 database is wiped (``DROP SCHEMA public CASCADE``) before each size.
 """
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -142,25 +145,36 @@ def measure(url: str, count: int, var_dir: Path) -> Measurement:
     return Measurement(count, rows, peak, seconds)
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak resident set size (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--small", type=int, default=20_000)
     parser.add_argument("--large", type=int, default=200_000)
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--only", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        results = []
-        for count in (args.small, args.large):
-            url = args.database_url or f"sqlite:///{Path(tmp) / f'bench-{count}.db'}"
-            result = measure(url, count, Path(tmp) / "var")
-            results.append(result)
+    if args.only:  # one size in this process: its peak RSS is that size's alone
+        with tempfile.TemporaryDirectory() as tmp:
+            url = args.database_url or f"sqlite:///{Path(tmp) / f'bench-{args.only}.db'}"
+            baseline = _peak_rss_kib()
+            result = measure(url, args.only, Path(tmp) / "var")
             print(
                 f"{result.subscribers:>9,} subscribers: {result.rows:>9,} rows frozen, "
-                f"peak {result.peak_bytes / 1024:,.0f} KiB, {result.seconds:.2f} s "
-                f"({result.rows / max(result.seconds, 1e-9):,.0f} rows/s)"
+                f"peak traced {result.peak_bytes / 1024:,.0f} KiB, peak RSS "
+                f"{_peak_rss_kib() / 1024:,.1f} MiB (after imports {baseline / 1024:,.1f} MiB), "
+                f"{result.seconds:.2f} s ({result.rows / max(result.seconds, 1e-9):,.0f} rows/s)",
+                flush=True,
             )
-        small, large = results
-        print(f"peak ratio large/small: {large.peak_bytes / max(small.peak_bytes, 1):.2f}")
+        return
+    for count in (args.small, args.large):
+        command = [sys.executable, __file__, "--only", str(count)]
+        if args.database_url:
+            command += ["--database-url", args.database_url]
+        subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":

@@ -284,11 +284,10 @@ def _build_messages(
                 tags=tuple(subscriber.tags or ()),
                 attributes=dict(subscriber.attributes or {}),
             )
-            unsub = unsubscribe_url(
-                settings.base_url,
-                make_unsubscribe_token(subscriber.public_id, keys=keys),
-                delivery_id=row.id,
-            )
+            # One token for both links: the preference centre's credential is the
+            # unsubscribe token (signing is deterministic: the same token either way).
+            unsubscribe_token = make_unsubscribe_token(subscriber.public_id, keys=keys)
+            unsub = unsubscribe_url(settings.base_url, unsubscribe_token, delivery_id=row.id)
             confirm = None
             if row.kind == DeliveryKind.CONFIRMATION.value:
                 token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
@@ -298,8 +297,7 @@ def _build_messages(
                 keep = keep_url(settings.base_url, make_keep_token(subscriber.public_id, keys=keys))
             preferences = None
             if row.kind != DeliveryKind.CONFIRMATION.value:
-                token = make_unsubscribe_token(subscriber.public_id, keys=keys)
-                preferences = preferences_url(settings.base_url, token)
+                preferences = preferences_url(settings.base_url, unsubscribe_token)
             links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         event = events.get(row.enrollment_id, NO_EVENT) if row.enrollment_id else NO_EVENT

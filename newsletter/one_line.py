@@ -22,6 +22,15 @@ def one_line(value: str) -> str:
     spaces, runs of spaces collapsed, and every encoded-word opener ``=?`` split into
     ``= ?``, so no value can split an email header, not even once a MIME library has
     decoded it."""
+    if (
+        value.isascii()
+        and value.isprintable()  # ASCII: no control characters, no whitespace but " "
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+        and ENCODED_WORD_OPENER not in value
+    ):
+        return value  # already one line (NFC changes no ASCII text): the common case
     text = unicodedata.normalize("NFC", value)
     spaced = " ".join(
         "".join(

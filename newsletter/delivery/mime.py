@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
-import email
+import base64
+import random
+import re
+import sys
+from dataclasses import dataclass
 from email import policy
 from email.errors import MessageError
-from email.headerregistry import Address
+from email.header import Header, decode_header, make_header
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.parser import Parser
 from email.utils import format_datetime, formataddr, make_msgid
 
 from newsletter.delivery.base import OutgoingEmail
-from newsletter.one_line import one_line
+from newsletter.one_line import ENCODED_WORD_OPENER, one_line
 
 DELIVERY_HEADER = "X-Newsletter-Delivery"
 
+
+class _CachedHeaderRegistry(HeaderRegistry):
+    """``HeaderRegistry`` that makes each header class once.
+
+    The stock registry builds a new class (``type(...)``) for every header it creates or
+    parses: a third of the time spent building a message. Same classes, same output.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._classes: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        found = self._classes.get(key)
+        if found is None:
+            found = self._classes[key] = super().__getitem__(key)
+        return found
+
+
+_HEADERS = _CachedHeaderRegistry()
 # RFC 5322 allows 998-character lines. With the default 78, a long List-Unsubscribe URL
 # would be folded into RFC 2047 encoded-words, which breaks one-click unsubscribe.
-MIME_POLICY = policy.SMTP.clone(max_line_length=998)
-_READ_POLICY = policy.default
+MIME_POLICY = policy.SMTP.clone(max_line_length=998, header_factory=_HEADERS)
+_READ_POLICY = policy.default.clone(header_factory=_HEADERS)
+_RAW_HEADER_PARSER = Parser(policy=policy.compat32)
 # What building or serializing a message raises on a value it cannot carry.
 BUILD_ERRORS = (MessageError, UnicodeError, ValueError, TypeError, IndexError)
 
@@ -65,27 +93,176 @@ def _expected_headers(message: OutgoingEmail) -> list[str]:
 def mime_problem(message: OutgoingEmail) -> str | None:
     """Why ``message`` cannot go out as RFC 5322 bytes, or ``None`` when it can.
 
-    Builds and serializes it, reads the bytes back like a receiving server and checks
-    that exactly the headers we meant are there, each on one line, with the subject and
-    recipient we meant: nothing a value holds can add a header or replace the body.
+    Builds the bytes the backends send (``build_bytes``), reads their header block back
+    like a receiving server and checks that exactly the headers we meant are there, each
+    on one line, with the subject and recipient we meant: nothing a value holds can add a
+    header. The body cannot be replaced either: the parts are written after the header
+    block, and the boundary is one neither part contains.
     """
+    # Both header forms a backend may send: RFC 2047 words, and raw UTF-8 (SMTPUTF8).
+    plain = all(
+        v.isascii()
+        for v in (
+            message.subject,
+            message.to_name or "",
+            message.from_name or "",
+            *message.headers.values(),
+        )
+    )
+    for utf8 in (False,) if plain else (False, True):
+        problem = _bytes_problem(message, utf8=utf8)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _bytes_problem(message: OutgoingEmail, *, utf8: bool) -> str | None:
     try:
-        raw = build_mime(message).as_bytes()
-    except BUILD_ERRORS as exc:
+        return _read_back(message, build_bytes(message, utf8=utf8).data)
+    except BUILD_ERRORS as exc:  # building, or reading back what a value decodes to
         return f"cannot build the email: {type(exc).__name__}: {exc}"
-    parsed = email.message_from_bytes(raw, policy=_READ_POLICY)
-    found = sorted(name.lower() for name in parsed)
+
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
+
+
+def _decoded(value: str) -> str:
+    """A raw header value as a reader sees it: unfolded (RFC 5322), then RFC 2047
+    words decoded -- a CR or LF left over is one a value smuggled in."""
+    unfolded = _FOLD.sub("", value)
+    if ENCODED_WORD_OPENER not in unfolded:
+        return unfolded
+    return str(make_header(decode_header(unfolded)))
+
+
+def _read_back(message: OutgoingEmail, raw: bytes) -> str | None:
+    # UTF-8 headers (a non-ASCII address, RFC 6532) are read as UTF-8, as a server does.
+    # The header block is split as every parser splits it (compat32 keeps values raw);
+    # each value is then decoded once.
+    parsed = _RAW_HEADER_PARSER.parsestr(raw.decode("utf-8"), headersonly=True)
+    headers = [(name, _decoded(value)) for name, value in parsed.items()]
+    found = sorted(name.lower() for name, _ in headers)
     if found != _expected_headers(message):
         extra = sorted(set(found) - set(_expected_headers(message)))
         return f"the built email has unexpected headers {extra or found}"
     if parsed.get_content_type() != "multipart/alternative":
         return f"the built email is {parsed.get_content_type()}, not multipart/alternative"
-    for name in parsed:
-        if any(ch in str(parsed[name]) for ch in "\r\n"):
+    # The address as a modern parser reads it (it decodes words even inside one, and
+    # refuses what decodes to a line break).
+    to = _READ_POLICY.header_fetch_parse("To", str(parsed["To"])).addresses
+    for name, value in headers:
+        if "\r" in value or "\n" in value:
             return f"the built email's {name} header holds a line break"
-    if str(parsed["Subject"]) != one_line(message.subject):
+    decoded = {name.lower(): value for name, value in headers}
+    if decoded["subject"] != one_line(message.subject):
         return "the built email's subject differs from the one rendered"
-    to = parsed["To"].addresses
     if len(to) != 1 or to[0].username + "@" + to[0].domain != message.to_email:
         return f"the built email's To header does not name {message.to_email!r} alone"
     return None
+
+
+# ---- the fast path: the bytes written out directly ----------------------------------------
+
+_CRLF = "\r\n"
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+MAX_LINE = 998  # RFC 5322: no line longer (CRLF excluded)
+
+
+@dataclass(frozen=True)
+class BuiltMessage:
+    data: bytes
+    message_id: str  # without angle brackets
+
+
+def _unstructured(name: str, value: str, utf8: bool) -> str:
+    """``Name: value``; non-ASCII as RFC 2047 encoded words (folded, each <= 75
+    characters) unless ``utf8`` (SMTPUTF8: headers travel as UTF-8)."""
+    if value.isascii() or utf8:
+        line = f"{name}: {value}"
+        return line if len(line.encode()) <= MAX_LINE else _folded(name, value)
+    return f"{name}: " + Header(value, "utf-8", header_name=name).encode(linesep=_CRLF)
+
+
+def _folded(name: str, value: str) -> str:
+    return f"{name}: " + Header(value, "utf-8", header_name=name).encode(
+        linesep=_CRLF, maxlinelen=MAX_LINE
+    )
+
+
+def _mailbox(name: str, address: str, utf8: bool) -> str:
+    """``name <address>`` as one header value (``address`` alone without a name)."""
+    if not name:
+        return address
+    if name.isascii() or utf8:
+        if _SPECIALS.search(name):
+            name = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return f"{name} <{address}>"
+    return Header(name, "utf-8").encode(linesep=_CRLF) + f" <{address}>"
+
+
+def _part(kind: str, text: str, eight_bit: bool) -> tuple[str, bytes]:
+    """One part's headers and body (CRLF line ends, a final line end, like set_content)."""
+    # bytes.splitlines: only CR, LF and CRLF end a line (as in ``set_content``), not the
+    # form feeds and separators ``str.splitlines`` also splits on.
+    raw = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
+    short = all(len(line) <= MAX_LINE for line in raw.split(b"\r\n"))
+    if short and raw.isascii():
+        cte = "7bit"
+    elif short and eight_bit:
+        cte = "8bit"
+    else:
+        cte = "base64"
+        raw = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    head = f'Content-Type: text/{kind}; charset="utf-8"{_CRLF}Content-Transfer-Encoding: {cte}'
+    return head, raw
+
+
+def _boundary(texts: tuple[str, ...]) -> str:
+    while True:
+        boundary = f"==============={random.randrange(sys.maxsize):019d}=="
+        if not any(f"--{boundary}" in text for text in texts):
+            return boundary
+
+
+def build_bytes(
+    message: OutgoingEmail, *, utf8: bool = False, eight_bit: bool = True
+) -> BuiltMessage:
+    """The RFC 5322 bytes of ``message`` (CRLF line ends), written out directly.
+
+    Carries what ``build_mime`` carries, at a fraction of the cost (``test_mime_bytes``
+    proves both read back alike for every shipped email and generated values):
+    multipart/alternative, plain text first; header values through ``one_line``; names
+    and subjects outside ASCII as RFC 2047 words (raw UTF-8 when ``utf8``, for SMTPUTF8);
+    ASCII parts 7bit, UTF-8 parts 8bit (base64 when ``eight_bit`` is False or a line
+    would pass 998 bytes); no header line longer than 998.
+    """
+    from_name = one_line(message.from_name or "")
+    to_name = one_line(message.to_name or "")
+    lines = [
+        _unstructured("Subject", one_line(message.subject), utf8),
+        "From: " + _mailbox(from_name, message.from_email, utf8),
+        "To: " + _mailbox(to_name, message.to_email, utf8),
+    ]
+    if message.reply_to:
+        lines.append(f"Reply-To: {message.reply_to}")
+    if message.date is not None:
+        lines.append(f"Date: {format_datetime(message.date)}")
+    domain = message.from_email.rpartition("@")[2] or "localhost"
+    message_id = (
+        f"<{message.message_id.strip('<>')}>" if message.message_id else make_msgid(domain=domain)
+    )
+    lines.append(f"Message-ID: {message_id}")
+    lines.append(f"{DELIVERY_HEADER}: {message.delivery_id}")
+    for name, value in message.headers.items():
+        lines.append(_unstructured(name, value, utf8))
+    boundary = _boundary((message.text, message.html))
+    lines.append("MIME-Version: 1.0")
+    lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
+    out = [(_CRLF.join(lines) + _CRLF + _CRLF).encode("utf-8")]
+    for kind, text in (("plain", message.text), ("html", message.html)):
+        head, body = _part(kind, text, eight_bit)
+        out.append(f"--{boundary}{_CRLF}{head}{_CRLF}{_CRLF}".encode())
+        out.append(body)
+        out.append(_CRLF.encode())
+    out.append(f"--{boundary}--{_CRLF}".encode())
+    return BuiltMessage(b"".join(out), message_id.strip("<>"))

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import BUILD_ERRORS, build_mime, mime_problem
+from newsletter.delivery.mime import BUILD_ERRORS, build_bytes, mime_problem
 
 
 class OutboxMailer:
@@ -27,13 +27,12 @@ class OutboxMailer:
         results = []
         for message in messages:
             try:
-                mime = build_mime(message)
-                data = mime.as_bytes()
+                built = build_bytes(message)
             except BUILD_ERRORS as exc:  # this email alone fails; the others go out
                 error = f"outbox: cannot build the email: {type(exc).__name__}: {exc}"
                 results.append(SendResult(message.delivery_id, SendStatus.FAILED, error=error))
                 continue
-            message_id = mime["Message-ID"].strip("<>")
+            data, message_id = built.data, built.message_id
             target = self.directory / f"{message.delivery_id:012d}.eml"
             temporary = target.with_suffix(".tmp")
             try:

@@ -41,7 +41,6 @@ relay, and what a bounce quotes).
 from __future__ import annotations
 
 import contextlib
-import email.policy
 import smtplib
 import socket
 import ssl
@@ -52,17 +51,12 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.bounces.status import Severity, classify_reply
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import BUILD_ERRORS, build_mime, mime_problem
+from newsletter.delivery.mime import BUILD_ERRORS, build_bytes, mime_problem
 from newsletter.errors import ConfigurationError, ProviderAuthError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-# CRLF line ends (smtplib sends bytes as given) and headers folded only past RFC 5321's
-# 998: a long List-Unsubscribe URL stays one plain header instead of RFC 2047 words.
-WIRE = email.policy.SMTP.clone(max_line_length=998)
-# The same, for a server that offers SMTPUTF8: addresses and headers travel as UTF-8.
-WIRE_UTF8 = WIRE.clone(utf8=True)
-# For a server without 8BITMIME: 8-bit parts are re-encoded (base64) on the way out.
-WIRE_7BIT = WIRE.clone(cte_type="7bit")
+# The bytes (CRLF line ends, headers folded only past RFC 5321's 998 so a long
+# List-Unsubscribe URL stays one plain header) come from ``mime.build_bytes``.
 
 
 class SMTPAuthError(BatchAuthError):
@@ -189,11 +183,11 @@ class SMTPMailer:
 
     def _send_one(self, conn: smtplib.SMTP, message: OutgoingEmail) -> SendResult:
         options: list[str] = []
-        policy = WIRE
+        utf8 = False
         if not (message.from_email.isascii() and message.to_email.isascii()):
             if conn.has_extn("smtputf8"):
                 options = ["SMTPUTF8", "BODY=8BITMIME"]
-                policy = WIRE_UTF8
+                utf8 = True
             else:
                 try:
                     message = _ascii_addresses(message)
@@ -206,19 +200,19 @@ class SMTPMailer:
                         "that supports internationalised email",
                     )
         try:
-            mime = build_mime(message)
-            data = mime.as_bytes(policy=policy)
+            built = build_bytes(message, utf8=utf8)
+            data, message_id = built.data, built.message_id
+            if not options and not data.isascii():
+                # An 8-bit body (UTF-8 text as 8bit): declare it (RFC 6152) where the
+                # server offers 8BITMIME, else re-encode the parts 7-bit safe (base64).
+                if conn.has_extn("8bitmime"):
+                    options = ["BODY=8BITMIME"]
+                else:
+                    same_id = replace(message, message_id=message_id)
+                    data = build_bytes(same_id, eight_bit=False).data
         except BUILD_ERRORS as exc:  # nothing was handed over: this email alone fails
             error = f"smtp: cannot build the email: {type(exc).__name__}: {exc}"
             return SendResult(message.delivery_id, SendStatus.FAILED, error=error)
-        message_id = str(mime["Message-ID"]).strip("<>")
-        if not options and not data.isascii():
-            # An 8-bit body (UTF-8 text as 8bit): declare it (RFC 6152) where the server
-            # offers 8BITMIME, else re-encode the parts 7-bit safe (base64).
-            if conn.has_extn("8bitmime"):
-                options = ["BODY=8BITMIME"]
-            else:
-                data = mime.as_bytes(policy=WIRE_7BIT)
         try:
             stage = "mail"
             code, reply = conn.mail(message.return_path or message.from_email, options)

@@ -1,0 +1,223 @@
+"""``deliver()`` end to end into a minimal sink, against a bare client with the same bodies.
+
+    .venv/bin/python bench/bench_dispatch.py [--count 20000] [--backend sendgrid|outbox]
+        [--item tips/meet-your-ql] [--batch-size 1000] [--database-url URL]
+
+A fresh database (a SQLite file in a temporary folder, or ``--database-url``, whose schema
+``public`` is DROPPED) gets ``--count`` subscribers with distinct names and one queued
+delivery each, then ``deliver_due`` runs until the queue is empty: claim, render, compose,
+check, request, record -- the real path, ledger and all.
+
+``sendgrid``: the mailer posts to ``bench/sink.py`` (its own process: reads each body,
+answers 202, validates nothing). The ceiling, in the same run against the same sink, is a
+bare keep-alive ``httpx.Client`` (the library ``SendGridMailer`` uses) with as many
+threads as the mailer has, posting the very bodies the mailer sent, built beforehand.
+
+``outbox``: the ceiling is writing the same ``.eml`` bytes to files the same way
+(temporary name, rename), without building them.
+
+Prints project emails/s, ceiling emails/s and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+from sqlalchemy import Engine, bindparam, func, select, text
+
+from newsletter.app import App
+from newsletter.delivery.base import Mailer
+from newsletter.delivery.sendgrid import SendGridMailer
+from newsletter.dispatch import deliver_due
+from newsletter.models import Delivery, UTCDateTime
+from newsletter.settings import load_settings
+
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.common import fresh_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+API_KEY = "SG.bench-key"
+
+
+@contextmanager
+def sink_process() -> Iterator[str]:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "sink.py")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().split()
+        if len(line) != 2 or line[0] != "LISTENING":
+            raise RuntimeError(f"the sink did not start: {line!r}")
+        yield line[1]
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def populate(engine: Engine, count: int, item_id: str) -> None:
+    """``count`` subscribers (distinct names, some with HTML-special characters) and one
+    queued drip delivery of ``item_id`` each, in two set-based statements."""
+    json_type = "::json" if engine.dialect.name == "postgresql" else ""
+    people = f"""
+        WITH RECURSIVE seq(n) AS (
+            SELECT CAST(1 AS INTEGER) UNION ALL SELECT n + 1 FROM seq WHERE n < :last
+        )
+        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+            attributes, created_at, updated_at, confirmed_at, soft_bounces)
+        SELECT 'p' || n, 'reader' || n || '@example.org',
+            CASE WHEN n % 7 = 0 THEN 'O''Brien ' || n ELSE 'Reader' || n END,
+            'UTC', 'active', '[]'{json_type}, '{{}}'{json_type}, :now, :now, :now, 0
+        FROM seq
+    """  # noqa: S608 - only a module constant is formatted in
+    queue = """
+        INSERT INTO deliveries (key, kind, subscriber_id, item_id, status, attempts, due_at,
+            created_at, updated_at)
+        SELECT 'bench:' || id, 'drip', id, :item, 'queued', 0, :now, :now, :now
+        FROM subscribers
+    """
+    stamp = bindparam("now", type_=UTCDateTime())
+    with engine.begin() as conn:
+        conn.execute(text(people).bindparams(stamp), {"last": count, "now": NOW})
+        conn.execute(text(queue).bindparams(stamp), {"item": item_id, "now": NOW})
+
+
+class RecordingMailer(SendGridMailer):
+    """The real mailer; it also keeps every body it posted (for the ceiling run)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.bodies: list[bytes] = []
+
+    def _post(self, body: bytes):  # type: ignore[no-untyped-def]
+        self.bodies.append(body)
+        return super()._post(body)
+
+
+def run_project(app: App, batch_size: int) -> tuple[float, int]:
+    started = time.perf_counter()
+    rounds = 0
+    while True:
+        report = deliver_due(app, now=NOW, limit=batch_size)
+        rounds += 1
+        if not report.claimed:
+            break
+    seconds = time.perf_counter() - started
+    with app.sessions() as session:
+        sent = session.scalar(select(func.count()).where(Delivery.status == "sent")) or 0
+        others = session.execute(
+            select(Delivery.status, func.count()).group_by(Delivery.status)
+        ).all()
+    if any(status != "sent" for status, _ in others):
+        raise RuntimeError(f"not every email was sent: {others}")
+    return seconds, sent
+
+
+def bare_client(url: str, bodies: list[bytes], threads: int) -> float:
+    limits = httpx.Limits(max_connections=threads, max_keepalive_connections=threads)
+    headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    with (
+        httpx.Client(headers=headers, limits=limits, timeout=30) as client,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+
+        def post(body: bytes) -> None:
+            answer = client.post(f"{url}/v3/mail/send", content=body)
+            if answer.status_code != 202:
+                raise RuntimeError(f"HTTP {answer.status_code}")
+
+        started = time.perf_counter()
+        list(pool.map(post, bodies))
+        return time.perf_counter() - started
+
+
+def write_files(folder: Path, datas: list[bytes]) -> float:
+    folder.mkdir()
+    started = time.perf_counter()
+    for n, data in enumerate(datas):
+        target = folder / f"{n:012d}.eml"
+        temporary = target.with_suffix(".tmp")
+        temporary.write_bytes(data)
+        os.replace(temporary, target)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--count", type=int, default=20_000)
+    parser.add_argument("--backend", choices=("sendgrid", "outbox"), default="sendgrid")
+    parser.add_argument("--item", default="tips/meet-your-ql")
+    parser.add_argument("--batch-size", type=int, default=1000, help="rows per claim")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as folder:
+        tmp = Path(folder)
+        url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
+        engine = fresh_engine(url)
+        populate(engine, args.count, args.item)
+        engine.dispose()
+        with sink_process() as sink:
+            environ = {
+                "NEWSLETTER_VAR_DIR": str(tmp / "var"),
+                "NEWSLETTER_DATABASE_URL": url,
+                "NEWSLETTER_SECRET_KEY": "bench-secret-key",
+                "NEWSLETTER_BASE_URL": "https://news.example",
+                "NEWSLETTER_OUTBOX_DIR": str(tmp / "outbox"),
+                "NEWSLETTER_POSTAL_ADDRESS": "Backwise Ltd, 1 Test Street, 10115 Berlin",
+                "NEWSLETTER_FROM_EMAIL": "tips@shop.example",
+                "NEWSLETTER_FROM_NAME": "Backwise",
+                "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
+                "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
+                "NEWSLETTER_BATCH_SIZE": str(args.batch_size),
+                "NEWSLETTER_MAIL_BACKEND": args.backend,
+                "NEWSLETTER_SENDGRID_API_KEY": API_KEY,
+                "NEWSLETTER_SENDGRID_API_URL": sink,
+            }
+            settings = load_settings(environ, env_file=None)
+            mailer: Mailer | None = None
+            if args.backend == "sendgrid":
+                mailer = RecordingMailer(API_KEY, sink)
+            app = App(settings, mailer=mailer)
+            try:
+                app.library  # noqa: B018 - load the content outside the timing
+                seconds, sent = run_project(app, args.batch_size)
+            finally:
+                app.close()
+            print(
+                f"{args.backend}, {args.count} emails of {args.item}, {args.batch_size} per "
+                f"claim, {engine.dialect.name}, load {os.getloadavg()[0]:.2f}",
+                flush=True,
+            )
+            print(
+                f"project  deliver_due end to end: {sent / seconds:10.0f} emails/s  "
+                f"{seconds:7.2f} s"
+            )
+            if isinstance(mailer, RecordingMailer):
+                bodies = mailer.bodies
+                ceiling = bare_client(sink, bodies, threads=mailer._concurrency)
+                label = f"bare httpx client, same {len(bodies)} bodies"
+            else:
+                datas = [p.read_bytes() for p in sorted((tmp / "outbox").glob("*.eml"))]
+                ceiling = write_files(tmp / "rewritten", datas)
+                label = f"writing the same {len(datas)} files"
+            print(f"ceiling  {label}: {sent / ceiling:10.0f} emails/s  {ceiling:7.2f} s")
+            print(f"ratio    project / ceiling: {ceiling / seconds:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
