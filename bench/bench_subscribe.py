@@ -70,8 +70,13 @@ def environ(url: str, workdir: Path) -> dict[str, str]:
     }
 
 
-def measure(command: list[str], env: dict[str, str], load: list[bytes], concurrency: int,
-            outbox: Path | None) -> tuple[LoadResult, float, float | None]:
+def measure(
+    command: list[str],
+    env: dict[str, str],
+    load: list[bytes],
+    concurrency: int,
+    outbox: Path | None,
+) -> tuple[LoadResult, float, float | None]:
     """(load result, server CPU seconds, seconds from the last answer to the last email)."""
     port = free_port()
     with running_server([*command, "--port", str(port)], env, port) as server:
@@ -96,9 +101,10 @@ def warmup(load: list[bytes]) -> list[bytes]:
 
 
 def line(label: str, result: LoadResult, cpu: float) -> str:
+    per_request = cpu / len(result.latencies) * 1000
     return (
         f"  {label:26} {result.rate:7.0f} req/s  p50 {result.percentile(50):6.1f} ms"
-        f"  p99 {result.percentile(99):6.1f} ms  server CPU {cpu / len(result.latencies) * 1000:5.2f}"
+        f"  p99 {result.percentile(99):6.1f} ms  server CPU {per_request:5.2f}"
         f" ms/req  statuses {dict(result.statuses)}"
     )
 
