@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Executable, Row, insert, select, update
+from sqlalchemy import JSON, Integer, Row, String, bindparam, column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.dml import ReturningInsert
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
@@ -36,6 +35,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
+    UTCDateTime,
 )
 from newsletter.one_line import clean_tag, one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
@@ -152,19 +152,17 @@ def subscribe_in(
     if request.event_id is not None and not _first_sight(session, request, now=now):
         return SubscribeOutcome.DUPLICATE
     connection = session.connection()
-    reason = connection.scalar(
-        select(Suppression.reason).where(Suppression.email_hash == email_hash(email))
-    )
+    reason = connection.scalar(_SUPPRESSION, {"hash": email_hash(email)})
     if reason in ("bounced", "complained"):
         return SubscribeOutcome.SUPPRESSED
     values = _new_subscriber(app, email, request, now=now)
-    if not request.single_opt_in:
-        values["last_confirmation_at"] = now  # a new row gets its confirmation now
+    # A new row gets its confirmation now (unless it is activated at once).
+    values["last_confirmation_at"] = None if request.single_opt_in else now
     # Creates the row, or locks the existing one (PostgreSQL: ON CONFLICT DO UPDATE takes
     # the row lock; SQLite: BEGIN IMMEDIATE) and returns it as last committed: two posts
     # of the same address at once queue here, and the one-confirmation-per-hour check
     # below sees the other's write.
-    row = connection.execute(_upsert(session, values)).one()
+    row = connection.execute(_UPSERT, values).one()
     created = row.public_id == values["public_id"]
     if created and _listens(session, facts, "subscriber.created"):
         subscribers_changed(session, "subscriber.created", [row.id], now=now)
@@ -184,11 +182,9 @@ def subscribe_in(
     queue = not request.single_opt_in and not throttled
     if not created:
         changes = _refresh(app, row, request, now=now)
-        if queue:
-            changes["last_confirmation_at"] = now
-        connection.execute(update(Subscriber).where(Subscriber.id == row.id).values(changes))
-    consent = _consent_values(row.id, ConsentKind.SUBSCRIBED, request, now=now)
-    connection.execute(insert(ConsentEvent).values(consent))
+        changes["last_confirmation_at"] = now if queue else row.last_confirmation_at
+        connection.execute(_REFRESH, changes)
+    connection.execute(_CONSENT, _consent_values(row.id, ConsentKind.SUBSCRIBED, request, now=now))
     if request.single_opt_in:
         subscriber = session.get(Subscriber, row.id, populate_existing=True)
         assert subscriber is not None  # written above, in this transaction
@@ -196,8 +192,82 @@ def subscribe_in(
         return SubscribeOutcome.ACTIVATED
     if throttled:
         return SubscribeOutcome.THROTTLED
-    connection.execute(_confirmation_row(session, row.id, now=now))
+    connection.execute(
+        _CONFIRMATION,
+        {
+            "key": f"confirm:{row.id}:{now.strftime('%Y%m%dT%H%M%S')}",
+            "kind": DeliveryKind.CONFIRMATION.value,
+            "item_id": CONFIRMATION_ITEM,
+            "subscriber_id": row.id,
+            "status": DeliveryStatus.QUEUED.value,
+            "now": now,
+        },
+    )
     return SubscribeOutcome.CONFIRMATION_QUEUED
+
+
+# Built once: the same SQL on SQLite and PostgreSQL, so the hot path renders nothing.
+_SUPPRESSION = text("SELECT reason FROM suppressions WHERE email_hash = :hash")
+_UPSERT = (
+    text(
+        """
+        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+                                 attributes, source, created_at, updated_at, soft_bounces,
+                                 last_confirmation_at)
+        VALUES (:public_id, :email, :first_name, :timezone, :status, :tags, :attributes,
+                :source, :created_at, :updated_at, :soft_bounces, :last_confirmation_at)
+        ON CONFLICT (email) DO UPDATE SET email = excluded.email
+        RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
+                  attributes
+        """
+    )
+    .bindparams(
+        bindparam("tags", type_=JSON()),
+        bindparam("attributes", type_=JSON()),
+        bindparam("created_at", type_=UTCDateTime()),
+        bindparam("updated_at", type_=UTCDateTime()),
+        bindparam("last_confirmation_at", type_=UTCDateTime()),
+    )
+    .columns(
+        column("id", Integer),
+        column("public_id", String),
+        column("status", String),
+        column("last_confirmation_at", UTCDateTime()),
+        column("first_name", String),
+        column("timezone", String),
+        column("tags", JSON()),
+        column("attributes", JSON()),
+    )
+)
+_REFRESH = text(
+    """
+    UPDATE subscribers SET first_name = :first_name, timezone = :timezone, tags = :tags,
+        attributes = :attributes, status = :status, updated_at = :updated_at,
+        last_confirmation_at = :last_confirmation_at
+    WHERE id = :id
+    """
+).bindparams(
+    bindparam("tags", type_=JSON()),
+    bindparam("attributes", type_=JSON()),
+    bindparam("updated_at", type_=UTCDateTime()),
+    bindparam("last_confirmation_at", type_=UTCDateTime()),
+)
+_CONSENT = text(
+    """
+    INSERT INTO consent_events (subscriber_id, kind, at, ip, user_agent, source,
+                                consent_text, source_event_id)
+    VALUES (:subscriber_id, :kind, :at, :ip, :user_agent, :source, :consent_text,
+            :source_event_id)
+    """
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_CONFIRMATION = text(
+    """
+    INSERT INTO deliveries (key, kind, item_id, due_at, subscriber_id, status, attempts,
+                            created_at, updated_at)
+    VALUES (:key, :kind, :item_id, :now, :subscriber_id, :status, 0, :now, :now)
+    ON CONFLICT (key) DO NOTHING
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
 
 
 def _listens(session: Session, facts: dict[str, Any] | None, event_type: str) -> bool:
@@ -208,41 +278,6 @@ def _listens(session: Session, facts: dict[str, Any] | None, event_type: str) ->
     if key not in facts:
         facts[key] = bool(listened(session, event_type))
     return bool(facts[key])
-
-
-def _upsert(session: Session, values: dict[str, object]) -> ReturningInsert[Any]:
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert_(Subscriber).values(values)
-    return statement.on_conflict_do_update(
-        index_elements=["email"], set_={"email": statement.excluded.email}
-    ).returning(
-        Subscriber.id,
-        Subscriber.public_id,
-        Subscriber.status,
-        Subscriber.last_confirmation_at,
-        Subscriber.tags,
-        Subscriber.attributes,
-    )
-
-
-def _confirmation_row(session: Session, subscriber_id: int, *, now: datetime) -> Executable:
-    """The confirmation's ledger row (as ``queue_confirmations``), without RETURNING."""
-    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    return (
-        insert_(Delivery)
-        .values(
-            key=f"confirm:{subscriber_id}:{now.strftime('%Y%m%dT%H%M%S')}",
-            kind=DeliveryKind.CONFIRMATION.value,
-            item_id=CONFIRMATION_ITEM,
-            due_at=now,
-            subscriber_id=subscriber_id,
-            status=DeliveryStatus.QUEUED.value,
-            attempts=0,
-            created_at=now,
-            updated_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["key"])
-    )
 
 
 def queue_confirmations(session: Session, subscriber_ids: Iterable[int], *, now: datetime) -> None:
@@ -297,19 +332,24 @@ def _new_subscriber(
 def _refresh(
     app: App, row: Row[Any], request: SubscribeRequest, *, now: datetime
 ) -> dict[str, Any]:
-    """The columns a repeated post changes on an existing row (made pending again)."""
-    changes: dict[str, Any] = {
+    """The row after a repeated post (made pending again), as ``_REFRESH`` parameters."""
+    first_name = clean_first_name(request.first_name) or row.first_name
+    timezone = (
+        resolve_timezone(request.timezone, app.settings.default_timezone)
+        if request.timezone
+        else row.timezone
+    )
+    attributes = dict(row.attributes or {})
+    attributes.update(request.attributes or {})
+    return {
+        "id": row.id,
+        "first_name": first_name,
+        "timezone": timezone,
         "tags": clean_tags(list(row.tags or []) + list(request.tags)),
+        "attributes": attributes,
         "status": SubscriberStatus.PENDING.value,
         "updated_at": now,
     }
-    if clean_first_name(request.first_name):
-        changes["first_name"] = clean_first_name(request.first_name)
-    if request.timezone:
-        changes["timezone"] = resolve_timezone(request.timezone, app.settings.default_timezone)
-    if request.attributes:
-        changes["attributes"] = {**(row.attributes or {}), **request.attributes}
-    return changes
 
 
 def _consent_values(
