@@ -47,6 +47,7 @@ RECONCILABLE = (
     DeliveryStatus.FAILED.value,
 )
 _SQLITE_WRITER = threading.Lock()
+_LOOKUP_CHUNK = 400  # keys per IN (...): twice that in one statement, far below any limit
 
 
 @dataclass(frozen=True)
@@ -137,24 +138,55 @@ def insert_events(
 
 
 def _insert_portable(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -> set[str]:
-    rows = [
-        {
-            "sg_event_id": e.sg_event_id,
-            "logical_key": e.logical_key,
-            "event": e.event,
-            "email_hash": e.email_hash,
-            "occurred_at": e.occurred_at,
-            "delivery_id": e.delivery_id,
-            "sg_message_id": e.sg_message_id,
-            "payload": dict(e.payload),
-            "received_at": now,
-        }
-        for e in sorted(events, key=lambda e: e.logical_key)  # one lock order for all
+    """SQLite: one query for the keys already stored, one ``executemany`` for the rest.
+
+    No per-row RETURNING: the write lock (``BEGIN IMMEDIATE``) is held, so nothing can be
+    stored between the look-up and the insert; ``OR IGNORE`` stays as a second guard."""
+    connection = session.connection()
+    table = cast(Table, ProviderEvent.__table__)
+    keys = [e.logical_key for e in events]
+    ids = [e.sg_event_id for e in events if e.sg_event_id]
+    stored: set[str] = set()
+    seen_ids: set[str] = set()
+    for start in range(0, max(len(keys), len(ids)), _LOOKUP_CHUNK):
+        chunk_keys = keys[start : start + _LOOKUP_CHUNK]
+        chunk_ids = ids[start : start + _LOOKUP_CHUNK]
+        for row in connection.execute(
+            select(table.c.logical_key, table.c.sg_event_id).where(
+                or_(
+                    table.c.logical_key.in_(chunk_keys),
+                    table.c.sg_event_id.in_(chunk_ids),
+                )
+            )
+        ):
+            stored.add(row.logical_key)
+            if row.sg_event_id:
+                seen_ids.add(row.sg_event_id)
+    new = [
+        e
+        for e in sorted(events, key=lambda e: e.logical_key)
+        if e.logical_key not in stored and not (e.sg_event_id and e.sg_event_id in seen_ids)
     ]
-    statement = (
-        sqlite_insert(ProviderEvent).on_conflict_do_nothing().returning(ProviderEvent.logical_key)
+    if not new:
+        return set()
+    connection.execute(
+        sqlite_insert(table).on_conflict_do_nothing(),
+        [
+            {
+                "sg_event_id": e.sg_event_id,
+                "logical_key": e.logical_key,
+                "event": e.event,
+                "email_hash": e.email_hash,
+                "occurred_at": e.occurred_at,
+                "delivery_id": e.delivery_id,
+                "sg_message_id": e.sg_message_id,
+                "payload": dict(e.payload),
+                "received_at": now,
+            }
+            for e in new
+        ],
     )
-    return set(session.scalars(statement, rows))
+    return {e.logical_key for e in new}
 
 
 def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime) -> int:
