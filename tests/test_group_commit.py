@@ -35,7 +35,9 @@ def subscribing(app: App, email: str) -> Callable[[Session, dict[str, Any]], Sub
     return job
 
 
-def run_held(writer: GroupCommit, jobs: list[Callable[[Session, dict[str, Any]], Any]]) -> list[Any]:
+def run_held(
+    writer: GroupCommit, jobs: list[Callable[[Session, dict[str, Any]], Any]]
+) -> list[Any]:
     """Submit ``jobs`` while the writer is held by a first job, so they form one batch."""
     release = threading.Event()
     started = threading.Event()
