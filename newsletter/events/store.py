@@ -18,9 +18,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -30,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.db import transaction
+from newsletter.db import transaction, writer_lock
 from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
@@ -46,7 +44,6 @@ RECONCILABLE = (
     DeliveryStatus.QUEUED.value,
     DeliveryStatus.FAILED.value,
 )
-_SQLITE_WRITER = threading.Lock()
 _LOOKUP_CHUNK = 400  # keys per IN (...): twice that in one statement, far below any limit
 
 
@@ -77,8 +74,7 @@ def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
     instead of SQLite's sleep-and-poll busy handler, which lets late arrivals overtake and
     starves some requests for seconds under load.
     """
-    queue = _SQLITE_WRITER if app.engine.dialect.name == "sqlite" else nullcontext()
-    with queue, transaction(app.sessions) as session:
+    with writer_lock(app.engine), transaction(app.sessions) as session:
         report = store_events(session, batch.events, now=now)
     for reason in batch.ignored[:10]:
         log.warning("sendgrid webhook: ignored %s", reason)

@@ -25,6 +25,7 @@ from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
+from newsletter.db import writer_lock
 from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
@@ -49,7 +50,7 @@ from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
 
-CONFIRMATION_BATCH = 8  # confirmations per claim in the web process (see deliver_confirmations)
+CONFIRMATION_BATCH = 4  # confirmations per claim in the web process (see deliver_confirmations)
 
 RETRY_AFTER_SECONDS = "30"  # on every 503: the database is in trouble, ask again soon
 # Test sends (``campaign test``) carry ``/unsubscribe/test-send`` instead of a real token.
@@ -158,13 +159,14 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         try:
             claimed = 1
             while claimed:  # until no confirmation is left due
-                report = deliver_due(
-                    app,
-                    now=clock(),
-                    worker="web",
-                    kinds=[DeliveryKind.CONFIRMATION],
-                    limit=CONFIRMATION_BATCH,
-                )
+                with writer_lock(app.engine):  # SQLite: in turn with subscribe's writer
+                    report = deliver_due(
+                        app,
+                        now=clock(),
+                        worker="web",
+                        kinds=[DeliveryKind.CONFIRMATION],
+                        limit=CONFIRMATION_BATCH,
+                    )
                 claimed = report.claimed
                 if claimed:
                     pause()
