@@ -144,20 +144,17 @@ def _insert_portable(session: Session, events: Sequence[ParsedEvent], *, now: da
     ids = [e.sg_event_id for e in events if e.sg_event_id]
     stored: set[str] = set()
     seen_ids: set[str] = set()
-    for start in range(0, max(len(keys), len(ids)), _LOOKUP_CHUNK):
-        chunk_keys = keys[start : start + _LOOKUP_CHUNK]
-        chunk_ids = ids[start : start + _LOOKUP_CHUNK]
-        for row in connection.execute(
-            select(table.c.logical_key, table.c.sg_event_id).where(
-                or_(
-                    table.c.logical_key.in_(chunk_keys),
-                    table.c.sg_event_id.in_(chunk_ids),
-                )
-            )
-        ):
-            stored.add(row.logical_key)
-            if row.sg_event_id:
-                seen_ids.add(row.sg_event_id)
+    # Two look-ups, each on its own unique index (an OR of both would scan the table).
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        stored.update(
+            connection.scalars(select(table.c.logical_key).where(table.c.logical_key.in_(chunk)))
+        )
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        seen_ids.update(
+            connection.scalars(select(table.c.sg_event_id).where(table.c.sg_event_id.in_(chunk)))
+        )
     new = [
         e
         for e in sorted(events, key=lambda e: e.logical_key)
