@@ -1,108 +1,161 @@
-"""Subscribe-webhook throughput: POST /subscribe against a bare ASGI sink (the ceiling).
+"""``POST /subscribe`` throughput and latency against the same server with a hello app.
 
-    .venv/bin/python bench/bench_subscribe.py [--count 2000] [--concurrency 8] [--database URL]
+    .venv/bin/python bench/bench_subscribe.py [--count 2000] [--concurrency 8]
+        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--no-scheduler]
 
-Both servers run under the same uvicorn, on loopback, hit by the same keep-alive httpx
-client with the same JSON bodies. The sink answers 202 without parsing; the real route
-validates, writes the subscriber, the consent record and the confirmation ledger row, and
-delivers the confirmation email to the outbox in a background task. The ratio is
-"real requests/s divided by sink requests/s". Default database: a fresh SQLite file.
+For each database (a fresh SQLite file; PostgreSQL too when ``--postgres-url`` or
+``NEWSLETTER_BENCH_POSTGRES_URL`` is given -- its schema is DROPPED and recreated):
+
+* the project is the real ``newsletter serve`` (scheduler included unless
+  ``--no-scheduler``) in its own process, outbox mail backend;
+* the ceiling is ``bench.serving hello``: the same uvicorn configuration in its own
+  process, answering 202 without looking at the body;
+* the load generator (``bench.loadgen``, this process) posts ``--count`` JSON bodies with
+  distinct addresses over ``--concurrency`` keep-alive connections, the same to both.
+
+It prints requests/s, p50/p99, the server's CPU per request, the ratio to the ceiling,
+and how long after the last answer the last confirmation email was in the outbox
+(every accepted subscriber must get exactly one).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import statistics
+import json
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
+if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.common import ROOT, free_port, fresh_engine, machine_load, running_server
+from bench.loadgen import LoadResult, hammer, request_bytes
 
-from newsletter.app import App  # noqa: E402
-from newsletter.db import make_engine, upgrade  # noqa: E402
-from newsletter.settings import load_settings  # noqa: E402
-from newsletter.web.app import create_web_app  # noqa: E402
-from tests.conftest import base_environ  # noqa: E402
-from tests.servers import free_port, serve_asgi  # noqa: E402
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
 
-async def sink(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The ceiling: read the body, answer 202, nothing else."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 202,
-            "headers": [(b"content-type", b"application/json")],
-        }
+def requests(count: int, tag: str) -> list[bytes]:
+    return [
+        request_bytes(
+            "POST",
+            "/subscribe",
+            json.dumps({"email": f"{tag}{i}@example.org", "first_name": "Bo"}).encode(),
+            HEADERS,
+        )
+        for i in range(count)
+    ]
+
+
+def environ(url: str, workdir: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "NEWSLETTER_DATABASE_URL": url,
+        "NEWSLETTER_VAR_DIR": str(workdir / "var"),
+        "NEWSLETTER_OUTBOX_DIR": str(workdir / "outbox"),
+        "NEWSLETTER_SECRET_KEY": "bench-secret",
+        "NEWSLETTER_BASE_URL": "https://news.example",
+        "NEWSLETTER_POSTAL_ADDRESS": "Backwise Ltd, 1 Test Street, 10115 Berlin, Germany",
+        "NEWSLETTER_FROM_EMAIL": "tips@shop.example",
+        "NEWSLETTER_FROM_NAME": "Backwise",
+        "NEWSLETTER_ALLOWED_ORIGINS": "https://shop.example",
+        "NEWSLETTER_DEFAULT_TIMEZONE": "Europe/Berlin",
+        "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
+        "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
+        "NEWSLETTER_CRON_FILE": str(ROOT / "cron.yaml"),
+        "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "10000000/minute",  # one client IP
+    }
+
+
+def measure(
+    command: list[str],
+    env: dict[str, str],
+    load: list[bytes],
+    concurrency: int,
+    outbox: Path | None,
+) -> tuple[LoadResult, float, float | None]:
+    """(load result, server CPU seconds, seconds from the last answer to the last email)."""
+    port = free_port()
+    with running_server([*command, "--port", str(port)], env, port) as server:
+        hammer("127.0.0.1", port, warmup(load), concurrency)
+        before = server.cpu_seconds()
+        result = hammer("127.0.0.1", port, load, concurrency)
+        cpu = server.cpu_seconds() - before
+        drained = None
+        if outbox is not None:
+            ended = time.perf_counter()
+            wanted = len(load) + len(warmup(load))
+            while time.perf_counter() - ended < 120:
+                if sum(1 for _ in outbox.glob("*.eml")) >= wanted:
+                    drained = time.perf_counter() - ended
+                    break
+                time.sleep(0.05)
+    return result, cpu, drained
+
+
+def warmup(load: list[bytes]) -> list[bytes]:
+    return requests(40, "warmup")
+
+
+def line(label: str, result: LoadResult, cpu: float) -> str:
+    per_request = cpu / len(result.latencies) * 1000
+    return (
+        f"  {label:26} {result.rate:7.0f} req/s  p50 {result.percentile(50):6.1f} ms"
+        f"  p99 {result.percentile(99):6.1f} ms  server CPU {per_request:5.2f}"
+        f" ms/req  statuses {dict(result.statuses)}"
     )
-    await send({"type": "http.response.body", "body": b'{"status":"accepted"}'})
 
 
-async def hammer(base: str, count: int, concurrency: int, tag: str) -> tuple[float, list[float]]:
-    latencies: list[float] = []
-    queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(i)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                started = time.perf_counter()
-                response = await client.post(
-                    "/subscribe", json={"email": f"{tag}{i}@example.org", "first_name": "B"}
-                )
-                latencies.append(time.perf_counter() - started)
-                if response.status_code != 202:
-                    raise RuntimeError(f"{response.status_code}: {response.text}")
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    return count / elapsed, latencies
-
-
-def p99(values: list[float]) -> float:
-    return statistics.quantiles(values, n=100)[98] * 1000
+def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> bool:
+    fresh_engine(url).dispose()
+    env = environ(url, workdir)
+    outbox = workdir / "outbox"
+    load = requests(args.count, "reader")
+    serve = [str(Path(sys.executable).parent / "newsletter"), "serve"]
+    serve += ["--no-scheduler"] if args.no_scheduler else []
+    ceiling, ceiling_cpu, _ = measure(
+        [sys.executable, "-m", "bench.serving", "hello"], env, load, args.concurrency, None
+    )
+    project, project_cpu, drained = measure(serve, env, load, args.concurrency, outbox)
+    emails = sum(1 for _ in outbox.glob("*.eml"))
+    print(f"{label}: {args.count} requests, concurrency {args.concurrency}, {machine_load()}")
+    print(line("ceiling (hello app)", ceiling, ceiling_cpu))
+    print(line("POST /subscribe", project, project_cpu))
+    print(
+        f"  ratio {project.rate / ceiling.rate:.3f}   confirmation emails {emails}"
+        f" (expected {args.count + 40}), last one "
+        + (f"{drained:.2f} s after the last answer" if drained is not None else "NOT written")
+    )
+    ok = set(project.statuses) == {202} and emails == args.count + 40
+    if not ok:
+        print(f"FAIL: {label}: refused requests or missing/duplicate emails {project.bodies}")
+    return ok
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--database", default="")
-    args = parser.parse_args()
-    directory = Path(tempfile.mkdtemp(prefix="nl-bench-subscribe-"))
-    url = args.database or f"sqlite:///{directory / 'bench.db'}"
-    upgrade(make_engine(url))
-    environ = base_environ(directory, url)
-    environ["NEWSLETTER_SUBSCRIBE_RATE_LIMIT"] = "10000000/minute"
-    app = App(load_settings(environ))
-    with serve_asgi(sink, free_port()) as base:
-        ceiling, sink_lat = asyncio.run(hammer(base, args.count, args.concurrency, "sink"))
-    with serve_asgi(create_web_app(app), free_port()) as base:
-        real, real_lat = asyncio.run(hammer(base, args.count, args.concurrency, "real"))
-    outbox = len(list(app.settings.effective_outbox_dir.glob("*.eml")))
-    app.close()
-    print(f"database: {url.split(':')[0]}, {args.count} requests, concurrency {args.concurrency}")
-    print(f"ceiling (bare ASGI sink): {ceiling:8.0f} req/s   p99 {p99(sink_lat):6.1f} ms")
-    print(f"POST /subscribe:          {real:8.0f} req/s   p99 {p99(real_lat):6.1f} ms")
-    print(f"ratio: {real / ceiling:.3f}   confirmation emails written: {outbox}")
+    parser.add_argument("--no-scheduler", action="store_true")
+    parser.add_argument(
+        "--postgres-url", default=os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL", "")
+    )
+    parser.add_argument("--only", choices=["sqlite", "postgresql"])
+    args = parser.parse_args(argv)
+    ok = True
+    with tempfile.TemporaryDirectory(prefix="nl-bench-subscribe-") as directory:
+        targets = [(f"sqlite:///{Path(directory) / 'sqlite' / 'bench.db'}", "sqlite")]
+        if args.postgres_url:
+            targets.append((args.postgres_url, "postgresql"))
+        for url, label in targets:
+            if args.only in (None, label):
+                (Path(directory) / label).mkdir(exist_ok=True)
+                ok &= run(url, label, args, Path(directory) / label)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

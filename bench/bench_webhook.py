@@ -13,9 +13,10 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
    ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
 4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
    once, and every request must have been answered 200;
-5. posts the same requests, with the same client, to a *ceiling*: a bare ASGI app under
-   the same uvicorn that reads the body, verifies the signature and answers 200 -- what
-   the transport and the signature check alone allow on this machine, right now.
+5. posts the same requests, with the same client (``bench.loadgen``), to two *ceilings*
+   under the same uvicorn set-up (``bench.serving``): ``verify`` reads the body, checks
+   the signature and answers 200; ``verify-parse`` also runs ``parse_batch``. The
+   project is the real ``newsletter serve --no-scheduler``.
 
 It prints requests/second, events/second and the p50/p99/max latency per database and
 for its ceiling, and the throughput as a share of that ceiling (the number to compare
@@ -29,17 +30,13 @@ import base64
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, insert, select
@@ -49,7 +46,8 @@ from newsletter.models import Delivery, ProviderEvent, Subscriber
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import fresh_engine
+from bench.common import free_port, fresh_engine, machine_load, running_server
+from bench.loadgen import hammer, request_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
@@ -71,53 +69,6 @@ MIX = [  # SendGrid's usual proportions, roughly
 ]
 
 
-def server_app() -> Any:
-    """uvicorn factory: the web app over settings from the environment."""
-    from newsletter.app import App
-    from newsletter.settings import load_settings
-    from newsletter.web.app import create_web_app
-
-    return create_web_app(App(load_settings()))
-
-
-def ceiling_app() -> Any:
-    """uvicorn factory: a bare ASGI app that verifies the signature and answers 200."""
-    from datetime import UTC, datetime
-
-    from starlette.concurrency import run_in_threadpool
-
-    from newsletter.events.signature import SignatureError, WebhookVerifier
-
-    verifier = WebhookVerifier(os.environ["NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY"])
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return  # no lifespan work (uvicorn runs with --lifespan off)
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        status = 200
-        if scope["path"] != "/healthz":
-            try:
-                await run_in_threadpool(
-                    verifier.verify,
-                    b"".join(chunks),
-                    signature=headers.get(SIGNATURE.lower()),
-                    timestamp=headers.get(TIMESTAMP.lower()),
-                    now=datetime.now(UTC),
-                )
-            except SignatureError as exc:
-                status = exc.status
-        await send({"type": "http.response.start", "status": status, "headers": JSON_HEADERS})
-        await send({"type": "http.response.body", "body": b'{"status":"ok"}'})
-
-    return app
-
-
 @dataclass
 class Result:
     database: str
@@ -129,6 +80,7 @@ class Result:
     expected: int
     statuses: dict[int, int]
     ceiling: Result | None = None
+    parse_ceiling: Result | None = None
 
     @property
     def rate(self) -> float:
@@ -146,24 +98,19 @@ class Result:
         )
 
     def ceiling_line(self) -> str:
-        if self.ceiling is None:
-            return ""
-        ceiling = self.ceiling
-        ordered = sorted(ceiling.latencies)
-        p50 = ordered[len(ordered) // 2]
-        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
-        return (
-            f"{'  ceiling':10} {ceiling.requests:5d} requests {ceiling.rate:7.1f} req/s"
-            f"  p50 {p50 * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  statuses {ceiling.statuses}"
-            f"\n{'  ratio':10} {self.rate / ceiling.rate:6.1%} of the ceiling (verify-only app, "
-            "same uvicorn, client and requests)"
-        )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        lines = []
+        for ceiling, what in ((self.ceiling, "verify-only"), (self.parse_ceiling, "verify+parse")):
+            if ceiling is None:
+                continue
+            ordered = sorted(ceiling.latencies)
+            p50 = ordered[len(ordered) // 2]
+            p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+            lines.append(
+                f"  {what:12} {ceiling.rate:7.1f} req/s  p50 {p50 * 1000:7.1f} ms  p99"
+                f" {p99 * 1000:7.1f} ms  statuses {ceiling.statuses}   project/ceiling"
+                f" {self.rate / ceiling.rate:6.3f}"
+            )
+        return "\n".join(lines)
 
 
 def prepare(url: str) -> None:
@@ -274,10 +221,14 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
         "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": public,
         "PYTHONPATH": str(ROOT),
     }
-    seconds, latencies, statuses = serve_and_post("server_app", environ, bodies, args)
+    serve = [str(Path(sys.executable).parent / "newsletter"), "serve", "--no-scheduler"]
     ceiling_seconds, ceiling_latencies, ceiling_statuses = serve_and_post(
-        "ceiling_app", environ, bodies, args
+        [sys.executable, "-m", "bench.serving", "verify"], environ, bodies, args
     )
+    parse_seconds, parse_latencies, parse_statuses = serve_and_post(
+        [sys.executable, "-m", "bench.serving", "verify-parse"], environ, bodies, args
+    )
+    seconds, latencies, statuses = serve_and_post(serve, environ, bodies, args)
     engine = make_engine(url)
     with engine.connect() as conn:
         stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
@@ -301,58 +252,31 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
             expected=0,
             statuses=ceiling_statuses,
         ),
+        parse_ceiling=Result(
+            database="verify+parse",
+            requests=len(bodies),
+            events=0,
+            seconds=parse_seconds,
+            latencies=parse_latencies,
+            stored=0,
+            expected=0,
+            statuses=parse_statuses,
+        ),
     )
 
 
 def serve_and_post(
-    factory: str,
+    command: list[str],
     environ: dict[str, str],
     bodies: list[tuple[bytes, dict[str, str]]],
     args: argparse.Namespace,
 ) -> tuple[float, list[float], dict[int, int]]:
-    """Start uvicorn over ``factory`` and post every body; (seconds, latencies, statuses)."""
+    """Start ``command`` (a server) and post every body; (seconds, latencies, statuses)."""
     port = free_port()
-    command = [sys.executable, "-m", "uvicorn", f"bench.bench_webhook:{factory}", "--factory"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
-    command += ["--lifespan", "off"] if factory == "ceiling_app" else []
-    server = subprocess.Popen(command, cwd=ROOT, env=environ)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        _wait(base)
-        latencies: list[float] = []
-        statuses: dict[int, int] = {}
-        with httpx.Client(
-            base_url=base,
-            timeout=120,
-            limits=httpx.Limits(max_connections=args.concurrency),
-        ) as client:
-
-            def post(item: tuple[bytes, dict[str, str]]) -> None:
-                started = time.perf_counter()
-                response = client.post("/webhooks/sendgrid", content=item[0], headers=item[1])
-                latencies.append(time.perf_counter() - started)
-                statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
-
-            started = time.perf_counter()
-            with ThreadPoolExecutor(args.concurrency) as pool:
-                list(pool.map(post, bodies))
-            seconds = time.perf_counter() - started
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    return seconds, latencies, statuses
-
-
-def _wait(base: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"the server at {base} did not come up")
+    load = [request_bytes("POST", "/webhooks/sendgrid", body, headers) for body, headers in bodies]
+    with running_server([*command, "--port", str(port)], environ, port):
+        result = hammer("127.0.0.1", port, load, args.concurrency)
+    return result.seconds, result.latencies, dict(result.statuses)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             targets.append((args.postgres_url, "postgresql"))
         for url, label in targets:
             result = run(url, label, args, workdir)
+            print(f"{label}: {machine_load()}", flush=True)
             print(result.line(), flush=True)
             print(result.ceiling_line(), flush=True)
             ceiling_statuses = set(result.ceiling.statuses) if result.ceiling else {200}

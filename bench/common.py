@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
 from sqlalchemy import Engine, text
 
 from newsletter.db import make_engine, upgrade
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fresh_engine(url: str) -> Engine:
@@ -17,3 +28,54 @@ def fresh_engine(url: str) -> Engine:
             conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
     return engine
+
+
+@contextmanager
+def running_server(command: list[str], environ: dict[str, str], port: int) -> Iterator[Server]:
+    """Start a server process listening on 127.0.0.1:``port``; stop it on exit."""
+    log = open(Path(environ.get("NEWSLETTER_VAR_DIR", "/tmp")).parent / "server.log", "ab")  # noqa: SIM115
+    process = subprocess.Popen(command, cwd=ROOT, env=environ, stdout=log, stderr=log)
+    try:
+        _wait_for_port(port, process)
+        yield Server(process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server process (and its threads) so far."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def machine_load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())

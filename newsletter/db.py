@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from newsletter.errors import NewsletterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024  # SQLite's own default is about 4 MB (1,000 pages)
+log = logging.getLogger(__name__)
 
 
 class DatabaseError(NewsletterError):
@@ -35,6 +40,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
+            # Checkpoints leave the committing request for a background thread.
+            event.listen(engine, "commit", Checkpointer(engine, Path(parsed.database)).committed)
         # Let SQLAlchemy emit BEGIN itself so "BEGIN IMMEDIATE" works (one writer at a time).
         event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -53,11 +61,76 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # No automatic checkpoint at commit (it ran inside whichever request committed past
+    # 1,000 pages); ``Checkpointer`` does it in the background instead.
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
+
+
+class Checkpointer:
+    """Copies the SQLite WAL back into the database from a background thread.
+
+    After a commit, one ``stat`` of the ``-wal`` file; past ``WAL_CHECKPOINT_BYTES`` a
+    daemon thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` on a connection of its own
+    (passive: it never blocks writers or readers, and sqlite3 releases the GIL while it
+    runs). SQLite still checkpoints when the last connection closes.
+    """
+
+    def __init__(self, engine: Engine, database: Path) -> None:
+        self._engine = engine
+        self._wal = database.with_name(database.name + "-wal")
+        self._wanted = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def committed(self, _connection: Any) -> None:
+        try:
+            size = self._wal.stat().st_size
+        except OSError:
+            return
+        if size < WAL_CHECKPOINT_BYTES:
+            return
+        self._wanted.set()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="sqlite-checkpoint", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                raw = self._engine.raw_connection()
+                try:
+                    raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+                finally:
+                    raw.close()
+            except Exception:  # the next commit asks again; never kill the thread
+                log.exception("SQLite WAL checkpoint failed; it is retried after a commit")
 
 
 def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITERS_LOCK = threading.Lock()
+
+
+def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
+    """SQLite: one lock per engine that this process's writers queue on, in turn, instead of
+    SQLite's sleep-and-poll busy handler (which lets late arrivals overtake and starves a
+    writer for seconds). PostgreSQL: nothing to queue on."""
+    if engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _WRITERS_LOCK:
+        lock = _WRITERS.get(engine)
+        if lock is None:
+            lock = _WRITERS[engine] = threading.Lock()
+    return lock
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

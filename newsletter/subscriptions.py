@@ -11,8 +11,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, Integer, Row, String, bindparam, column, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,10 +35,11 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
+    UTCDateTime,
 )
 from newsletter.one_line import clean_tag, one_line
 from newsletter.tokens import read_confirm_token, read_unsubscribe_token
-from newsletter.webhooks.emit import subscriber_forgotten, subscribers_changed
+from newsletter.webhooks.emit import listened, subscriber_forgotten, subscribers_changed
 from newsletter.withdrawals import (
     STATUS_SEVERITY,
     Withdrawal,
@@ -127,42 +129,155 @@ def subscribe(app: App, request: SubscribeRequest, *, now: datetime) -> Subscrib
     """
     email = normalize_email(request.email)
     with transaction(app.sessions) as session:
-        if request.event_id is not None and not _first_sight(session, request, now=now):
-            return SubscribeOutcome.DUPLICATE
-        reason = is_suppressed(session, email)
-        if reason in ("bounced", "complained"):
-            return SubscribeOutcome.SUPPRESSED
-        created = _insert_if_new(session, _new_subscriber(app, email, request, now=now))
-        # Locked: two posts of the same address at once queue here instead of colliding,
-        # and the one-confirmation-per-hour check below sees the other's write.
-        subscriber = session.scalars(
-            select(Subscriber).where(Subscriber.email == email).with_for_update()
-        ).one()
-        if created:
-            subscribers_changed(session, "subscriber.created", [subscriber.id], now=now)
-        if subscriber.status == SubscriberStatus.ACTIVE.value:
-            return SubscribeOutcome.ALREADY_ACTIVE
-        if subscriber.status in (
-            SubscriberStatus.BOUNCED.value,
-            SubscriberStatus.COMPLAINED.value,
-        ):
-            return SubscribeOutcome.SUPPRESSED
-        # The throttle is for repeated posts of a pending address; someone who
-        # unsubscribed and asks again gets their link, however recent the last one.
-        was_pending = subscriber.status == SubscriberStatus.PENDING.value
-        if not created:
-            _refresh(app, subscriber, request, now=now)
-        session.add(_consent(subscriber.id, ConsentKind.SUBSCRIBED, request, now=now))
-        if request.single_opt_in:
-            session.flush()
-            activate(app, session, subscriber, now=now, ip=request.ip, source=request.source)
-            return SubscribeOutcome.ACTIVATED
-        last = subscriber.last_confirmation_at
-        if was_pending and last is not None and now - last < CONFIRMATION_INTERVAL:
-            return SubscribeOutcome.THROTTLED
-        subscriber.last_confirmation_at = now
-        queue_confirmations(session, [subscriber.id], now=now)
-        return SubscribeOutcome.CONFIRMATION_QUEUED
+        return subscribe_in(session, app, request, now=now, email=email)
+
+
+def subscribe_in(
+    session: Session,
+    app: App,
+    request: SubscribeRequest,
+    *,
+    now: datetime,
+    email: str | None = None,
+    facts: dict[str, Any] | None = None,
+) -> SubscribeOutcome:
+    """``subscribe`` inside the caller's transaction (several may share one). No commit.
+
+    Four or five statements for the usual post: the suppression check, one upsert that
+    creates the row or locks and returns the existing one, an update when it existed,
+    the consent record and the confirmation's ledger row. ``facts`` caches per
+    transaction which webhook types are listened to.
+    """
+    email = email or normalize_email(request.email)
+    if request.event_id is not None and not _first_sight(session, request, now=now):
+        return SubscribeOutcome.DUPLICATE
+    connection = session.connection()
+    reason = connection.scalar(_SUPPRESSION, {"hash": email_hash(email)})
+    if reason in ("bounced", "complained"):
+        return SubscribeOutcome.SUPPRESSED
+    values = _new_subscriber(app, email, request, now=now)
+    # A new row gets its confirmation now (unless it is activated at once).
+    values["last_confirmation_at"] = None if request.single_opt_in else now
+    # Creates the row, or locks the existing one (PostgreSQL: ON CONFLICT DO UPDATE takes
+    # the row lock; SQLite: BEGIN IMMEDIATE) and returns it as last committed: two posts
+    # of the same address at once queue here, and the one-confirmation-per-hour check
+    # below sees the other's write.
+    row = connection.execute(_UPSERT, values).one()
+    created = row.public_id == values["public_id"]
+    if created and _listens(session, facts, "subscriber.created"):
+        subscribers_changed(session, "subscriber.created", [row.id], now=now)
+    if row.status == SubscriberStatus.ACTIVE.value:
+        return SubscribeOutcome.ALREADY_ACTIVE
+    if row.status in (SubscriberStatus.BOUNCED.value, SubscriberStatus.COMPLAINED.value):
+        return SubscribeOutcome.SUPPRESSED
+    # The throttle is for repeated posts of a pending address; someone who
+    # unsubscribed and asks again gets their link, however recent the last one.
+    last = None if created else row.last_confirmation_at
+    throttled = (
+        not request.single_opt_in
+        and row.status == SubscriberStatus.PENDING.value
+        and last is not None
+        and now - last < CONFIRMATION_INTERVAL
+    )
+    queue = not request.single_opt_in and not throttled
+    if not created:
+        changes = _refresh(app, row, request, now=now)
+        changes["last_confirmation_at"] = now if queue else row.last_confirmation_at
+        connection.execute(_REFRESH, changes)
+    connection.execute(_CONSENT, _consent_values(row.id, ConsentKind.SUBSCRIBED, request, now=now))
+    if request.single_opt_in:
+        subscriber = session.get(Subscriber, row.id, populate_existing=True)
+        assert subscriber is not None  # written above, in this transaction
+        activate(app, session, subscriber, now=now, ip=request.ip, source=request.source)
+        return SubscribeOutcome.ACTIVATED
+    if throttled:
+        return SubscribeOutcome.THROTTLED
+    connection.execute(
+        _CONFIRMATION,
+        {
+            "key": f"confirm:{row.id}:{now.strftime('%Y%m%dT%H%M%S')}",
+            "kind": DeliveryKind.CONFIRMATION.value,
+            "item_id": CONFIRMATION_ITEM,
+            "subscriber_id": row.id,
+            "status": DeliveryStatus.QUEUED.value,
+            "now": now,
+        },
+    )
+    return SubscribeOutcome.CONFIRMATION_QUEUED
+
+
+# Built once: the same SQL on SQLite and PostgreSQL, so the hot path renders nothing.
+_SUPPRESSION = text("SELECT reason FROM suppressions WHERE email_hash = :hash")
+_UPSERT = (
+    text(
+        """
+        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+                                 attributes, source, created_at, updated_at, soft_bounces,
+                                 last_confirmation_at)
+        VALUES (:public_id, :email, :first_name, :timezone, :status, :tags, :attributes,
+                :source, :created_at, :updated_at, :soft_bounces, :last_confirmation_at)
+        ON CONFLICT (email) DO UPDATE SET email = excluded.email
+        RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
+                  attributes
+        """
+    )
+    .bindparams(
+        bindparam("tags", type_=JSON()),
+        bindparam("attributes", type_=JSON()),
+        bindparam("created_at", type_=UTCDateTime()),
+        bindparam("updated_at", type_=UTCDateTime()),
+        bindparam("last_confirmation_at", type_=UTCDateTime()),
+    )
+    .columns(
+        column("id", Integer),
+        column("public_id", String),
+        column("status", String),
+        column("last_confirmation_at", UTCDateTime()),
+        column("first_name", String),
+        column("timezone", String),
+        column("tags", JSON()),
+        column("attributes", JSON()),
+    )
+)
+_REFRESH = text(
+    """
+    UPDATE subscribers SET first_name = :first_name, timezone = :timezone, tags = :tags,
+        attributes = :attributes, status = :status, updated_at = :updated_at,
+        last_confirmation_at = :last_confirmation_at
+    WHERE id = :id
+    """
+).bindparams(
+    bindparam("tags", type_=JSON()),
+    bindparam("attributes", type_=JSON()),
+    bindparam("updated_at", type_=UTCDateTime()),
+    bindparam("last_confirmation_at", type_=UTCDateTime()),
+)
+_CONSENT = text(
+    """
+    INSERT INTO consent_events (subscriber_id, kind, at, ip, user_agent, source,
+                                consent_text, source_event_id)
+    VALUES (:subscriber_id, :kind, :at, :ip, :user_agent, :source, :consent_text,
+            :source_event_id)
+    """
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_CONFIRMATION = text(
+    """
+    INSERT INTO deliveries (key, kind, item_id, due_at, subscriber_id, status, attempts,
+                            created_at, updated_at)
+    VALUES (:key, :kind, :item_id, :now, :subscriber_id, :status, 0, :now, :now)
+    ON CONFLICT (key) DO NOTHING
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _listens(session: Session, facts: dict[str, Any] | None, event_type: str) -> bool:
+    """Whether a webhook endpoint wants ``event_type``; asked once per shared transaction."""
+    if facts is None:
+        return bool(listened(session, event_type))
+    key = f"listened:{event_type}"
+    if key not in facts:
+        facts[key] = bool(listened(session, event_type))
+    return bool(facts[key])
 
 
 def queue_confirmations(session: Session, subscriber_ids: Iterable[int], *, now: datetime) -> None:
@@ -195,13 +310,6 @@ def _first_sight(session: Session, request: SubscribeRequest, *, now: datetime) 
     return session.execute(statement.returning(SourceEvent.id)).first() is not None
 
 
-def _insert_if_new(session: Session, values: dict[str, object]) -> bool:
-    """INSERT ... ON CONFLICT (email) DO NOTHING; True when this call created the row."""
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(Subscriber).values(values).on_conflict_do_nothing(index_elements=["email"])
-    return session.execute(statement.returning(Subscriber.id)).first() is not None
-
-
 def _new_subscriber(
     app: App, email: str, request: SubscribeRequest, *, now: datetime
 ) -> dict[str, object]:
@@ -221,31 +329,43 @@ def _new_subscriber(
     }
 
 
-def _refresh(app: App, subscriber: Subscriber, request: SubscribeRequest, *, now: datetime) -> None:
-    if clean_first_name(request.first_name):
-        subscriber.first_name = clean_first_name(request.first_name)
-    if request.timezone:
-        subscriber.timezone = resolve_timezone(request.timezone, app.settings.default_timezone)
-    subscriber.tags = clean_tags(list(subscriber.tags or []) + list(request.tags))
-    if request.attributes:
-        subscriber.attributes = {**(subscriber.attributes or {}), **request.attributes}
-    subscriber.status = SubscriberStatus.PENDING.value
-    subscriber.updated_at = now
-
-
-def _consent(
-    subscriber_id: int, kind: ConsentKind, request: SubscribeRequest | None, *, now: datetime
-) -> ConsentEvent:
-    return ConsentEvent(
-        subscriber_id=subscriber_id,
-        kind=kind.value,
-        at=now,
-        ip=request.ip if request else None,
-        user_agent=(request.user_agent or "")[:500] or None if request else None,
-        source=(request.source or "")[:500] or None if request else None,
-        consent_text=request.consent_text if request else None,
-        source_event_id=request.event_id if request else None,
+def _refresh(
+    app: App, row: Row[Any], request: SubscribeRequest, *, now: datetime
+) -> dict[str, Any]:
+    """The row after a repeated post (made pending again), as ``_REFRESH`` parameters."""
+    first_name = clean_first_name(request.first_name) or row.first_name
+    timezone = (
+        resolve_timezone(request.timezone, app.settings.default_timezone)
+        if request.timezone
+        else row.timezone
     )
+    attributes = dict(row.attributes or {})
+    attributes.update(request.attributes or {})
+    return {
+        "id": row.id,
+        "first_name": first_name,
+        "timezone": timezone,
+        "tags": clean_tags(list(row.tags or []) + list(request.tags)),
+        "attributes": attributes,
+        "status": SubscriberStatus.PENDING.value,
+        "updated_at": now,
+    }
+
+
+def _consent_values(
+    subscriber_id: int, kind: ConsentKind, request: SubscribeRequest, *, now: datetime
+) -> dict[str, Any]:
+    """``_consent``'s columns, for a Core insert."""
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": kind.value,
+        "at": now,
+        "ip": request.ip,
+        "user_agent": (request.user_agent or "")[:500] or None,
+        "source": (request.source or "")[:500] or None,
+        "consent_text": request.consent_text,
+        "source_event_id": request.event_id,
+    }
 
 
 def pending_for_confirm_token(app: App, token: str, *, now: datetime) -> Subscriber:

@@ -126,7 +126,7 @@ def parse_event(raw: object) -> ParsedEvent | str:
         occurred_at=occurred,
         logical_key=logical_key(message_id, name, int(occurred.timestamp()), email, url),
         email=email,
-        email_hash=email_hash(email) if email else None,
+        email_hash=_hash(email) if email else None,
         sg_event_id=_text(raw.get("sg_event_id"), MAX_EVENT_ID, truncate=False),
         sg_message_id=message_id,
         delivery_id=_delivery_id(raw.get("delivery_id")),
@@ -216,6 +216,11 @@ def _normalise(raw: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=8192)  # a batch names the same recipients many times
+def _hash(email: str) -> str:
+    return email_hash(email)
+
+
+@functools.lru_cache(maxsize=8192)
 def _normalise_cached(raw: str) -> str:
     try:
         return normalize_email(raw)

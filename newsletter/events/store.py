@@ -18,9 +18,7 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -30,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.db import transaction
+from newsletter.db import transaction, writer_lock
 from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
@@ -46,7 +44,7 @@ RECONCILABLE = (
     DeliveryStatus.QUEUED.value,
     DeliveryStatus.FAILED.value,
 )
-_SQLITE_WRITER = threading.Lock()
+_LOOKUP_CHUNK = 400  # keys per IN (...): twice that in one statement, far below any limit
 
 
 @dataclass(frozen=True)
@@ -76,8 +74,7 @@ def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
     instead of SQLite's sleep-and-poll busy handler, which lets late arrivals overtake and
     starves some requests for seconds under load.
     """
-    queue = _SQLITE_WRITER if app.engine.dialect.name == "sqlite" else nullcontext()
-    with queue, transaction(app.sessions) as session:
+    with writer_lock(app.engine), transaction(app.sessions) as session:
         report = store_events(session, batch.events, now=now)
     for reason in batch.ignored[:10]:
         log.warning("sendgrid webhook: ignored %s", reason)
@@ -137,24 +134,52 @@ def insert_events(
 
 
 def _insert_portable(session: Session, events: Sequence[ParsedEvent], *, now: datetime) -> set[str]:
-    rows = [
-        {
-            "sg_event_id": e.sg_event_id,
-            "logical_key": e.logical_key,
-            "event": e.event,
-            "email_hash": e.email_hash,
-            "occurred_at": e.occurred_at,
-            "delivery_id": e.delivery_id,
-            "sg_message_id": e.sg_message_id,
-            "payload": dict(e.payload),
-            "received_at": now,
-        }
-        for e in sorted(events, key=lambda e: e.logical_key)  # one lock order for all
+    """SQLite: one query for the keys already stored, one ``executemany`` for the rest.
+
+    No per-row RETURNING: the write lock (``BEGIN IMMEDIATE``) is held, so nothing can be
+    stored between the look-up and the insert; ``OR IGNORE`` stays as a second guard."""
+    connection = session.connection()
+    table = cast(Table, ProviderEvent.__table__)
+    keys = [e.logical_key for e in events]
+    ids = [e.sg_event_id for e in events if e.sg_event_id]
+    stored: set[str] = set()
+    seen_ids: set[str] = set()
+    # Two look-ups, each on its own unique index (an OR of both would scan the table).
+    for start in range(0, len(keys), _LOOKUP_CHUNK):
+        chunk = keys[start : start + _LOOKUP_CHUNK]
+        stored.update(
+            connection.scalars(select(table.c.logical_key).where(table.c.logical_key.in_(chunk)))
+        )
+    for start in range(0, len(ids), _LOOKUP_CHUNK):
+        chunk = ids[start : start + _LOOKUP_CHUNK]
+        seen_ids.update(
+            connection.scalars(select(table.c.sg_event_id).where(table.c.sg_event_id.in_(chunk)))
+        )
+    new = [
+        e
+        for e in sorted(events, key=lambda e: e.logical_key)
+        if e.logical_key not in stored and not (e.sg_event_id and e.sg_event_id in seen_ids)
     ]
-    statement = (
-        sqlite_insert(ProviderEvent).on_conflict_do_nothing().returning(ProviderEvent.logical_key)
+    if not new:
+        return set()
+    connection.execute(
+        sqlite_insert(table).on_conflict_do_nothing(),
+        [
+            {
+                "sg_event_id": e.sg_event_id,
+                "logical_key": e.logical_key,
+                "event": e.event,
+                "email_hash": e.email_hash,
+                "occurred_at": e.occurred_at,
+                "delivery_id": e.delivery_id,
+                "sg_message_id": e.sg_message_id,
+                "payload": dict(e.payload),
+                "received_at": now,
+            }
+            for e in new
+        ],
     )
-    return set(session.scalars(statement, rows))
+    return {e.logical_key for e in new}
 
 
 def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime) -> int:

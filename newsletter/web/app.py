@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -20,12 +21,15 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
+from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
+from newsletter.db import writer_lock
 from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
+from newsletter.group_commit import GroupCommit
 from newsletter.models import DeliveryKind
 from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
@@ -34,7 +38,7 @@ from newsletter.subscriptions import (
     SubscribeRequest,
     confirm,
     pending_for_confirm_token,
-    subscribe,
+    subscribe_in,
     subscriber_for_unsubscribe_token,
     unsubscribe_by_token,
 )
@@ -45,6 +49,8 @@ from newsletter.web.pages import page
 from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
+
+CONFIRMATION_BATCH = 4  # confirmations per claim in the web process (see deliver_confirmations)
 
 RETRY_AFTER_SECONDS = "30"  # on every 503: the database is in trouble, ask again soon
 # Test sends (``campaign test``) carry ``/unsubscribe/test-send`` instead of a real token.
@@ -70,6 +76,20 @@ DeliveryParam = Annotated[
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@asynccontextmanager
+async def _lifespan_closing(pump: Pump, writer: GroupCommit) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        writer.close()
+        pump.close()
+
+
+def _closing(pump: Pump, writer: GroupCommit) -> Callable[[Any], Any]:
+    """Lifespan: on shutdown, finish the queued writes, then stop the pump's thread."""
+    return lambda _app: _lifespan_closing(pump, writer)
 
 
 def wants_json(request: Request) -> bool:
@@ -132,20 +152,33 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         log.error("database cannot take writes or is unreachable: %s", database_problem(exc))
         return error(request, 503, "The service is briefly unavailable; please try again.")
 
-    def deliver_confirmations() -> None:
+    def deliver_confirmations(pause: Callable[[], None]) -> None:
+        """Every confirmation that is due, in small batches, deferring to requests between
+        them (``dispatch`` builds a batch's messages inside its claim, holding SQLite's
+        writer: small batches keep subscribe's commits from waiting long)."""
         try:
             claimed = 1
             while claimed:  # until no confirmation is left due
-                report = deliver_due(
-                    app, now=clock(), worker="web", kinds=[DeliveryKind.CONFIRMATION]
-                )
+                with writer_lock(app.engine):  # SQLite: in turn with subscribe's writer
+                    report = deliver_due(
+                        app,
+                        now=clock(),
+                        worker="web",
+                        kinds=[DeliveryKind.CONFIRMATION],
+                        limit=CONFIRMATION_BATCH,
+                    )
                 claimed = report.claimed
+                if claimed:
+                    pause()
         except (NewsletterError, SQLAlchemyError):
-            # Runs after the answer was sent: nothing may escape into the ASGI server
-            # (it would drop the connection). The rows stay queued for the scheduler.
+            # Runs in the pump's thread: nothing may stop it. The rows stay queued for
+            # the scheduler (or the pump's next pass).
             log.exception("confirmation delivery failed; the scheduler will retry")
 
-    pump = Pump(deliver_confirmations)
+    in_flight = [0]  # subscribe requests being answered: the pump defers to them
+    pump = Pump(deliver_confirmations, busy=lambda: in_flight[0] > 0)
+    writer = GroupCommit(app.sessions, name="subscribe-writer")
+    web.router.lifespan_context = _closing(pump, writer)
 
     @web.post(
         "/subscribe",
@@ -163,6 +196,13 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     )
     async def subscribe_route(request: Request) -> Response:
         """The form webhook: creates or refreshes a pending subscriber."""
+        in_flight[0] += 1
+        try:
+            return await _subscribe(request)
+        finally:
+            in_flight[0] -= 1
+
+    async def _subscribe(request: Request) -> Response:
         ip = peer_ip(request)
         if not limiter.hit(per_ip, "subscribe", ip):
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
@@ -172,23 +212,28 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         redirect = check_redirect(form.redirect, settings.origins) if form.redirect else None
         background = None
         if not form.honeypot_filled:
-            outcome = await run_in_threadpool(
-                subscribe,
-                app,
-                SubscribeRequest(
-                    email=form.email,
-                    first_name=form.first_name,
-                    timezone=form.timezone,
-                    tags=form.tags,
-                    source=form.source or request.headers.get("referer"),
-                    ip=ip,
-                    user_agent=request.headers.get("user-agent"),
-                ),
-                now=clock(),
+            wanted = SubscribeRequest(
+                email=form.email,
+                first_name=form.first_name,
+                timezone=form.timezone,
+                tags=form.tags,
+                source=form.source or request.headers.get("referer"),
+                ip=ip,
+                user_agent=request.headers.get("user-agent"),
+            )
+            email = normalize_email(wanted.email)  # a bad address is a 400 before any write
+            now = clock()
+            # Group commit: answered only once the batch holding this write is committed.
+            outcome = await writer.submit(
+                lambda session, facts: subscribe_in(
+                    session, app, wanted, now=now, email=email, facts=facts
+                )
             )
             log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
             if outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
-                background = BackgroundTask(pump.kick)
+                # Sent by the pump's thread; the background task only waits for it, so
+                # the email is out by the time the ASGI cycle ends (tests rely on it).
+                background = BackgroundTask(pump.wait, pump.signal())
         if wants_json(request):
             return JSONResponse(
                 {"status": "accepted", "message": THANKS}, status_code=202, background=background

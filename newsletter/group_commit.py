@@ -1,0 +1,142 @@
+"""Group commit: many requests' writes in one transaction, each answered after the commit.
+
+One writer thread takes the jobs that are waiting (up to ``max_batch``), runs them one
+after the other in a single transaction and commits once; only then is each job's result
+(or error) handed back to its caller. So an answer is never given for a write that was not
+committed, and N concurrent requests cost one ``BEGIN IMMEDIATE`` and one commit on SQLite
+(whose single writer otherwise queues every request on the busy handler) and one commit on
+PostgreSQL.
+
+A job is ``job(session, batch)``: it works in the shared session and may keep per-batch
+facts in ``batch`` (a dict, e.g. which webhook types are listened to). A job must not have
+effects outside the database: when one job of a batch raises, or the commit fails, the
+transaction is rolled back and every job of the batch is run again alone, in its own
+transaction, so the failing one fails alone and the others still commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from newsletter.db import transaction, writer_lock
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = Callable[[Session, dict[str, Any]], T]
+MAX_BATCH = 64
+
+
+@dataclass
+class _Pending(Generic[T]):
+    job: Job[T]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[T]
+
+
+class GroupCommit:
+    """A writer thread over ``sessions``; ``await submit(job)`` returns after the commit."""
+
+    def __init__(
+        self, sessions: sessionmaker[Session], *, max_batch: int = MAX_BATCH, name: str = "writer"
+    ) -> None:
+        self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        self._queue_on = (lambda: writer_lock(bind)) if isinstance(bind, Engine) else nullcontext
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.batches = 0  # how many transactions were committed (for tests and logs)
+
+    async def submit(self, job: Job[T]) -> T:
+        """Run ``job`` in the next batch; its result once that batch is committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._start()
+        self._queue.put(_Pending(job, loop, future))
+        return await future
+
+    def close(self) -> None:
+        """Finish the jobs already submitted, then stop the thread."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch: list[_Pending[Any]]) -> None:
+        try:
+            results = self._together(batch)
+        except Exception:
+            log.info("a batch of %d writes failed; running them one by one", len(batch))
+            for pending in batch:
+                try:
+                    (result,) = self._together([pending])
+                except Exception as exc:
+                    _resolve(pending, error=exc)
+                else:
+                    _resolve(pending, result=result)
+            return
+        for pending, result in zip(batch, results, strict=True):
+            _resolve(pending, result=result)
+
+    def _together(self, batch: list[_Pending[Any]]) -> list[Any]:
+        """Every job in one transaction; returns only after the commit."""
+        facts: dict[str, Any] = {}
+        with self._queue_on(), transaction(self._sessions) as session:
+            results = [pending.job(session, facts) for pending in batch]
+        self.batches += 1
+        return results
+
+
+def _resolve(pending: _Pending[Any], *, result: Any = None, error: Exception | None = None) -> None:
+    def settle() -> None:
+        if pending.future.done():  # the caller went away (client disconnect)
+            return
+        if error is not None:
+            pending.future.set_exception(error)
+        else:
+            pending.future.set_result(result)
+
+    try:
+        pending.loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the caller's event loop is closed: nobody to answer
+        log.debug("a write finished after its event loop closed")

@@ -1,0 +1,152 @@
+"""Group commit: many posts' writes in one transaction, each answered only after its
+commit; a failing post fails alone; nothing is acknowledged that was not committed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.group_commit import GroupCommit
+from newsletter.models import ConsentEvent, Delivery, Subscriber
+from newsletter.subscriptions import SubscribeOutcome, SubscribeRequest, subscribe_in
+from tests.conftest import NOW
+
+
+def counts(app: App) -> tuple[int, int, int]:
+    with app.sessions() as session:
+        return (
+            session.scalar(select(func.count()).select_from(Subscriber)) or 0,
+            session.scalar(select(func.count()).select_from(ConsentEvent)) or 0,
+            session.scalar(select(func.count()).select_from(Delivery)) or 0,
+        )
+
+
+def subscribing(app: App, email: str) -> Callable[[Session, dict[str, Any]], SubscribeOutcome]:
+    def job(session: Session, facts: dict[str, Any]) -> SubscribeOutcome:
+        return subscribe_in(session, app, SubscribeRequest(email=email), now=NOW, facts=facts)
+
+    return job
+
+
+def run_held(
+    writer: GroupCommit, jobs: list[Callable[[Session, dict[str, Any]], Any]]
+) -> list[Any]:
+    """Submit ``jobs`` while the writer is held by a first job, so they form one batch."""
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold(_session: Session, _facts: dict[str, Any]) -> str:
+        started.set()
+        release.wait(10)
+        return "held"
+
+    async def main() -> list[Any]:
+        first = asyncio.ensure_future(writer.submit(hold))
+        while not started.is_set():
+            await asyncio.sleep(0.001)
+        rest = [asyncio.ensure_future(writer.submit(job)) for job in jobs]
+        await asyncio.sleep(0.05)  # all queued behind the held batch
+        release.set()
+        done = await asyncio.gather(first, *rest, return_exceptions=True)
+        return list(done[1:])
+
+    try:
+        return asyncio.run(main())
+    finally:
+        writer.close()
+
+
+def test_waiting_posts_share_one_transaction(app: App) -> None:
+    writer = GroupCommit(app.sessions)
+    outcomes = run_held(writer, [subscribing(app, f"r{i}@example.org") for i in range(20)])
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] * 20
+    assert writer.batches == 2  # the held job's, then all twenty together
+    assert counts(app) == (20, 20, 20)
+
+
+def test_the_same_address_posted_at_once_gives_one_row_and_one_confirmation(app: App) -> None:
+    writer = GroupCommit(app.sessions)
+    outcomes = run_held(writer, [subscribing(app, "same@example.org") for _ in range(10)])
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] + [SubscribeOutcome.THROTTLED] * 9
+    assert counts(app) == (1, 10, 1)
+
+
+def test_an_error_in_one_post_of_a_batch_does_not_fail_the_others(app: App) -> None:
+    def broken(session: Session, _facts: dict[str, Any]) -> None:
+        subscribe_in(session, app, SubscribeRequest(email="half@example.org"), now=NOW)
+        raise ValueError("this post is broken after writing")
+
+    writer = GroupCommit(app.sessions)
+    jobs = [subscribing(app, "a@example.org"), broken, subscribing(app, "b@example.org")]
+    outcomes = run_held(writer, jobs)
+    assert outcomes[0] == outcomes[2] == SubscribeOutcome.CONFIRMATION_QUEUED
+    assert isinstance(outcomes[1], ValueError)
+    with app.sessions() as session:
+        emails = set(session.scalars(select(Subscriber.email)))
+    assert emails == {"a@example.org", "b@example.org"}  # the broken post wrote nothing
+    assert counts(app) == (2, 2, 2)
+
+
+def test_nothing_is_acknowledged_when_the_commit_fails(app: App) -> None:
+    """A failure between the batch's writes and its commit (here: every commit fails)
+    answers every post of the batch with the error; none is reported done."""
+
+    def fail(_session: Session) -> None:
+        raise RuntimeError("disk full at commit")
+
+    sessions = app.sessions
+    event.listen(sessions, "before_commit", fail)
+    try:
+        writer = GroupCommit(sessions)
+        outcomes = run_held(writer, [subscribing(app, f"r{i}@example.org") for i in range(5)])
+    finally:
+        event.remove(sessions, "before_commit", fail)
+    assert all(isinstance(o, RuntimeError) for o in outcomes)
+    assert counts(app) == (0, 0, 0)
+
+
+def test_a_commit_that_fails_once_is_retried_post_by_post(app: App) -> None:
+    failures = [1]
+
+    def fail_once(_session: Session) -> None:
+        if failures:
+            failures.pop()
+            raise RuntimeError("lost the connection at commit")
+
+    sessions = app.sessions
+    event.listen(sessions, "before_commit", fail_once)
+    try:
+        writer = GroupCommit(sessions)
+        outcomes = run_held(writer, [subscribing(app, f"r{i}@example.org") for i in range(4)])
+    finally:
+        event.remove(sessions, "before_commit", fail_once)
+    # The held job's batch took the one failure; everything was still committed once.
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] * 4
+    assert counts(app) == (4, 4, 4)
+
+
+def test_close_finishes_what_was_submitted(app: App) -> None:
+    writer = GroupCommit(app.sessions)
+
+    async def main() -> SubscribeOutcome:
+        return await writer.submit(subscribing(app, "late@example.org"))
+
+    assert asyncio.run(main()) is SubscribeOutcome.CONFIRMATION_QUEUED
+    writer.close()
+    writer.close()  # twice is harmless
+    assert counts(app) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_max_batch_bounds_a_transaction(app: App, size: int) -> None:
+    writer = GroupCommit(app.sessions, max_batch=size)
+    outcomes = run_held(writer, [subscribing(app, f"r{i}@example.org") for i in range(6)])
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] * 6
+    assert writer.batches == 1 + 6 // size
