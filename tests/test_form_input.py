@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.errors import NewsletterError
+from newsletter.errors import ConfigurationError, NewsletterError
 from newsletter.models import Subscriber
+from newsletter.settings import load_settings
 from newsletter.web.form_input import (
     BadRequest,
     SubscribeForm,
@@ -521,6 +523,64 @@ def test_a_redirect_elsewhere_is_a_400(url: str, allowed: tuple[str, ...]) -> No
     assert refused(lambda: check_redirect(url, allowed)) == (
         "the 'redirect' URL is not on an allowed origin"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("https://shop.example:443", ("https://shop.example",)),
+        ("http://shop.example:80/", ("http://shop.example",)),
+        (
+            "https://shop.example:80,http://shop.example:443",
+            ("https://shop.example:80", "http://shop.example:443"),
+        ),
+        ("https://shop.example:8443", ("https://shop.example:8443",)),
+    ],
+    ids=["https-443", "http-80", "swapped-defaults", "other-port"],
+)
+def test_allowed_origins_leave_out_the_default_port(
+    tmp_path: Path, value: str, origins: tuple[str, ...]
+) -> None:
+    settings = load_settings(
+        {
+            "NEWSLETTER_VAR_DIR": str(tmp_path),
+            "NEWSLETTER_SECRET_KEY": "k",
+            "NEWSLETTER_ALLOWED_ORIGINS": value,
+        }
+    )
+    assert settings.origins == origins
+
+
+@pytest.mark.parametrize(
+    "value", ["shop.example", "javascript:alert(1)", "https://shop.example,shop.example"]
+)
+def test_an_allowed_origin_without_a_scheme_is_refused_at_start_up(
+    tmp_path: Path, value: str
+) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        load_settings(
+            {
+                "NEWSLETTER_VAR_DIR": str(tmp_path),
+                "NEWSLETTER_SECRET_KEY": "k",
+                "NEWSLETTER_ALLOWED_ORIGINS": value,
+            }
+        )
+    bad = value.split(",")[-1]
+    assert str(caught.value) == (
+        f"NEWSLETTER_ALLOWED_ORIGINS: {bad!r} is not an origin (no http:// or https://); "
+        "an origin is scheme://host[:port], e.g. https://shop.example"
+    )
+
+
+def test_cors_answers_a_browser_when_the_origin_was_written_with_443(
+    make_client: Callable[..., tuple[TestClient, App]],
+) -> None:
+    client, _ = make_client(allowed_origins="https://shop.example:443")
+    answer = client.options(
+        "/subscribe",
+        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert answer.headers["access-control-allow-origin"] == "https://shop.example"
 
 
 # ---- signatures -------------------------------------------------------------------------
