@@ -343,7 +343,8 @@ def _run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[bool, f
     if pid == 0:  # the child: run pytest on the copy, never return
         try:
             os.chdir(workdir)
-            os.environ["NEWSLETTER_TEST_POSTGRES_URL"] = ""
+            # PostgreSQL-only branches need MUTATE_POSTGRES_URL (a database only tests use).
+            os.environ["NEWSLETTER_TEST_POSTGRES_URL"] = os.environ.get("MUTATE_POSTGRES_URL", "")
             os.environ.pop("NEWSLETTER_REQUIRE_POSTGRES", None)
             sys.path.insert(0, str(workdir))
             for name in [
