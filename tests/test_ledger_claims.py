@@ -12,14 +12,16 @@ from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
+    SKIPPED_BEFORE_SENDING,
     NewDelivery,
     claim_batch,
     enqueue,
     mark_sending,
     record_results,
     recover_expired_leases,
+    skip_withdrawn,
 )
-from newsletter.models import Delivery, DeliveryKind, Suppression
+from newsletter.models import Delivery, DeliveryKind, Subscriber, Suppression
 from tests.conftest import NOW
 from tests.factories import add_subscriber, queue_deliveries
 
@@ -315,3 +317,25 @@ def test_on_postgresql_a_second_worker_skips_the_rows_another_worker_holds(app: 
         holder.close()
     assert (fetch(app, first).leased_by, fetch(app, second).leased_by) == ("a", "b")
     assert (fetch(app, first).attempts, fetch(app, second).attempts) == (1, 1)
+
+
+def test_skip_withdrawn_skips_held_rows_of_a_subscriber_who_left_since_the_claim(app: App) -> None:
+    with transaction(app.sessions) as session:
+        leaving = add_subscriber(session, "leaving@example.org")
+        staying = add_subscriber(session, "staying@example.org")
+        gone, kept = queue_deliveries(session, [leaving.id, staying.id], item_id="tips/a")
+    assert claim(app) == [gone, kept]
+    with transaction(app.sessions) as session:
+        session.execute(
+            update(Subscriber).where(Subscriber.id == leaving.id).values(status="unsubscribed")
+        )
+    with transaction(app.sessions) as session:
+        assert skip_withdrawn(session, [], now=NOW) == []
+        assert skip_withdrawn(session, [gone, kept], now=NOW) == [gone]
+    row = fetch(app, gone)
+    assert (row.status, row.error, row.lease_expires_at) == (
+        "skipped",
+        SKIPPED_BEFORE_SENDING,
+        None,
+    )
+    assert fetch(app, kept).status == "leased"

@@ -25,6 +25,7 @@ import shutil
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -336,8 +337,57 @@ def _preload() -> None:
             continue
 
 
-def _run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[bool, float]:
-    """True when the tests pass (the mutant survived). Forks so imports are paid once."""
+def _is_project(name: str) -> bool:
+    return name == "newsletter" or name.startswith(("newsletter.", "tests"))
+
+
+def _preload_project(workdir: Path, tests: list[str]) -> None:
+    """``MUTATE_FAST=1``: import the copy's test files (and so the project) once, here."""
+    import importlib
+
+    os.chdir(workdir)
+    sys.path.insert(0, str(workdir))
+    for name in ["tests.conftest"] + [t.split("::")[0][:-3].replace("/", ".") for t in tests]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: S112 - the child imports it again and reports the error
+            continue
+
+
+def _stale(target: str) -> set[str]:
+    """The project modules a mutant of ``target`` makes stale: it, and every module that
+    holds one of its functions, classes or instances (or of a stale module's), transitively.
+    A module that took only a constant from it keeps the old value (a survivor, never a
+    false kill)."""
+    loaded = {n: m for n, m in list(sys.modules.items()) if m is not None and _is_project(n)}
+    stale = {target}
+    changed = True
+    while changed:
+        changed = False
+        for name, module in loaded.items():
+            if name in stale:
+                continue
+            for value in list(vars(module).values()):
+                if isinstance(value, types.ModuleType):
+                    owner = value.__name__
+                    if owner.startswith(name + "."):  # a package's own submodule
+                        continue
+                else:
+                    owner = getattr(value, "__module__", None)
+                    if not isinstance(owner, str):
+                        owner = type(value).__module__
+                if owner in stale:
+                    stale.add(name)
+                    changed = True
+                    break
+    return stale
+
+
+def _run_tests(
+    workdir: Path, tests: list[str], timeout: float, stale: set[str] | None = None
+) -> tuple[bool, float]:
+    """True when the tests pass (the mutant survived). Forks so imports are paid once;
+    with ``stale`` only those project modules are imported again."""
     start = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: run pytest on the copy, never return
@@ -347,12 +397,9 @@ def _run_tests(workdir: Path, tests: list[str], timeout: float) -> tuple[bool, f
             os.environ["NEWSLETTER_TEST_POSTGRES_URL"] = os.environ.get("MUTATE_POSTGRES_URL", "")
             os.environ.pop("NEWSLETTER_REQUIRE_POSTGRES", None)
             sys.path.insert(0, str(workdir))
-            for name in [
-                m
-                for m in sys.modules
-                if m == "newsletter" or m.startswith(("newsletter.", "tests"))
-            ]:
-                del sys.modules[name]
+            for name in [m for m in sys.modules if _is_project(m)]:
+                if stale is None or name in stale:
+                    del sys.modules[name]
             devnull = os.open(os.devnull, os.O_WRONLY)
             if not os.environ.get("MUTATE_DEBUG"):
                 os.dup2(devnull, 1)
@@ -396,7 +443,11 @@ def run(module: str, tests: list[str], *, only: list[int] | None) -> Iterator[tu
         work = Path(tmp)
         _copy_project(work)
         _preload()
-        passed, baseline = _run_tests(work, tests, timeout=600)
+        stale = None
+        if os.environ.get("MUTATE_FAST"):
+            _preload_project(work, tests)
+            stale = _stale(module[:-3].replace("/", "."))
+        passed, baseline = _run_tests(work, tests, timeout=600, stale=stale)
         if not passed:
             raise SystemExit(f"the tests fail on the unmutated code: {' '.join(tests)}")
         target = work / module
@@ -404,7 +455,7 @@ def run(module: str, tests: list[str], *, only: list[int] | None) -> Iterator[tu
             if only is not None and mutant.index not in only:
                 continue
             target.write_text(mutated_source(source, mutant.index))
-            survived, took = _run_tests(work, tests, timeout=max(60.0, baseline * 5))
+            survived, took = _run_tests(work, tests, timeout=max(60.0, baseline * 5), stale=stale)
             if os.environ.get("MUTATE_PROGRESS"):  # one line per mutant on stderr
                 outcome = "survived" if survived else "killed"
                 print(f"#{mutant.index}/{len(found)} {outcome} {took:.1f}s", file=sys.stderr)
