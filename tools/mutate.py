@@ -373,9 +373,8 @@ def _stale(target: str) -> set[str]:
                     if owner.startswith(name + "."):  # a package's own submodule
                         continue
                 else:
-                    owner = getattr(value, "__module__", None)
-                    if not isinstance(owner, str):
-                        owner = type(value).__module__
+                    found = getattr(value, "__module__", None)
+                    owner = found if isinstance(found, str) else type(value).__module__
                 if owner in stale:
                     stale.add(name)
                     changed = True
