@@ -107,6 +107,9 @@ def test_classify_status(code: str, severity: Severity) -> None:
         (600, "5.1.1", "rcpt", NONE),
         (250, "2.1.5 ok", "rcpt", NONE),
         (0, "", "rcpt", NONE),
+        (500, "5.1.1 bad mailbox", "rcpt", HARD),
+        (5000, "5.1.1 not a reply code", "rcpt", NONE),
+        (55, "5.1.1 not a reply code", "rcpt", NONE),
     ],
     ids=[
         "550-enhanced",
@@ -132,6 +135,9 @@ def test_classify_status(code: str, severity: Severity) -> None:
         "600",
         "250",
         "zero",
+        "500-enhanced",
+        "four-digits",
+        "two-digits",
     ],
 )
 def test_classify_reply(code: int, text: str, stage: str, severity: Severity) -> None:
