@@ -303,7 +303,8 @@ def check_origin(value: str) -> str:
         raise ValueError(f"{shown} is not an origin (no host); {hint}")
     if parts.path or parts.query or parts.fragment or parts.username or parts.password:
         raise ValueError(f"{shown} is not an origin (it has more than a host); {hint}")
-    host = parts.hostname + (f":{port}" if port is not None else "")
+    default = 443 if parts.scheme == "https" else 80  # browsers send Origin without it
+    host = parts.hostname + (f":{port}" if port is not None and port != default else "")
     return f"{parts.scheme}://{host}"
 
 

@@ -5,21 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from newsletter.addresses import email_hash
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
+    SKIPPED_BEFORE_SENDING,
     NewDelivery,
     claim_batch,
     enqueue,
     mark_sending,
     record_results,
     recover_expired_leases,
+    skip_withdrawn,
 )
-from newsletter.models import Delivery, DeliveryKind, Suppression
+from newsletter.models import Delivery, DeliveryKind, Subscriber, Suppression
 from tests.conftest import NOW
 from tests.factories import add_subscriber, queue_deliveries
 
@@ -271,3 +273,69 @@ def test_recovery_requeues_expired_leases_and_never_an_unexpired_one(app: App) -
     assert (fetch(app, leased).status, fetch(app, leased).attempts) == ("queued", 0)
     assert fetch(app, sending).status == "unknown"
     assert (fetch(app, fresh).status, fetch(app, fresh).attempts) == ("leased", 1)
+
+
+def test_without_attention_a_claim_is_one_round_even_when_it_keeps_nothing(app: App) -> None:
+    """A batch that was all skipped returns nothing; the next claim takes the rows after it."""
+    with transaction(app.sessions) as session:
+        gone = add_subscriber(session, "one-round-gone@example.org", status="unsubscribed")
+        stay = add_subscriber(session, "one-round-stay@example.org")
+        (skipped,) = queue_deliveries(session, [gone.id], item_id="tips/a")
+        (later,) = queue_deliveries(
+            session, [stay.id], item_id="tips/a", due_at=NOW - timedelta(seconds=1)
+        )
+        session.execute(  # the skipped row is due first
+            update(Delivery).where(Delivery.id == skipped).values(due_at=NOW - timedelta(seconds=2))
+        )
+    assert claim(app, limit=1) == []
+    assert (fetch(app, skipped).status, fetch(app, later).status) == ("skipped", "queued")
+    assert claim(app, limit=1) == [later]
+
+
+@pytest.mark.postgres
+def test_on_postgresql_a_second_worker_skips_the_rows_another_worker_holds(app: App) -> None:
+    """``FOR UPDATE SKIP LOCKED``: while worker A's claim is not committed, worker B takes
+    the next row instead of leasing A's rows again (or waiting for A)."""
+    with app.sessions() as probe:
+        if probe.get_bind().dialect.name != "postgresql":
+            pytest.skip("row locks are PostgreSQL's")
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "locks@example.org")
+        first, second = queue_deliveries(session, [sub.id], item_id="tips/a") + (
+            queue_deliveries(session, [sub.id], item_id="tips/b")
+        )
+    holder = app.sessions()
+    try:
+        held = claim_batch(holder, worker="a", limit=1, now=NOW, lease=LEASE)
+        assert [r.id for r in held] == [first]
+        with transaction(app.sessions) as other:
+            other.execute(text("SET LOCAL lock_timeout = '3s'"))
+            taken = claim_batch(other, worker="b", limit=1, now=NOW, lease=LEASE)
+            assert [r.id for r in taken] == [second]
+        holder.commit()
+    finally:
+        holder.close()
+    assert (fetch(app, first).leased_by, fetch(app, second).leased_by) == ("a", "b")
+    assert (fetch(app, first).attempts, fetch(app, second).attempts) == (1, 1)
+
+
+def test_skip_withdrawn_skips_held_rows_of_a_subscriber_who_left_since_the_claim(app: App) -> None:
+    with transaction(app.sessions) as session:
+        leaving = add_subscriber(session, "leaving@example.org")
+        staying = add_subscriber(session, "staying@example.org")
+        gone, kept = queue_deliveries(session, [leaving.id, staying.id], item_id="tips/a")
+    assert claim(app) == [gone, kept]
+    with transaction(app.sessions) as session:
+        session.execute(
+            update(Subscriber).where(Subscriber.id == leaving.id).values(status="unsubscribed")
+        )
+    with transaction(app.sessions) as session:
+        assert skip_withdrawn(session, [], now=NOW) == []
+        assert skip_withdrawn(session, [gone, kept], now=NOW) == [gone]
+    row = fetch(app, gone)
+    assert (row.status, row.error, row.lease_expires_at) == (
+        "skipped",
+        SKIPPED_BEFORE_SENDING,
+        None,
+    )
+    assert fetch(app, kept).status == "leased"

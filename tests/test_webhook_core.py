@@ -12,7 +12,7 @@ import pytest
 from newsletter.errors import WebhookError, WebhookURLError
 from newsletter.webhooks.catalog import EVENT_TYPES, check_event_types
 from newsletter.webhooks.retries import RETRY_PERIOD, next_attempt
-from newsletter.webhooks.signing import signature, signature_header
+from newsletter.webhooks.signing import HEADER, signature, signature_header
 from newsletter.webhooks.targets import forbidden_reason, is_forbidden, parse_target
 from tests.conftest import NOW
 
@@ -85,6 +85,11 @@ def test_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     assert header == f"t=5,v1={signature('new', 5, b'b')},v1={signature('old', 5, b'b')}"
     with pytest.raises(ValueError, match="at least one secret"):
         signature_header([], 5, b"b")
+
+
+def test_the_signature_header_name_is_the_one_receivers_were_told() -> None:
+    """Receivers look the header up by this name (README, outgoing webhooks): pinned."""
+    assert HEADER == "Newsletter-Signature"
 
 
 def test_retries_back_off_and_stop_after_three_days() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from newsletter.web.form_input import BadRequest, parse_json, parse_urlencoded
+from newsletter.web.form_input import BadRequest, collect_fields, parse_json, parse_urlencoded
 
 MULTIPART_LIMITS = {"max_files": 0, "max_fields": 50}
 
@@ -43,12 +43,10 @@ async def read_fields(request: Request, body: bytes) -> dict[str, Any]:
             form = await request.form(**MULTIPART_LIMITS)
         except Exception as exc:
             raise BadRequest(400, f"the multipart body could not be parsed: {exc}") from None
-        fields: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                raise BadRequest(400, "file uploads are not accepted")
-            fields.setdefault(key, value)
-        return fields
+        items = form.multi_items()
+        if any(isinstance(value, UploadFile) for _, value in items):
+            raise BadRequest(400, "file uploads are not accepted")
+        return collect_fields(items)  # a repeated field is a list, as in urlencoded bodies
     raise BadRequest(
         415,
         "send application/x-www-form-urlencoded, multipart/form-data or application/json",

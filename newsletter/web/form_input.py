@@ -1,11 +1,20 @@
-"""Parse and check what ``POST /subscribe`` receives (pure functions over bytes/strings)."""
+"""Parse and check what ``POST /subscribe`` receives (pure functions over bytes/strings).
+
+Repeated fields: a form field sent more than once (``tags=a&tags=b``, urlencoded or
+multipart) becomes a list of its values, in order; a JSON list is read the same way.
+A text field (``email``, ``first_name``, ``timezone``, ``source``, ``redirect``, the
+honeypot) takes the first value of a list (an empty list is an empty value); ``tags``
+takes every value, each split on commas. JSON ``null`` is the same as leaving the field
+out. Any other type (a number, an object, ``true``) is a 400 that names the field.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import re
-from collections.abc import Mapping
+import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -51,12 +60,20 @@ def parse_json(body: bytes) -> dict[str, Any]:
 
 
 def parse_urlencoded(body: bytes) -> dict[str, Any]:
+    """The fields of an urlencoded body; ``BadRequest(400)`` when it (or a percent-escape
+    in it, such as ``%FF``) is not UTF-8."""
     try:
-        text = body.decode("utf-8")
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise BadRequest(400, "the form body is not UTF-8") from None
+        raise BadRequest(400, "the form body is not UTF-8; send the form as UTF-8") from None
+    return collect_fields(pairs)
+
+
+def collect_fields(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """Form pairs as a dict: a key sent once maps to its value, a repeated key to the list
+    of its values in the order sent."""
     fields: dict[str, Any] = {}
-    for key, value in parse_qsl(text, keep_blank_values=True):
+    for key, value in pairs:
         if key in fields:
             previous = fields[key]
             fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
@@ -71,8 +88,8 @@ def _first_text(fields: Mapping[str, Any], names: tuple[str, ...], label: str) -
             value = fields[name]
             if isinstance(value, list):
                 value = value[0] if value else ""
-            if value is None:
-                return None
+            if value is None:  # JSON null: as if the field were not sent
+                continue
             if not isinstance(value, str):
                 raise BadRequest(400, f"'{label}' must be a string")
             return _storable(value, label)
@@ -119,9 +136,18 @@ def read_form(fields: Mapping[str, Any], *, honeypot_field: str = HONEYPOT) -> S
     )
 
 
+def _refused_character(c: str) -> bool:
+    """Space, a control or format character (tab, DEL, U+0085, U+200B ...), a line or
+    paragraph separator, or a backslash: ``urlsplit`` drops some of them (``shop.exa\tmple``
+    reads as ``shop.example``) and browsers read a backslash as a slash."""
+    return c == "\\" or unicodedata.category(c)[0] in ("C", "Z")
+
+
 def origin_of(url: str) -> str | None:
-    """``scheme://host[:port]`` of an absolute http(s) URL, else None."""
-    if any(ord(c) < 0x21 or c == "\\" for c in url):
+    """``scheme://host[:port]`` of an absolute http(s) URL, else None. The default port
+    (443 for https, 80 for http) is left out, so ``https://shop.example:443`` is the same
+    origin as ``https://shop.example``; an IPv6 host keeps its brackets."""
+    if any(_refused_character(c) for c in url):
         return None
     try:
         parts = urlsplit(url)
@@ -132,9 +158,9 @@ def origin_of(url: str) -> str | None:
         return None
     if parts.username is not None or parts.password is not None:
         return None
-    host = parts.hostname
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
     default = 443 if parts.scheme == "https" else 80
-    return f"{parts.scheme}://{host}" + (f":{port}" if port and port != default else "")
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 def check_redirect(url: str, allowed: tuple[str, ...]) -> str:
