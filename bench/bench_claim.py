@@ -33,7 +33,7 @@ from newsletter.ledger import claim_batch
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_planning import numbers_sql, settings_for
-from bench.common import fresh_engine
+from bench.common import add_backend_options, backend_urls, fresh_engine, insert_readers
 
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)
 
@@ -49,15 +49,7 @@ def populate(engine: Engine, size: int) -> None:
         else "strftime('%Y-%m-%d %H:%M:%f', :start, '+' || ((:size - n) % 1000) || ' seconds')"
     )
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO subscribers (id, public_id, email, first_name, timezone, status, "  # noqa: S608 - constant SQL
-                "tags, attributes, created_at, updated_at, soft_bounces) "
-                f"SELECT n, 'p' || n, 'r' || n || '@example.org', 'Reader', 'Europe/Berlin', "
-                f"'active', '[]', '{{}}', :now, :now, 0 FROM ({numbers}) AS numbers"
-            ),
-            {"size": size, "now": start},
-        )
+        insert_readers(conn, numbers, size, start)
         conn.execute(
             text(
                 "INSERT INTO deliveries (key, kind, subscriber_id, item_id, step, status, "  # noqa: S608 - constant SQL
@@ -158,21 +150,13 @@ def run(url: str, queued: int, claims: int, limit: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    add_backend_options(parser)
     parser.add_argument("--queued", type=int, default=900_000)
     parser.add_argument("--claims", type=int, default=10)
     parser.add_argument("--limit", type=int, default=500)
-    parser.add_argument(
-        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nl_drip"
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        urls = []
-        if args.backend in ("sqlite", "both"):
-            urls.append(f"sqlite:///{tmp}/bench.db")
-        if args.backend in ("postgresql", "both"):
-            urls.append(args.postgres_url)
-        for url in urls:
+        for url in backend_urls(args, tmp):
             r = run(url, args.queued, args.claims, args.limit)
             print(
                 f"{r['backend']:>10}: {r['queued']:,} queued, median per {args.limit}-row "

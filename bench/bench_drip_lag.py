@@ -40,7 +40,7 @@ from newsletter.scheduling import build_scheduler
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_planning import settings_for
-from bench.common import fresh_engine
+from bench.common import add_backend_options, backend_urls, fresh_engine
 
 SEQUENCE = "back-pain-basics"
 
@@ -149,22 +149,14 @@ def run(url: str, poll: float, steps: int, spread_intervals: float, seed: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    add_backend_options(parser)
     parser.add_argument("--poll", type=float, default=2.0, help="poll interval, seconds")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--spread", type=float, default=10.0, help="in poll intervals")
     parser.add_argument("--seed", type=int, default=19)
-    parser.add_argument(
-        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nl_drip"
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        urls = []
-        if args.backend in ("sqlite", "both"):
-            urls.append(f"sqlite:///{tmp}/bench.db")
-        if args.backend in ("postgresql", "both"):
-            urls.append(args.postgres_url)
-        for url in urls:
+        for url in backend_urls(args, tmp):
             r = run(url, args.poll, args.steps, args.spread, args.seed)
             p = r["poll"]
             print(

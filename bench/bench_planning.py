@@ -38,7 +38,7 @@ from newsletter.settings import load_settings
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import fresh_engine
+from bench.common import add_backend_options, backend_urls, fresh_engine, insert_readers
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 8, 30, tzinfo=UTC)  # 09:30 in Berlin: inside 08:00-11:00
@@ -61,15 +61,7 @@ def populate(engine: Engine, size: int) -> None:
     numbers = numbers_sql(postgres)
     before = NOW - timedelta(hours=1)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO subscribers (id, public_id, email, first_name, timezone, status, "  # noqa: S608 - constant SQL
-                "tags, attributes, created_at, updated_at, soft_bounces) "
-                f"SELECT n, 'p' || n, 'r' || n || '@example.org', 'Reader', 'Europe/Berlin', "
-                f"'active', '[]', '{{}}', :now, :now, 0 FROM ({numbers}) AS numbers"
-            ),
-            {"size": size, "now": before},
-        )
+        insert_readers(conn, numbers, size, before)
         conn.execute(
             text(
                 "INSERT INTO enrollments (id, subscriber_id, sequence, status, position, "  # noqa: S608 - constant SQL
@@ -215,19 +207,11 @@ def run(url: str, size: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    add_backend_options(parser)
     parser.add_argument("--size", type=int, default=1_000_000, help="due enrollments")
-    parser.add_argument(
-        "--postgres-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/nl_drip"
-    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        urls = []
-        if args.backend in ("sqlite", "both"):
-            urls.append(f"sqlite:///{tmp}/bench.db")
-        if args.backend in ("postgresql", "both"):
-            urls.append(args.postgres_url)
-        for url in urls:
+        for url in backend_urls(args, tmp):
             r = run(url, args.size)
             print(
                 f"{r['backend']:>10}: plan {r['size']:,} due enrollments (built in "

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from newsletter.db import make_engine, upgrade
 
@@ -28,6 +29,38 @@ def fresh_engine(url: str) -> Engine:
             conn.execute(text("CREATE SCHEMA public"))
     upgrade(engine)
     return engine
+
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/nl_drip"
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """``--backend sqlite|postgresql|both`` and ``--postgres-url`` (its schema is DROPPED)."""
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+
+
+def backend_urls(args: argparse.Namespace, tmp: str) -> Sequence[str]:
+    """The database URLs ``--backend`` names: a SQLite file in *tmp*, the PostgreSQL URL."""
+    urls = []
+    if args.backend in ("sqlite", "both"):
+        urls.append(f"sqlite:///{tmp}/bench.db")
+    if args.backend in ("postgresql", "both"):
+        urls.append(args.postgres_url)
+    return urls
+
+
+def insert_readers(conn: Connection, numbers: str, size: int, now: object) -> None:
+    """Subscribers ``1..size`` (ids from the *numbers* subquery), active, one zone."""
+    conn.execute(
+        text(
+            "INSERT INTO subscribers (id, public_id, email, first_name, timezone, status, "  # noqa: S608 - constant SQL
+            "tags, attributes, created_at, updated_at, soft_bounces) "
+            f"SELECT n, 'p' || n, 'r' || n || '@example.org', 'Reader', 'Europe/Berlin', "
+            f"'active', '[]', '{{}}', :now, :now, 0 FROM ({numbers}) AS numbers"
+        ),
+        {"size": size, "now": now},
+    )
 
 
 @contextmanager

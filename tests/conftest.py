@@ -6,8 +6,11 @@ the run instead of skipping.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +32,7 @@ REQUIRE_POSTGRES = os.environ.get("NEWSLETTER_REQUIRE_POSTGRES", "") == "1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 _pg_engine: Engine | None = None
+_sqlite_template: Path | None = None
 
 # CI explores the same examples every run (a red CI must be reproducible); developers'
 # runs stay random and keep finding new inputs (failures are saved in .hypothesis/).
@@ -61,21 +65,41 @@ def _postgres_engine() -> Engine:
     return _pg_engine
 
 
+def _migrated_sqlite(path: Path) -> str:
+    """A migrated SQLite database at *path*: a copy of one file migrated once per session
+    (the same bytes ``upgrade`` writes; the migrations themselves are tested on their own)."""
+    global _sqlite_template
+    if _sqlite_template is None:
+        folder = tempfile.mkdtemp(prefix="newsletter-template-")
+        atexit.register(shutil.rmtree, folder, True)
+        template = Path(folder) / "migrated.db"
+        engine = make_engine(f"sqlite:///{template}")
+        upgrade(engine)
+        engine.dispose()
+        _sqlite_template = template
+    shutil.copyfile(_sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
 def truncate_all(engine: Engine) -> None:
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    """Empty every table and restart every id sequence (as ``TRUNCATE ... RESTART
+    IDENTITY``, which costs about 80 ms for the schema's tables against about 14 ms for
+    ``DELETE`` of the few rows a test leaves; children first, in foreign-key order)."""
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+        sequences = conn.execute(
+            text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+        ).scalars()
+        for name in sequences.all():
+            conn.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database URL: SQLite in tmp_path, or the shared PostgreSQL."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-        engine = make_engine(url)
-        upgrade(engine)
-        engine.dispose()
-        return url
+        return _migrated_sqlite(tmp_path / "test.db")
     engine = _postgres_engine()
     truncate_all(engine)
     return POSTGRES_URL
@@ -92,11 +116,7 @@ def postgres_url() -> str:
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A migrated SQLite database only (for tests that need no PostgreSQL variant)."""
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
-    return url
+    return _migrated_sqlite(tmp_path / "test.db")
 
 
 def base_environ(tmp_path: Path, db_url: str) -> dict[str, str]:
