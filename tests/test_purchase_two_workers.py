@@ -116,7 +116,10 @@ def test_purchase_flow_with_two_workers(
     def at(days: float, hours: float = 0) -> datetime:
         moment = NOW + timedelta(days=days, hours=hours)
         clock.now = moment
-        now_file.write_text(moment.isoformat())
+        # Atomically (temp file + rename): a worker must never read a half-written clock.
+        staged = now_file.with_suffix(".tmp")
+        staged.write_text(moment.isoformat())
+        staged.replace(now_file)
         return moment
 
     try:
