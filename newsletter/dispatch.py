@@ -118,11 +118,12 @@ def deliver_due(
             kinds=kinds,
             attention=attention_for(app),
         )
+        if not rows:
+            report.commits += 1
+            return report
         messages, failures = _build_messages(app, session, rows, now=now)
     report.commits += 1
     report.claimed = len(rows)
-    if not rows:
-        return report
     pending: list[SendResult] = list(failures)
     chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]

