@@ -26,7 +26,19 @@ from newsletter.models import Base
 from newsletter.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_URL = os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", "")
+
+
+def _test_postgres_url(url: str) -> str:
+    """The test database's URL with ``synchronous_commit=off`` for every connection the
+    tests, the app and its subprocesses open: a commit still reaches the server before it
+    returns (a killed client loses nothing), only the server's own crash could lose the
+    last few; it saves a WAL flush (about 1 ms here) per commit in the suite."""
+    if not url or "options=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + "options=-csynchronous_commit%3Doff"
+
+
+POSTGRES_URL = _test_postgres_url(os.environ.get("NEWSLETTER_TEST_POSTGRES_URL", ""))
 # Set by .ci/run for its PostgreSQL pass: there, a skipped PostgreSQL test is a failure.
 REQUIRE_POSTGRES = os.environ.get("NEWSLETTER_REQUIRE_POSTGRES", "") == "1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
