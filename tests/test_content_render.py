@@ -253,3 +253,35 @@ def test_a_bare_table_row_in_a_template_is_reported(tmp_path: Path) -> None:
     assert f"{tip}:1: the HTML parser dropped or moved <td> while inlining CSS" in " ".join(
         problems
     )
+
+
+def test_a_process_loads_each_state_of_the_files_once(tmp_path: Path) -> None:
+    """``load_library`` reuses a library only for the same bytes and footer values: an
+    edit of the same length, a new file, a changed footer value and strict/non-strict
+    each give a library that is loaded again (and sees the change)."""
+    from newsletter.content.library import load_library
+    from newsletter.settings import Settings
+
+    root = build_library(tmp_path)
+    settings = Settings(
+        content_dir=root / "content",
+        templates_dir=root / "templates" / "emails",
+        postal_address=ADDRESS,
+        from_email="news@shop.example",
+        base_url="https://shop.example",
+    )
+    first = load_library(settings)
+    assert load_library(settings) is first
+    tip = root / "content" / "tips" / "meet-your-ql.md"
+    tip.write_text(tip.read_text().replace("Meet your QL", "Greet your QL"))
+    edited = load_library(settings)
+    assert edited is not first
+    assert edited.item("tips/meet-your-ql").subject.startswith("Greet your QL")
+    (root / "content" / "tips" / "second.md").write_text(TIP)
+    added = load_library(settings)
+    assert [i.id for i in added.items()] == [i.id for i in edited.items()] + ["tips/second"]
+    moved = load_library(settings.model_copy(update={"postal_address": "1 Other St"}))
+    assert moved is not added
+    assert moved.footer.postal_address == "1 Other St"
+    assert load_library(settings, strict=False) is not added
+    assert load_library(settings) is added

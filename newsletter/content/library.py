@@ -11,6 +11,9 @@ Jinja calls per recipient.
 from __future__ import annotations
 
 import difflib
+import hashlib
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -222,8 +225,25 @@ class ContentLibrary:
 
 
 def load_library(settings: Settings, *, strict: bool = True) -> ContentLibrary:
-    """The library for *settings* (content and templates folders, footer values)."""
-    return ContentLibrary.load(
+    """The library for *settings* (content and templates folders, footer values).
+
+    A library is a pure function of the bytes under both folders and the footer values,
+    and read-only once loaded, so one process loads each state of the files once: the
+    key holds a digest of every file's path and bytes (an edited file is a new key).
+    """
+    key = (
+        _digest(settings.content_dir, settings.templates_dir),
+        settings.postal_address,
+        settings.from_name,
+        settings.base_url,
+        strict,
+    )
+    with _LOADED_LOCK:
+        library = _LOADED.get(key)
+        if library is not None:
+            _LOADED.move_to_end(key)
+            return library
+    library = ContentLibrary.load(
         settings.content_dir,
         settings.templates_dir,
         postal_address=settings.postal_address,
@@ -231,3 +251,30 @@ def load_library(settings: Settings, *, strict: bool = True) -> ContentLibrary:
         base_url=settings.base_url,
         strict=strict,
     )
+    with _LOADED_LOCK:
+        _LOADED[key] = library
+        while len(_LOADED) > _LOADED_KEEP:
+            _LOADED.popitem(last=False)
+    return library
+
+
+_LOADED: OrderedDict[tuple[object, ...], ContentLibrary] = OrderedDict()
+_LOADED_LOCK = threading.Lock()
+_LOADED_KEEP = 4
+
+
+def _digest(*folders: Path) -> str:
+    """SHA-256 over the resolved folder names and every file's relative path and bytes."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        root = folder.resolve()
+        digest.update(f"\0folder {root}\0".encode())
+        if not root.is_dir():
+            continue
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(f"\0{path.relative_to(root)}\0".encode())
+            try:
+                digest.update(path.read_bytes())
+            except OSError as exc:  # the load itself reports an unreadable file
+                digest.update(f"\0unreadable {exc}\0".encode())
+    return digest.hexdigest()
