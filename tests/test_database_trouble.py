@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from newsletter.app import App
@@ -38,7 +39,11 @@ def read_only_url(db_url: str) -> str:
     if db_url.startswith("sqlite"):
         path = db_url.removeprefix("sqlite:///")
         return f"sqlite:///file:{path}?mode=ro&uri=true"
-    return db_url + "?options=-c%20default_transaction_read_only%3Don"
+    url = make_url(db_url)
+    options = " ".join(
+        filter(None, [url.query.get("options"), "-c default_transaction_read_only=on"])
+    )
+    return url.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 @pytest.fixture
