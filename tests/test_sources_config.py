@@ -9,7 +9,13 @@ import pytest
 from newsletter.sources.config import parse_sources
 from newsletter.sources.decide import read_delivery
 from newsletter.sources.fields import first_name_in, flat, normalized
-from newsletter.sources.safe_json import BodyError, nesting_depth, parse_json
+from newsletter.sources.safe_json import (
+    BodyError,
+    check_text,
+    nesting_depth,
+    parse_json,
+    parse_json_object,
+)
 from newsletter.sources.verify import Inbound, Unauthorized, timestamped, url_token, webflow
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -163,6 +169,8 @@ HOSTILE = [
     ('{"a": "\\ud800"}', "lone surrogate"),
     ('{"a": "\\u0000"}', "NUL"),
     ('{"\\u0000": 1}', "NUL"),
+    ('["ok", ["\\u0000"]]', "NUL"),
+    ('{"a": [{"b": "\\udfff"}]}', "lone surrogate"),
     ('{"a": Infinity}', "not JSON"),
     ("{", "not valid JSON"),
 ]
@@ -182,6 +190,28 @@ def test_bounded_json_still_reads_what_senders_send() -> None:
     }
     assert parse_json("[" * 32 + "]" * 32) is not None
     assert nesting_depth('{"a": "[[[[", "b": [[]]}') == 3
+
+
+def test_our_own_refusals_keep_their_message() -> None:
+    with pytest.raises(BodyError, match=r"^the body has an integer longer than 40 digits$"):
+        parse_json("[" + "1" * 41 + "]")
+    with pytest.raises(BodyError, match=r"^the body uses NaN, which is not JSON$"):
+        parse_json("[NaN]")
+    with pytest.raises(BodyError, match=r"^the body is not UTF-8$"):
+        parse_json(b'{"a": "\xff"}')
+
+
+def test_check_text_returns_the_text_and_names_what_it_checked() -> None:
+    assert check_text("Ann \u00e9") == "Ann \u00e9"
+    with pytest.raises(BodyError, match=r"^a form field holds a NUL character"):
+        check_text("a\x00", "a form field")
+
+
+def test_a_json_object_is_required_where_asked() -> None:
+    assert parse_json_object(b'{"a": 1}') == {"a": 1}
+    for text in ("[1]", '"x"', "1", "null"):
+        with pytest.raises(BodyError, match="must be an object"):
+            parse_json_object(text)
 
 
 def test_a_webflow_timestamp_that_is_not_a_number_is_refused() -> None:

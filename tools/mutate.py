@@ -87,6 +87,26 @@ TESTS: dict[str, list[str]] = {
         "tests/test_sources_config.py",
         "tests/test_sources_presets.py",
     ],
+    "newsletter/sources/config.py": [
+        "tests/test_sources_config.py",
+        "tests/test_sources_presets.py",
+    ],
+    "newsletter/sources/decide.py": [
+        "tests/test_sources_config.py",
+        "tests/test_sources_presets.py",
+    ],
+    "newsletter/sources/presets.py": ["tests/test_sources_presets.py"],
+    "newsletter/sources/safe_json.py": [
+        "tests/test_sources_config.py",
+        "tests/test_sources_presets.py",
+    ],
+    "newsletter/webhooks/catalog.py": ["tests/test_webhook_core.py"],
+    "newsletter/webhooks/targets.py": ["tests/test_webhook_core.py"],
+    "newsletter/webhooks/payloads.py": ["tests/test_webhook_payloads.py"],
+    "newsletter/tracking/classify.py": ["tests/test_tracking_core.py"],
+    "newsletter/tracking/links.py": ["tests/test_tracking_core.py"],
+    "newsletter/tracking/tokens.py": ["tests/test_tracking_core.py"],
+    "newsletter/events/parsing.py": ["tests/test_events_parsing.py"],
     "newsletter/attention/cap.py": ["tests/test_attention_core.py"],
     "newsletter/attention/priority.py": ["tests/test_attention_core.py"],
     "newsletter/attention/decide.py": [
