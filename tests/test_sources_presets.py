@@ -11,6 +11,7 @@ import pytest
 from newsletter.sources.config import parse_sources
 from newsletter.sources.decide import check_authentic, is_activation_ping, read_delivery
 from newsletter.sources.presets import PRESETS
+from newsletter.sources.safe_json import BodyError
 from newsletter.sources.verify import Inbound, Unauthorized
 from tests.conftest import NOW
 from tests.source_senders import sample, signature_headers
@@ -242,7 +243,7 @@ def test_timestamp_lengths_are_bounded(preset: str, header: str, value: str, wor
 
 
 def test_nesting_is_counted_after_closed_siblings() -> None:
-    from newsletter.sources.safe_json import BodyError, parse_json
+    from newsletter.sources.safe_json import parse_json
 
     with pytest.raises(BodyError, match="nested deeper"):
         parse_json("[[], " + "[" * 32 + "]" * 32 + "]")
@@ -271,3 +272,81 @@ def test_form_fields_are_used_only_by_form_presets() -> None:
     )
     assert generic.signup is not None
     assert generic.signup.email == "body@example.com"
+
+
+def test_a_verdict_as_a_dict_in_full() -> None:
+    sources, _ = parse_sources(
+        "sources:\n  s: {preset: stripe, secret_env: S, opt_in: single_if_consent, "
+        "consent_text: ' Email me ', tags: [buyers, ' eu ']}\n",
+        "s.yaml",
+    )
+    verdict = read_delivery(sources["s"], inbound("stripe"))
+    assert verdict.as_dict() == {
+        "source": "s",
+        "action": "subscribe",
+        "reason": "single opt-in: the sender reports the subscriber's marketing consent",
+        "fields": {
+            "email": "jenny.rosen@example.com",
+            "first_name": "Jenny",
+            "timezone": None,
+            "ip": None,
+        },
+        "event_id": "evt_1Ep24XHssDVaQm2PpwS19Yt0",
+        "opt_in": "single",
+        "consent_text": "Email me",
+        "tags": ["buyers", "eu"],
+    }
+    double = read_delivery(SOURCES["tally"], inbound("tally")).as_dict()
+    assert (double["opt_in"], double["consent_text"], double["tags"]) == ("double", None, [])
+    assert double["reason"] == "double opt-in: a confirmation email asks the subscriber"
+
+
+def test_an_ignored_delivery_is_never_single_opt_in() -> None:
+    ping = read_delivery(SOURCES["woocommerce"], Inbound(b" webhook_id=15\n", {}, {}))
+    assert (ping.action, ping.reason, ping.single_opt_in, ping.signup) == (
+        "ignore",
+        "WooCommerce activation ping",
+        False,
+        None,
+    )
+    assert ping.as_dict() == {
+        "source": "woocommerce",
+        "action": "ignore",
+        "reason": "WooCommerce activation ping",
+    }
+    ignored = read_delivery(SOURCES["stripe"], inbound("stripe", _stripe(None)))
+    assert (ignored.single_opt_in, ignored.consent_text, ignored.tags) == (False, None, ())
+
+
+def test_a_form_preset_reads_the_fields_the_edge_decoded_not_the_body() -> None:
+    fields = {
+        "rawRequest": json.dumps({"q3_email": "kat@example.com", "q4_name": {"first": "Kat"}}),
+        "submissionID": "77",
+        "tags": ["not", "text"],
+    }
+    form_body = Inbound(b"rawRequest=%7B%7D&submissionID=77", {}, {})
+    verdict = read_delivery(SOURCES["jotform"], form_body, fields)
+    assert verdict.signup is not None
+    assert (verdict.signup.email, verdict.signup.first_name, verdict.signup.event_id) == (
+        "kat@example.com",
+        "Kat",
+        "77",
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"raw\x00Request": "x"}, "^a form field name holds a NUL character or a lone surrogate$"),
+        ({"rawRequest": "{}", "ip": "1\x00"}, "^a form field holds a NUL character"),
+    ],
+)
+def test_form_fields_with_a_nul_are_a_broken_body(fields: dict[str, str], words: str) -> None:
+    with pytest.raises(BodyError, match=words):
+        read_delivery(SOURCES["jotform"], Inbound(b"x=1", {}, {}), fields)
+
+
+@pytest.mark.parametrize("body", [b"", b" \r\n "])
+def test_an_empty_body_is_named_so(body: bytes) -> None:
+    with pytest.raises(BodyError, match=r"^the body is empty; the sender must post JSON$"):
+        read_delivery(SOURCES["generic"], Inbound(body, {}, {}))
