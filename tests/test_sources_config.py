@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.sources.config import parse_sources
+from newsletter.sources.config import SourceConfig, parse_sources
 from newsletter.sources.decide import read_delivery
 from newsletter.sources.fields import email_in, first_name_in, flat, normalized
 from newsletter.sources.safe_json import (
@@ -276,7 +276,7 @@ def test_single_opt_in_needs_the_setting_and_the_senders_consent() -> None:
     assert (double.action, double.single_opt_in) == ("subscribe", False)
 
 
-def _one(settings: str, name: str = "x") -> tuple[dict[str, object], list[str]]:
+def _one(settings: str, name: str = "x") -> tuple[dict[str, SourceConfig], list[str]]:
     text = f"sources:\n  {name}:\n" + "".join(f"    {line}\n" for line in settings.split("; "))
     sources, problems = parse_sources(text, "s.yaml")
     return dict(sources), [str(p) for p in problems]
@@ -289,7 +289,7 @@ def _one(settings: str, name: str = "x") -> tuple[dict[str, object], list[str]]:
 def test_max_body_bytes_within_the_bounds_is_kept(value: str, kept: int) -> None:
     sources, problems = _one(f"preset: tally; secret_env: A; max_body_bytes: {value}")
     assert problems == []
-    assert sources["x"].max_body_bytes == kept  # type: ignore[attr-defined]
+    assert sources["x"].max_body_bytes == kept
 
 
 @pytest.mark.parametrize("value", ["1023", "8388609", "true", "'4096'", "4096.0"])
@@ -307,20 +307,20 @@ def test_every_setting_is_kept_as_written() -> None:
     )
     assert problems == []
     site = sources["my-site"]
-    assert (site.verify, site.rate_limit, site.tags, site.secret_env) == (  # type: ignore[attr-defined]
+    assert (site.verify, site.rate_limit, site.tags, site.secret_env) == (
         "token",
         "10/second",
         ("vip", "shop"),
         "SITE_SECRET",
     )
-    assert site.map == {"email": "data.mail", "first_name": "data.n"}  # type: ignore[attr-defined]
-    assert not site.single_opt_in_allowed  # type: ignore[attr-defined]
-    assert site.consent_text is None  # type: ignore[attr-defined]
+    assert site.map == {"email": "data.mail", "first_name": "data.n"}
+    assert not site.single_opt_in_allowed
+    assert site.consent_text is None
     shop, _ = _one(
         "preset: stripe; secret_env: A; opt_in: single_if_consent; consent_text: ' Yes '"
     )
-    assert shop["x"].single_opt_in_allowed  # type: ignore[attr-defined]
-    assert shop["x"].consent_text == "Yes"  # type: ignore[attr-defined]
+    assert shop["x"].single_opt_in_allowed
+    assert shop["x"].consent_text == "Yes"
 
 
 @pytest.mark.parametrize(
