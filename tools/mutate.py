@@ -440,6 +440,11 @@ def _run_tests(
             for name in [m for m in sys.modules if _is_project(m)]:
                 if stale is None or name in stale:
                     del sys.modules[name]
+                    # ``from package import module`` reads the package's attribute first:
+                    # drop it too, or the re-imported users would get the stale module
+                    parent, _, child = name.rpartition(".")
+                    if parent in sys.modules and child in vars(sys.modules[parent]):
+                        delattr(sys.modules[parent], child)
             devnull = os.open(os.devnull, os.O_WRONLY)
             if not os.environ.get("MUTATE_DEBUG"):
                 os.dup2(devnull, 1)
