@@ -97,6 +97,8 @@ def test_a_failed_recipient_needs_a_status() -> None:
 def test_a_recipient_block_without_an_address_has_no_recipient() -> None:
     parsed = parse_report(dsn("Action: failed\nStatus: 4.4.7"), bounce_address=BOUNCES)
     assert parsed.facts == (ReportFact("soft", 42, None, "dsn failed 4.4.7"),)
+    noted = dsn("Final-Recipient: rfc822; Ann@Example.org; note\nAction: delayed")
+    assert parse_report(noted, bounce_address=BOUNCES).facts[0].recipient == "ann@example.org"
     odd = parse_report(
         dsn("Final-Recipient: rfc822; nobody\nAction: delayed"), bounce_address=BOUNCES
     )
@@ -260,3 +262,13 @@ def test_the_key_is_the_message_id_else_the_bytes() -> None:
     anonymous = dsn(FAILED, message_id="X-Nothing: 1")
     assert report_key(anonymous) == hashlib.sha256(anonymous).hexdigest()
     assert report_key(b"garbage") == hashlib.sha256(b"garbage").hexdigest()
+
+
+def test_the_key_reads_only_the_first_64_kib_of_headers() -> None:
+    # the Message-ID's last character is byte 65,536: beyond the bound, so it is cut off
+    head = b"X-Pad: " + b"a" * 65511 + b"\r\nMessage-ID: <abc>"
+    assert len(head) == 65537
+    raw = head + b"\r\n\r\nbody"
+    assert report_key(raw) == hashlib.sha256(b"<abc").hexdigest()
+    shorter = head[1:] + b"\r\n\r\nbody"  # one byte less: the whole id is read
+    assert report_key(shorter) == hashlib.sha256(b"<abc>").hexdigest()

@@ -428,3 +428,16 @@ def test_a_bad_source_does_not_hide_the_good_ones() -> None:
 )
 def test_the_shape_of_the_file(text: str, problem: str) -> None:
     assert [str(p) for p in parse_sources(text, "s.yaml")[1]] == [problem]
+
+
+def test_a_source_built_by_hand_has_the_documented_defaults() -> None:
+    source = SourceConfig(name="x", preset="tally", secret_env="A")
+    assert (source.opt_in, source.tags, source.consent_text, source.map, source.verify) == (
+        "double",
+        (),
+        None,
+        {},
+        "signature",
+    )
+    assert (source.rate_limit, source.max_body_bytes, source.line) == ("120/minute", 262144, 0)
+    assert not source.single_opt_in_allowed
