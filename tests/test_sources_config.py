@@ -344,6 +344,15 @@ def test_every_setting_is_kept_as_written() -> None:
             "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
         ),
         (
+            "preset: tally; secret_env: A; tags: 5",
+            "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
+        ),
+        (
+            "preset: nope; opt_in: single_if_consent",
+            "s.yaml:3: x: preset 'nope' is unknown; use one of webflow, tally, typeform, "
+            "formspree, framer, jotform, shopify, woocommerce, stripe, generic",
+        ),
+        (
             "preset: tally; secret_env: A; tags: [a, 3]",
             "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
         ),
@@ -441,3 +450,9 @@ def test_a_source_built_by_hand_has_the_documented_defaults() -> None:
     )
     assert (source.rate_limit, source.max_body_bytes, source.line) == ("120/minute", 262144, 0)
     assert not source.single_opt_in_allowed
+
+
+def test_an_unknown_key_is_reported_at_the_key_not_its_value() -> None:
+    text = "sources:\n  x:\n    preset: tally\n    secret_env: A\n    colour:\n      - red\n"
+    _, problems = parse_sources(text, "s.yaml")
+    assert [str(p).split(": ", 1)[0] for p in problems] == ["s.yaml:5"]
