@@ -20,7 +20,6 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # uvicorn.run(..., proxy_headers=UVICORN_PROXY_HEADERS): we read the header ourselves
 UVICORN_PROXY_HEADERS = False
-TRUSTED_PROXIES_VARIABLE = "NEWSLETTER_TRUSTED_PROXIES"
 
 
 def parse_networks(value: str) -> tuple[Network, ...]:

@@ -252,3 +252,163 @@ def test_pure_modules_do_no_io_and_sendgrid_stays_in_one_module() -> None:
         if any(n.split(".")[0] == "sendgrid" for n in imports(p))
     )
     assert [u for u in users if not u.startswith("delivery/")] == ["events/signature.py"]
+
+
+# ---- exact values (each pins one rule of the parser) ------------------------------------------
+
+
+def test_the_logical_key_is_sha256_of_the_compact_json_of_its_parts() -> None:
+    import hashlib
+
+    text = '["MSG.filter-1","delivered",1764000000,"reader@example.org"]'
+    assert parsed().logical_key == hashlib.sha256(text.encode()).hexdigest()
+    click = '["MSG.filter-1","click",1764000000,"reader@example.org","https://a.example/é"]'
+    assert parsed(event="click", url="https://a.example/é").logical_key == (
+        hashlib.sha256(click.encode()).hexdigest()
+    )
+    # a url on another event is not part of its key; nor a url that is not text
+    assert parsed(url="https://a.example/").logical_key == parsed().logical_key
+    assert parsed(event="click", url=5).logical_key == parsed(event="click").logical_key
+    bare = parse_event({"event": "open", "timestamp": 1764000000.9})
+    assert isinstance(bare, ParsedEvent)
+    assert bare.logical_key == hashlib.sha256(b'["","open",1764000000,""]').hexdigest()
+    assert (bare.email, bare.email_hash, bare.sg_message_id, bare.delivery_id) == (
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def test_the_address_hash_is_of_the_normalised_address() -> None:
+    from newsletter.addresses import email_hash
+
+    assert parsed(email=" READER@example.org").email_hash == email_hash("reader@example.org")
+    assert parsed(email="   ").email is None
+    assert parsed(email="   ").email_hash is None
+    assert parsed(email=["a@example.org"]).email is None
+
+
+@pytest.mark.parametrize(
+    ("message_id", "expected"),
+    [
+        ("MSG.filter-1", "MSG"),
+        ("MSG", "MSG"),
+        (".filter", None),
+        ("", None),
+        (None, None),
+        ("m" * 250 + ".f", "m" * 200),
+    ],
+)
+def test_provider_message_id(message_id: str | None, expected: str | None) -> None:
+    assert parsed(sg_message_id=message_id).provider_message_id == expected
+
+
+def test_text_fields_are_bounded() -> None:
+    event = parsed(event="bounce", type="b" * 40, reason="r" * 2100, sg_message_id="m" * 310)
+    assert event.bounce_type == "b" * 32
+    assert event.reason == "r" * 2000
+    assert event.sg_message_id == "m" * 300
+    assert parsed(sg_event_id="x" * 200).sg_event_id == "x" * 200
+    assert parsed(sg_event_id="").sg_event_id is None
+    assert parsed(event="delivered", type="bounce").bounce_type is None
+    assert parsed(reason=7).reason is None
+    assert parsed(event="e" * 32).event == "e" * 32
+    assert parse_event({**BASE, "event": ""}) == "no usable 'event' name"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (946684800, datetime(2000, 1, 1, tzinfo=UTC)),
+        (" 1764000000 ", datetime(2025, 11, 24, 16, 0, tzinfo=UTC)),
+        (1764000000.75, datetime(2025, 11, 24, 16, 0, tzinfo=UTC)),
+    ],
+)
+def test_usable_timestamps(value: object, expected: datetime) -> None:
+    assert parsed(timestamp=value).occurred_at == expected
+
+
+@pytest.mark.parametrize("value", [946684799, "-5", "1.5e9", [1764000000], float("nan")])
+def test_more_unusable_timestamps(value: object) -> None:
+    assert parse_event({**BASE, "timestamp": value}) == "no usable 'timestamp'"
+
+
+def test_the_largest_delivery_id() -> None:
+    assert parsed(delivery_id=2**63 - 1).delivery_id == 2**63 - 1
+    assert parsed(delivery_id=str(2**63 - 1)).delivery_id == 2**63 - 1
+    assert parsed(delivery_id=2**63).delivery_id is None
+    assert parsed(delivery_id=1).delivery_id == 1
+    assert parsed(delivery_id=3.0).delivery_id is None
+
+
+def test_personal_data_leaves_the_payload_and_the_address_is_blanked() -> None:
+    event = parsed(
+        email="Reader@Example.org",
+        ip="192.0.2.1",
+        useragent="Mozilla",
+        reason="550 <READER@example.org>: unknown; reader@example.org",
+        nested={"a": ["to reader@example.org", 3, {"b": "Reader@Example.Org!"}]},
+        plain="no address here",
+        other="someone@example.org",
+        number=5,
+    )
+    assert event.payload == {
+        "event": "delivered",
+        "timestamp": 1764000000,
+        "sg_event_id": "e1",
+        "sg_message_id": "MSG.filter-1",
+        "reason": "550 <<redacted>>: unknown; <redacted>",
+        "nested": {"a": ["to <redacted>", 3, {"b": "<redacted>!"}]},
+        "plain": "no address here",
+        "other": "someone@example.org",
+        "number": 5,
+    }
+
+
+def test_blanking_works_when_lower_case_changes_the_length() -> None:
+    # "İ".lower() is two characters: the positions of the folded text do not match
+    event = parsed(email="reader@example.org", reason="İ READER@example.org İ")
+    assert event.payload["reason"] == "İ <redacted> İ"
+    untouched = parsed(email="reader@example.org", reason="İ other@example.org")
+    assert untouched.payload["reason"] == "İ other@example.org"
+
+
+def test_without_an_address_nothing_is_blanked() -> None:
+    event = parse_event({"event": "open", "timestamp": 1764000000, "reason": "x@example.org"})
+    assert isinstance(event, ParsedEvent)
+    assert event.payload == {"event": "open", "timestamp": 1764000000, "reason": "x@example.org"}
+
+
+def test_unstorable_values_are_made_storable() -> None:
+    body = (
+        b'[{"event":"open","timestamp":1764000000,"a":"x\\u0000y","b":"\\ud800z",'
+        b'"\\u0000k":"\\u00e9","n":NaN,"i":-Infinity,"f":1e400,"g":1.5,"l":["\\u0000"]}]'
+    )
+    [event] = parse_batch(body).events
+    assert dict(event.payload) == {
+        "event": "open",
+        "timestamp": 1764000000,
+        "a": "x\ufffdy",
+        "b": "?z",
+        "\ufffdk": "é",
+        "n": None,
+        "i": None,
+        "f": None,
+        "g": 1.5,
+        "l": ["\ufffd"],
+    }
+
+
+def test_batch_ignored_reasons_are_numbered() -> None:
+    body = json.dumps([{"event": "open"}, BASE, [], {**BASE, "event": 3}]).encode()
+    batch = parse_batch(body)
+    assert len(batch.events) == 1
+    assert batch.ignored == (
+        "event 0: no usable 'timestamp'",
+        "event 2: not a JSON object",
+        "event 3: no usable 'event' name",
+    )
+    assert parse_batch(b"[]") == parse_batch(b" [ ] ")
+    with pytest.raises(EventPayloadError, match=r"^the body must be a JSON array"):
+        parse_batch(b'"\\u0000"')

@@ -6,10 +6,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from newsletter.sources.config import parse_sources
+from newsletter.sources.config import SourceConfig, parse_sources
 from newsletter.sources.decide import read_delivery
-from newsletter.sources.fields import first_name_in, flat, normalized
-from newsletter.sources.safe_json import BodyError, nesting_depth, parse_json
+from newsletter.sources.fields import email_in, first_name_in, flat, normalized
+from newsletter.sources.safe_json import (
+    BodyError,
+    check_text,
+    nesting_depth,
+    parse_json,
+    parse_json_object,
+)
 from newsletter.sources.verify import Inbound, Unauthorized, timestamped, url_token, webflow
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -157,12 +163,32 @@ def test_a_question_about_the_first_name_is_found() -> None:
     assert first_name_in([("Your name please", "Laura Palmer")]) == "Laura"
 
 
+def test_an_exact_first_name_label_needs_no_full_name() -> None:
+    # "first" and "fname" hold no "firstname" and no "name": only the exact labels find them
+    assert first_name_in([("first", "Ann"), ("email", "a@x.io")]) == "Ann"
+    assert first_name_in([("FNAME", " Bo ")]) == "Bo"
+
+
+def test_a_first_name_question_wins_over_other_names() -> None:
+    pairs = [("Pet name", "Rex"), ("Your first name, please", "Ann Lee")]
+    assert first_name_in(pairs) == "Ann"
+    assert first_name_in([("Pet name", "Rex Dog")]) == "Rex"
+
+
+def test_labels_and_values_may_come_as_a_one_pass_iterator() -> None:
+    assert email_in(iter([("Name", "Ann"), ("Work email", "a@x.io")])) == "a@x.io"
+    assert first_name_in(iter([("email", "a@x.io"), ("What's your first name?", "Ann")])) == "Ann"
+    assert first_name_in(iter([("Contact name", "Ann Lee")])) == "Ann"
+
+
 HOSTILE = [
     ("[" * 40 + "]" * 40, "nested deeper"),
     ('{"n": ' + "1" * 41 + "}", "longer than 40 digits"),
     ('{"a": "\\ud800"}', "lone surrogate"),
     ('{"a": "\\u0000"}', "NUL"),
     ('{"\\u0000": 1}', "NUL"),
+    ('["ok", ["\\u0000"]]', "NUL"),
+    ('{"a": [{"b": "\\udfff"}]}', "lone surrogate"),
     ('{"a": Infinity}', "not JSON"),
     ("{", "not valid JSON"),
 ]
@@ -182,6 +208,28 @@ def test_bounded_json_still_reads_what_senders_send() -> None:
     }
     assert parse_json("[" * 32 + "]" * 32) is not None
     assert nesting_depth('{"a": "[[[[", "b": [[]]}') == 3
+
+
+def test_our_own_refusals_keep_their_message() -> None:
+    with pytest.raises(BodyError, match=r"^the body has an integer longer than 40 digits$"):
+        parse_json("[" + "1" * 41 + "]")
+    with pytest.raises(BodyError, match=r"^the body uses NaN, which is not JSON$"):
+        parse_json("[NaN]")
+    with pytest.raises(BodyError, match=r"^the body is not UTF-8$"):
+        parse_json(b'{"a": "\xff"}')
+
+
+def test_check_text_returns_the_text_and_names_what_it_checked() -> None:
+    assert check_text("Ann \u00e9") == "Ann \u00e9"
+    with pytest.raises(BodyError, match=r"^a form field holds a NUL character"):
+        check_text("a\x00", "a form field")
+
+
+def test_a_json_object_is_required_where_asked() -> None:
+    assert parse_json_object(b'{"a": 1}') == {"a": 1}
+    for text in ("[1]", '"x"', "1", "null"):
+        with pytest.raises(BodyError, match="must be an object"):
+            parse_json_object(text)
 
 
 def test_a_webflow_timestamp_that_is_not_a_number_is_refused() -> None:
@@ -226,3 +274,185 @@ def test_single_opt_in_needs_the_setting_and_the_senders_consent() -> None:
     double = read_delivery(sources["d"], Inbound(body, {}, {}))
     assert (single.action, single.single_opt_in, single.consent_text) == ("subscribe", True, "t")
     assert (double.action, double.single_opt_in) == ("subscribe", False)
+
+
+def _one(settings: str, name: str = "x") -> tuple[dict[str, SourceConfig], list[str]]:
+    text = f"sources:\n  {name}:\n" + "".join(f"    {line}\n" for line in settings.split("; "))
+    sources, problems = parse_sources(text, "s.yaml")
+    return dict(sources), [str(p) for p in problems]
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [("1024", 1024), ("8388608", 8388608), ("4096", 4096)],
+)
+def test_max_body_bytes_within_the_bounds_is_kept(value: str, kept: int) -> None:
+    sources, problems = _one(f"preset: tally; secret_env: A; max_body_bytes: {value}")
+    assert problems == []
+    assert sources["x"].max_body_bytes == kept
+
+
+@pytest.mark.parametrize("value", ["1023", "8388609", "true", "'4096'", "4096.0"])
+def test_max_body_bytes_outside_the_bounds_is_a_problem(value: str) -> None:
+    sources, problems = _one(f"preset: tally; secret_env: A; max_body_bytes: {value}")
+    assert sources == {}
+    assert problems == ["s.yaml:5: x: max_body_bytes must be a number from 1024 to 8388608"]
+
+
+def test_every_setting_is_kept_as_written() -> None:
+    sources, problems = _one(
+        "preset: generic; secret_env: SITE_SECRET; verify: token; rate_limit: 10/second; "
+        "tags: [' vip ', shop]; map: {email: 'data.mail', first_name: 'data.n'}",
+        name="my-site",
+    )
+    assert problems == []
+    site = sources["my-site"]
+    assert (site.verify, site.rate_limit, site.tags, site.secret_env) == (
+        "token",
+        "10/second",
+        ("vip", "shop"),
+        "SITE_SECRET",
+    )
+    assert site.map == {"email": "data.mail", "first_name": "data.n"}
+    assert not site.single_opt_in_allowed
+    assert site.consent_text is None
+    shop, _ = _one(
+        "preset: stripe; secret_env: A; opt_in: single_if_consent; consent_text: ' Yes '"
+    )
+    assert shop["x"].single_opt_in_allowed
+    assert shop["x"].consent_text == "Yes"
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        (
+            "preset: tally",
+            "s.yaml:2: x: secret_env must name an environment variable (e.g. "
+            "NEWSLETTER_SOURCE_MY_SHOP_SECRET) holding the secret",
+        ),
+        (
+            "preset: tally; secret_env: A; consent_text: '  '",
+            "s.yaml:5: x: consent_text must be the wording shown",
+        ),
+        (
+            "preset: tally; secret_env: A; consent_text: 5",
+            "s.yaml:5: x: consent_text must be the wording shown",
+        ),
+        (
+            "preset: tally; secret_env: A; tags: [a, '']",
+            "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
+        ),
+        (
+            "preset: tally; secret_env: A; tags: 5",
+            "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
+        ),
+        (
+            "preset: nope; opt_in: single_if_consent",
+            "s.yaml:3: x: preset 'nope' is unknown; use one of webflow, tally, typeform, "
+            "formspree, framer, jotform, shopify, woocommerce, stripe, generic",
+        ),
+        (
+            "preset: tally; secret_env: A; tags: [a, 3]",
+            "s.yaml:5: x: tags must be a list of words, e.g. [customers]",
+        ),
+        (
+            "preset: generic; secret_env: A; verify: sometimes",
+            "s.yaml:5: x: verify: token is for the generic "
+            "preset only (others use the sender's own scheme); got 'sometimes'",
+        ),
+        (
+            "preset: generic; secret_env: A; map: [email]",
+            "s.yaml:5: x: map must map field names to JMESPath strings",
+        ),
+        (
+            "preset: generic; secret_env: A; map: {email: 3}",
+            "s.yaml:5: x: map must map field names to JMESPath strings",
+        ),
+        (
+            "preset: tally; secret_env: A; opt_in: 3",
+            "s.yaml:5: x: opt_in must be 'double' or 'single_if_consent', got 3",
+        ),
+        (
+            "preset: tally; secret_env: A; rate_limit: 5",
+            "s.yaml:5: x: rate_limit 5 must look like 120/minute",
+        ),
+    ],
+)
+def test_each_problem_names_its_line_and_the_fix(settings: str, problem: str) -> None:
+    name = "my-shop" if "MY_SHOP" in problem else "x"
+    sources, problems = _one(settings, name=name)
+    assert sources == {}
+    assert problems == [problem.replace("x: secret_env", f"{name}: secret_env")]
+
+
+def test_unknown_keys_list_the_known_ones() -> None:
+    _, problems = _one("preset: tally; secret_env: A; colour: red; b: 1")
+    known = (
+        "consent_text, map, max_body_bytes, opt_in, preset, rate_limit, secret_env, tags, verify"
+    )
+    assert problems == [
+        f"s.yaml:6: x: unknown key 'b'; known: {known}",
+        f"s.yaml:5: x: unknown key 'colour'; known: {known}",
+    ]
+
+
+def test_single_if_consent_on_a_preset_without_consent_names_the_ones_with() -> None:
+    _, problems = _one(
+        "preset: tally; secret_env: A; opt_in: single_if_consent; consent_text: Email me"
+    )
+    assert len(problems) == 1
+    assert problems[0].startswith("s.yaml:5: x: single_if_consent is only for signed checkout ")
+    assert "(shopify, stripe); tally stays double opt-in" in problems[0]
+
+
+def test_a_bad_source_does_not_hide_the_good_ones() -> None:
+    text = (
+        "sources:\n"
+        "  a: {preset: tally, secret_env: A}\n"
+        "  b: {preset: tally}\n"
+        "  c: tally\n"
+        "  a: {preset: stripe, secret_env: B}\n"
+        "  d: {preset: stripe, secret_env: D}\n"
+    )
+    sources, problems = parse_sources(text, "s.yaml")
+    assert list(sources) == ["a", "d"]
+    assert sources["a"].preset == "tally"
+    assert (sources["a"].line, sources["d"].line) == (2, 6)
+    assert [str(p).split(": ", 1)[0] for p in problems] == ["s.yaml:3", "s.yaml:4", "s.yaml:5"]
+    assert "source 'c' must be a mapping with at least 'preset:'" in str(problems[1])
+    assert "source 'a' is defined twice" in str(problems[2])
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("hello\n", "s.yaml:1: the file must hold one key, 'sources:', mapping names to sources"),
+        (
+            "sources: {}\nother: 1\n",
+            "s.yaml:1: the file must hold one key, 'sources:', mapping names to sources",
+        ),
+        ("sources:\n", "s.yaml:1: 'sources:' must map each source name to its settings"),
+    ],
+)
+def test_the_shape_of_the_file(text: str, problem: str) -> None:
+    assert [str(p) for p in parse_sources(text, "s.yaml")[1]] == [problem]
+
+
+def test_a_source_built_by_hand_has_the_documented_defaults() -> None:
+    source = SourceConfig(name="x", preset="tally", secret_env="A")
+    assert (source.opt_in, source.tags, source.consent_text, source.map, source.verify) == (
+        "double",
+        (),
+        None,
+        {},
+        "signature",
+    )
+    assert (source.rate_limit, source.max_body_bytes, source.line) == ("120/minute", 262144, 0)
+    assert not source.single_opt_in_allowed
+
+
+def test_an_unknown_key_is_reported_at_the_key_not_its_value() -> None:
+    text = "sources:\n  x:\n    preset: tally\n    secret_env: A\n    colour:\n      - red\n"
+    _, problems = parse_sources(text, "s.yaml")
+    assert [str(p).split(": ", 1)[0] for p in problems] == ["s.yaml:5"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from newsletter.errors import TokenError
 from newsletter.tokens import make_unsubscribe_token
@@ -167,3 +168,69 @@ def test_bad_click_tokens(token: str) -> None:
 def test_bad_open_tokens(token: str) -> None:
     with pytest.raises(TokenError):
         read_open_token(token, keys=KEYS)
+
+
+def test_tokens_already_mailed_keep_reading() -> None:
+    """Known answers made once: a changed salt or encoding would break every tracking link
+    already in an inbox."""
+    assert make_open_token(42, keys=KEYS) == "NDI.UoFZ1EKnH4yLXfgLcVSuzYuafKs"
+    assert make_click_token(42, 3, keys=KEYS) == "WzQyLDNd.rOd37nHhLD_TShYn9sMqjv4v080"
+    assert read_open_token("NDI.UoFZ1EKnH4yLXfgLcVSuzYuafKs", keys=KEYS) == 42
+    assert read_click_token("WzQyLDNd.rOd37nHhLD_TShYn9sMqjv4v080", keys=KEYS) == ClickToken(42, 3)
+
+
+def test_the_largest_id_and_index_are_accepted() -> None:
+    biggest = make_click_token(2**63 - 1, 9_999, keys=KEYS)
+    assert read_click_token(biggest, keys=KEYS) == ClickToken(2**63 - 1, 9_999)
+    assert not read_click_token(biggest, keys=KEYS).trap
+    assert read_open_token(make_open_token(2**63 - 1, keys=KEYS), keys=KEYS) == 2**63 - 1
+    assert read_open_token(make_open_token(1, keys=KEYS), keys=KEYS) == 1
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(make_open_token(0, keys=KEYS), id="zero"),
+        pytest.param(make_open_token(2**63, keys=KEYS), id="huge"),
+        pytest.param(make_open_token("42", keys=KEYS), id="string"),  # type: ignore[arg-type]
+        pytest.param("x" * 201, id="too-long"),
+    ],
+)
+def test_more_bad_open_tokens(token: str) -> None:
+    with pytest.raises(TokenError, match="this tracking link is not valid"):
+        read_open_token(token, keys=KEYS)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param([42], id="one-item"),
+        pytest.param([42, 3, 1], id="three-items"),
+        pytest.param([42, True], id="bool-index"),
+        pytest.param([42, "3"], id="string-index"),
+        pytest.param([True, 3], id="bool-id"),
+        pytest.param({"0": 42}, id="object"),
+    ],
+)
+def test_malformed_click_payloads_are_refused(value: object) -> None:
+    token = str(URLSafeSerializer(["new-key"], salt="newsletter.track.click").dumps(value))
+    with pytest.raises(TokenError, match="this tracking link is not valid"):
+        read_click_token(token, keys=KEYS)
+
+
+def test_a_token_of_200_characters_is_still_read() -> None:
+    # length is checked before the signature: 200 is read (and refused as unsigned), 201 is not
+    with pytest.raises(TokenError) as at_limit:
+        read_click_token("x" * 200, keys=KEYS)
+    assert at_limit.value.__cause__ is not None
+    with pytest.raises(TokenError) as over:
+        read_click_token("x" * 201, keys=KEYS)
+    assert over.value.__cause__ is None
+
+
+def test_tokens_need_a_key() -> None:
+    with pytest.raises(ValueError, match="at least one secret key"):
+        make_open_token(1, keys=())
+    with pytest.raises(TokenError) as reading:
+        read_click_token("WzQyLDNd.rOd37nHhLD_TShYn9sMqjv4v080", keys=())
+    assert "at least one secret key" in str(reading.value.__cause__)

@@ -208,6 +208,8 @@ TRUSTED = parse_networks("10.0.0.0/8, 192.0.2.7, ::1, fd00::/8")
         pytest.param("::ffff:10.0.0.1", ["203.0.113.5"], "203.0.113.5", id="v4-mapped-peer"),
         pytest.param("fd00::1", ["::ffff:10.1.1.1, 2001:db8::3"], "2001:db8::3", id="v6-chain"),
         pytest.param("testclient", ["203.0.113.5"], "testclient", id="peer-not-an-ip"),
+        pytest.param("10.0.0.1", ["[2001:db8::1"], "10.0.0.1", id="v6-unclosed-bracket"),
+        pytest.param("10.0.0.1", ["[2001:db8::1]"], "2001:db8::1", id="v6-brackets-no-port"),
     ],
 )
 def test_client_ip(peer: str | None, forwarded: list[str], expected: str) -> None:
@@ -226,3 +228,11 @@ def test_parse_networks() -> None:
     )
     with pytest.raises(ValueError, match="'nope' is not an IP address or CIDR range"):
         parse_networks("10.0.0.0/8,nope")
+    # a long bad entry is shown cut to 64 characters
+    with pytest.raises(ValueError, match=r"^'x{64}' is not an IP address or CIDR range"):
+        parse_networks("x" * 100)
+
+
+def test_uvicorn_is_told_not_to_read_the_header_itself() -> None:
+    # uvicorn would trust X-Forwarded-For from 127.0.0.1; only our own reading may count
+    assert UVICORN_PROXY_HEADERS is False

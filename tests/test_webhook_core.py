@@ -10,10 +10,15 @@ from datetime import timedelta
 import pytest
 
 from newsletter.errors import WebhookError, WebhookURLError
-from newsletter.webhooks.catalog import EVENT_TYPES, check_event_types
+from newsletter.webhooks.catalog import EVENT_TYPES, PING, check_event_types
 from newsletter.webhooks.retries import RETRY_PERIOD, next_attempt
 from newsletter.webhooks.signing import HEADER, signature, signature_header
-from newsletter.webhooks.targets import forbidden_reason, is_forbidden, parse_target
+from newsletter.webhooks.targets import (
+    forbidden_reason,
+    is_forbidden,
+    literal_address,
+    parse_target,
+)
 from tests.conftest import NOW
 
 
@@ -35,6 +40,8 @@ from tests.conftest import NOW
         ("fc00::1", True),
         ("::ffff:127.0.0.1", True),
         ("::ffff:93.184.216.34", False),
+        # multicast behind an IPv4-mapped address: only the IPv4 reading sees it
+        ("::ffff:224.0.0.1", True),
     ],
 )
 def test_only_public_addresses_are_allowed(address: str, forbidden: bool) -> None:
@@ -54,6 +61,7 @@ def test_every_address_of_a_name_counts() -> None:
         ("https://Shop.Example/h", "shop.example", 443),
         ("http://shop.example:8080/h?x=1", "shop.example", 8080),
         ("http://[::1]:9/h", "::1", 9),
+        ("http://shop.example/h", "shop.example", 80),
     ],
 )
 def test_good_urls_parse(url: str, host: str, port: int) -> None:
@@ -135,3 +143,22 @@ def test_url_edges() -> None:
         parse_target("https://u@x.example/a@b")
     assert user_only.value.url == "x.example/a@b"
     assert timedelta(days=3) == RETRY_PERIOD
+
+
+def test_the_ping_event_has_its_own_name_no_endpoint_subscribes_to() -> None:
+    # ``webhook test`` sends it; receivers match on this exact name.
+    assert PING == "ping"
+    with pytest.raises(WebhookError, match="unknown event 'ping'"):
+        check_event_types(["ping"])
+
+
+def test_a_literal_address_is_read_and_a_name_is_not() -> None:
+    assert literal_address("10.0.0.1") == ipaddress.IPv4Address("10.0.0.1")
+    assert literal_address("::1") == ipaddress.IPv6Address("::1")
+    assert literal_address("shop.example") is None
+    assert literal_address("10.0.0") is None
+
+
+def test_a_control_character_that_is_not_white_space_is_refused() -> None:
+    with pytest.raises(WebhookURLError, match="control characters"):
+        parse_target("https://x.example/\x01")
