@@ -177,3 +177,19 @@ BERLIN_WINDOW = SendWindow(time(8), time(11))
 def test_naive_datetimes_are_refused_saying_what_to_pass(call: Callable[[], object]) -> None:
     with pytest.raises(ValueError, match=r"naive datetime .* pass an aware UTC datetime"):
         call()
+
+
+@pytest.mark.parametrize(
+    ("earliest", "expected"),
+    [
+        pytest.param(datetime(2026, 7, 1, 9, 30, tzinfo=BERLIN), utc(2026, 7, 1, 7, 30), id="in"),
+        pytest.param(datetime(2026, 7, 1, 6, 0, tzinfo=BERLIN), utc(2026, 7, 1, 6, 0), id="before"),
+    ],
+)
+def test_next_in_window_answers_in_utc_whatever_zone_it_was_given(
+    earliest: datetime, expected: datetime
+) -> None:
+    """Stored as given: a +02:00 value among UTC ones would sort wrongly as text (SQLite)."""
+    found = next_in_window(earliest, BERLIN, MORNING)
+    assert found == expected
+    assert found.tzinfo is UTC

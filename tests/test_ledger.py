@@ -1,7 +1,9 @@
-"""The ledger's guards: outcomes never overwrite a row settled meanwhile."""
+"""The ledger's guards (outcomes never overwrite a row settled meanwhile), the webhooks its
+outcomes make, and the operator's and reports' calls (requeue, counts)."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -12,13 +14,18 @@ from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
     claim_batch,
+    count_by_status,
     mark_sending,
     record_results,
     release,
+    requeue_unknown,
+    skip_withdrawn,
 )
-from newsletter.models import Delivery
+from newsletter.models import Delivery, Subscriber, WebhookEndpoint, WebhookEvent
 from tests.conftest import NOW
 from tests.factories import add_subscriber, add_subscribers, queue_deliveries
+
+HOUR = timedelta(hours=1)
 
 
 def one_sending_row(app: App) -> int:
@@ -125,3 +132,154 @@ def test_release_touches_only_rows_the_worker_still_holds(app: App) -> None:
         ("queued", 0),
         ("queued", 0),
     ]
+
+
+def _claimed(app: App, n: int) -> list[int]:
+    """``n`` rows claimed by worker ``w`` (leased, one attempt counted)."""
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(session, add_subscribers(session, n), item_id="tips/walking")
+        claim_batch(session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5))
+        return ids
+
+
+def _email_events(app: App) -> list[tuple[str, int, str, str | None]]:
+    with app.sessions() as session:
+        bodies = [
+            (t, json.loads(b)["data"]["email"])
+            for t, b in session.execute(
+                select(WebhookEvent.type, WebhookEvent.body).order_by(WebhookEvent.id)
+            )
+        ]
+    return [(t, e["delivery_id"], e["status"], e.get("error")) for t, e in bodies]
+
+
+def test_settled_outcomes_become_email_webhooks_and_only_those(app: App) -> None:
+    """email.sent / email.failed for each row an outcome settles (a retry that ran out of
+    attempts fails it); nothing for a row settled meanwhile, a retry still to come, a
+    row never shown to the provider or an unknown outcome."""
+    sent, failed, settled, gave_up, retried, skipped, unknown = _claimed(app, 7)
+    with transaction(app.sessions) as session:
+        session.add(
+            WebhookEndpoint(
+                url="https://hooks.example/in",
+                events=["email.sent", "email.failed"],
+                secret="s" * 32,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+        session.execute(update(Delivery).where(Delivery.id == settled).values(status="sent"))
+    with transaction(app.sessions) as session:
+        record_results(
+            session,
+            [
+                SendResult(sent, SendStatus.SENT, "pm-1"),
+                SendResult(failed, SendStatus.FAILED, error="550 no such user"),
+                SendResult(settled, SendStatus.SENT, "pm-3"),
+                SendResult(gave_up, SendStatus.RETRY, error="timeout"),
+                SendResult(skipped, SendStatus.NOT_ATTEMPTED),
+                SendResult(unknown, SendStatus.UNKNOWN),
+            ],
+            now=NOW,
+            max_attempts=1,
+        )
+        record_results(
+            session, [SendResult(retried, SendStatus.RETRY, error="451")], now=NOW, max_attempts=5
+        )
+    assert _email_events(app) == [
+        ("email.sent", sent, "sent", None),
+        ("email.failed", failed, "failed", "550 no such user"),
+        ("email.failed", gave_up, "failed", "gave up after 1 attempts: timeout"),
+    ]
+    assert [row(app, i).status for i in (retried, skipped, unknown)] == [
+        "queued",
+        "queued",
+        "unknown",
+    ]
+
+
+def test_without_a_listening_endpoint_outcomes_make_no_webhooks(app: App) -> None:
+    (sent,) = _claimed(app, 1)
+    with transaction(app.sessions) as session:
+        session.add(
+            WebhookEndpoint(
+                url="https://hooks.example/in",
+                events=["subscriber.created"],
+                secret="s" * 32,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        )
+    with transaction(app.sessions) as session:
+        record_results(
+            session, [SendResult(sent, SendStatus.SENT, "pm-1")], now=NOW, max_attempts=5
+        )
+    assert _email_events(app) == []
+    assert row(app, sent).status == "sent"
+
+
+def test_mark_sending_without_a_worker_marks_every_row_given(app: App) -> None:
+    mine, other = _claimed(app, 2)
+    with transaction(app.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == other).values(leased_by="x"))
+    with transaction(app.sessions) as session:
+        assert mark_sending(session, [], now=NOW) == []
+        assert mark_sending(session, [], now=NOW, worker="w") == []
+        assert mark_sending(session, [other, mine], now=NOW) == [other, mine]
+    assert [(row(app, i).status, row(app, i).lease_expires_at) for i in (mine, other)] == [
+        ("sending", NOW + timedelta(minutes=5)),
+        ("sending", NOW + timedelta(minutes=5)),
+    ]
+
+
+def test_skip_withdrawn_of_rows_no_longer_leased_is_empty(app: App) -> None:
+    (gone,) = _claimed(app, 1)
+    with transaction(app.sessions) as session:
+        mark_sending(session, [gone], now=NOW)
+        session.execute(update(Subscriber).values(status="unsubscribed"))
+    with transaction(app.sessions) as session:
+        assert skip_withdrawn(session, [gone], now=NOW) == []
+    assert row(app, gone).status == "sending"
+
+
+def test_requeue_unknown_resends_only_unknown_rows_last_touched_before(app: App) -> None:
+    old, recent, sent = _claimed(app, 3)
+    with transaction(app.sessions) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_([old, recent]))
+            .values(status="unknown", lease_expires_at=NOW)
+        )
+        session.execute(update(Delivery).where(Delivery.id == old).values(updated_at=NOW - HOUR))
+        session.execute(update(Delivery).where(Delivery.id == sent).values(status="sent"))
+    later = NOW + HOUR
+    with transaction(app.sessions) as session:
+        assert requeue_unknown(session, now=later, before=NOW) == 1
+    requeued = row(app, old)
+    assert (
+        requeued.status,
+        requeued.due_at,
+        requeued.lease_expires_at,
+        requeued.leased_by,
+        requeued.error,
+        requeued.updated_at,
+    ) == ("queued", later, None, None, "requeued by the operator after an unknown outcome", later)
+    assert [row(app, i).status for i in (recent, sent)] == ["unknown", "sent"]
+    with transaction(app.sessions) as session:
+        assert requeue_unknown(session, now=later) == 1
+    assert [row(app, i).status for i in (recent, sent)] == ["queued", "sent"]
+    with transaction(app.sessions) as session:
+        assert requeue_unknown(session, now=later) == 0
+
+
+def test_count_by_status_counts_every_row_or_those_matching_the_filters(app: App) -> None:
+    a, b, c = _claimed(app, 3)
+    with transaction(app.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == a).values(status="sent"))
+        session.execute(update(Delivery).where(Delivery.id == b).values(item_id="tips/other"))
+    with app.sessions() as session:
+        assert count_by_status(session) == {"sent": 1, "leased": 2}
+        assert count_by_status(session, item_id="tips/walking") == {"sent": 1, "leased": 1}
+        assert count_by_status(session, item_id="tips/walking", status="leased") == {"leased": 1}
+        assert count_by_status(session, item_id="tips/none") == {}
+    assert c not in (a, b)

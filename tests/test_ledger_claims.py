@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
+    SKIPPED_AT_CLAIM,
     SKIPPED_BEFORE_SENDING,
     NewDelivery,
     claim_batch,
@@ -21,7 +23,14 @@ from newsletter.ledger import (
     recover_expired_leases,
     skip_withdrawn,
 )
-from newsletter.models import Delivery, DeliveryKind, Subscriber, Suppression
+from newsletter.models import (
+    Campaign,
+    Delivery,
+    DeliveryKind,
+    Enrollment,
+    Subscriber,
+    Suppression,
+)
 from tests.conftest import NOW
 from tests.factories import add_subscriber, queue_deliveries
 
@@ -339,3 +348,153 @@ def test_skip_withdrawn_skips_held_rows_of_a_subscriber_who_left_since_the_claim
         None,
     )
     assert fetch(app, kept).status == "leased"
+
+
+def test_a_drip_row_is_skipped_when_its_own_enrollment_exited_and_only_then(app: App) -> None:
+    """The exit check looks at the row's own enrollment: another enrollment's exit (or an
+    enrollment still active) does not skip it."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "two-sequences@example.org")
+        active = Enrollment(
+            subscriber_id=sub.id, sequence="welcome", status="active", created_at=NOW
+        )
+        exited = Enrollment(
+            subscriber_id=sub.id, sequence="onboarding", status="exited", created_at=NOW
+        )
+        session.add_all([active, exited])
+        session.flush()
+        for key, enrollment in (("own-active", active), ("own-exited", exited)):
+            enqueue(
+                session,
+                [
+                    NewDelivery(
+                        key,
+                        DeliveryKind.DRIP,
+                        "tips/a",
+                        NOW,
+                        subscriber_id=sub.id,
+                        enrollment_id=enrollment.id,
+                        step=0,
+                    )
+                ],
+                now=NOW,
+            )
+    with app.sessions() as session:
+        ids = dict(session.execute(select(Delivery.key, Delivery.id)).all())
+    assert claim(app) == [ids["own-active"]]
+    assert fetch(app, ids["own-exited"]).status == "skipped"
+
+
+def test_with_attention_a_claim_gives_up_after_twenty_rounds_that_keep_nothing(app: App) -> None:
+    """Attention that defers every row it sees is asked 20 times, then the claim is empty."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "always-deferred@example.org")
+        queue_deliveries(session, [sub.id], item_id="tips/a")
+    rounds: list[int] = []
+
+    def defer_all(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
+        rounds.append(len(rows))
+        return []
+
+    assert claim(app, attention=defer_all) == []
+    assert rounds == [1] * 20
+
+
+@pytest.mark.parametrize("held_state", ["paused", "stale"])
+def test_only_the_rows_of_a_paused_or_stale_campaign_wait_in_the_queue(
+    app: App, held_state: str
+) -> None:
+    """The pause check looks at the row's own campaign: a sending campaign's rows go out
+    while another campaign is paused (or stale), whose rows stay queued, not skipped."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "two-campaigns@example.org")
+        campaigns = {
+            state: Campaign(
+                name=f"c-{state}",
+                item_id="campaigns/a",
+                state=state,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+            for state in ("sending", held_state)
+        }
+        session.add_all(campaigns.values())
+        session.flush()
+        enqueue(
+            session,
+            [
+                NewDelivery(
+                    f"row-{state}",
+                    DeliveryKind.CAMPAIGN,
+                    "campaigns/a",
+                    NOW,
+                    subscriber_id=sub.id,
+                    campaign_id=campaign.id,
+                )
+                for state, campaign in campaigns.items()
+            ],
+            now=NOW,
+        )
+    with app.sessions() as session:
+        ids = dict(session.execute(select(Delivery.key, Delivery.id)).all())
+    assert claim(app) == [ids["row-sending"]]
+    assert fetch(app, ids[f"row-{held_state}"]).status == "queued"
+
+
+def test_attention_decides_which_eligible_rows_go_and_they_come_back_leased_in_due_order(
+    app: App,
+) -> None:
+    """Attention sees the eligible rows only; the rows it keeps are leased and returned as
+    stored (fresh from the database), oldest due first whatever order attention chose; the
+    rows it dropped are left as they were."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "attention@example.org")
+        gone = add_subscriber(session, "attention-gone@example.org", status="unsubscribed")
+        (left_out,) = queue_deliveries(session, [gone.id], item_id="tips/a")
+        first, second, third = (
+            queue_deliveries(
+                session, [sub.id], item_id=f"tips/{n}", due_at=NOW - timedelta(hours=h)
+            )[0]
+            for n, h in (("x", 3), ("y", 2), ("z", 1))
+        )
+    seen: list[list[int]] = []
+
+    def keep_two_reversed(
+        _session: Session, rows: list[Delivery], _now: datetime
+    ) -> list[Delivery]:
+        seen.append([r.id for r in rows])
+        return [r for r in reversed(rows) if r.id != second]
+
+    with transaction(app.sessions) as session:
+        kept = claim_batch(
+            session, worker="w", limit=50, now=NOW, lease=LEASE, attention=keep_two_reversed
+        )
+        assert [(r.id, r.status, r.leased_by, r.attempts, r.lease_expires_at) for r in kept] == [
+            (first, "leased", "w", 1, NOW + LEASE),
+            (third, "leased", "w", 1, NOW + LEASE),
+        ]
+    assert seen == [[first, second, third]]
+    assert (fetch(app, second).status, fetch(app, second).attempts) == ("queued", 0)
+    assert fetch(app, left_out).status == "skipped"
+
+
+def test_a_marketing_row_with_no_subscriber_and_no_address_is_skipped(app: App) -> None:
+    """Nobody to check against the suppression list and nobody to send to: skipped."""
+    with transaction(app.sessions) as session:
+        enqueue(session, [NewDelivery("orphan", DeliveryKind.DRIP, "tips/a", NOW)], now=NOW)
+        orphan = session.scalars(select(Delivery.id).where(Delivery.key == "orphan")).one()
+    assert claim(app) == []
+    assert (fetch(app, orphan).status, fetch(app, orphan).error) == (
+        "skipped",
+        "skipped at claim: unsubscribed, suppressed, exited or campaign cancelled",
+    )
+
+
+def test_the_skip_reasons_read_as_operators_see_them() -> None:
+    """Stored in ``deliveries.error`` and shown by ``stats`` and the API: pinned as text."""
+    assert SKIPPED_AT_CLAIM == (
+        "skipped at claim: unsubscribed, suppressed, exited or campaign cancelled"
+    )
+    assert SKIPPED_BEFORE_SENDING == (
+        "skipped before sending: unsubscribed, suppressed or campaign cancelled after the claim"
+    )
