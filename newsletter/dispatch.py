@@ -34,10 +34,25 @@ from newsletter.compose import (
     preferences_url,
     unsubscribe_url,
 )
-from newsletter.content.model import NO_EVENT, EventContext, Links, SubscriberContext
+from newsletter.content.batch import RenderPlan, group_key, recipient_values
+from newsletter.content.library import ContentLibrary
+from newsletter.content.model import (
+    NO_EVENT,
+    EventContext,
+    Links,
+    RenderedEmail,
+    SubscriberContext,
+)
 from newsletter.db import transaction
-from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.base import (
+    BatchAuthError,
+    OutgoingEmail,
+    SendResult,
+    SendStatus,
+    Skeleton,
+)
 from newsletter.delivery.checks import message_problem
+from newsletter.delivery.personalization import apply_substitutions
 from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
 from newsletter.ledger import (
     claim_batch,
@@ -47,6 +62,7 @@ from newsletter.ledger import (
     skip_withdrawn,
 )
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
+from newsletter.one_line import one_line
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
 from newsletter.tokens import make_confirm_token, make_keep_token, make_unsubscribe_token
@@ -265,6 +281,8 @@ def _build_messages(
         session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).all()
     )
     keys = settings.secret_keys
+    planner = BatchRenderer(app.library)
+    tracks = tracking_on(settings)
     messages: list[OutgoingEmail] = []
     failures: list[SendResult] = []
     for row in rows:
@@ -301,8 +319,12 @@ def _build_messages(
             links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         event = events.get(row.enrollment_id, NO_EVENT) if row.enrollment_id else NO_EVENT
+        planned: tuple[RenderPlan, dict[str, str]] | None = None
         try:
-            rendered = app.library.render(row.item_id, recipient, links, event)
+            if row.kind != DeliveryKind.TEST.value and subscriber is not None and not tracks:
+                rendered, planned = planner.render(row.item_id, recipient, links, event)
+            else:
+                rendered = app.library.render(row.item_id, recipient, links, event)
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
@@ -333,6 +355,8 @@ def _build_messages(
         )
         if tracking:  # per-recipient values: SendGrid can still batch tracked emails
             message = replace(message, personal={**message.personal, **tracking})
+        if planned is not None:
+            message = _with_skeleton(message, *planned)
         problem = _problem(app, message)
         if problem is not None:
             log.warning("delivery %d cannot be sent: %s", row.id, problem)
@@ -340,6 +364,77 @@ def _build_messages(
             continue
         messages.append(message)
     return messages, failures
+
+
+class BatchRenderer:
+    """Renders the emails of one batch: once per group of recipients that can share a
+    render plan (``newsletter.content.batch``), each recipient by substitution.
+
+    The first recipient of every group is also rendered alone, and the group's plan is
+    used only if it gives exactly that email; a recipient whose values a plan cannot take
+    (``batch.usable``), and every recipient of an item that cannot be planned, is
+    rendered alone.
+    """
+
+    def __init__(self, library: ContentLibrary) -> None:
+        self._library = library
+        self._plans: dict[str, RenderPlan | None] = {}
+
+    def render(
+        self, item_id: str, recipient: SubscriberContext, links: Links, event: EventContext
+    ) -> tuple[RenderedEmail, tuple[RenderPlan, dict[str, str]] | None]:
+        """The email, and the plan with this recipient's substitutions when one made it.
+
+        Raises ``ContentError`` as ``ContentLibrary.render`` does.
+        """
+        key = group_key(item_id, recipient, links, event)
+        values = recipient_values(recipient, links)
+        plan = self._plans.get(key)
+        if plan is not None:
+            substitutions = plan.substitutions(values)
+            if substitutions is not None:
+                return plan.render(substitutions), (plan, substitutions)
+        alone = self._library.render(item_id, recipient, links, event)
+        if key not in self._plans:
+            self._plans[key] = self._witnessed(item_id, recipient, links, event, values, alone)
+        return alone, None
+
+    def _witnessed(
+        self,
+        item_id: str,
+        recipient: SubscriberContext,
+        links: Links,
+        event: EventContext,
+        values: dict[str, str],
+        alone: RenderedEmail,
+    ) -> RenderPlan | None:
+        """The group's plan if it reproduces ``alone`` (this recipient rendered alone)."""
+        try:
+            plan = self._library.plan(item_id, recipient, links, event)
+        except ContentError:
+            return None
+        if plan is None:
+            return None
+        substitutions = plan.substitutions(values)
+        if substitutions is None:
+            return None
+        if plan.render(substitutions) != alone:
+            log.warning("%s: the batch render plan differs from rendering alone", item_id)
+            return None
+        return plan
+
+
+def _with_skeleton(
+    message: OutgoingEmail, plan: RenderPlan, substitutions: dict[str, str]
+) -> OutgoingEmail:
+    """``message`` with the plan as its SendGrid skeleton: its html and text are the
+    plan's with ``substitutions``; its subject went through ``compose``'s ``one_line``,
+    so the skeleton's is checked (planned emails have no subject prefix)."""
+    subject = one_line(plan.subject)
+    if apply_substitutions(subject, substitutions) != message.subject:
+        return message
+    used = tuple(sorted(substitutions.items()))
+    return replace(message, skeleton=Skeleton(subject, plan.html, plan.text, used))
 
 
 def _problem(app: App, message: OutgoingEmail) -> str | None:
