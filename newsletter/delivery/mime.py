@@ -181,7 +181,7 @@ def _addressee(value: str) -> str | None:
     to = _READ_POLICY.header_fetch_parse("To", value).addresses
     if len(to) != 1:
         return None
-    return to[0].username + "@" + to[0].domain
+    return f"{to[0].username}@{to[0].domain}"
 
 
 # ---- the fast path: the bytes written out directly ----------------------------------------
