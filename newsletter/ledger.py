@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -251,7 +251,20 @@ def _claim_once(
     return len(rows), keep
 
 
-def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
+class _Addressed(Protocol):
+    """What ``_suppressed_ids`` reads of a row (a ``Delivery`` or a row of its columns)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def subscriber_id(self) -> int | None: ...
+    @property
+    def to_email(self) -> str | None: ...
+
+
+def _suppressed_ids(session: Session, rows: Iterable[_Addressed]) -> set[int]:
     """Ids of marketing rows whose address hash is on the suppression list."""
     marketing = [r for r in rows if r.kind != DeliveryKind.CONFIRMATION.value]
     if not marketing:
@@ -293,14 +306,13 @@ def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> li
     """
     if not ids:
         return []
-    rows = list(
-        session.scalars(
-            select(Delivery).where(
-                Delivery.id.in_(ids),
-                Delivery.status == DeliveryStatus.LEASED.value,
-            )
+    # Columns, not ORM objects: what ``_suppressed_ids`` reads, for a whole chunk.
+    rows = session.execute(
+        select(Delivery.id, Delivery.kind, Delivery.subscriber_id, Delivery.to_email).where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.LEASED.value,
         )
-    )
+    ).all()
     if not rows:
         return []
     held = [r.id for r in rows]

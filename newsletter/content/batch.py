@@ -32,6 +32,7 @@ shipped item and for generated names).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -42,7 +43,7 @@ from jinja2 import meta, nodes
 from markupsafe import escape
 
 from newsletter.content.model import EventContext, Links, RenderedEmail, SubscriberContext
-from newsletter.delivery.personalization import apply_substitutions, tag_for
+from newsletter.delivery.personalization import TAG_PATTERN, tag_for
 
 # (context object, attribute) -> the name of the value in ``OutgoingEmail.personal``.
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -65,6 +66,7 @@ _VARIANTS = ("", "h", "hh")  # tag variants by the number of times a value was e
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: never in shipped content
 _SENTINEL = re.compile("\ue000nl([0-9]+)&((?:amp;)*)\ue001")
 _PRINT, _TEST, _OTHER = "print", "test", "other"
+_ANY_TAG = re.compile(f"({TAG_PATTERN})")
 
 
 def sentinel(index: int) -> str:
@@ -249,14 +251,27 @@ class RenderPlan:
         return out
 
     def render(self, substitutions: Mapping[str, str]) -> RenderedEmail:
-        return RenderedEmail(
-            self.item_id,
-            apply_substitutions(self.subject, substitutions),
-            apply_substitutions(self.preheader, substitutions),
-            apply_substitutions(self.html, substitutions),
-            apply_substitutions(self.text, substitutions),
-            self.transactional,
+        """The email for one recipient: ``apply_substitutions`` on every part (written
+        as joins of the parts split at their tags once: the same text, faster)."""
+        subject, preheader, html, text = (_joined(pieces, substitutions) for pieces in self._pieces)
+        return RenderedEmail(self.item_id, subject, preheader, html, text, self.transactional)
+
+    @functools.cached_property
+    def _pieces(self) -> tuple[tuple[str, ...], ...]:
+        """Each part split at its tags: text, tag, text, tag, ..., text."""
+        return tuple(
+            tuple(_ANY_TAG.split(part))
+            for part in (self.subject, self.preheader, self.html, self.text)
         )
+
+
+def _joined(pieces: tuple[str, ...], substitutions: Mapping[str, str]) -> str:
+    if len(pieces) == 1:
+        return pieces[0]
+    out = list(pieces)
+    for index in range(1, len(out), 2):
+        out[index] = substitutions.get(out[index], out[index])
+    return "".join(out)
 
 
 def make_plan(probe: RenderedEmail, names: tuple[str, ...]) -> RenderPlan | None:

@@ -37,7 +37,8 @@ MIN_VALUE_LENGTH = 2  # a one-letter value would turn every such letter into a t
 _KEY = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 # ``:h``: the value HTML-escaped; ``:hh``: escaped twice (a subject holding the name,
 # printed escaped in the html: only a batch render plan makes that tag).
-_TAG = re.compile(r"%%nl:[A-Za-z0-9_]{1,64}(?::hh?)?%%")
+TAG_PATTERN = r"%%nl:[A-Za-z0-9_]{1,64}(?::hh?)?%%"
+_TAG = re.compile(TAG_PATTERN)
 
 
 def tag_for(key: str, variant: str = "") -> str:
