@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.addresses import email_hash
@@ -238,16 +239,19 @@ def _claim_once(
                 attempts=Delivery.attempts + 1,
                 updated_at=now,
             )
+            .execution_options(synchronize_session=False)
         )
-        # One SELECT refreshes every kept row (not one per row).
-        keep = list(
-            session.scalars(
-                select(Delivery)
-                .where(Delivery.id.in_([r.id for r in keep]))
-                .order_by(Delivery.due_at, Delivery.id)
-                .execution_options(populate_existing=True)
-            )
-        )
+        # The kept rows, still in claim order, get the values just written as stored
+        # values (what re-reading them would give: the rows are ours in this transaction,
+        # locked on PostgreSQL, and SQLite refuses a write over a changed snapshot).
+        expires = (now + lease).astimezone(UTC)
+        stamp = now.astimezone(UTC)
+        for row in keep:
+            set_committed_value(row, "status", DeliveryStatus.LEASED.value)
+            set_committed_value(row, "leased_by", worker)
+            set_committed_value(row, "lease_expires_at", expires)
+            set_committed_value(row, "attempts", row.attempts + 1)
+            set_committed_value(row, "updated_at", stamp)
     return len(rows), keep
 
 
