@@ -413,7 +413,7 @@ class BatchRenderer:
 
     def __init__(self, library: ContentLibrary) -> None:
         self._library = library
-        self._plans: dict[str, RenderPlan | None] = {}
+        self._plans: dict[tuple[object, ...], RenderPlan | None] = {}
 
     def render(
         self, item_id: str, recipient: SubscriberContext, links: Links, event: EventContext

@@ -7,6 +7,7 @@ from __future__ import annotations
 import email
 import email.policy
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -462,3 +463,20 @@ def _with_line_end(part: str) -> str:
 
 def test_tags_for_a_value_escaped_twice_apply() -> None:
     assert apply_substitutions("%%nl:first_name:hh%%", {"%%nl:first_name:hh%%": "x"}) == "x"
+
+
+def test_the_group_key_holds_every_field_of_both_contexts() -> None:
+    """A field added to ``SubscriberContext`` or ``Links`` splits groups by its value."""
+    base = SubscriberContext("a@example.org", "Ann", timezone="UTC", tags=("a",))
+    links = Links(unsubscribe="u")
+    key = group_key("x", base, links, NO_EVENT)
+    assert group_key("x", replace(base, timezone="Europe/Berlin"), links, NO_EVENT) != key
+    assert group_key("x", replace(base, tags=("b",)), links, NO_EVENT) != key
+    assert group_key("x", base, replace(links, web_version="w"), NO_EVENT) != key
+    assert group_key("x", replace(base, first_name="Bob", email="b@x.org"), links, NO_EVENT) == key
+    assert group_key("x", base, replace(links, unsubscribe="v"), NO_EVENT) == key
+    assert group_key("x", base, replace(links, unsubscribe=""), NO_EVENT) != key
+    assert group_key("y", base, links, NO_EVENT) != key
+    numbers = SubscriberContext("a@example.org", "Ann", attributes={"n": 1})
+    booleans = SubscriberContext("a@example.org", "Ann", attributes={"n": True})
+    assert group_key("x", numbers, links, NO_EVENT) != group_key("x", booleans, links, NO_EVENT)

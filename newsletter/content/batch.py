@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import jinja2
@@ -216,11 +216,24 @@ def recipient_values(subscriber: SubscriberContext, links: Links) -> dict[str, s
 
 def group_key(
     item_id: str, subscriber: SubscriberContext, links: Links, event: EventContext
-) -> str:
+) -> tuple[object, ...]:
     """Recipients with equal keys can share one plan: every input but the non-empty
-    per-recipient values is the same (``repr`` tells ``None`` from ``""``, 1 from True)."""
-    probe_subscriber, probe_links, _ = probe_inputs(subscriber, links)
-    return repr((item_id, probe_subscriber, probe_links, event))
+    per-recipient values is the same (every field of both contexts, so a field added
+    later is part of the key). An empty value stands for itself (``None`` and ``""``
+    print differently); ``repr`` tells apart what equality would not (1 and True)."""
+    key: list[object] = [item_id, repr(event)]
+    for owner, context in (("subscriber", subscriber), ("links", links)):
+        personal = _PERSONAL[owner]
+        for name in _FIELD_NAMES[owner]:
+            value = getattr(context, name)
+            key.append(True if value and name in personal else repr(value))
+    return tuple(key)
+
+
+_FIELD_NAMES = {
+    "subscriber": tuple(f.name for f in fields(SubscriberContext)),
+    "links": tuple(f.name for f in fields(Links)),
+}
 
 
 @dataclass(frozen=True)
