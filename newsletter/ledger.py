@@ -394,17 +394,38 @@ def record_results(
         for r in results
         if r.delivery_id in held and r.status in (SendStatus.SENT, SendStatus.FAILED)
     }
-    final = [
-        {
-            "b_id": r.delivery_id,
-            "b_status": r.status.value,
-            "b_provider_message_id": r.provider_message_id,
-            "b_sent_at": now if r.status is SendStatus.SENT else None,
-            "b_error": r.error,
-        }
-        for r in results
-        if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN)
-    ]
+    # Outcomes shared by many rows (a SendGrid request gives its X-Message-Id to every
+    # email in it) are written by one UPDATE each; the others by one executemany.
+    shared: dict[tuple[SendStatus, str | None, str | None], list[int]] = {}
+    for r in results:
+        if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN):
+            shared.setdefault((r.status, r.provider_message_id, r.error), []).append(r.delivery_id)
+    final: list[dict[str, object]] = []
+    for (status, message_id, error), ids in shared.items():
+        sent_at = now if status is SendStatus.SENT else None
+        if len(ids) == 1:
+            final.append(
+                {
+                    "b_id": ids[0],
+                    "b_status": status.value,
+                    "b_provider_message_id": message_id,
+                    "b_sent_at": sent_at,
+                    "b_error": error,
+                }
+            )
+            continue
+        session.connection().execute(
+            update(table)
+            .where(table.c.id.in_(ids), in_flight)
+            .values(
+                status=status.value,
+                provider_message_id=message_id,
+                sent_at=sent_at,
+                error=error,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
     if final:  # one executemany
         session.connection().execute(
             update(table)

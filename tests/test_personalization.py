@@ -256,3 +256,17 @@ def test_an_empty_provided_skeleton_falls_back_to_the_search() -> None:
     ]
     assert [len(g.recipients) for g in group_messages(messages)] == [2]
     assert group_messages(messages) == group_messages([render(0, "Anna"), render(1, "Bea")])
+
+
+@pytest.mark.parametrize(("extra", "used"), [(0, True), (1, False)])
+def test_a_provided_skeleton_may_fill_sendgrids_limit_exactly(extra: int, used: bool) -> None:
+    """10,000 bytes of substitutions (tags and values) are allowed, one more is not."""
+    tag = "%%nl:zz%%"
+    messages = []
+    for index in range(2):
+        value = str(index) * (10_000 - len(tag) + extra)
+        email = replace(render(index, "Anna"), subject="s", html="h", text=f"x{value}y")
+        skeleton = Skeleton("s", "h", f"x{tag}y", ((tag, value),))
+        messages.append(replace(email, skeleton=skeleton))
+    tags = {t for g in group_messages(messages) for r in g.recipients for t, _ in r.substitutions}
+    assert (tag in tags) is used

@@ -219,12 +219,12 @@ def _idna_domain(domain: str) -> str:
 
 def sendgrid_ready(message: OutgoingEmail) -> OutgoingEmail:
     """``message`` with every address as SendGrid takes it; ``ValueError`` if it cannot."""
-    return replace(
-        message,
-        to_email=sendgrid_address(message.to_email),
-        from_email=sendgrid_address(message.from_email),
-        reply_to=sendgrid_address(message.reply_to) if message.reply_to else None,
-    )
+    to_email = sendgrid_address(message.to_email)
+    from_email = sendgrid_address(message.from_email)
+    reply_to = sendgrid_address(message.reply_to) if message.reply_to else None
+    if (to_email, from_email, reply_to) == (message.to_email, message.from_email, message.reply_to):
+        return message  # the common case: nothing to encode, no copy
+    return replace(message, to_email=to_email, from_email=from_email, reply_to=reply_to)
 
 
 def _culprits(fields: Sequence[str], size: int) -> set[int]:
