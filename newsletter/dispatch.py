@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from newsletter.app import App
 from newsletter.attention.claims import attention_for
@@ -34,10 +35,25 @@ from newsletter.compose import (
     preferences_url,
     unsubscribe_url,
 )
-from newsletter.content.model import NO_EVENT, EventContext, Links, SubscriberContext
+from newsletter.content.batch import RenderPlan, group_key, recipient_values
+from newsletter.content.library import ContentLibrary
+from newsletter.content.model import (
+    NO_EVENT,
+    EventContext,
+    Links,
+    RenderedEmail,
+    SubscriberContext,
+)
 from newsletter.db import transaction
-from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
+from newsletter.delivery.base import (
+    BatchAuthError,
+    OutgoingEmail,
+    SendResult,
+    SendStatus,
+    Skeleton,
+)
 from newsletter.delivery.checks import message_problem
+from newsletter.delivery.personalization import apply_substitutions
 from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
 from newsletter.ledger import (
     claim_batch,
@@ -47,6 +63,7 @@ from newsletter.ledger import (
     skip_withdrawn,
 )
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
+from newsletter.one_line import one_line
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
 from newsletter.tokens import make_confirm_token, make_keep_token, make_unsubscribe_token
@@ -250,8 +267,21 @@ def _build_messages(
         base_url=settings.base_url,
     )
     sub_ids = {r.subscriber_id for r in rows if r.subscriber_id is not None}
+    # Columns, not ORM objects: only read here, and a thousand objects cost more than
+    # the rendering.
     subscribers = {
-        s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(sub_ids)))
+        s.id: s
+        for s in session.execute(
+            select(
+                Subscriber.id,
+                Subscriber.public_id,
+                Subscriber.email,
+                Subscriber.first_name,
+                Subscriber.timezone,
+                Subscriber.tags,
+                Subscriber.attributes,
+            ).where(Subscriber.id.in_(sub_ids))
+        )
     }
     enr_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
     enrollment_rows = session.execute(
@@ -266,8 +296,11 @@ def _build_messages(
         session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).all()
     )
     keys = settings.secret_keys
+    planner = BatchRenderer(app.library)
+    tracks = tracking_on(settings)
     messages: list[OutgoingEmail] = []
     failures: list[SendResult] = []
+    nonces: list[dict[str, object]] = []
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id) if row.subscriber_id else None
         if row.kind == DeliveryKind.TEST.value or subscriber is None:
@@ -302,8 +335,12 @@ def _build_messages(
             links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         event = events.get(row.enrollment_id, NO_EVENT) if row.enrollment_id else NO_EVENT
+        planned: tuple[RenderPlan, dict[str, str]] | None = None
         try:
-            rendered = app.library.render(row.item_id, recipient, links, event)
+            if row.kind != DeliveryKind.TEST.value and subscriber is not None and not tracks:
+                rendered, planned = planner.render(row.item_id, recipient, links, event)
+            else:
+                rendered = app.library.render(row.item_id, recipient, links, event)
         except ContentError as exc:
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
@@ -314,8 +351,13 @@ def _build_messages(
             )
             if tracking_on(settings):
                 store_links(session, row.id, tracked)
-        if row.message_nonce is None:
-            row.message_nonce = secrets.token_hex(8)
+        nonce = row.message_nonce
+        if nonce is None:
+            # Stored in the claim's transaction by one statement below (the ORM would
+            # flush one UPDATE per row); the object gets it as already stored.
+            nonce = secrets.token_hex(8)
+            set_committed_value(row, "message_nonce", nonce)
+            nonces.append({"b_id": row.id, "b_nonce": nonce})
         message = compose(
             rendered,
             delivery_id=row.id,
@@ -323,7 +365,7 @@ def _build_messages(
             recipient=recipient,
             links=links,
             sender=sender,
-            nonce=row.message_nonce,
+            nonce=nonce,
             now=now,
             categories=categories,
             event=event,
@@ -334,13 +376,101 @@ def _build_messages(
         )
         if tracking:  # per-recipient values: SendGrid can still batch tracked emails
             message = replace(message, personal={**message.personal, **tracking})
+        if planned is not None:
+            message = _with_skeleton(message, *planned)
         problem = _problem(app, message)
         if problem is not None:
             log.warning("delivery %d cannot be sent: %s", row.id, problem)
             failures.append(SendResult(row.id, SendStatus.FAILED, error=problem[:1000]))
             continue
         messages.append(message)
+    _store_nonces(session, nonces)
     return messages, failures
+
+
+def _store_nonces(session: Session, nonces: list[dict[str, object]]) -> None:
+    """``deliveries.message_nonce`` of the rows that had none, in one executemany."""
+    if not nonces:
+        return
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(message_nonce=bindparam("b_nonce")),
+        nonces,
+    )
+
+
+class BatchRenderer:
+    """Renders the emails of one batch: once per group of recipients that can share a
+    render plan (``newsletter.content.batch``), each recipient by substitution.
+
+    The first recipient of every group is also rendered alone, and the group's plan is
+    used only if it gives exactly that email; a recipient whose values a plan cannot take
+    (``batch.usable``), and every recipient of an item that cannot be planned, is
+    rendered alone.
+    """
+
+    def __init__(self, library: ContentLibrary) -> None:
+        self._library = library
+        self._plans: dict[tuple[object, ...], RenderPlan | None] = {}
+
+    def render(
+        self, item_id: str, recipient: SubscriberContext, links: Links, event: EventContext
+    ) -> tuple[RenderedEmail, tuple[RenderPlan, dict[str, str]] | None]:
+        """The email, and the plan with this recipient's substitutions when one made it.
+
+        Raises ``ContentError`` as ``ContentLibrary.render`` does.
+        """
+        key = group_key(item_id, recipient, links, event)
+        values = recipient_values(recipient, links)
+        plan = self._plans.get(key)
+        if plan is not None:
+            substitutions = plan.substitutions(values)
+            if substitutions is not None:
+                return plan.render(substitutions), (plan, substitutions)
+        alone = self._library.render(item_id, recipient, links, event)
+        if key not in self._plans:
+            self._plans[key] = self._witnessed(item_id, recipient, links, event, values, alone)
+        return alone, None
+
+    def _witnessed(
+        self,
+        item_id: str,
+        recipient: SubscriberContext,
+        links: Links,
+        event: EventContext,
+        values: dict[str, str],
+        alone: RenderedEmail,
+    ) -> RenderPlan | None:
+        """The group's plan if it reproduces ``alone`` (this recipient rendered alone)."""
+        try:
+            plan = self._library.plan(item_id, recipient, links, event)
+        except ContentError:
+            return None
+        if plan is None:
+            return None
+        substitutions = plan.substitutions(values)
+        if substitutions is None:
+            return None
+        if plan.render(substitutions) != alone:
+            log.warning("%s: the batch render plan differs from rendering alone", item_id)
+            return None
+        return plan
+
+
+def _with_skeleton(
+    message: OutgoingEmail, plan: RenderPlan, substitutions: dict[str, str]
+) -> OutgoingEmail:
+    """``message`` with the plan as its SendGrid skeleton: its html and text are the
+    plan's with ``substitutions``; its subject went through ``compose``'s ``one_line``,
+    so the skeleton's is checked (planned emails have no subject prefix)."""
+    subject = one_line(plan.subject)
+    if apply_substitutions(subject, substitutions) != message.subject:
+        return message
+    used = tuple(sorted(substitutions.items()))
+    return replace(message, skeleton=Skeleton(subject, plan.html, plan.text, used))
 
 
 def _problem(app: App, message: OutgoingEmail) -> str | None:

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
 
 from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.addresses import email_hash
@@ -238,20 +239,36 @@ def _claim_once(
                 attempts=Delivery.attempts + 1,
                 updated_at=now,
             )
+            .execution_options(synchronize_session=False)
         )
-        # One SELECT refreshes every kept row (not one per row).
-        keep = list(
-            session.scalars(
-                select(Delivery)
-                .where(Delivery.id.in_([r.id for r in keep]))
-                .order_by(Delivery.due_at, Delivery.id)
-                .execution_options(populate_existing=True)
-            )
-        )
+        # The kept rows, still in claim order, get the values just written as stored
+        # values (what re-reading them would give: the rows are ours in this transaction,
+        # locked on PostgreSQL, and SQLite refuses a write over a changed snapshot).
+        expires = (now + lease).astimezone(UTC)
+        stamp = now.astimezone(UTC)
+        for row in keep:
+            set_committed_value(row, "status", DeliveryStatus.LEASED.value)
+            set_committed_value(row, "leased_by", worker)
+            set_committed_value(row, "lease_expires_at", expires)
+            set_committed_value(row, "attempts", row.attempts + 1)
+            set_committed_value(row, "updated_at", stamp)
     return len(rows), keep
 
 
-def _suppressed_ids(session: Session, rows: Iterable[Delivery]) -> set[int]:
+class _Addressed(Protocol):
+    """What ``_suppressed_ids`` reads of a row (a ``Delivery`` or a row of its columns)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def subscriber_id(self) -> int | None: ...
+    @property
+    def to_email(self) -> str | None: ...
+
+
+def _suppressed_ids(session: Session, rows: Iterable[_Addressed]) -> set[int]:
     """Ids of marketing rows whose address hash is on the suppression list."""
     marketing = [r for r in rows if r.kind != DeliveryKind.CONFIRMATION.value]
     if not marketing:
@@ -293,14 +310,13 @@ def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> li
     """
     if not ids:
         return []
-    rows = list(
-        session.scalars(
-            select(Delivery).where(
-                Delivery.id.in_(ids),
-                Delivery.status == DeliveryStatus.LEASED.value,
-            )
+    # Columns, not ORM objects: what ``_suppressed_ids`` reads, for a whole chunk.
+    rows = session.execute(
+        select(Delivery.id, Delivery.kind, Delivery.subscriber_id, Delivery.to_email).where(
+            Delivery.id.in_(ids),
+            Delivery.status == DeliveryStatus.LEASED.value,
         )
-    )
+    ).all()
     if not rows:
         return []
     held = [r.id for r in rows]
@@ -378,17 +394,38 @@ def record_results(
         for r in results
         if r.delivery_id in held and r.status in (SendStatus.SENT, SendStatus.FAILED)
     }
-    final = [
-        {
-            "b_id": r.delivery_id,
-            "b_status": r.status.value,
-            "b_provider_message_id": r.provider_message_id,
-            "b_sent_at": now if r.status is SendStatus.SENT else None,
-            "b_error": r.error,
-        }
-        for r in results
-        if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN)
-    ]
+    # Outcomes shared by many rows (a SendGrid request gives its X-Message-Id to every
+    # email in it) are written by one UPDATE each; the others by one executemany.
+    shared: dict[tuple[SendStatus, str | None, str | None], list[int]] = {}
+    for r in results:
+        if r.status in (SendStatus.SENT, SendStatus.FAILED, SendStatus.UNKNOWN):
+            shared.setdefault((r.status, r.provider_message_id, r.error), []).append(r.delivery_id)
+    final: list[dict[str, object]] = []
+    for (status, message_id, error), ids in shared.items():
+        sent_at = now if status is SendStatus.SENT else None
+        if len(ids) == 1:
+            final.append(
+                {
+                    "b_id": ids[0],
+                    "b_status": status.value,
+                    "b_provider_message_id": message_id,
+                    "b_sent_at": sent_at,
+                    "b_error": error,
+                }
+            )
+            continue
+        session.connection().execute(
+            update(table)
+            .where(table.c.id.in_(ids), in_flight)
+            .values(
+                status=status.value,
+                provider_message_id=message_id,
+                sent_at=sent_at,
+                error=error,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+        )
     if final:  # one executemany
         session.connection().execute(
             update(table)

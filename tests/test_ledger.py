@@ -283,3 +283,38 @@ def test_count_by_status_counts_every_row_or_those_matching_the_filters(app: App
         assert count_by_status(session, item_id="tips/walking", status="leased") == {"leased": 1}
         assert count_by_status(session, item_id="tips/none") == {}
     assert c not in (a, b)
+
+
+def test_an_outcome_shared_by_many_rows_is_recorded_for_those_in_flight_only(app: App) -> None:
+    """One SendGrid request gives every email in it the same outcome (written by one
+    UPDATE): a row an event settled meanwhile keeps its state; lone outcomes still land."""
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(session, add_subscribers(session, 5), item_id="tips/walking")
+        claim_batch(session, worker="w", limit=10, now=NOW, lease=timedelta(minutes=5))
+        mark_sending(session, ids[:4], now=NOW)
+        session.execute(update(Delivery).where(Delivery.id == ids[1]).values(status="failed"))
+    results = [
+        SendResult(ids[0], SendStatus.SENT, "pm-shared"),
+        SendResult(ids[1], SendStatus.SENT, "pm-shared"),
+        SendResult(ids[2], SendStatus.SENT, "pm-shared"),
+        SendResult(ids[3], SendStatus.FAILED, None, error="HTTP 400: bad"),
+        SendResult(ids[4], SendStatus.UNKNOWN, None, error="no answer"),
+    ]
+    with transaction(app.sessions) as session:
+        record_results(session, results, now=NOW, max_attempts=5)
+    found = [row(app, i) for i in ids]
+    assert [(r.status, r.provider_message_id, r.error) for r in found] == [
+        ("sent", "pm-shared", None),
+        ("failed", None, None),
+        ("sent", "pm-shared", None),
+        ("failed", None, "HTTP 400: bad"),
+        ("unknown", None, "no answer"),
+    ]
+    assert [r.sent_at for r in found] == [NOW, None, NOW, None, None]
+    assert [r.lease_expires_at for r in found] == [
+        None,
+        found[1].lease_expires_at,
+        None,
+        None,
+        None,
+    ]

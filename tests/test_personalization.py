@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.delivery.base import OutgoingEmail
+from newsletter.delivery.base import OutgoingEmail, Skeleton
 from newsletter.delivery.personalization import (
     MAX_RECIPIENTS,
     MailGroup,
@@ -197,3 +197,76 @@ def test_any_names_round_trip(first_names: list[str]) -> None:
     """For arbitrary names, batching never changes what a recipient receives."""
     messages = [render(i, n) for i, n in enumerate(first_names)]
     assert_identity(messages, group_messages(messages))
+
+
+# ---- skeletons that come with the email (a batch render plan) ---------------------------
+
+
+def _with_skeleton(index: int, first_name: str, **changes: Any) -> OutgoingEmail:
+    """``render`` with the skeleton a render plan attaches."""
+    email = render(index, first_name)
+    url = email.personal["unsubscribe_url"]
+    subs = {
+        "%%nl:first_name%%": first_name,
+        "%%nl:first_name:h%%": html.escape(first_name),
+        "%%nl:unsubscribe_url%%": url,
+    }
+    skeleton = Skeleton(
+        SUBJECT.format(first_name="%%nl:first_name%%"),
+        HTML.format(
+            first_name_html="%%nl:first_name:h%%", unsubscribe_url="%%nl:unsubscribe_url%%"
+        ),
+        TEXT.format(first_name="%%nl:first_name%%", unsubscribe_url="%%nl:unsubscribe_url%%"),
+        tuple(sorted({**subs, **changes}.items())),
+    )
+    return replace(email, skeleton=skeleton)
+
+
+def test_a_provided_skeleton_is_used_as_it_is() -> None:
+    messages = [_with_skeleton(i, name) for i, name in enumerate(["Anna", "O'Brien", "Al"])]
+    [group] = group_messages(messages)
+    assert len(group.recipients) == 3
+    for recipient in group.recipients:
+        subs = dict(recipient.substitutions)
+        assert subs == dict(recipient.message.skeleton.substitutions)  # type: ignore[union-attr]
+        assert apply_substitutions(group.subject, subs) == recipient.message.subject
+        assert apply_substitutions(group.html, subs) == recipient.message.html
+        assert apply_substitutions(group.text, subs) == recipient.message.text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"%%nl:first_name%%": "50%"},  # a "%" could make a tag at SendGrid
+        {"%%nl:bad key%%": "x"},  # not a tag
+        {"%%nl:first_name%%": "x" * 10_001},  # over SendGrid's 10,000 bytes
+    ],
+)
+def test_a_provided_skeleton_breaking_the_rules_is_not_used(changes: dict[str, str]) -> None:
+    messages = [_with_skeleton(i, "Anna", **changes) for i in range(2)]
+    for group in group_messages(messages):
+        for recipient in group.recipients:
+            assert dict(recipient.substitutions) != {**dict(recipient.substitutions), **changes}
+
+
+def test_an_empty_provided_skeleton_falls_back_to_the_search() -> None:
+    messages = [
+        replace(render(i, name), skeleton=Skeleton("s", "h", "t", ()))
+        for i, name in enumerate(["Anna", "Bea"])
+    ]
+    assert [len(g.recipients) for g in group_messages(messages)] == [2]
+    assert group_messages(messages) == group_messages([render(0, "Anna"), render(1, "Bea")])
+
+
+@pytest.mark.parametrize(("extra", "used"), [(0, True), (1, False)])
+def test_a_provided_skeleton_may_fill_sendgrids_limit_exactly(extra: int, used: bool) -> None:
+    """10,000 bytes of substitutions (tags and values) are allowed, one more is not."""
+    tag = "%%nl:zz%%"
+    messages = []
+    for index in range(2):
+        value = str(index) * (10_000 - len(tag) + extra)
+        email = replace(render(index, "Anna"), subject="s", html="h", text=f"x{value}y")
+        skeleton = Skeleton("s", "h", f"x{tag}y", ((tag, value),))
+        messages.append(replace(email, skeleton=skeleton))
+    tags = {t for g in group_messages(messages) for r in g.recipients for t, _ in r.substitutions}
+    assert (tag in tags) is used

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from newsletter.content.batch import RenderPlan, make_plan, opaque_item, probe_inputs
 from newsletter.content.items import MAX_SUBJECT_LENGTH
 from newsletter.content.loading import scan_content
 from newsletter.content.model import (
@@ -30,6 +31,7 @@ from newsletter.content.model import (
 )
 from newsletter.content.rendering import CompiledItem, Footer, compile_item, render_item
 from newsletter.content.templates import (
+    ITEM_PREFIX,
     EmailLoader,
     check_templates,
     make_environment,
@@ -64,6 +66,7 @@ class ContentLibrary:
         self._problems = problems
         self._footer = footer
         self._loader = loader
+        self._opaque: dict[str, bool] = {}
 
     @classmethod
     def load(
@@ -140,6 +143,32 @@ class ContentLibrary:
         return render_item(
             self._compiled_item(item_id), subscriber, links, self._footer, self._loader, event
         )
+
+    def plan(
+        self,
+        item_id: str,
+        subscriber: SubscriberContext,
+        links: Links,
+        event: EventContext = NO_EVENT,
+    ) -> RenderPlan | None:
+        """A plan rendering *item_id* for every recipient whose ``batch.group_key`` equals
+        that of *subscriber* and *links*, or ``None`` when the item cannot be planned
+        (``newsletter.content.batch``). Raises what ``render`` raises."""
+        compiled = self._compiled_item(item_id)
+        if item_id not in self._opaque:
+            item = compiled.item
+            environment = compiled.html.environment
+            templates = [f"{ITEM_PREFIX}{item.id}.{part}" for part in ("html", "txt")]
+            self._opaque[item_id] = opaque_item(
+                environment, item.subject, item.preheader, templates
+            )
+        if not self._opaque[item_id]:
+            return None
+        probe_subscriber, probe_links, names = probe_inputs(subscriber, links)
+        probe = render_item(
+            compiled, probe_subscriber, probe_links, self._footer, self._loader, event
+        )
+        return make_plan(probe, names)
 
     def sample_links(self) -> Links:
         """Links as a preview shows them (the tokens are placeholders, not real ones)."""

@@ -16,6 +16,21 @@ from newsletter.errors import ProviderAuthError
 
 
 @dataclass(frozen=True)
+class Skeleton:
+    """Content shared by emails that differ only in per-recipient values.
+
+    ``substitutions`` maps each tag (``%%nl:first_name%%``) to one email's own text;
+    applied to ``subject``/``html``/``text`` (``personalization.apply_substitutions``)
+    they give exactly that email's subject, html and text.
+    """
+
+    subject: str
+    html: str
+    text: str
+    substitutions: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class OutgoingEmail:
     """One fully rendered email to one recipient.
 
@@ -44,6 +59,9 @@ class OutgoingEmail:
     # The envelope sender (SMTP ``MAIL FROM``): a VERP address ``bounces+<id>@...`` when
     # ``NEWSLETTER_BOUNCE_ADDRESS`` is set; None means ``from_email``.
     return_path: str | None = None
+    # Set by a producer that built subject/html/text from a shared skeleton (a batch
+    # render plan): the same guarantee ``make_skeleton`` proves, without the search.
+    skeleton: Skeleton | None = field(default=None, compare=False, repr=False)
 
 
 class SendStatus(enum.StrEnum):

@@ -118,7 +118,9 @@ def mime_problem(message: OutgoingEmail) -> str | None:
 
 def _bytes_problem(message: OutgoingEmail, *, utf8: bool) -> str | None:
     try:
-        return _read_back(message, build_bytes(message, utf8=utf8).data)
+        # The header block ``build_bytes`` writes (the parts follow it unchanged).
+        block, _ = _header_block(message, utf8, _boundary((message.text, message.html)))
+        return _read_back(message, block.encode("utf-8"))
     except BUILD_ERRORS as exc:  # building, or reading back what a value decodes to
         return f"cannot build the email: {type(exc).__name__}: {exc}"
 
@@ -139,6 +141,8 @@ def _read_back(message: OutgoingEmail, raw: bytes) -> str | None:
     # UTF-8 headers (a non-ASCII address, RFC 6532) are read as UTF-8, as a server does.
     # The header block is split as every parser splits it (compat32 keeps values raw);
     # each value is then decoded once.
+    # ``raw`` is the header block: a parser's headers end at its empty line whatever
+    # follows, so the parts need not be built to check them.
     parsed = _RAW_HEADER_PARSER.parsestr(raw.decode("utf-8"), headersonly=True)
     headers = [(name, _decoded(value)) for name, value in parsed.items()]
     found = sorted(name.lower() for name, _ in headers)
@@ -147,18 +151,37 @@ def _read_back(message: OutgoingEmail, raw: bytes) -> str | None:
         return f"the built email has unexpected headers {extra or found}"
     if parsed.get_content_type() != "multipart/alternative":
         return f"the built email is {parsed.get_content_type()}, not multipart/alternative"
-    # The address as a modern parser reads it (it decodes words even inside one, and
-    # refuses what decodes to a line break).
-    to = _READ_POLICY.header_fetch_parse("To", str(parsed["To"])).addresses
     for name, value in headers:
         if "\r" in value or "\n" in value:
             return f"the built email's {name} header holds a line break"
     decoded = {name.lower(): value for name, value in headers}
     if decoded["subject"] != one_line(message.subject):
         return "the built email's subject differs from the one rendered"
-    if len(to) != 1 or to[0].username + "@" + to[0].domain != message.to_email:
+    if _addressee(str(parsed["To"])) != message.to_email:
         return f"the built email's To header does not name {message.to_email!r} alone"
     return None
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/^_`{|}~-]+"  # RFC 5322 atext, without "=" and "?"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOT_ATOM_ADDRESS = rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*"
+# ``address`` or ``Plain Words <address>``: ASCII atoms only (no "=?" can start an
+# encoded word), which every RFC 5322 parser reads as that one address.
+_PLAIN_TO = re.compile(rf"(?:{_ATOM}(?: {_ATOM})* <({_DOT_ATOM_ADDRESS})>|({_DOT_ATOM_ADDRESS}))")
+
+
+def _addressee(value: str) -> str | None:
+    """The one address a To header value names as a modern parser reads it (it decodes
+    words even inside one, and refuses what decodes to a line break); ``None`` unless
+    exactly one. A plain value (``_PLAIN_TO``) is read without the parser:
+    ``test_mime_bytes`` proves both readings agree."""
+    plain = _PLAIN_TO.fullmatch(value)
+    if plain is not None:
+        return plain.group(1) or plain.group(2)
+    to = _READ_POLICY.header_fetch_parse("To", value).addresses
+    if len(to) != 1:
+        return None
+    return f"{to[0].username}@{to[0].domain}"
 
 
 # ---- the fast path: the bytes written out directly ----------------------------------------
@@ -205,7 +228,7 @@ def _part(kind: str, text: str, eight_bit: bool) -> tuple[str, bytes]:
     # bytes.splitlines: only CR, LF and CRLF end a line (as in ``set_content``), not the
     # form feeds and separators ``str.splitlines`` also splits on.
     raw = b"\r\n".join(text.encode("utf-8").splitlines()) + b"\r\n"
-    short = all(len(line) <= MAX_LINE for line in raw.split(b"\r\n"))
+    short = max(map(len, raw.split(b"\r\n"))) <= MAX_LINE
     if short and raw.isascii():
         cte = "7bit"
     elif short and eight_bit:
@@ -236,6 +259,20 @@ def build_bytes(
     ASCII parts 7bit, UTF-8 parts 8bit (base64 when ``eight_bit`` is False or a line
     would pass 998 bytes); no header line longer than 998.
     """
+    boundary = _boundary((message.text, message.html))
+    block, message_id = _header_block(message, utf8, boundary)
+    out = [block.encode("utf-8")]
+    for kind, text in (("plain", message.text), ("html", message.html)):
+        head, body = _part(kind, text, eight_bit)
+        out.append(f"--{boundary}{_CRLF}{head}{_CRLF}{_CRLF}".encode())
+        out.append(body)
+        out.append(_CRLF.encode())
+    out.append(f"--{boundary}--{_CRLF}".encode())
+    return BuiltMessage(b"".join(out), message_id.strip("<>"))
+
+
+def _header_block(message: OutgoingEmail, utf8: bool, boundary: str) -> tuple[str, str]:
+    """The header lines and the empty line after them; and the Message-ID."""
     from_name = one_line(message.from_name or "")
     to_name = one_line(message.to_name or "")
     lines = [
@@ -255,14 +292,6 @@ def build_bytes(
     lines.append(f"{DELIVERY_HEADER}: {message.delivery_id}")
     for name, value in message.headers.items():
         lines.append(_unstructured(name, value, utf8))
-    boundary = _boundary((message.text, message.html))
     lines.append("MIME-Version: 1.0")
     lines.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
-    out = [(_CRLF.join(lines) + _CRLF + _CRLF).encode("utf-8")]
-    for kind, text in (("plain", message.text), ("html", message.html)):
-        head, body = _part(kind, text, eight_bit)
-        out.append(f"--{boundary}{_CRLF}{head}{_CRLF}{_CRLF}".encode())
-        out.append(body)
-        out.append(_CRLF.encode())
-    out.append(f"--{boundary}--{_CRLF}".encode())
-    return BuiltMessage(b"".join(out), message_id.strip("<>"))
+    return _CRLF.join(lines) + _CRLF + _CRLF, message_id

@@ -16,6 +16,10 @@ from newsletter.delivery.mime import BUILD_ERRORS, build_bytes, mime_problem
 
 class OutboxMailer:
     name = "outbox"
+    # Emails per chunk (one commit marks a chunk ``sending``): a file each, ~0.2 ms, so a
+    # chunk of 500 is written in about 0.1 s; the dispatcher's default of 100 spent more
+    # on the per-chunk statements than on the files.
+    max_batch = 500
     # Run by the dispatcher on each email before its chunk is handed over.
     problem = staticmethod(mime_problem)
 

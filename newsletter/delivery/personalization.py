@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from newsletter.delivery.base import OutgoingEmail
+from newsletter.delivery.base import OutgoingEmail, Skeleton
 
 TAG_MARKER = "%%nl:"
 MAX_RECIPIENTS = 1000
@@ -35,7 +35,10 @@ MAX_SUBSTITUTION_BYTES = 10_000
 MIN_VALUE_LENGTH = 2  # a one-letter value would turn every such letter into a tag
 
 _KEY = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
-_TAG = re.compile(r"%%nl:[A-Za-z0-9_]{1,64}(?::h)?%%")
+# ``:h``: the value HTML-escaped; ``:hh``: escaped twice (a subject holding the name,
+# printed escaped in the html: only a batch render plan makes that tag).
+TAG_PATTERN = r"%%nl:[A-Za-z0-9_]{1,64}(?::hh?)?%%"
+_TAG = re.compile(TAG_PATTERN)
 
 
 def tag_for(key: str, variant: str = "") -> str:
@@ -73,14 +76,6 @@ class MailGroup:
     @property
     def batched(self) -> bool:
         return any(r.substitutions for r in self.recipients)
-
-
-@dataclass(frozen=True)
-class Skeleton:
-    subject: str
-    html: str
-    text: str
-    substitutions: tuple[tuple[str, str], ...]
 
 
 def apply_substitutions(template: str, substitutions: Mapping[str, str]) -> str:
@@ -175,6 +170,21 @@ def make_skeleton(message: OutgoingEmail) -> Skeleton | None:
     return Skeleton(subject, html, text, tuple(sorted(values.items())))
 
 
+def _provided(message: OutgoingEmail) -> Skeleton | None:
+    """The skeleton ``message`` came with, if it keeps ``make_skeleton``'s rules."""
+    skeleton = message.skeleton
+    if skeleton is None or not skeleton.substitutions:
+        return None
+    size = 0
+    for tag, value in skeleton.substitutions:
+        if "%" in value or not _TAG.fullmatch(tag):
+            return None
+        size += len(tag.encode()) + len(value.encode())
+    if size > MAX_SUBSTITUTION_BYTES:
+        return None
+    return skeleton
+
+
 def _alone(index: int, message: OutgoingEmail) -> MailGroup:
     recipient = Recipient(index, message, ())
     return MailGroup(message.subject, message.html, message.text, (recipient,))
@@ -204,7 +214,7 @@ def group_messages(
     skeletons: dict[tuple[object, ...], Skeleton] = {}
     alone: dict[int, MailGroup] = {}
     for index, message in enumerate(messages):
-        skeleton = make_skeleton(message)
+        skeleton = _provided(message) or make_skeleton(message)
         if skeleton is None:
             order.append(index)
             alone[index] = _alone(index, message)

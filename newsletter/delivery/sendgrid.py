@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import datetime
 from email.utils import format_datetime, parseaddr, parsedate_to_datetime
 from typing import Any
 
@@ -151,13 +152,29 @@ def _personalization(
     if message.message_id:
         headers["Message-ID"] = f"<{message.message_id.strip('<>')}>"
     if message.date is not None:
-        headers["Date"] = format_datetime(message.date)
+        headers["Date"] = _date_header(message.date)
     out: dict[str, Any] = {"to": [_address(message.to_email, message.to_name)]}
     out["headers"] = headers
     if substitutions:
         out["substitutions"] = dict(substitutions)
     out["custom_args"] = {"delivery_id": str(message.delivery_id)}
     return out
+
+
+_last_date: tuple[datetime | None, str] = (None, "")
+
+
+def _date_header(date: datetime) -> str:
+    """``format_datetime(date)``, remembered for the last ``date`` object: a batch's
+    emails share one. By identity, not equality: equal instants in other zones format
+    differently. (One tuple, replaced whole: safe across the pool's threads.)"""
+    global _last_date
+    last, text = _last_date
+    if last is date:
+        return text
+    text = format_datetime(date)
+    _last_date = (date, text)
+    return text
 
 
 # What SendGrid's ``format: email`` takes: an ASCII address (the usual JSON-schema
@@ -202,12 +219,12 @@ def _idna_domain(domain: str) -> str:
 
 def sendgrid_ready(message: OutgoingEmail) -> OutgoingEmail:
     """``message`` with every address as SendGrid takes it; ``ValueError`` if it cannot."""
-    return replace(
-        message,
-        to_email=sendgrid_address(message.to_email),
-        from_email=sendgrid_address(message.from_email),
-        reply_to=sendgrid_address(message.reply_to) if message.reply_to else None,
-    )
+    to_email = sendgrid_address(message.to_email)
+    from_email = sendgrid_address(message.from_email)
+    reply_to = sendgrid_address(message.reply_to) if message.reply_to else None
+    if (to_email, from_email, reply_to) == (message.to_email, message.from_email, message.reply_to):
+        return message  # the common case: nothing to encode, no copy
+    return replace(message, to_email=to_email, from_email=from_email, reply_to=reply_to)
 
 
 def _culprits(fields: Sequence[str], size: int) -> set[int]:
@@ -239,7 +256,10 @@ class SendGridMailer:
     def problem(message: OutgoingEmail) -> str | None:
         """Why SendGrid cannot take ``message`` (checked by the dispatcher beforehand)."""
         try:
-            sendgrid_ready(message)
+            # The checks of ``sendgrid_ready``, without building the message again.
+            for address in (message.to_email, message.from_email, message.reply_to):
+                if address:
+                    sendgrid_address(address)
         except ValueError as exc:
             return str(exc)
         return None
