@@ -21,14 +21,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.db import transaction, writer_lock
+from newsletter.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +49,6 @@ class GroupCommit:
         self, sessions: sessionmaker[Session], *, max_batch: int = MAX_BATCH, name: str = "writer"
     ) -> None:
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        self._queue_on = (lambda: writer_lock(bind)) if isinstance(bind, Engine) else nullcontext
         self._max_batch = max_batch
         self._name = name
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
@@ -121,7 +117,7 @@ class GroupCommit:
     def _together(self, batch: list[_Pending[Any]]) -> list[Any]:
         """Every job in one transaction; returns only after the commit."""
         facts: dict[str, Any] = {}
-        with self._queue_on(), transaction(self._sessions) as session:
+        with transaction(self._sessions) as session:
             results = [pending.job(session, facts) for pending in batch]
         self.batches += 1
         return results

@@ -28,7 +28,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.db import transaction, writer_lock
+from newsletter.db import transaction
 from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
@@ -70,11 +70,10 @@ class IngestReport:
 def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
     """Store and act on one webhook batch; committed when this returns.
 
-    On SQLite (one writer at a time) concurrent batches of this process queue on a lock
-    instead of SQLite's sleep-and-poll busy handler, which lets late arrivals overtake and
-    starves some requests for seconds under load.
+    On SQLite (one writer at a time) concurrent batches of this process take turns
+    (``newsletter.sqlite_writers``) instead of SQLite's sleep-and-poll busy handler.
     """
-    with writer_lock(app.engine), transaction(app.sessions) as session:
+    with transaction(app.sessions) as session:
         report = store_events(session, batch.events, now=now)
     for reason in batch.ignored[:10]:
         log.warning("sendgrid webhook: ignored %s", reason)

@@ -25,7 +25,6 @@ from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
-from newsletter.db import writer_lock
 from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
@@ -159,14 +158,14 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         try:
             claimed = 1
             while claimed:  # until no confirmation is left due
-                with writer_lock(app.engine):  # SQLite: in turn with subscribe's writer
-                    report = deliver_due(
-                        app,
-                        now=clock(),
-                        worker="web",
-                        kinds=[DeliveryKind.CONFIRMATION],
-                        limit=CONFIRMATION_BATCH,
-                    )
+                # SQLite: each transaction takes its turn with subscribe's writer
+                report = deliver_due(
+                    app,
+                    now=clock(),
+                    worker="web",
+                    kinds=[DeliveryKind.CONFIRMATION],
+                    limit=CONFIRMATION_BATCH,
+                )
                 claimed = report.claimed
                 if claimed:
                     pause()
