@@ -8,10 +8,12 @@ committed, and N concurrent requests cost one ``BEGIN IMMEDIATE`` and one commit
 PostgreSQL.
 
 A job is ``job(session, batch)``: it works in the shared session and may keep per-batch
-facts in ``batch`` (a dict, e.g. which webhook types are listened to). A job must not have
-effects outside the database: when one job of a batch raises, or the commit fails, the
-transaction is rolled back and every job of the batch is run again alone, in its own
-transaction, so the failing one fails alone and the others still commit.
+facts in ``batch`` (a dict, e.g. which webhook types are listened to). Jobs of one kind
+may also offer ``many`` to run a whole batch of them in fewer statements (``run_jobs``).
+A job must not have effects outside the database: when one job of a batch raises, or the
+commit fails, the transaction is rolled back and every job of the batch is run again
+alone, in its own transaction, so the failing one fails alone and the others still
+commit.
 """
 
 from __future__ import annotations
@@ -118,9 +120,22 @@ class GroupCommit:
         """Every job in one transaction; returns only after the commit."""
         facts: dict[str, Any] = {}
         with transaction(self._sessions) as session:
-            results = [pending.job(session, facts) for pending in batch]
+            results = run_jobs(session, facts, [pending.job for pending in batch])
         self.batches += 1
         return results
+
+
+def run_jobs(session: Session, facts: dict[str, Any], jobs: list[Job[Any]]) -> list[Any]:
+    """Each job's result, in order. Jobs that share a ``many(session, facts, jobs)``
+    (a batch of the same kind of write) are handed to it together, to be written in
+    fewer statements; it must give the results running them one by one would."""
+    many = getattr(jobs[0], "many", None)
+    if len(jobs) > 1 and many is not None and all(getattr(j, "many", None) == many for j in jobs):
+        results = list(many(session, facts, jobs))
+        if len(results) != len(jobs):
+            raise RuntimeError(f"{many!r} gave {len(results)} results for {len(jobs)} jobs")
+        return results
+    return [job(session, facts) for job in jobs]
 
 
 def _resolve(pending: _Pending[Any], *, result: Any = None, error: Exception | None = None) -> None:

@@ -21,7 +21,6 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
-from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
@@ -32,12 +31,12 @@ from newsletter.group_commit import GroupCommit
 from newsletter.models import DeliveryKind
 from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
+from newsletter.subscribe_batch import subscribe_job
 from newsletter.subscriptions import (
     SubscribeOutcome,
     SubscribeRequest,
     confirm,
     pending_for_confirm_token,
-    subscribe_in,
     subscriber_for_unsubscribe_token,
     unsubscribe_by_token,
 )
@@ -220,14 +219,9 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                 ip=ip,
                 user_agent=request.headers.get("user-agent"),
             )
-            email = normalize_email(wanted.email)  # a bad address is a 400 before any write
-            now = clock()
+            job = subscribe_job(app, wanted, now=clock())  # a bad address: 400, no write
             # Group commit: answered only once the batch holding this write is committed.
-            outcome = await writer.submit(
-                lambda session, facts: subscribe_in(
-                    session, app, wanted, now=now, email=email, facts=facts
-                )
-            )
+            outcome = await writer.submit(job)
             log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
             if outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
                 # Sent by the pump's thread; the background task only waits for it, so
