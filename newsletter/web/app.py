@@ -48,7 +48,8 @@ from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
 
-CONFIRMATION_BATCH = 4  # confirmations per claim in the web process (see deliver_confirmations)
+CONFIRMATION_BATCH = 4  # confirmations per claim while requests are answered (see below)
+IDLE_CONFIRMATION_BATCH = 32  # ... and while none is: a burst's backlog drains in fewer claims
 
 RETRY_AFTER_SECONDS = "30"  # on every 503: the database is in trouble, ask again soon
 # Test sends (``campaign test``) carry ``/unsubscribe/test-send`` instead of a real token.
@@ -151,9 +152,10 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         return error(request, 503, "The service is briefly unavailable; please try again.")
 
     def deliver_confirmations(pause: Callable[[], None]) -> None:
-        """Every confirmation that is due, in small batches, deferring to requests between
-        them (``dispatch`` builds a batch's messages inside its claim, holding SQLite's
-        writer: small batches keep subscribe's commits from waiting long)."""
+        """Every confirmation that is due, in batches, deferring to requests between them
+        (``dispatch`` builds a batch's messages inside its claim, holding SQLite's writer:
+        small batches while requests are answered keep subscribe's commits from waiting
+        long; larger ones when none is, so the backlog of a burst drains sooner)."""
         try:
             claimed = 1
             while claimed:  # until no confirmation is left due
@@ -163,7 +165,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                     now=clock(),
                     worker="web",
                     kinds=[DeliveryKind.CONFIRMATION],
-                    limit=CONFIRMATION_BATCH,
+                    limit=CONFIRMATION_BATCH if in_flight[0] else IDLE_CONFIRMATION_BATCH,
                 )
                 claimed = report.claimed
                 if claimed:
