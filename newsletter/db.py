@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from newsletter import sqlite_writers
 from newsletter.errors import NewsletterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -43,8 +43,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
             # Checkpoints leave the committing request for a background thread.
             event.listen(engine, "commit", Checkpointer(engine, Path(parsed.database)).committed)
-        # Let SQLAlchemy emit BEGIN itself so "BEGIN IMMEDIATE" works (one writer at a time).
-        event.listen(engine, "begin", _sqlite_begin)
+        # "BEGIN IMMEDIATE" (one writer at a time), this process's writers taking turns.
+        sqlite_writers.install(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
@@ -112,25 +112,10 @@ class Checkpointer:
                 log.exception("SQLite WAL checkpoint failed; it is retried after a commit")
 
 
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_WRITERS_LOCK = threading.Lock()
-
-
 def writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    """SQLite: one lock per engine that this process's writers queue on, in turn, instead of
-    SQLite's sleep-and-poll busy handler (which lets late arrivals overtake and starves a
-    writer for seconds). PostgreSQL: nothing to queue on."""
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    with _WRITERS_LOCK:
-        lock = _WRITERS.get(engine)
-        if lock is None:
-            lock = _WRITERS[engine] = threading.Lock()
-    return lock
+    """Keep SQLite's writer turn across several transactions of this thread (each
+    transaction takes its turn anyway: ``newsletter.sqlite_writers``). PostgreSQL: nothing."""
+    return sqlite_writers.hold(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

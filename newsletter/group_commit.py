@@ -8,10 +8,12 @@ committed, and N concurrent requests cost one ``BEGIN IMMEDIATE`` and one commit
 PostgreSQL.
 
 A job is ``job(session, batch)``: it works in the shared session and may keep per-batch
-facts in ``batch`` (a dict, e.g. which webhook types are listened to). A job must not have
-effects outside the database: when one job of a batch raises, or the commit fails, the
-transaction is rolled back and every job of the batch is run again alone, in its own
-transaction, so the failing one fails alone and the others still commit.
+facts in ``batch`` (a dict, e.g. which webhook types are listened to). Jobs of one kind
+may also offer ``many`` to run a whole batch of them in fewer statements (``run_jobs``).
+A job must not have effects outside the database: when one job of a batch raises, or the
+commit fails, the transaction is rolled back and every job of the batch is run again
+alone, in its own transaction, so the failing one fails alone and the others still
+commit.
 """
 
 from __future__ import annotations
@@ -21,14 +23,12 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from newsletter.db import transaction, writer_lock
+from newsletter.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,6 @@ class GroupCommit:
         self, sessions: sessionmaker[Session], *, max_batch: int = MAX_BATCH, name: str = "writer"
     ) -> None:
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        self._queue_on = (lambda: writer_lock(bind)) if isinstance(bind, Engine) else nullcontext
         self._max_batch = max_batch
         self._name = name
         self._queue: queue.SimpleQueue[_Pending[Any] | None] = queue.SimpleQueue()
@@ -121,10 +119,23 @@ class GroupCommit:
     def _together(self, batch: list[_Pending[Any]]) -> list[Any]:
         """Every job in one transaction; returns only after the commit."""
         facts: dict[str, Any] = {}
-        with self._queue_on(), transaction(self._sessions) as session:
-            results = [pending.job(session, facts) for pending in batch]
+        with transaction(self._sessions) as session:
+            results = run_jobs(session, facts, [pending.job for pending in batch])
         self.batches += 1
         return results
+
+
+def run_jobs(session: Session, facts: dict[str, Any], jobs: list[Job[Any]]) -> list[Any]:
+    """Each job's result, in order. Jobs that share a ``many(session, facts, jobs)``
+    (a batch of the same kind of write) are handed to it together, to be written in
+    fewer statements; it must give the results running them one by one would."""
+    many = getattr(jobs[0], "many", None)
+    if len(jobs) > 1 and many is not None and all(getattr(j, "many", None) == many for j in jobs):
+        results = list(many(session, facts, jobs))
+        if len(results) != len(jobs):
+            raise RuntimeError(f"{many!r} gave {len(results)} results for {len(jobs)} jobs")
+        return results
+    return [job(session, facts) for job in jobs]
 
 
 def _resolve(pending: _Pending[Any], *, result: Any = None, error: Exception | None = None) -> None:

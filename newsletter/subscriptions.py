@@ -143,26 +143,29 @@ def subscribe_in(
 ) -> SubscribeOutcome:
     """``subscribe`` inside the caller's transaction (several may share one). No commit.
 
-    Four or five statements for the usual post: the suppression check, one upsert that
-    creates the row or locks and returns the existing one, an update when it existed,
-    the consent record and the confirmation's ledger row. ``facts`` caches per
-    transaction which webhook types are listened to.
+    Three or four statements for the usual post (two on PostgreSQL): one upsert that,
+    unless the address is suppressed, creates the row or locks and returns the existing
+    one; an update when it existed; the consent record and the confirmation's ledger row
+    (one statement on PostgreSQL). ``facts`` caches per transaction which webhook types
+    are listened to.
     """
     email = email or normalize_email(request.email)
     if request.event_id is not None and not _first_sight(session, request, now=now):
         return SubscribeOutcome.DUPLICATE
     connection = session.connection()
-    reason = connection.scalar(_SUPPRESSION, {"hash": email_hash(email)})
-    if reason in ("bounced", "complained"):
-        return SubscribeOutcome.SUPPRESSED
+    postgres = connection.dialect.name == "postgresql"
     values = _new_subscriber(app, email, request, now=now)
     # A new row gets its confirmation now (unless it is activated at once).
     values["last_confirmation_at"] = None if request.single_opt_in else now
-    # Creates the row, or locks the existing one (PostgreSQL: ON CONFLICT DO UPDATE takes
-    # the row lock; SQLite: BEGIN IMMEDIATE) and returns it as last committed: two posts
-    # of the same address at once queue here, and the one-confirmation-per-hour check
-    # below sees the other's write.
-    row = connection.execute(_UPSERT, values).one()
+    values["hash"] = email_hash(email)
+    # Unless the address is suppressed (bounced or complained: then nothing is written and
+    # no row comes back), creates the row, or locks the existing one (PostgreSQL: ON
+    # CONFLICT DO UPDATE takes the row lock; SQLite: BEGIN IMMEDIATE) and returns it as
+    # last committed: two posts of the same address at once queue here, and the
+    # one-confirmation-per-hour check below sees the other's write. One round trip.
+    row = connection.execute(_UPSERT_PG if postgres else _UPSERT, values).one_or_none()
+    if row is None:
+        return SubscribeOutcome.SUPPRESSED
     created = row.public_id == values["public_id"]
     if created and _listens(session, facts, "subscriber.created"):
         subscribers_changed(session, "subscriber.created", [row.id], now=now)
@@ -184,7 +187,11 @@ def subscribe_in(
         changes = _refresh(app, row, request, now=now)
         changes["last_confirmation_at"] = now if queue else row.last_confirmation_at
         connection.execute(_REFRESH, changes)
-    connection.execute(_CONSENT, _consent_values(row.id, ConsentKind.SUBSCRIBED, request, now=now))
+    consent = _consent_values(row.id, ConsentKind.SUBSCRIBED, request, now=now)
+    if postgres and queue:  # the consent record and the ledger row in one round trip
+        connection.execute(_CONSENT_AND_CONFIRMATION_PG, {**consent, **_confirmation(row.id, now)})
+        return SubscribeOutcome.CONFIRMATION_QUEUED
+    connection.execute(_CONSENT, consent)
     if request.single_opt_in:
         subscriber = session.get(Subscriber, row.id, populate_existing=True)
         assert subscriber is not None  # written above, in this transaction
@@ -192,52 +199,77 @@ def subscribe_in(
         return SubscribeOutcome.ACTIVATED
     if throttled:
         return SubscribeOutcome.THROTTLED
-    connection.execute(
-        _CONFIRMATION,
-        {
-            "key": f"confirm:{row.id}:{now.strftime('%Y%m%dT%H%M%S')}",
-            "kind": DeliveryKind.CONFIRMATION.value,
-            "item_id": CONFIRMATION_ITEM,
-            "subscriber_id": row.id,
-            "status": DeliveryStatus.QUEUED.value,
-            "now": now,
-        },
-    )
+    connection.execute(_CONFIRMATION, _confirmation(row.id, now))
     return SubscribeOutcome.CONFIRMATION_QUEUED
 
 
-# Built once: the same SQL on SQLite and PostgreSQL, so the hot path renders nothing.
-_SUPPRESSION = text("SELECT reason FROM suppressions WHERE email_hash = :hash")
+def _confirmation(subscriber_id: int, now: datetime) -> dict[str, Any]:
+    """``_CONFIRMATION``'s parameters: the confirmation email's ledger row."""
+    return {
+        "key": f"confirm:{subscriber_id}:{now.strftime('%Y%m%dT%H%M%S')}",
+        "delivery_kind": DeliveryKind.CONFIRMATION.value,
+        "item_id": CONFIRMATION_ITEM,
+        "subscriber_id": subscriber_id,
+        "status": DeliveryStatus.QUEUED.value,
+        "now": now,
+    }
+
+
+# Built once, so the hot path renders nothing. The upsert inserts from a SELECT so that a
+# suppressed address (bounced, complained) writes nothing and returns no row; PostgreSQL
+# types a SELECT's parameters as text, hence its casts (SQLite has no such types).
+_BLOCKED = (
+    "NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = :hash"
+    " AND reason IN ('bounced', 'complained'))"
+)
+_UPSERT_SQL = """
+    INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+                             attributes, source, created_at, updated_at, soft_bounces,
+                             last_confirmation_at)
+    SELECT :public_id, :email, :first_name, :timezone, :status, {tags}, {attributes},
+           :source, {created_at}, {updated_at}, :soft_bounces, {last_confirmation_at}
+    WHERE {blocked}
+    ON CONFLICT (email) DO UPDATE SET email = excluded.email
+    RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
+              attributes
+"""
+_UPSERT_COLUMNS = (
+    column("id", Integer),
+    column("public_id", String),
+    column("status", String),
+    column("last_confirmation_at", UTCDateTime()),
+    column("first_name", String),
+    column("timezone", String),
+    column("tags", JSON()),
+    column("attributes", JSON()),
+)
+_UPSERT_BINDS = (
+    bindparam("tags", type_=JSON()),
+    bindparam("attributes", type_=JSON()),
+    bindparam("created_at", type_=UTCDateTime()),
+    bindparam("updated_at", type_=UTCDateTime()),
+    bindparam("last_confirmation_at", type_=UTCDateTime()),
+)
+_PLAIN = {
+    name: f":{name}"
+    for name in ("tags", "attributes", "created_at", "updated_at", "last_confirmation_at")
+}
+_CASTS = {
+    "tags": "CAST(:tags AS JSON)",
+    "attributes": "CAST(:attributes AS JSON)",
+    "created_at": "CAST(:created_at AS TIMESTAMPTZ)",
+    "updated_at": "CAST(:updated_at AS TIMESTAMPTZ)",
+    "last_confirmation_at": "CAST(:last_confirmation_at AS TIMESTAMPTZ)",
+}
 _UPSERT = (
-    text(
-        """
-        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
-                                 attributes, source, created_at, updated_at, soft_bounces,
-                                 last_confirmation_at)
-        VALUES (:public_id, :email, :first_name, :timezone, :status, :tags, :attributes,
-                :source, :created_at, :updated_at, :soft_bounces, :last_confirmation_at)
-        ON CONFLICT (email) DO UPDATE SET email = excluded.email
-        RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
-                  attributes
-        """
-    )
-    .bindparams(
-        bindparam("tags", type_=JSON()),
-        bindparam("attributes", type_=JSON()),
-        bindparam("created_at", type_=UTCDateTime()),
-        bindparam("updated_at", type_=UTCDateTime()),
-        bindparam("last_confirmation_at", type_=UTCDateTime()),
-    )
-    .columns(
-        column("id", Integer),
-        column("public_id", String),
-        column("status", String),
-        column("last_confirmation_at", UTCDateTime()),
-        column("first_name", String),
-        column("timezone", String),
-        column("tags", JSON()),
-        column("attributes", JSON()),
-    )
+    text(_UPSERT_SQL.format(blocked=_BLOCKED, **_PLAIN))
+    .bindparams(*_UPSERT_BINDS)
+    .columns(*_UPSERT_COLUMNS)
+)
+_UPSERT_PG = (
+    text(_UPSERT_SQL.format(blocked=_BLOCKED, **_CASTS))
+    .bindparams(*_UPSERT_BINDS)
+    .columns(*_UPSERT_COLUMNS)
 )
 _REFRESH = text(
     """
@@ -252,22 +284,24 @@ _REFRESH = text(
     bindparam("updated_at", type_=UTCDateTime()),
     bindparam("last_confirmation_at", type_=UTCDateTime()),
 )
-_CONSENT = text(
-    """
+_CONSENT_SQL = """
     INSERT INTO consent_events (subscriber_id, kind, at, ip, user_agent, source,
                                 consent_text, source_event_id)
     VALUES (:subscriber_id, :kind, :at, :ip, :user_agent, :source, :consent_text,
             :source_event_id)
-    """
-).bindparams(bindparam("at", type_=UTCDateTime()))
-_CONFIRMATION = text(
-    """
+"""
+_CONFIRMATION_SQL = """
     INSERT INTO deliveries (key, kind, item_id, due_at, subscriber_id, status, attempts,
                             created_at, updated_at)
-    VALUES (:key, :kind, :item_id, :now, :subscriber_id, :status, 0, :now, :now)
+    VALUES (:key, :delivery_kind, :item_id, :now, :subscriber_id, :status, 0, :now, :now)
     ON CONFLICT (key) DO NOTHING
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()))
+"""
+_CONSENT = text(_CONSENT_SQL).bindparams(bindparam("at", type_=UTCDateTime()))
+_CONFIRMATION = text(_CONFIRMATION_SQL).bindparams(bindparam("now", type_=UTCDateTime()))
+# PostgreSQL runs a data-modifying CTE to completion whatever the outer statement does.
+_CONSENT_AND_CONFIRMATION_PG = text(
+    f"WITH consent AS ({_CONSENT_SQL}) {_CONFIRMATION_SQL}"
+).bindparams(bindparam("at", type_=UTCDateTime()), bindparam("now", type_=UTCDateTime()))
 
 
 def _listens(session: Session, facts: dict[str, Any] | None, event_type: str) -> bool:

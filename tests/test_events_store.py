@@ -531,3 +531,63 @@ def test_text_postgresql_cannot_store_is_made_storable(app: App, body: str) -> N
     """NUL, lone surrogates and NaN in a (verified) body are stored, never a 5xx."""
     report = ingest(app, parse_batch(body.encode()), now=NOW)
     assert (report.stored, count(app, ProviderEvent)) == (1, 1)
+
+
+def test_stored_events_read_back_as_written_and_in_the_orm_s_format(app: App) -> None:
+    """SQLite's insert goes to the driver with the columns' own bind processing: the rows
+    read back with every value as parsed (aware UTC times, the scrubbed payload), and in
+    the very text an ORM insert stores (so comparisons and ordering in SQL agree)."""
+    from sqlalchemy import text
+
+    body = json.dumps(
+        [
+            {
+                "event": "click",
+                "email": "Reader@Example.org",
+                "timestamp": 1795000000,
+                "sg_event_id": "raw-1",
+                "sg_message_id": "MSGRAW.filter",
+                "delivery_id": "7",
+                "url": "https://shop.example/x",
+                "category": ["a", "ü"],
+                "nested": {"note": "for reader@example.org", "n": 1.5},
+            }
+        ]
+    ).encode()
+    (parsed,) = parse_batch(body).events
+    at = NOW + timedelta(microseconds=123456)
+    report = ingest(app, parse_batch(body), now=at)
+    assert report.stored == 1
+    with app.sessions() as session:
+        row = session.scalars(select(ProviderEvent)).one()
+        assert (row.sg_event_id, row.logical_key, row.event, row.email_hash) == (
+            "raw-1",
+            parsed.logical_key,
+            "click",
+            parsed.email_hash,
+        )
+        assert row.occurred_at == parsed.occurred_at
+        assert row.received_at == at
+        assert row.delivery_id == 7
+        assert row.sg_message_id == "MSGRAW.filter"
+        assert row.payload == dict(parsed.payload)
+    with transaction(app.sessions) as writing:
+        writing.add(
+            ProviderEvent(
+                sg_event_id="orm-1",
+                logical_key="orm",
+                event="click",
+                occurred_at=parsed.occurred_at,
+                payload=dict(parsed.payload),
+                received_at=at,
+            )
+        )
+    with app.sessions() as session:
+        stored = session.execute(
+            text(
+                "SELECT sg_event_id, occurred_at, received_at, payload FROM provider_events"
+                " ORDER BY sg_event_id"
+            )
+        ).all()
+    orm, raw = stored
+    assert raw[1:] == orm[1:]

@@ -150,3 +150,34 @@ def test_max_batch_bounds_a_transaction(app: App, size: int) -> None:
     outcomes = run_held(writer, [subscribing(app, f"r{i}@example.org") for i in range(6)])
     assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] * 6
     assert writer.batches == 1 + 6 // size
+
+
+@pytest.mark.parametrize("reason", ["bounced", "complained"])
+def test_a_suppressed_address_writes_nothing_in_the_shared_transaction(
+    app: App, reason: str
+) -> None:
+    """The upsert itself checks the suppression list: a bounced or complained address
+    gets no row, consent or email, and its neighbours in the batch are unaffected."""
+    from newsletter.subscriptions import suppress
+
+    with app.sessions() as session, session.begin():
+        suppress(session, "gone@example.org", reason, now=NOW)
+    writer = GroupCommit(app.sessions)
+    jobs = [subscribing(app, "gone@example.org"), subscribing(app, "fine@example.org")]
+    outcomes = run_held(writer, jobs)
+    assert outcomes == [SubscribeOutcome.SUPPRESSED, SubscribeOutcome.CONFIRMATION_QUEUED]
+    assert counts(app) == (1, 1, 1)
+    with app.sessions() as session:
+        assert session.scalars(select(Subscriber.email)).all() == ["fine@example.org"]
+
+
+def test_a_forgotten_address_may_subscribe_again(app: App) -> None:
+    """Only bounced and complained block: an address suppressed for another reason
+    (``forgotten``: erased on request) gets a fresh row, consent and confirmation."""
+    from newsletter.subscriptions import suppress
+
+    with app.sessions() as session, session.begin():
+        suppress(session, "back@example.org", "forgotten", now=NOW)
+    outcomes = run_held(GroupCommit(app.sessions), [subscribing(app, "back@example.org")])
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED]
+    assert counts(app) == (1, 1, 1)

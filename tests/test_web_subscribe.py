@@ -433,3 +433,30 @@ def test_names_are_cleaned_to_one_line(web_app: tuple[TestClient, App], name: st
         assert session.scalars(select(Subscriber.first_name)).one() == "Ann Lee"
     (mail,) = read_outbox(outbox(app))
     assert mail["To"] == "Ann Lee <odd@example.org>"
+
+
+def test_a_backlog_of_confirmations_drains_in_large_batches_when_no_request_waits(
+    web_app: tuple[TestClient, App],
+) -> None:
+    """With nobody waiting for the writer, the web process claims confirmations in large
+    batches (a burst's backlog costs a few claims, not one per four emails); each is
+    still sent once."""
+    from sqlalchemy import event
+
+    from newsletter.subscriptions import queue_confirmations
+    from newsletter.web.app import CONFIRMATION_BATCH, IDLE_CONFIRMATION_BATCH
+
+    client, app = web_app
+    with app.sessions() as session, session.begin():
+        ids = [
+            add_subscriber(session, email=f"backlog{n}@example.org", status="pending").id
+            for n in range(40)
+        ]
+        queue_confirmations(session, ids, now=NOW)
+    commits: list[int] = []
+    event.listen(app.engine, "commit", lambda _conn: commits.append(1))
+    assert client.post("/subscribe", json={"email": "last@example.org"}).status_code == 202
+    assert len(read_outbox(app.settings.effective_outbox_dir)) == 41
+    # 41 emails: 2 claims of 32 (3 commits each), 1 empty claim; in batches of 4 it was 33+.
+    assert IDLE_CONFIRMATION_BATCH > CONFIRMATION_BATCH
+    assert len(commits) < 41 // CONFIRMATION_BATCH * 3, len(commits)

@@ -18,17 +18,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, literal, or_, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import ColumnElement, Dialect, Table, bindparam, func, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
-from newsletter.db import transaction, writer_lock
+from newsletter.db import transaction
 from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
 from newsletter.events.suppression import apply_suppressions
@@ -70,11 +69,10 @@ class IngestReport:
 def ingest(app: App, batch: ParsedBatch, *, now: datetime) -> IngestReport:
     """Store and act on one webhook batch; committed when this returns.
 
-    On SQLite (one writer at a time) concurrent batches of this process queue on a lock
-    instead of SQLite's sleep-and-poll busy handler, which lets late arrivals overtake and
-    starves some requests for seconds under load.
+    On SQLite (one writer at a time) concurrent batches of this process take turns
+    (``newsletter.sqlite_writers``) instead of SQLite's sleep-and-poll busy handler.
     """
-    with writer_lock(app.engine), transaction(app.sessions) as session:
+    with transaction(app.sessions) as session:
         report = store_events(session, batch.events, now=now)
     for reason in batch.ignored[:10]:
         log.warning("sendgrid webhook: ignored %s", reason)
@@ -162,24 +160,49 @@ def _insert_portable(session: Session, events: Sequence[ParsedEvent], *, now: da
     ]
     if not new:
         return set()
-    connection.execute(
-        sqlite_insert(table).on_conflict_do_nothing(),
+    # The driver's own executemany over plain tuples: the column types' bind processors
+    # (UTC datetimes as SQLite text, the payload as JSON) are applied here, once per value,
+    # instead of SQLAlchemy building and processing a parameter dict per row.
+    dialect = connection.dialect
+    at = _processor(table.c.occurred_at, dialect)
+    payload = _processor(table.c.payload, dialect)
+    received = at(now)
+    connection.exec_driver_sql(
+        _INSERT_SQL,
         [
-            {
-                "sg_event_id": e.sg_event_id,
-                "logical_key": e.logical_key,
-                "event": e.event,
-                "email_hash": e.email_hash,
-                "occurred_at": e.occurred_at,
-                "delivery_id": e.delivery_id,
-                "sg_message_id": e.sg_message_id,
-                "payload": dict(e.payload),
-                "received_at": now,
-            }
+            (
+                e.sg_event_id,
+                e.logical_key,
+                e.event,
+                e.email_hash,
+                at(e.occurred_at),
+                e.delivery_id,
+                e.sg_message_id,
+                payload(dict(e.payload)),
+                received,
+            )
             for e in new
         ],
     )
     return {e.logical_key for e in new}
+
+
+# SQLite: qmark parameters; OR IGNORE as the second guard (see ``_insert_portable``).
+_INSERT_SQL = (
+    "INSERT OR IGNORE INTO provider_events (sg_event_id, logical_key, event, email_hash,"
+    " occurred_at, delivery_id, sg_message_id, payload, received_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _processor(column: ColumnElement[Any], dialect: Dialect) -> Callable[[Any], Any]:
+    """What SQLAlchemy does to a value bound to ``column`` (identity if nothing)."""
+    process = column.type.dialect_impl(dialect).bind_processor(dialect)
+    return process if process is not None else _same
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def reconcile(session: Session, events: Iterable[ParsedEvent], *, now: datetime) -> int:

@@ -21,11 +21,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from newsletter import __version__
-from newsletter.addresses import normalize_email
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
-from newsletter.db import writer_lock
 from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import deliver_due, sending_fingerprint
 from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
@@ -33,12 +31,12 @@ from newsletter.group_commit import GroupCommit
 from newsletter.models import DeliveryKind
 from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
+from newsletter.subscribe_batch import subscribe_job
 from newsletter.subscriptions import (
     SubscribeOutcome,
     SubscribeRequest,
     confirm,
     pending_for_confirm_token,
-    subscribe_in,
     subscriber_for_unsubscribe_token,
     unsubscribe_by_token,
 )
@@ -50,7 +48,8 @@ from newsletter.web.pump import Pump
 
 log = logging.getLogger(__name__)
 
-CONFIRMATION_BATCH = 4  # confirmations per claim in the web process (see deliver_confirmations)
+CONFIRMATION_BATCH = 4  # confirmations per claim while requests are answered (see below)
+IDLE_CONFIRMATION_BATCH = 32  # ... and while none is: a burst's backlog drains in fewer claims
 
 RETRY_AFTER_SECONDS = "30"  # on every 503: the database is in trouble, ask again soon
 # Test sends (``campaign test``) carry ``/unsubscribe/test-send`` instead of a real token.
@@ -153,20 +152,21 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         return error(request, 503, "The service is briefly unavailable; please try again.")
 
     def deliver_confirmations(pause: Callable[[], None]) -> None:
-        """Every confirmation that is due, in small batches, deferring to requests between
-        them (``dispatch`` builds a batch's messages inside its claim, holding SQLite's
-        writer: small batches keep subscribe's commits from waiting long)."""
+        """Every confirmation that is due, in batches, deferring to requests between them
+        (``dispatch`` builds a batch's messages inside its claim, holding SQLite's writer:
+        small batches while requests are answered keep subscribe's commits from waiting
+        long; larger ones when none is, so the backlog of a burst drains sooner)."""
         try:
             claimed = 1
             while claimed:  # until no confirmation is left due
-                with writer_lock(app.engine):  # SQLite: in turn with subscribe's writer
-                    report = deliver_due(
-                        app,
-                        now=clock(),
-                        worker="web",
-                        kinds=[DeliveryKind.CONFIRMATION],
-                        limit=CONFIRMATION_BATCH,
-                    )
+                # SQLite: each transaction takes its turn with subscribe's writer
+                report = deliver_due(
+                    app,
+                    now=clock(),
+                    worker="web",
+                    kinds=[DeliveryKind.CONFIRMATION],
+                    limit=CONFIRMATION_BATCH if in_flight[0] else IDLE_CONFIRMATION_BATCH,
+                )
                 claimed = report.claimed
                 if claimed:
                     pause()
@@ -221,14 +221,9 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
                 ip=ip,
                 user_agent=request.headers.get("user-agent"),
             )
-            email = normalize_email(wanted.email)  # a bad address is a 400 before any write
-            now = clock()
+            job = subscribe_job(app, wanted, now=clock())  # a bad address: 400, no write
             # Group commit: answered only once the batch holding this write is committed.
-            outcome = await writer.submit(
-                lambda session, facts: subscribe_in(
-                    session, app, wanted, now=now, email=email, facts=facts
-                )
-            )
+            outcome = await writer.submit(job)
             log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
             if outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
                 # Sent by the pump's thread; the background task only waits for it, so

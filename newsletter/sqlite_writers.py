@@ -1,0 +1,154 @@
+"""SQLite: the writers of one process take turns, first come first served.
+
+Every SQLite transaction here starts with ``BEGIN IMMEDIATE`` (one writer at a time).
+Left to SQLite, a writer that finds the database busy sleeps and polls (the busy
+handler), so a thread that commits and begins again at once -- a scheduled job working
+through batches -- overtakes one that is sleeping, again and again, until that one hits
+the busy timeout (30 s). So each engine gets a ``TurnLock``: a transaction queues on it
+before ``BEGIN IMMEDIATE`` and hands it to the next in line once its ``COMMIT`` or
+``ROLLBACK`` is done. A subscribe then waits for at most the transactions queued before
+it, never behind a job that keeps beginning again.
+
+The turn belongs to a DBAPI connection (not a thread): it is handed on after that
+connection's commit or rollback, and, as a backstop, when the connection goes back to the
+pool, is invalidated or closed. A thread that already holds the turn (through another
+connection, or ``hold``) begins without queueing, so nesting behaves as it did before:
+SQLite's busy handler decides. Writers in other processes still meet SQLite's busy
+handler only.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
+
+TURN_TIMEOUT_SECONDS = 30.0  # as long as SQLite's busy timeout; then SQLite's handler decides
+
+
+class TurnLock:
+    """A lock handed to waiters in the order they asked (FIFO), held by a key object."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._holder: object | None = None
+        self._thread: int | None = None  # the thread that took the turn
+        self._waiters: deque[tuple[object, int, threading.Event]] = deque()
+        self.handovers = 0  # how many times the turn passed to a waiter (for tests)
+
+    def held_here(self) -> bool:
+        """Whether the calling thread holds the turn."""
+        return self._holder is not None and self._thread == threading.get_ident()
+
+    def acquire(self, holder: object, *, timeout: float = TURN_TIMEOUT_SECONDS) -> bool:
+        """Wait for the turn; False after ``timeout`` (nothing is held then)."""
+        me = threading.get_ident()
+        with self._mutex:
+            if self._holder is None and not self._waiters:
+                self._holder, self._thread = holder, me
+                return True
+            ready = threading.Event()
+            waiter = (holder, me, ready)
+            self._waiters.append(waiter)
+        if ready.wait(timeout):
+            return True
+        with self._mutex:
+            if self._holder is holder:  # handed over as the wait ran out
+                return True
+            self._waiters.remove(waiter)
+            return False
+
+    def release(self, holder: object) -> bool:
+        """Hand the turn to the next waiter; False (nothing done) if ``holder`` lacks it."""
+        with self._mutex:
+            if self._holder is not holder or holder is None:
+                return False
+            if self._waiters:
+                self._holder, self._thread, ready = self._waiters.popleft()
+                self.handovers += 1
+                ready.set()
+            else:
+                self._holder = self._thread = None
+            return True
+
+
+_LOCKS: weakref.WeakKeyDictionary[Engine, TurnLock] = weakref.WeakKeyDictionary()
+_LOCKS_LOCK = threading.Lock()
+
+
+def turn_lock(engine: Engine) -> TurnLock:
+    with _LOCKS_LOCK:
+        lock = _LOCKS.get(engine)
+        if lock is None:
+            lock = _LOCKS[engine] = TurnLock()
+        return lock
+
+
+@contextmanager
+def hold(engine: Engine) -> Iterator[None]:
+    """Keep the turn across several transactions of this thread (they begin without
+    queueing). A no-op for other databases, and when this thread holds it already."""
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    lock = turn_lock(engine)
+    if lock.held_here():
+        yield
+        return
+    key = object()
+    taken = lock.acquire(key)
+    try:
+        yield
+    finally:
+        if taken:
+            lock.release(key)
+
+
+def _raw(connection: Any) -> Any:
+    """The DBAPI connection behind a pool proxy (or the DBAPI connection itself)."""
+    return getattr(connection, "dbapi_connection", connection)
+
+
+def install(engine: Engine) -> None:
+    """Queue ``engine``'s transactions on its ``TurnLock`` (``begin`` issues BEGIN IMMEDIATE)."""
+    lock = turn_lock(engine)
+    dialect = engine.dialect
+    commit, rollback = dialect.do_commit, dialect.do_rollback
+
+    def begin(connection: Any) -> None:
+        raw = _raw(connection.connection)
+        if not lock.held_here():
+            lock.acquire(raw)  # on timeout: no turn, SQLite's busy handler decides
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            lock.release(raw)
+            raise
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            commit(dbapi_connection)
+        finally:
+            lock.release(_raw(dbapi_connection))
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            rollback(dbapi_connection)
+        finally:
+            lock.release(_raw(dbapi_connection))
+
+    def gone(dbapi_connection: Any, *_args: Any) -> None:
+        lock.release(_raw(dbapi_connection))
+
+    # After the DBAPI commit/rollback, not before (``commit`` events run before it):
+    # the next writer's BEGIN IMMEDIATE then finds the database free.
+    setattr(dialect, "do_commit", do_commit)  # noqa: B010 (an instance's own method)
+    setattr(dialect, "do_rollback", do_rollback)  # noqa: B010
+    event.listen(engine, "begin", begin)
+    for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
+        event.listen(engine, name, gone)
