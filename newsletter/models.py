@@ -161,8 +161,8 @@ class Enrollment(Base):
             "ix_enrollments_active_due",
             "next_due_at",
             "id",
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active' AND next_due_at IS NOT NULL"),
+            sqlite_where=text("status = 'active' AND next_due_at IS NOT NULL"),
         ),
     )
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, Engine, inspect, text
 
 from newsletter.db import _alembic_config
 from tests.migration_support import (
@@ -52,6 +52,22 @@ def _queue(conn: Connection) -> list[tuple[int, int]]:
     return [(r[0], r[1]) for r in rows]
 
 
+def _predicate(engine: Engine, name: str) -> str:
+    """The WHERE clause of a partial index, as the database stored it (PostgreSQL's casts
+    and parentheses taken out)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            definition = conn.execute(
+                text("SELECT indexdef FROM pg_indexes WHERE indexname = :n"), {"n": name}
+            ).scalar_one()
+            where = str(definition.split(" WHERE ", 1)[1]).replace("::text", "")
+            return where.replace("(", "").replace(")", "")
+        sql = conn.execute(
+            text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = :n"), {"n": name}
+        ).scalar_one()
+        return str(sql.split(" WHERE ", 1)[1].strip())
+
+
 @pytest.mark.parametrize("kind", BACKENDS)
 def test_0010_queues_waiting_enrollments_and_triggers_on_outcomes(
     kind: str, tmp_path: Path
@@ -87,7 +103,9 @@ def test_0010_queues_waiting_enrollments_and_triggers_on_outcomes(
     names = {i["name"] for i in inspect(engine).get_indexes("enrollments")}
     assert "ix_enrollments_due" not in names
     assert "ix_enrollments_subscriber_id" not in names
-    assert "ix_enrollments_active_due" in names
+    assert _predicate(engine, "ix_enrollments_active_due") == (
+        "status = 'active' AND next_due_at IS NOT NULL"
+    )
     with engine.begin() as conn:
         assert _queue(conn) == [(7, 1)]
         conn.execute(text("UPDATE deliveries SET status = 'leased' WHERE id = 2"))
@@ -100,6 +118,7 @@ def test_0010_queues_waiting_enrollments_and_triggers_on_outcomes(
     command.downgrade(_alembic_config(engine), down_revision("0010"))
     names = {i["name"] for i in inspect(engine).get_indexes("enrollments")}
     assert {"ix_enrollments_due", "ix_enrollments_subscriber_id"} <= names
+    assert _predicate(engine, "ix_enrollments_active_due") == "status = 'active'"
     assert "drip_outcomes" not in inspect(engine).get_table_names()
     with engine.begin() as conn:  # no trigger left behind to write to a missing table
         conn.execute(text("UPDATE deliveries SET status = 'queued' WHERE id = 2"))

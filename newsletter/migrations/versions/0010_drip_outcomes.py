@@ -14,10 +14,12 @@ stopping it), so it adds no lock order to the ones the ledger writers already ha
 
 Enrollments already waiting on a final ledger row are queued by the upgrade itself.
 
-Two indexes the planner's ``UPDATE`` of every planned enrollment paid for and no query
-reads are dropped: ``ix_enrollments_due`` (``status, next_due_at``; every reader of due
-or waiting rows uses the partial ``ix_enrollments_active_due``) and
-``ix_enrollments_subscriber_id`` (the prefix of ``uq_enrollments_subscriber_sequence``).
+The planner's ``UPDATE`` of every planned enrollment paid for indexes no query needs any
+more: ``ix_enrollments_due`` (``status, next_due_at``; readers of due rows use the partial
+``ix_enrollments_active_due``) and ``ix_enrollments_subscriber_id`` (the prefix of
+``uq_enrollments_subscriber_sequence``) are dropped, and ``ix_enrollments_active_due``
+now leaves out the waiting rows (``next_due_at`` NULL): nothing reads them by that index
+since the queue, so planning an enrollment deletes its entry and adds none.
 
 Revision ID: 0010
 Revises: 0009
@@ -50,6 +52,7 @@ def upgrade() -> None:
     )
     op.drop_index("ix_enrollments_due", table_name="enrollments")
     op.drop_index("ix_enrollments_subscriber_id", table_name="enrollments")
+    _active_due("status = 'active' AND next_due_at IS NOT NULL")
     if op.get_bind().dialect.name == "postgresql":
         _postgres_triggers()
     else:
@@ -60,6 +63,19 @@ def upgrade() -> None:
         "ON d.key = 'drip:' || e.id || ':' || e.last_item_id "
         f"WHERE e.status = 'active' AND e.next_due_at IS NULL AND d.status IN {FINAL} "
         "ORDER BY e.id"
+    )
+
+
+def _active_due(where: str) -> None:
+    """(Re)create the planner's due-order index with the partial predicate ``where``."""
+    op.drop_index("ix_enrollments_active_due", table_name="enrollments")
+    op.create_index(
+        "ix_enrollments_active_due",
+        "enrollments",
+        ["next_due_at", "id"],
+        unique=False,
+        postgresql_where=sa.text(where),
+        sqlite_where=sa.text(where),
     )
 
 
@@ -86,6 +102,7 @@ def downgrade() -> None:
     op.execute("DROP TRIGGER tr_deliveries_drip_outcome_update" + _on())
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION drip_outcome_queue()")
+    _active_due("status = 'active'")
     op.create_index("ix_enrollments_subscriber_id", "enrollments", ["subscriber_id"])
     op.create_index("ix_enrollments_due", "enrollments", ["status", "next_due_at"])
     op.drop_table("drip_outcomes")
