@@ -401,6 +401,7 @@ def _situations_sql(session: Session) -> TextClause:
         lock = "FOR UPDATE OF e SKIP LOCKED"
         materialized = "MATERIALIZED"
         decisive = "= ANY(CAST(:decisive AS text[]))"
+        plus = ""
     else:
         # SQLite: rows of one group are aggregated in one order for both lists; items come
         # from the index in item order.
@@ -408,14 +409,16 @@ def _situations_sql(session: Session) -> TextClause:
         ids, sids = "group_concat(id)", "group_concat(sid)"
         lock = ""
         materialized = ""
+        # ``+``: not an index constraint, or SQLite probes the index once per item.
         decisive = "IN (SELECT value FROM json_each(:decisive))"
+        plus = "+"
     kinds = ", ".join(f"'{kind}'" for kind in HAD_KINDS)
     # One CTE, materialized by its LIMIT (and FOR UPDATE): each row's subquery runs once.
     return text(
         f"WITH batch AS {materialized} (SELECT e.id, e.subscriber_id AS sid, e.sequence, "  # noqa: S608 - constant SQL
         "e.position, e.last_item_id, s.status AS subscriber_status, s.timezone, "
         f"(SELECT {had} FROM deliveries AS d WHERE d.subscriber_id = e.subscriber_id "
-        f"AND d.kind IN ({kinds}) AND d.item_id {decisive}) AS had "
+        f"AND d.kind IN ({kinds}) AND {plus}d.item_id {decisive}) AS had "
         "FROM enrollments AS e JOIN subscribers AS s ON s.id = e.subscriber_id "
         "WHERE e.status = 'active' AND e.next_due_at <= :now "
         f"ORDER BY e.next_due_at, e.id LIMIT :limit {lock}) "
