@@ -155,23 +155,20 @@ class Enrollment(Base):
     __tablename__ = "enrollments"
     __table_args__ = (
         UniqueConstraint("subscriber_id", "sequence", name="uq_enrollments_subscriber_sequence"),
-        # The drip planner reads "active and due" and "active and waiting" (NULL) from it.
-        Index("ix_enrollments_due", "status", "next_due_at"),
         # The planner's batches, in the order they are read (``ORDER BY next_due_at, id``):
         # an index walk that stops after the batch, never a sort of the whole due set.
         Index(
             "ix_enrollments_active_due",
             "next_due_at",
             "id",
-            postgresql_where=text("status = 'active'"),
-            sqlite_where=text("status = 'active'"),
+            postgresql_where=text("status = 'active' AND next_due_at IS NOT NULL"),
+            sqlite_where=text("status = 'active' AND next_due_at IS NOT NULL"),
         ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    subscriber_id: Mapped[int] = mapped_column(
-        ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
-    )
+    # Read through ``uq_enrollments_subscriber_sequence`` (subscriber_id is its prefix).
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     sequence: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
     position: Mapped[int] = mapped_column(Integer, default=0)  # index of the next step
@@ -251,6 +248,18 @@ class Delivery(Base):
     message_nonce: Mapped[str | None] = mapped_column(String(32))
     # Attention (migration 0007): the due time before the marketing cap first deferred it.
     deferred_from: Mapped[datetime | None]
+
+
+class DripOutcome(Base):
+    """A drip ledger row that reached its final state, for the planner to advance its
+    enrollment (migration 0010: written by a trigger on ``deliveries``, deleted by the
+    planner once handled; no foreign keys, so the trigger takes no lock on enrollments)."""
+
+    __tablename__ = "drip_outcomes"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(Integer)
+    delivery_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class CampaignState(enum.StrEnum):

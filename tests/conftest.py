@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 from hypothesis import settings as hypothesis_settings
 from sqlalchemy import Engine, text
 
 from newsletter.app import App
-from newsletter.db import make_engine, upgrade
+from newsletter.db import MIGRATIONS, make_engine, upgrade
 from newsletter.models import Base
 from newsletter.settings import Settings, load_settings
 
@@ -45,6 +47,7 @@ NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
 _pg_engine: Engine | None = None
 _sqlite_template: Path | None = None
+_head: str | None = None
 
 # CI explores the same examples every run (a red CI must be reproducible); developers'
 # runs stay random and keep finding new inputs (failures are saved in .hypothesis/).
@@ -65,16 +68,35 @@ def _postgres_engine() -> Engine:
             pytest.skip("NEWSLETTER_TEST_POSTGRES_URL is not set")
         engine = make_engine(POSTGRES_URL)
         try:
-            with engine.begin() as conn:
-                conn.execute(text("DROP SCHEMA public CASCADE"))
-                conn.execute(text("CREATE SCHEMA public"))
+            _recreate_schema(engine)
         except Exception as exc:
             if REQUIRE_POSTGRES:
                 pytest.fail(f"PostgreSQL at {POSTGRES_URL} is unreachable: {exc}")
             pytest.skip(f"PostgreSQL unreachable: {exc}")
-        upgrade(engine)
         _pg_engine = engine
     return _pg_engine
+
+
+def _recreate_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    upgrade(engine)
+
+
+def _at_head(engine: Engine) -> bool:
+    """Whether the shared database is still at the head revision: a migration test drops
+    the schema and leaves it at the revision it tested (one query per test)."""
+    global _head
+    if _head is None:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        _head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.connect() as conn:
+        exists = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+        if not exists:
+            return False
+        return bool(conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == _head)
 
 
 def _migrated_sqlite(path: Path) -> str:
@@ -102,6 +124,8 @@ def truncate_all(engine: Engine) -> None:
     about 10 ms against about 80 ms for ``TRUNCATE`` of the schema's tables (children
     first, in foreign-key order). Tests must not rely on the physical order of rows."""
     global _EMPTY_ALL
+    if engine.dialect.name == "postgresql" and not _at_head(engine):
+        _recreate_schema(engine)
     with engine.begin() as conn:
         if _EMPTY_ALL is None:
             sequences = conn.execute(

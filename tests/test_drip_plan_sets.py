@@ -36,6 +36,9 @@ def app(make_settings: Callable[..., Settings]) -> Iterator[App]:
     application.close()
 
 
+NEWS = [f"news/issue-{n}" for n in range(7)]
+
+
 def generate(app: App, count: int, seed: int) -> dict[int, dict[str, Any]]:
     """Subscribers each with one due enrollment in a random situation; returns, per
     enrollment id, the inputs the reference decides on."""
@@ -64,6 +67,9 @@ def generate(app: App, count: int, seed: int) -> dict[int, dict[str, Any]]:
             position = rng.randrange(0, len(steps) + 1)
             last = rng.choice([None, None, "tips/removed-item", *steps])
             had = set(rng.sample(items, rng.choice([0, 0, 1, 2, 5, len(items) - 1])))
+            # Items no decision tests (campaign news, items not in the library): histories
+            # differ by them, decisions must not (the planner leaves them out of situations).
+            had |= set(rng.sample(NEWS, rng.choice([0, 1, 3])))
             enrollment = Enrollment(
                 subscriber_id=subscriber.id,
                 sequence=sequence,
@@ -224,3 +230,14 @@ def test_a_ledger_row_written_again_is_a_no_op_and_not_counted(app: App) -> None
     with app.sessions() as session:
         errors = set(session.scalars(select(Delivery.error).where(Delivery.key.like("drip:%"))))
     assert errors == {None, "example content"}
+
+
+def test_the_decisive_items_are_every_step_and_rotation_candidate(app: App) -> None:
+    """What a situation keeps of a subscriber's history: each item a decision can test."""
+    catalog = Catalog.from_app(app)
+    decisive = catalog.decisive_items()
+    steps = {step.item_id for s in catalog.sequences.values() for step in s.steps}
+    rotation = {item for items in catalog.pool.values() for item in items}
+    assert set(decisive) == steps | rotation
+    assert decisive == sorted(decisive)
+    assert not set(NEWS) & set(decisive)

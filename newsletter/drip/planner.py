@@ -7,17 +7,22 @@ An enrollment is in one of three states, all visible in the index on
   once ``next_due_at <= now``);
 * ``active`` with ``next_due_at`` NULL: an item is planned and its delivery not yet final
   (the *advance* pass picks it up once the ledger row is ``sent``, ``failed``, ``unknown``
-  or ``skipped``, and computes the next due time from the moment it was sent);
+  or ``skipped``, and computes the next due time from the moment it was sent). It never
+  scans the waiting enrollments: a trigger on ``deliveries`` (migration 0010) queues each
+  drip row that becomes final in ``drip_outcomes``, in the transaction that records it,
+  and the advance pass reads that queue and deletes what it handled;
 * ``done`` / ``stopped``: never read again.
 
-Each pass reads one batch of rows (``PLAN_BATCH``) with one query that walks the index
-on ``(next_due_at, id) WHERE status = 'active'`` in the batch's order, and that also brings
-each subscriber's items already had. Enrollments alike in every input of the decision
+Each plan batch (``PLAN_BATCH`` rows) is one query that walks the index on ``(next_due_at,
+id) WHERE status = 'active'`` in the batch's order, brings each subscriber's items already
+had, and groups the rows in SQL: enrollments alike in every input of the decision
 (subscriber status, sequence, position, last item, zone, items had) form one *situation*,
-decided once with the pure functions of ``planning`` and ``timing``. The batch is then
+returned once with its size and its ids, and decided once with the pure functions of
+``planning`` and ``timing``; Python handles situations, not rows. The batch is then
 written in the *same* transaction: with few distinct decisions, one ``INSERT ... SELECT``
 of ledger rows (key ``drip:<enrollment_id>:<item_id>``, ``drip_key``) and one ``UPDATE``
-per group of enrollments sharing a decision; with many, all rows at once as bound arrays
+per group of enrollments sharing a decision (the id lists go back to SQL as the text the
+database returned); with many, all rows at once as bound arrays
 (``newsletter.drip.store``). Cost grows with the number of due (or just-sent)
 enrollments, never with the size of the list.
 
@@ -43,6 +48,7 @@ Decisions (copied into the README):
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -52,7 +58,7 @@ from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import String, cast, func, literal, select, text, update
+from sqlalchemy import String, bindparam, cast, delete, literal, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement, TextClause
 
@@ -62,6 +68,7 @@ from newsletter.db import transaction
 from newsletter.drip.planning import NextSend, choose_next, rotation_pool
 from newsletter.drip.store import (
     EnrollmentMove,
+    IdList,
     PlannedRow,
     id_in,
     insert_for_enrollments,
@@ -78,10 +85,12 @@ from newsletter.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    DripOutcome,
     Enrollment,
     EnrollmentStatus,
     Subscriber,
     SubscriberStatus,
+    UTCDateTime,
 )
 from newsletter.webhooks.emit import sequences_ended
 from newsletter.zones import find_zone
@@ -143,6 +152,13 @@ class Catalog:
     pool: Mapping[str, Seq[str]]
     examples: frozenset[str] = frozenset()  # items marked ``example: true``: never sent
 
+    def decisive_items(self) -> list[str]:
+        """Every item a plan decision can test a subscriber's history for: the steps of
+        every sequence and the rotation candidates. Items outside it (campaign news, say)
+        never change a decision, so the planner leaves them out of a situation."""
+        steps = {step.item_id for s in self.sequences.values() for step in s.steps}
+        return sorted(steps.union(*self.pool.values()))
+
     @classmethod
     def from_app(cls, app: App) -> Catalog:
         library = app.library
@@ -159,6 +175,10 @@ class _Context:
     now: datetime
     report: PlanReport = field(default_factory=PlanReport)
     missing: set[str] = field(default_factory=set)
+    decisive: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.decisive = self.catalog.decisive_items()
 
 
 def plan_drips(
@@ -190,18 +210,12 @@ def plan_drips(
 def _lock(session: Session) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True  # SQLite: BEGIN IMMEDIATE already made this the only writer
+    # A batch's statements are estimated above ``jit_above_cost`` (the row lock over every
+    # due row) and each compiled again per batch: ~50 ms of JIT for a 250 ms read.
+    session.execute(text("SET LOCAL jit = off"))
     return bool(
         session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
     )
-
-
-def _waiting(session: Session) -> ColumnElement[bool] | TextClause:
-    """``next_due_at IS NULL``; SQLite is told it is rare, or after ``ANALYZE`` it scans
-    the table instead of reading the (status, next_due_at) index."""
-    waiting = Enrollment.next_due_at.is_(None)
-    if session.get_bind().dialect.name == "sqlite":
-        return text("likelihood(enrollments.next_due_at IS NULL, 0.001)")
-    return waiting
 
 
 def _for_update(session: Session, statement: Any) -> Any:
@@ -214,6 +228,38 @@ def _for_update(session: Session, statement: Any) -> Any:
 
 
 def _advance_batch(session: Session, ctx: _Context, batch_size: int) -> int:
+    """Advance the enrollments of one batch of ``drip_outcomes`` (queued by the ledger's
+    trigger when a drip row became final); return how many queue rows were handled. Rows
+    whose enrollment another transaction holds stay queued for the next pass."""
+    queue = session.execute(
+        select(DripOutcome.id, DripOutcome.enrollment_id).order_by(DripOutcome.id).limit(batch_size)
+    ).all()
+    if not queue:
+        return 0
+    wanted = sorted({q.enrollment_id for q in queue})
+    held = _locked_elsewhere(session, wanted)
+    mine = [i for i in wanted if i not in held]
+    handled = [q.id for q in queue if q.enrollment_id not in held]
+    session.execute(delete(DripOutcome).where(id_in(session, DripOutcome.id, handled)))
+    if mine:
+        _advance(session, ctx, mine)
+    return len(handled) if not held else 0
+
+
+def _locked_elsewhere(session: Session, ids: Seq[int]) -> set[int]:
+    """The enrollments among ``ids`` another transaction holds (PostgreSQL); the others are
+    locked for this one. SQLite has one writer: none."""
+    if session.get_bind().dialect.name != "postgresql":
+        return set()
+    statement = select(Enrollment.id).where(id_in(session, Enrollment.id, ids))
+    locked = set(session.scalars(_for_update(session, statement)))
+    if len(locked) == len(ids):
+        return set()
+    existing = set(session.scalars(statement))
+    return existing - locked
+
+
+def _advance(session: Session, ctx: _Context, enrollment_ids: Seq[int]) -> None:
     statement = (
         select(
             Enrollment.id,
@@ -227,19 +273,19 @@ def _advance_batch(session: Session, ctx: _Context, batch_size: int) -> int:
             Delivery.updated_at,
         )
         .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        # Joined on the ledger key (unique index): a nested loop from the waiting rows of
-        # the (status, next_due_at) index, whatever the table statistics say.
+        # Joined on the ledger key (unique index): the row the enrollment waits on.
         .join(Delivery, Delivery.key == _key_sql())
         .where(
+            id_in(session, Enrollment.id, enrollment_ids),
             Enrollment.status == EnrollmentStatus.ACTIVE.value,
-            _waiting(session),
+            Enrollment.next_due_at.is_(None),
             Delivery.status.in_(FINAL),
         )
-        .limit(batch_size)
+        .order_by(Enrollment.id)
     )
-    rows = session.execute(_for_update(session, statement)).all()
+    rows = session.execute(statement).all()
     if not rows:
-        return 0
+        return
     had = _had(session, (r.subscriber_id for r in rows))
     changes: list[dict[str, Any]] = []
     for row in rows:
@@ -262,7 +308,6 @@ def _advance_batch(session: Session, ctx: _Context, batch_size: int) -> int:
     _update_enrollments(session, changes)
     _report_ends(session, rows, changes, now=ctx.now)
     ctx.report.advanced += len(rows)
-    return len(rows)
 
 
 def _report_ends(
@@ -287,50 +332,38 @@ def _report_ends(
 
 
 def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
-    statement = (
-        select(
-            Enrollment.id,
-            Enrollment.subscriber_id,
-            Enrollment.sequence,
-            Enrollment.position,
-            Enrollment.last_item_id,
-            Subscriber.timezone,
-            Subscriber.status.label("subscriber_status"),
-            _had_items(session).label("had"),
-        )
-        .join(Subscriber, Subscriber.id == Enrollment.subscriber_id)
-        .where(
-            Enrollment.status == EnrollmentStatus.ACTIVE.value,
-            Enrollment.next_due_at <= ctx.now,
-        )
-        .order_by(Enrollment.next_due_at, Enrollment.id)
-        .limit(batch_size)
-    )
-    rows = session.execute(_for_update(session, statement)).all()
-    if not rows:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    groups = session.execute(
+        _situations_sql(session),
+        {
+            "now": ctx.now,
+            "limit": batch_size,
+            "sep": _SEPARATOR,
+            "decisive": ctx.decisive if postgres else json.dumps(ctx.decisive),
+        },
+    ).all()
+    if not groups:
         return 0
     had_sets: dict[str | None, frozenset[str]] = {None: _NOTHING}
-    # Decided once per situation: rows alike in every input of the decision share it.
-    decisions: dict[tuple[Any, ...], _Decision] = {}
-    members: dict[_Decision, list[Any]] = defaultdict(list)
+    # Decided once per situation: the query grouped the batch's rows alike in every input
+    # of the decision; situations that decide alike are written together.
+    decisions: dict[_Situation, _Decision] = {}
+    members: dict[_Decision, list[_Group]] = defaultdict(list)
     counts: dict[str, int] = defaultdict(int)
-    for row in rows:
+    total = 0
+    for row in groups:
         seen = had_sets.get(row.had)
         if seen is None:
             seen = had_sets[row.had] = frozenset(row.had.split(_SEPARATOR))
-        situation = (
-            row.subscriber_status,
-            row.sequence,
-            row.position,
-            row.last_item_id,
-            row.timezone,
-            seen,
+        situation = _Situation(
+            row.subscriber_status, row.sequence, row.position, row.last_item_id, row.timezone, seen
         )
         decision = decisions.get(situation)
         if decision is None:
-            decision = decisions[situation] = _decide(_Situation(*situation), ctx)
-        counts[decision.outcome] += 1
-        members[decision].append(row)
+            decision = decisions[situation] = _decide(situation, ctx)
+        counts[decision.outcome] += row.size
+        total += row.size
+        members[decision].append(_Group(situation, row.size, IdList(row.ids), row.sids))
     report = ctx.report
     report.stopped += counts["stopped"]
     report.deferred += counts["deferred"]
@@ -339,15 +372,80 @@ def _plan_batch(session: Session, ctx: _Context, batch_size: int) -> int:
         _write_groups(session, members, ctx)
     else:
         _write_rows(session, members, ctx)
-    ended = [
-        {"id": row.id, "status": decision.status}
-        for decision, rows_alike in members.items()
-        if decision.status in (EnrollmentStatus.DONE.value, EnrollmentStatus.STOPPED.value)
-        for row in rows_alike
-    ]
-    if ended:
-        _report_ends(session, rows, ended, now=ctx.now)
-    return len(rows)
+    _report_plan_ends(session, members, now=ctx.now)
+    return total
+
+
+@dataclass(frozen=True)
+class _Group:
+    """The enrollments of one batch in one situation (ids as the database listed them)."""
+
+    situation: _Situation
+    size: int
+    ids: IdList
+    subscriber_ids: str  # comma-separated, in the order of ``ids``
+
+
+def _situations_sql(session: Session) -> TextClause:
+    """One batch of due enrollments (``PLAN_BATCH`` in ``(next_due_at, id)`` order, the
+    partial index's order), grouped by situation: each subscriber's items already had
+    (those of ``:decisive`` only) are read by one probe of ``ix_deliveries_subscriber_item``
+    and joined by ``:sep`` in item order, and every group lists its enrollment and
+    subscriber ids."""
+    if session.get_bind().dialect.name == "postgresql":
+        had = "string_agg(d.item_id, :sep ORDER BY d.item_id)"
+        ids, sids = (
+            "string_agg(id::text, ',' ORDER BY id)",
+            "string_agg(sid::text, ',' ORDER BY id)",
+        )
+        lock = "FOR UPDATE OF e SKIP LOCKED"
+        materialized = "MATERIALIZED"
+        decisive = "= ANY(CAST(:decisive AS text[]))"
+        plus = ""
+    else:
+        # SQLite: rows of one group are aggregated in one order for both lists; items come
+        # from the index in item order.
+        had = "group_concat(d.item_id, :sep)"
+        ids, sids = "group_concat(id)", "group_concat(sid)"
+        lock = ""
+        materialized = ""
+        # ``+``: not an index constraint, or SQLite probes the index once per item.
+        decisive = "IN (SELECT value FROM json_each(:decisive))"
+        plus = "+"
+    kinds = ", ".join(f"'{kind}'" for kind in HAD_KINDS)
+    # One CTE, materialized by its LIMIT (and FOR UPDATE): each row's subquery runs once.
+    return text(
+        f"WITH batch AS {materialized} (SELECT e.id, e.subscriber_id AS sid, e.sequence, "  # noqa: S608 - constant SQL
+        "e.position, e.last_item_id, s.status AS subscriber_status, s.timezone, "
+        f"(SELECT {had} FROM deliveries AS d WHERE d.subscriber_id = e.subscriber_id "
+        f"AND d.kind IN ({kinds}) AND {plus}d.item_id {decisive}) AS had "
+        "FROM enrollments AS e JOIN subscribers AS s ON s.id = e.subscriber_id "
+        "WHERE e.status = 'active' AND e.next_due_at <= :now "
+        f"ORDER BY e.next_due_at, e.id LIMIT :limit {lock}) "
+        "SELECT subscriber_status, sequence, position, last_item_id, timezone, had, "
+        f"count(*) AS size, {ids} AS ids, {sids} AS sids FROM batch "
+        "GROUP BY subscriber_status, sequence, position, last_item_id, timezone, had"
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+def _report_plan_ends(
+    session: Session, members: Mapping[_Decision, list[_Group]], *, now: datetime
+) -> None:
+    """Webhook events for the enrollments a plan batch finished (``done``) or stopped."""
+    for status, type in (
+        (EnrollmentStatus.DONE.value, "sequence.completed"),
+        (EnrollmentStatus.STOPPED.value, "sequence.exited"),
+    ):
+        ended = [
+            (subscriber_id, group.situation.sequence)
+            for decision, groups in members.items()
+            if decision.status == status
+            for group in groups
+            for subscriber_id in IdList(group.subscriber_ids).ints()
+        ]
+        reason = "subscriber_inactive" if status == EnrollmentStatus.STOPPED.value else None
+        if ended:
+            sequences_ended(session, type, ended, now=now, reason=reason)
 
 
 _NOTHING: frozenset[str] = frozenset()
@@ -356,10 +454,14 @@ _NOTHING: frozenset[str] = frozenset()
 GROUPED_WRITES = 64
 
 
-def _write_groups(session: Session, members: Mapping[_Decision, list[Any]], ctx: _Context) -> None:
+def _write_groups(
+    session: Session, members: Mapping[_Decision, list[_Group]], ctx: _Context
+) -> None:
     report = ctx.report
-    for decision, rows in members.items():
-        ids = [r.id for r in rows]
+    for decision, groups in members.items():
+        ids = groups[0].ids
+        for group in groups[1:]:
+            ids += group.ids
         for send in decision.skipped:
             report.examples_skipped += insert_for_enrollments(
                 session,
@@ -388,16 +490,24 @@ def _write_groups(session: Session, members: Mapping[_Decision, list[Any]], ctx:
         )
 
 
-def _write_rows(session: Session, members: Mapping[_Decision, list[Any]], ctx: _Context) -> None:
+def _write_rows(session: Session, members: Mapping[_Decision, list[_Group]], ctx: _Context) -> None:
     moves: list[EnrollmentMove] = []
     skipped: list[PlannedRow] = []
     planned: list[PlannedRow] = []
-    for decision, rows in members.items():
-        for row in rows:
-            moves.append(decision.move(row))
-            skipped.extend(decision.rows(row, decision.skipped, EXAMPLE_SKIP_REASON))
-            if decision.send is not None:
-                planned.extend(decision.rows(row, (decision.send,), None))
+    for decision, groups in members.items():
+        for group in groups:
+            subscriber_ids = IdList(group.subscriber_ids).ints()
+            for enrollment_id, subscriber_id in zip(group.ids.ints(), subscriber_ids, strict=True):
+                moves.append(decision.move(enrollment_id, group.situation))
+                skipped.extend(
+                    decision.rows(
+                        enrollment_id, subscriber_id, decision.skipped, EXAMPLE_SKIP_REASON
+                    )
+                )
+                if decision.send is not None:
+                    planned.extend(
+                        decision.rows(enrollment_id, subscriber_id, (decision.send,), None)
+                    )
     ctx.report.examples_skipped += insert_planned(session, skipped, now=ctx.now)
     ctx.report.planned += insert_planned(session, planned, now=ctx.now)
     move_enrollments(session, moves)
@@ -425,15 +535,17 @@ class _Decision:
     send: NextSend | None = None  # the item planned now
     skipped: tuple[NextSend, ...] = ()  # example items recorded ``skipped`` on the way
 
-    def move(self, row: Any) -> EnrollmentMove:
-        position, last = row.position, row.last_item_id
+    def move(self, enrollment_id: int, situation: _Situation) -> EnrollmentMove:
+        position, last = situation.position, situation.last_item_id
         if self.send is not None:
             position, last = self.send.position, self.send.item_id
-        return EnrollmentMove(row.id, self.status, position, last, self.next_due_at)
+        return EnrollmentMove(enrollment_id, self.status, position, last, self.next_due_at)
 
     @staticmethod
-    def rows(row: Any, sends: Seq[NextSend], reason: str | None) -> list[PlannedRow]:
-        return [PlannedRow(row.id, row.subscriber_id, s.item_id, s.step, reason) for s in sends]
+    def rows(
+        enrollment_id: int, subscriber_id: int, sends: Seq[NextSend], reason: str | None
+    ) -> list[PlannedRow]:
+        return [PlannedRow(enrollment_id, subscriber_id, s.item_id, s.step, reason) for s in sends]
 
 
 _ACTIVE = EnrollmentStatus.ACTIVE.value
@@ -513,22 +625,7 @@ def _choose(
     )
 
 
-_SEPARATOR = "\n"  # between item ids in ``_had_items`` (ids are paths: never one inside)
-
-
-def _had_items(session: Session) -> Any:
-    """Per enrollment row, in SQL: the item ids its subscriber has a drip or campaign
-    ledger row for, joined by ``_SEPARATOR`` (NULL for none) - what ``_had`` returns for
-    one subscriber, read in the batch's own query (one probe of the subscriber's index)."""
-    concat = (
-        func.string_agg if session.get_bind().dialect.name == "postgresql" else func.group_concat
-    )
-    return (
-        select(concat(Delivery.item_id, _SEPARATOR))
-        .where(Delivery.subscriber_id == Enrollment.subscriber_id, Delivery.kind.in_(HAD_KINDS))
-        .correlate(Enrollment)
-        .scalar_subquery()
-    )
+_SEPARATOR = "\n"  # between item ids in ``_situations_sql`` (ids are paths: never one inside)
 
 
 def _had(session: Session, subscriber_ids: Iterable[int]) -> dict[int, set[str]]:

@@ -82,20 +82,13 @@ def _insert_postgres(
     status: str,
     reason: str | None,
 ) -> int:
+    arrays, params = _unnest(eids="bigint", sids="bigint", items="text", steps="integer")
     statement = text(
         f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
         "SELECT 'drip:' || u.eid || ':' || u.item, :kind, u.item, :now, u.sid, u.eid, u.step, "
-        ":status, :error, 0, :now, :now "
-        "FROM unnest(CAST(:eids AS bigint[]), CAST(:sids AS bigint[]), CAST(:items AS text[]), "
-        "CAST(:steps AS integer[])) WITH ORDINALITY AS u(eid, sid, item, step, n) "
-        "ORDER BY u.n ON CONFLICT (key) DO NOTHING"
-    ).bindparams(
-        bindparam("eids", type_=ARRAY(BIGINT)),
-        bindparam("sids", type_=ARRAY(BIGINT)),
-        bindparam("items", type_=ARRAY(TEXT)),
-        bindparam("steps", type_=ARRAY(INTEGER)),
-        bindparam("now", type_=UTCDateTime()),
-    )
+        f":status, :error, 0, :now, :now FROM {arrays} WITH ORDINALITY AS u(eid, sid, item, "
+        "step, n) ORDER BY u.n ON CONFLICT (key) DO NOTHING"
+    ).bindparams(*params, bindparam("now", type_=UTCDateTime()))
     result = session.execute(
         statement,
         {
@@ -160,19 +153,14 @@ def move_enrollments(session: Session, moves: Sequence[EnrollmentMove]) -> None:
     if not moves:
         return
     if _postgres(session):
-        statement = text(
-            "UPDATE enrollments AS e SET status = u.status, position = u.position, "
-            "last_item_id = u.item, next_due_at = u.due "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), "
-            "CAST(:positions AS integer[]), CAST(:items AS text[]), CAST(:dues AS timestamptz[])) "
-            "AS u(id, status, position, item, due) WHERE e.id = u.id"
-        ).bindparams(
-            bindparam("ids", type_=ARRAY(BIGINT)),
-            bindparam("statuses", type_=ARRAY(TEXT)),
-            bindparam("positions", type_=ARRAY(INTEGER)),
-            bindparam("items", type_=ARRAY(TEXT)),
-            bindparam("dues", type_=ARRAY(UTCDateTime())),
+        arrays, params = _unnest(
+            ids="bigint", statuses="text", positions="integer", items="text", dues="timestamptz"
         )
+        statement = text(
+            "UPDATE enrollments AS e SET status = u.status, position = u.position, "  # noqa: S608 - constant SQL
+            f"last_item_id = u.item, next_due_at = u.due FROM {arrays} "
+            "AS u(id, status, position, item, due) WHERE e.id = u.id"
+        ).bindparams(*params)
         session.execute(
             statement,
             {
@@ -190,6 +178,22 @@ def move_enrollments(session: Session, moves: Sequence[EnrollmentMove]) -> None:
         "WHERE id = ?",
         [(m.status, m.position, m.last_item_id, stamp(m.next_due_at), m.id) for m in moves],
     )
+
+
+_ARRAYS: dict[str, Any] = {
+    "bigint": BIGINT,
+    "integer": INTEGER,
+    "text": TEXT,
+    "timestamptz": UTCDateTime(),
+}
+
+
+def _unnest(**columns: str) -> tuple[str, list[Any]]:
+    """``unnest(CAST(:a AS t[]), ...)`` over one bound array per column (PostgreSQL), and
+    the bind parameters typing them; ``columns`` maps each name to its SQL element type."""
+    casts = ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns.items())
+    params = [bindparam(name, type_=ARRAY(_ARRAYS[kind])) for name, kind in columns.items()]
+    return f"unnest({casts})", params
 
 
 def _stamper(session: Session) -> Any:
@@ -223,16 +227,34 @@ def id_in(
 # ---- one statement per group of enrollments that share a decision --------------------
 
 
-def _ids(session: Session, column: str, ids: Sequence[int]) -> tuple[str, Any]:
-    """SQL for ``column IN ids`` with one bound value, and that value."""
+@dataclass(frozen=True)
+class IdList:
+    """Enrollment ids as the database returned them, comma-separated (``group_concat`` /
+    ``string_agg``): handed back to SQL as one bound value, never parsed row by row."""
+
+    csv: str
+
+    @classmethod
+    def of(cls, ids: Sequence[int]) -> IdList:
+        return cls(",".join(str(int(i)) for i in ids))
+
+    def __add__(self, other: IdList) -> IdList:
+        return IdList(f"{self.csv},{other.csv}" if self.csv and other.csv else self.csv + other.csv)
+
+    def ints(self) -> list[int]:
+        return [int(i) for i in self.csv.split(",")] if self.csv else []
+
+
+def _ids(session: Session, column: str, ids: IdList) -> tuple[str, str]:
+    """SQL for ``column IN ids`` with one bound text value, and that value."""
     if _postgres(session):
-        return f"{column} = ANY(CAST(:ids AS bigint[]))", list(ids)
-    return f"{column} IN (SELECT value FROM json_each(:ids))", json.dumps(list(ids))  # noqa: S608 - column is a constant
+        return f"{column} = ANY(CAST(string_to_array(:ids, ',') AS bigint[]))", ids.csv
+    return f"{column} IN (SELECT value FROM json_each(:ids))", f"[{ids.csv}]"  # noqa: S608 - column is a constant
 
 
 def insert_for_enrollments(
     session: Session,
-    ids: Sequence[int],
+    ids: IdList,
     *,
     item_id: str,
     step: int,
@@ -241,7 +263,7 @@ def insert_for_enrollments(
 ) -> int:
     """One ledger row of ``item_id`` for each enrollment in ``ids`` whose key is new, in
     one ``INSERT ... SELECT`` from ``enrollments``; return how many were inserted."""
-    if not ids:
+    if not ids.csv:
         return 0
     where, value = _ids(session, "e.id", ids)
     status = DeliveryStatus.SKIPPED.value if skipped_reason else DeliveryStatus.QUEUED.value
@@ -271,7 +293,7 @@ def insert_for_enrollments(
 
 def move_group(
     session: Session,
-    ids: Sequence[int],
+    ids: IdList,
     *,
     status: str,
     next_due_at: datetime | None,
@@ -280,7 +302,7 @@ def move_group(
 ) -> None:
     """Give every enrollment in ``ids`` the same status and next due time (and, with
     ``position``, the same position and last item) in one ``UPDATE``."""
-    if not ids:
+    if not ids.csv:
         return
     where, value = _ids(session, "id", ids)
     columns = "status = :status, next_due_at = :due"
