@@ -258,8 +258,9 @@ def test_the_cap_setting_is_read(make_settings, setting: str) -> None:  # type: 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_cannot_both_use_the_last_slot(app: App) -> None:
-    """Worker A holds the drip row and the subscriber lock; worker B, holding the campaign
-    row, waits for that lock and then sees A's lease: it defers instead of sending."""
+    """Worker A holds the drip row and the subscriber lock; worker B, finding the campaign
+    row, does not wait for that lock (waiting could deadlock two claims): it leaves the
+    row queued, untouched. B's next claim, after A's commit, sees A's lease and skips it."""
     sid, eid = subscriber(app, "race@example.org")
     reset = campaign(app, "reset")
     queue(app, drip(sid, eid, due=NOW - timedelta(minutes=1)), camp(sid, reset))
@@ -277,12 +278,14 @@ def test_two_workers_cannot_both_use_the_last_slot(app: App) -> None:
 
     thread = threading.Thread(target=worker_b)
     thread.start()
-    thread.join(timeout=1.0)
-    assert thread.is_alive()  # waiting on the subscriber's row lock
+    thread.join(timeout=10)
+    assert not thread.is_alive()  # did not wait for A's subscriber lock
+    assert result["b"] == []
+    assert ledger(app)[f"campaign:{reset}:{sid}"] == ("queued", NOW, None)
     a.commit()
     a.close()
-    thread.join(timeout=10)
-    assert result["b"] == []
+    with transaction(app.sessions) as b:
+        assert claim_batch(b, worker="b", limit=10, now=NOW, lease=LEASE, attention=hook) == []
     status, _due, error = ledger(app)[f"campaign:{reset}:{sid}"]
     assert status == "skipped"
     assert error is not None
@@ -458,12 +461,12 @@ def test_two_workers_never_send_a_drip_on_a_pause_drips_campaigns_day(
 
         thread = threading.Thread(target=worker_b)
         thread.start()
-        thread.join(timeout=1.0)
+        thread.join(timeout=10)
+        assert not thread.is_alive()  # B never waits for A's subscriber lock
         a_kinds = [r.kind for r in taken]
         a.commit()
         a.close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
+        worker_b()  # B's next claim decides what its first one left queued
         assert sorted(a_kinds + result["b"]) == ["campaign"]
         status, due, error = ledger(app)[f"drip:{eid}:tips/meet-your-ql"]
         assert (status, due) == ("queued", datetime(2026, 11, 25, 8, 0, tzinfo=NOW.tzinfo))

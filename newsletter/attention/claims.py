@@ -96,8 +96,13 @@ def apply_attention(
     marketing = [r for r in rows if r.kind in MARKETING and r.subscriber_id is not None]
     if not marketing:
         return list(rows)
-    subscriber_ids = sorted({r.subscriber_id for r in marketing if r.subscriber_id is not None})
-    _lock_subscribers(session, subscriber_ids)
+    wanted = sorted({r.subscriber_id for r in marketing if r.subscriber_id is not None})
+    locked = _lock_subscribers(session, wanted)
+    if len(locked) < len(wanted):
+        # Another claim holds some of these subscribers: their rows stay queued for a
+        # later claim (never waited for, so two claims cannot deadlock).
+        marketing = [r for r in marketing if r.subscriber_id in locked]
+    subscriber_ids = sorted(locked)
     horizon = max(longest(policy.caps_for("weekly")), timedelta(days=1))
     facts = _load_facts(session, marketing, subscriber_ids, now=now, horizon=horizon)
     _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
@@ -115,17 +120,26 @@ def apply_attention(
     return [r for r in rows if r.kind not in MARKETING or r.subscriber_id is None or r.id in sent]
 
 
-def _lock_subscribers(session: Session, ids: list[int]) -> None:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(
+def _lock_subscribers(session: Session, ids: list[int]) -> set[int]:
+    """Lock the subscribers whose rows this claim decides; returns those it got.
+
+    On PostgreSQL a subscriber another claim holds is skipped, not waited for: a claim
+    runs up to ``ATTENTION_ROUNDS`` rounds in one transaction, each locking another
+    sorted set, so waiting could close a cycle with a claim doing the same (a deadlock
+    PostgreSQL would break by failing one of them)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return set(ids)  # SQLite: one writer at a time
+    return set(
+        session.scalars(
             select(Subscriber.id)
             .where(Subscriber.id.in_(ids))
             .order_by(Subscriber.id)
-            # NO KEY UPDATE: claims still queue behind each other, but inserting a ledger
+            # NO KEY UPDATE: claims still exclude each other, but inserting a ledger
             # row (its foreign key takes KEY SHARE on the subscriber) is never blocked, so a
             # planner and a claim cannot deadlock.
-            .with_for_update(key_share=True)
-        ).all()
+            .with_for_update(key_share=True, skip_locked=True)
+        )
+    )
 
 
 def _load_facts(
