@@ -667,3 +667,11 @@ def test_a_url_token_must_be_given_and_right() -> None:
         _verify("jotform", {}, token="new-secre")
     assert str(wrong.value) == "the ?token= query parameter is wrong"
     _verify("jotform", {}, token="old-secret")
+
+
+def test_a_base64_signature_with_a_stray_character_is_refused_not_cleaned() -> None:
+    request = inbound("tally")
+    good = request.headers["tally-signature"]
+    _verify("tally", {"tally-signature": good}, request.body)
+    with pytest.raises(Unauthorized, match=r"^the Tally-Signature header is not base64$"):
+        _verify("tally", {"tally-signature": good[:4] + "!" + good[4:]}, request.body)
