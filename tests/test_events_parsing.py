@@ -412,3 +412,8 @@ def test_batch_ignored_reasons_are_numbered() -> None:
     assert parse_batch(b"[]") == parse_batch(b" [ ] ")
     with pytest.raises(EventPayloadError, match=r"^the body must be a JSON array"):
         parse_batch(b'"\\u0000"')
+
+
+def test_an_address_the_validator_refuses_is_kept_lower_cased_and_cut() -> None:
+    assert parsed(email=" " + "X" * 400 + " ").email == "x" * 320
+    assert parsed(email="Not An Address").email == "not an address"

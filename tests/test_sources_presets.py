@@ -667,3 +667,31 @@ def test_a_url_token_must_be_given_and_right() -> None:
         _verify("jotform", {}, token="new-secre")
     assert str(wrong.value) == "the ?token= query parameter is wrong"
     _verify("jotform", {}, token="old-secret")
+
+
+def test_a_base64_signature_with_a_stray_character_is_refused_not_cleaned() -> None:
+    request = inbound("tally")
+    good = request.headers["tally-signature"]
+    _verify("tally", {"tally-signature": good}, request.body)
+    with pytest.raises(Unauthorized, match=r"^the Tally-Signature header is not base64$"):
+        _verify("tally", {"tally-signature": good[:4] + "!" + good[4:]}, request.body)
+
+
+def test_jotform_labels_lose_only_their_question_number() -> None:
+    from newsletter.sources.presets import Signup
+
+    answers = {"q2_e_mail": "j@example.com", "q3_first": "Jo", "quiz": "x"}
+    assert _read("jotform", {"rawRequest": json.dumps(answers)}) == Signup("j@example.com", "Jo")
+    numbered = {"q2_mail": "m@example.com", "q7_fname": "Mo"}
+    assert _read("jotform", {"rawRequest": json.dumps(numbered)}) == Signup("m@example.com", "Mo")
+
+
+def test_a_long_typeform_event_type_is_cut_in_the_reason() -> None:
+    from newsletter.sources.presets import Ignore
+
+    assert _read("typeform", {"event_type": "y" * 70}) == Ignore(
+        f"Typeform event {'y' * 60!r} is not form_response"
+    )
+    assert _read("stripe", {"type": "z" * 70}) == Ignore(
+        f"Stripe event {'z' * 60!r} is not checkout.session.completed"
+    )

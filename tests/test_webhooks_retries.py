@@ -236,3 +236,30 @@ def test_two_workers_at_once_send_each_event_once_in_order(
         for receiver in receivers:
             receiver.stop()
         app.close()
+
+
+def test_an_idle_run_starts_no_thread_and_a_busy_one_its_pool(app: App) -> None:
+    """Nothing pending: the run claims once, in the caller's thread, and starts no worker
+    thread (the scheduler runs the job every minute); with work it starts the pool."""
+    started: list[str] = []
+
+    def note_thread(*_args: object) -> None:
+        name = threading.current_thread().name
+        if name not in started:
+            started.append(name)
+        threading.setprofile(None)  # type: ignore[arg-type]
+
+    receiver = Receiver().start()
+    threading.setprofile(note_thread)  # called first in every thread started from here
+    try:
+        add_webhook(app, receiver.url, ["subscriber.created"], now=NOW)
+        assert deliver_webhooks(app, NOW)["endpoints"] == 0
+        idle = [n for n in started if n.startswith("webhooks")]
+        _events(app, 2, now=NOW)
+        assert deliver_webhooks(app, NOW)["delivered"] == 2
+    finally:
+        threading.setprofile(None)  # type: ignore[arg-type]
+        receiver.stop()
+    assert idle == []
+    busy = [n for n in started if n.startswith("webhooks")]
+    assert 1 <= len(busy) <= app.settings.webhook_concurrency
