@@ -159,6 +159,12 @@ def test_a_literal_address_is_read_and_a_name_is_not() -> None:
     assert literal_address("10.0.0") is None
 
 
-def test_a_control_character_that_is_not_white_space_is_refused() -> None:
-    with pytest.raises(WebhookURLError, match="control characters"):
-        parse_target("https://x.example/\x01")
+@pytest.mark.parametrize(
+    "character", ["\x01", "\x7f", "\x85", "\u200b", "\u202e", "\u2028", "\u00a0", "\u3000"]
+)
+def test_a_control_format_or_space_character_is_refused(character: str) -> None:
+    """C0 and C1 controls, DEL, zero-width and bidi format characters, separators and
+    non-ASCII spaces: refused, wherever they stand."""
+    for url in (f"https://x.exa{character}mple/", f"https://x.example/{character}"):
+        with pytest.raises(WebhookURLError, match="control characters"):
+            parse_target(url)

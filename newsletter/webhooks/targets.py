@@ -9,6 +9,7 @@ reach internal services; ``NEWSLETTER_WEBHOOK_ALLOW_PRIVATE=true`` lifts that.
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -32,7 +33,9 @@ def parse_target(url: str) -> Target:
     """Check the URL's form. Raises ``WebhookURLError``."""
     if len(url) > MAX_URL_LENGTH:
         raise WebhookURLError(url[:80] + "...", f"longer than {MAX_URL_LENGTH} characters")
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if any(unicodedata.category(c)[0] in ("C", "Z") for c in url):
+        # Cc (tab, DEL, C1 such as U+0085), Cf (U+200B, bidi overrides), unassigned,
+        # and every space or separator: none belongs in a URL we will call.
         raise WebhookURLError(url, "contains white space or control characters")
     try:
         parts = urlsplit(url)
