@@ -506,6 +506,8 @@ def test_the_group_key_holds_every_field_of_both_contexts() -> None:
         "<p>\ue000nl0&amp;amp;amp;\ue001</p>",  # escaped three times: no tag for it
         "<p>\ue000NL0&\ue001</p>",  # changed by the template
         "<p>%%nl:first_name%% \ue000nl0&\ue001</p>",  # "%%" in the content
+        "<p>\ue000 half a sentinel</p>",
+        "<p>the other half \ue001</p>",
     ],
 )
 def test_a_probe_with_sentinels_substitution_cannot_reproduce_gives_no_plan(html: str) -> None:
