@@ -22,7 +22,9 @@ from newsletter.compose import preferences_url, unsubscribe_url
 from newsletter.content.batch import (
     RenderPlan,
     group_key,
+    make_plan,
     opaque_item,
+    reachable_templates,
     recipient_values,
     usable,
 )
@@ -278,10 +280,25 @@ def test_opaque_uses(body: str) -> None:
         '{% extends "base.html" %}{% block body %}{{ self.body()|upper }}{% endblock %}',
         "{{ links.unsubscribe.split('/')[-1] }}",
         "{% include name %}",
+        '{{ "x" if links.keep else subscriber.first_name|upper }}',
+        '{{ subscriber.first_name|upper if links.keep else "" }}',
+        "{{ 'x' if subscriber.first_name|length > 3 }}",
     ],
 )
 def test_other_uses_make_an_item_unplannable(body: str) -> None:
     assert not _opaque(body)
+
+
+def test_a_template_named_at_render_time_cannot_be_followed() -> None:
+    templates = {
+        "dyn.html": "{% include name %}",
+        "a.html": "{% include 'b.html' %}{% include 'b.html' %}",
+        "b.html": "b",
+    }
+    environment = jinja2.Environment(loader=jinja2.DictLoader(templates), autoescape=True)
+    assert list(reachable_templates(environment, ["a.html"])) == ["a.html", "b.html"]
+    with pytest.raises(LookupError, match="names a template at render time"):
+        list(reachable_templates(environment, ["dyn.html"]))
 
 
 def test_a_subject_that_transforms_the_name_is_unplannable() -> None:
@@ -480,3 +497,34 @@ def test_the_group_key_holds_every_field_of_both_contexts() -> None:
     numbers = SubscriberContext("a@example.org", "Ann", attributes={"n": 1})
     booleans = SubscriberContext("a@example.org", "Ann", attributes={"n": True})
     assert group_key("x", numbers, links, NO_EVENT) != group_key("x", booleans, links, NO_EVENT)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>\ue000nl1&\ue001</p>",  # a sentinel no value was given (content that holds one)
+        "<p>\ue000nl0&amp;amp;amp;\ue001</p>",  # escaped three times: no tag for it
+        "<p>\ue000NL0&\ue001</p>",  # changed by the template
+        "<p>%%nl:first_name%% \ue000nl0&\ue001</p>",  # "%%" in the content
+        "<p>\ue000 half a sentinel</p>",
+        "<p>the other half \ue001</p>",
+    ],
+)
+def test_a_probe_with_sentinels_substitution_cannot_reproduce_gives_no_plan(html: str) -> None:
+    probe = RenderedEmail("x", "subject", "preheader", html, "text")
+    assert make_plan(probe, ("first_name",)) is None
+
+
+def test_a_probe_gives_tags_by_how_often_each_value_was_escaped() -> None:
+    probe = RenderedEmail(
+        "x", "Hi \ue000nl0&\ue001", "", "<p>\ue000nl0&amp;\ue001 \ue000nl0&amp;amp;\ue001</p>", ""
+    )
+    plan = make_plan(probe, ("first_name",))
+    assert plan is not None
+    assert (plan.subject, plan.html) == (
+        "Hi %%nl:first_name%%",
+        "<p>%%nl:first_name:h%% %%nl:first_name:hh%%</p>",
+    )
+    assert plan.render(plan.substitutions({"first_name": "O'B"}) or {}).html == (
+        "<p>O&#39;B O&amp;#39;B</p>"
+    )

@@ -252,7 +252,8 @@ _plain_to = st.one_of(
 
 
 def _modern(value: str) -> str | None:
-    to = email.policy.default.header_factory("To", value).addresses
+    """What ``_read_back`` did for every value before: the modern parser."""
+    to = email.policy.default.header_fetch_parse("To", value).addresses
     return f"{to[0].username}@{to[0].domain}" if len(to) == 1 else None
 
 

@@ -47,6 +47,8 @@ TESTS: dict[str, list[str]] = {
         "tests/test_personalization.py",
         "tests/test_personalization_edges.py",
     ],
+    "newsletter/content/batch.py": ["tests/test_batch_render.py"],
+    "newsletter/delivery/mime.py": ["tests/test_mime_bytes.py", "tests/test_mime.py"],
     "newsletter/web/form_input.py": ["tests/test_form_input.py"],
     "newsletter/ledger.py": ["tests/test_ledger.py", "tests/test_ledger_claims.py"],
     "newsletter/campaigns/schedule.py": ["tests/test_campaign_schedule.py"],
