@@ -241,7 +241,7 @@ def _claim_once(
             )
             .execution_options(synchronize_session=False)
         )
-        # The kept rows, still in claim order, get the values just written as stored
+        # The kept rows get the values just written as stored
         # values (what re-reading them would give: the rows are ours in this transaction,
         # locked on PostgreSQL, and SQLite refuses a write over a changed snapshot).
         expires = (now + lease).astimezone(UTC)
@@ -252,6 +252,7 @@ def _claim_once(
             set_committed_value(row, "lease_expires_at", expires)
             set_committed_value(row, "attempts", row.attempts + 1)
             set_committed_value(row, "updated_at", stamp)
+        keep.sort(key=lambda row: (row.due_at, row.id))  # oldest due first, as claimed
     return len(rows), keep
 
 
