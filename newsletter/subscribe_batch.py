@@ -27,16 +27,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Integer, String, column, text
+from sqlalchemy import String, column, text
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
-from newsletter.models import ConsentKind, SubscriberStatus, UTCDateTime
+from newsletter.models import ConsentKind, SubscriberStatus
 from newsletter.subscriptions import (
     _REFRESH,
     CONFIRMATION_INTERVAL,
     CONFIRMATION_ITEM,
+    UPSERT_COLUMNS,
     SubscribeOutcome,
     SubscribeRequest,
     _confirmation,
@@ -191,20 +192,10 @@ _UPSERT_MANY = text(
     WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = v.hash
                       AND s.reason IN ('bounced', 'complained'))
     ON CONFLICT (email) DO UPDATE SET email = excluded.email
-    RETURNING id, public_id, email, status, last_confirmation_at, first_name, timezone,
-              tags, attributes
+    RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
+              attributes, email
     """
-).columns(
-    column("id", Integer),
-    column("public_id", String),
-    column("email", String),
-    column("status", String),
-    column("last_confirmation_at", UTCDateTime()),
-    column("first_name", String),
-    column("timezone", String),
-    column("tags", JSON()),
-    column("attributes", JSON()),
-)
+).columns(*UPSERT_COLUMNS, column("email", String))  # matched by position
 # A data-modifying CTE runs to completion whatever the outer statement does.
 _CONSENTS_AND_CONFIRMATIONS = text(
     """

@@ -233,7 +233,8 @@ _UPSERT_SQL = """
     RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
               attributes
 """
-_UPSERT_COLUMNS = (
+# The subscriber columns an upsert returns (``subscribe_batch`` returns ``email`` too).
+UPSERT_COLUMNS = (
     column("id", Integer),
     column("public_id", String),
     column("status", String),
@@ -264,12 +265,12 @@ _CASTS = {
 _UPSERT = (
     text(_UPSERT_SQL.format(blocked=_BLOCKED, **_PLAIN))
     .bindparams(*_UPSERT_BINDS)
-    .columns(*_UPSERT_COLUMNS)
+    .columns(*UPSERT_COLUMNS)
 )
 _UPSERT_PG = (
     text(_UPSERT_SQL.format(blocked=_BLOCKED, **_CASTS))
     .bindparams(*_UPSERT_BINDS)
-    .columns(*_UPSERT_COLUMNS)
+    .columns(*UPSERT_COLUMNS)
 )
 _REFRESH = text(
     """
