@@ -498,3 +498,44 @@ def test_the_skip_reasons_read_as_operators_see_them() -> None:
     assert SKIPPED_BEFORE_SENDING == (
         "skipped before sending: unsubscribed, suppressed or campaign cancelled after the claim"
     )
+
+
+def test_a_test_send_of_a_draft_goes_out_and_a_cancelled_campaigns_row_is_skipped(
+    app: App,
+) -> None:
+    """Only a campaign that is sending sends to subscribers; a test send (``campaign test``)
+    goes to its seed address whatever the campaign's state."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "campaign-state@example.org")
+        draft, cancelled = (
+            Campaign(name=f"c-{s}", item_id="campaigns/a", state=s, created_at=NOW, updated_at=NOW)
+            for s in ("draft", "cancelled")
+        )
+        session.add_all([draft, cancelled])
+        session.flush()
+        enqueue(
+            session,
+            [
+                NewDelivery(
+                    "seed",
+                    DeliveryKind.TEST,
+                    "campaigns/a",
+                    NOW,
+                    to_email="seed@example.org",
+                    campaign_id=draft.id,
+                ),
+                NewDelivery(
+                    "cancelled",
+                    DeliveryKind.CAMPAIGN,
+                    "campaigns/a",
+                    NOW,
+                    subscriber_id=sub.id,
+                    campaign_id=cancelled.id,
+                ),
+            ],
+            now=NOW,
+        )
+    with app.sessions() as session:
+        ids = dict(session.execute(select(Delivery.key, Delivery.id)).all())
+    assert claim(app) == [ids["seed"]]
+    assert fetch(app, ids["cancelled"]).status == "skipped"
