@@ -156,8 +156,11 @@ def claim_batch(
     Rows whose subscriber left or whose address is suppressed, or whose campaign was
     cancelled, are marked ``skipped`` in the same transaction. Paused campaigns' rows are
     left queued. PostgreSQL skips rows another worker holds (``FOR UPDATE SKIP LOCKED``).
-    ``attention`` (the marketing cap and priorities) may defer or skip eligible rows.
+    ``attention`` (the marketing cap and priorities) may defer or skip eligible rows, or
+    leave a subscriber's rows queued while another claim holds that subscriber; each
+    further round reads past every row an earlier round saw.
     """
+    seen: set[int] = set()
     for _ in range(ATTENTION_ROUNDS if attention is not None else 1):
         found, keep = _claim_once(
             session,
@@ -167,6 +170,7 @@ def claim_batch(
             lease=lease,
             kinds=kinds,
             attention=attention,
+            seen=seen,
         )
         if keep or not found:
             return keep
@@ -182,7 +186,9 @@ def _claim_once(
     lease: timedelta,
     kinds: Sequence[DeliveryKind] | None,
     attention: Attention | None,
+    seen: set[int],
 ) -> tuple[int, list[Delivery]]:
+    """One round; adds the ids it read to ``seen`` (and skips those already there)."""
     due = (
         select(Delivery)
         .where(Delivery.status == DeliveryStatus.QUEUED.value, Delivery.due_at <= now)
@@ -204,12 +210,15 @@ def _claim_once(
     )
     if kinds is not None:
         due = due.where(Delivery.kind.in_([k.value for k in kinds]))
+    if seen:
+        due = due.where(Delivery.id.not_in(seen))
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True, of=Delivery)
     rows = list(session.scalars(due))
     if not rows:
         return 0, []
     ids = [r.id for r in rows]
+    seen.update(ids)
     eligible = set(
         session.scalars(select(Delivery.id).where(Delivery.id.in_(ids), _eligible_marketing()))
     )

@@ -463,6 +463,7 @@ def test_two_workers_never_send_a_drip_on_a_pause_drips_campaigns_day(
         thread.start()
         thread.join(timeout=10)
         assert not thread.is_alive()  # B never waits for A's subscriber lock
+        assert result["b"] == []  # and takes nothing while A holds the subscriber
         a_kinds = [r.kind for r in taken]
         a.commit()
         a.close()

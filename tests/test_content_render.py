@@ -285,3 +285,28 @@ def test_a_process_loads_each_state_of_the_files_once(tmp_path: Path) -> None:
     assert moved.footer.postal_address == "1 Other St"
     assert load_library(settings, strict=False) is not added
     assert load_library(settings) is added
+
+
+def test_an_edit_inside_a_linked_folder_is_a_new_library(tmp_path: Path) -> None:
+    """A content folder that is a link (``content/tips -> elsewhere``) is followed, as the
+    loader follows it: an edit there is seen by the next load."""
+    from newsletter.content.library import load_library
+    from newsletter.settings import Settings
+
+    root = build_library(tmp_path / "shop")
+    elsewhere = tmp_path / "elsewhere"
+    (root / "content" / "tips").rename(elsewhere)
+    (root / "content" / "tips").symlink_to(elsewhere, target_is_directory=True)
+    settings = Settings(
+        content_dir=root / "content",
+        templates_dir=root / "templates" / "emails",
+        postal_address=ADDRESS,
+        from_email="news@shop.example",
+        base_url="https://shop.example",
+    )
+    first = load_library(settings)
+    tip = elsewhere / "meet-your-ql.md"
+    tip.write_text(tip.read_text().replace("Meet your QL", "Greet your QL"))
+    edited = load_library(settings)
+    assert edited is not first
+    assert edited.item("tips/meet-your-ql").subject.startswith("Greet your QL")

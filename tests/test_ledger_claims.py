@@ -386,18 +386,37 @@ def test_a_drip_row_is_skipped_when_its_own_enrollment_exited_and_only_then(app:
 
 
 def test_with_attention_a_claim_gives_up_after_twenty_rounds_that_keep_nothing(app: App) -> None:
-    """Attention that defers every row it sees is asked 20 times, then the claim is empty."""
+    """Attention that keeps none of the rows it sees (and leaves them queued) is asked 20
+    times, each time about rows no earlier round saw; then the claim is empty."""
     with transaction(app.sessions) as session:
-        sub = add_subscriber(session, "always-deferred@example.org")
-        queue_deliveries(session, [sub.id], item_id="tips/a")
-    rounds: list[int] = []
+        subs = [add_subscriber(session, f"always-left-{n}@example.org").id for n in range(25)]
+        ids = [queue_deliveries(session, [sub], item_id="tips/a")[0] for sub in subs]
+    rounds: list[list[int]] = []
 
-    def defer_all(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
-        rounds.append(len(rows))
+    def keep_none(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
+        rounds.append([r.id for r in rows])
         return []
 
-    assert claim(app, attention=defer_all) == []
-    assert rounds == [1] * 20
+    assert claim(app, attention=keep_none, limit=1) == []
+    assert rounds == [[i] for i in ids[:20]]
+    assert {fetch(app, i).status for i in ids} == {"queued"}
+
+
+def test_a_round_reads_past_rows_an_earlier_round_left_queued(app: App) -> None:
+    """Rows attention left queued (their subscriber held by another claim) are not read
+    again by the same claim: the next round takes the rows behind them."""
+    with transaction(app.sessions) as session:
+        subs = [add_subscriber(session, f"behind-{n}@example.org").id for n in range(3)]
+        held, free, other = (queue_deliveries(session, [s], item_id="tips/a")[0] for s in subs)
+    rounds: list[list[int]] = []
+
+    def held_elsewhere(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
+        rounds.append([r.id for r in rows])
+        return [r for r in rows if r.id != held]
+
+    assert claim(app, attention=held_elsewhere, limit=1) == [free]
+    assert rounds == [[held], [free]]
+    assert (fetch(app, held).status, fetch(app, other).status) == ("queued", "queued")
 
 
 @pytest.mark.parametrize("held_state", ["paused", "stale"])

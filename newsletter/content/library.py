@@ -258,19 +258,16 @@ def load_library(settings: Settings, *, strict: bool = True) -> ContentLibrary:
 
     A library is a pure function of the bytes under both folders and the footer values,
     and read-only once loaded, so one process loads each state of the files once: the
-    key holds a digest of every file's path and bytes (an edited file is a new key).
+    key holds a digest of every file's path and bytes (an edited file is a new key). A
+    library is kept only when the files read the same after loading as before it (an
+    edit during the load is not filed under the old bytes).
     """
-    key = (
-        _digest(settings.content_dir, settings.templates_dir),
-        settings.postal_address,
-        settings.from_name,
-        settings.base_url,
-        strict,
-    )
+    footer = (settings.postal_address, settings.from_name, settings.base_url, strict)
+    before = _digest(settings.content_dir, settings.templates_dir)
     with _LOADED_LOCK:
-        library = _LOADED.get(key)
+        library = _LOADED.get((before, *footer))
         if library is not None:
-            _LOADED.move_to_end(key)
+            _LOADED.move_to_end((before, *footer))
             return library
     library = ContentLibrary.load(
         settings.content_dir,
@@ -280,10 +277,11 @@ def load_library(settings: Settings, *, strict: bool = True) -> ContentLibrary:
         base_url=settings.base_url,
         strict=strict,
     )
-    with _LOADED_LOCK:
-        _LOADED[key] = library
-        while len(_LOADED) > _LOADED_KEEP:
-            _LOADED.popitem(last=False)
+    if _digest(settings.content_dir, settings.templates_dir) == before:
+        with _LOADED_LOCK:
+            _LOADED[(before, *footer)] = library
+            while len(_LOADED) > _LOADED_KEEP:
+                _LOADED.popitem(last=False)
     return library
 
 
@@ -293,17 +291,36 @@ _LOADED_KEEP = 4
 
 
 def _digest(*folders: Path) -> str:
-    """SHA-256 over the resolved folder names and every file's relative path and bytes."""
+    """SHA-256 over the resolved folder names and every file's relative path and bytes,
+    following links to folders as the loader does (each real folder read once)."""
     digest = hashlib.sha256()
     for folder in folders:
         root = folder.resolve()
         digest.update(f"\0folder {root}\0".encode())
-        if not root.is_dir():
-            continue
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        visited: set[Path] = set()
+        for path in _files(root, visited):
             digest.update(f"\0{path.relative_to(root)}\0".encode())
             try:
                 digest.update(path.read_bytes())
             except OSError as exc:  # the load itself reports an unreadable file
                 digest.update(f"\0unreadable {exc}\0".encode())
     return digest.hexdigest()
+
+
+def _files(folder: Path, visited: set[Path]) -> list[Path]:
+    """Every file below *folder* in name order, through links to folders too."""
+    try:
+        real = folder.resolve()
+        if real in visited or not folder.is_dir():
+            return []
+        visited.add(real)
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return []
+    found: list[Path] = []
+    for entry in entries:
+        if entry.is_dir():
+            found.extend(_files(entry, visited))
+        elif entry.is_file():
+            found.append(entry)
+    return found
