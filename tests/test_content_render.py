@@ -13,6 +13,7 @@ from markupsafe import escape
 from newsletter.content.library import ContentLibrary
 from newsletter.content.model import Links, SubscriberContext
 from newsletter.errors import ContentError, ItemNotFound, RenderError
+from newsletter.settings import Settings
 
 UNSUBSCRIBE = "https://shop.example/unsubscribe/tok-123?a=1&b=2"
 LINKS = Links(unsubscribe=UNSUBSCRIBE, confirm="https://shop.example/confirm/c-456")
@@ -255,21 +256,24 @@ def test_a_bare_table_row_in_a_template_is_reported(tmp_path: Path) -> None:
     )
 
 
-def test_a_process_loads_each_state_of_the_files_once(tmp_path: Path) -> None:
-    """``load_library`` reuses a library only for the same bytes and footer values: an
-    edit of the same length, a new file, a changed footer value and strict/non-strict
-    each give a library that is loaded again (and sees the change)."""
-    from newsletter.content.library import load_library
-    from newsletter.settings import Settings
-
-    root = build_library(tmp_path)
-    settings = Settings(
+def _library_settings(root: Path) -> Settings:
+    return Settings(
         content_dir=root / "content",
         templates_dir=root / "templates" / "emails",
         postal_address=ADDRESS,
         from_email="news@shop.example",
         base_url="https://shop.example",
     )
+
+
+def test_a_process_loads_each_state_of_the_files_once(tmp_path: Path) -> None:
+    """``load_library`` reuses a library only for the same bytes and footer values: an
+    edit of the same length, a new file, a changed footer value and strict/non-strict
+    each give a library that is loaded again (and sees the change)."""
+    from newsletter.content.library import load_library
+
+    root = build_library(tmp_path)
+    settings = _library_settings(root)
     first = load_library(settings)
     assert load_library(settings) is first
     tip = root / "content" / "tips" / "meet-your-ql.md"
@@ -291,19 +295,12 @@ def test_an_edit_inside_a_linked_folder_is_a_new_library(tmp_path: Path) -> None
     """A content folder that is a link (``content/tips -> elsewhere``) is followed, as the
     loader follows it: an edit there is seen by the next load."""
     from newsletter.content.library import load_library
-    from newsletter.settings import Settings
 
     root = build_library(tmp_path / "shop")
     elsewhere = tmp_path / "elsewhere"
     (root / "content" / "tips").rename(elsewhere)
     (root / "content" / "tips").symlink_to(elsewhere, target_is_directory=True)
-    settings = Settings(
-        content_dir=root / "content",
-        templates_dir=root / "templates" / "emails",
-        postal_address=ADDRESS,
-        from_email="news@shop.example",
-        base_url="https://shop.example",
-    )
+    settings = _library_settings(root)
     first = load_library(settings)
     tip = elsewhere / "meet-your-ql.md"
     tip.write_text(tip.read_text().replace("Meet your QL", "Greet your QL"))
