@@ -509,6 +509,20 @@ def test_a_marketing_row_with_no_subscriber_and_no_address_is_skipped(app: App) 
     )
 
 
+def test_a_confirmation_claimed_beside_an_addressless_marketing_row_is_leased(app: App) -> None:
+    """No marketing row of the batch has an address to look up: the suppression check
+    finds nothing to block, the confirmation goes and the orphan is skipped."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "pending@example.org", status="pending")
+        (confirmation,) = queue_deliveries(
+            session, [sub.id], item_id="system/confirmation", kind=DeliveryKind.CONFIRMATION
+        )
+        enqueue(session, [NewDelivery("orphan", DeliveryKind.DRIP, "tips/a", NOW)], now=NOW)
+        orphan = session.scalars(select(Delivery.id).where(Delivery.key == "orphan")).one()
+    assert claim(app) == [confirmation]
+    assert fetch(app, orphan).status == "skipped"
+
+
 def test_the_skip_reasons_read_as_operators_see_them() -> None:
     """Stored in ``deliveries.error`` and shown by ``stats`` and the API: pinned as text."""
     assert SKIPPED_AT_CLAIM == (
