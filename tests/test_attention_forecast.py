@@ -305,3 +305,19 @@ def test_an_enrollment_at_its_end_plans_nothing() -> None:
     assert run(drips=[one_more], had={"system/welcome", "tips/a", "tips/b"}, until=T + 30 * D) == [
         ("12-01 08:00", "tips/c", "send", "")
     ]
+
+
+def test_a_plan_stops_at_ten_thousand_events() -> None:
+    """The safety stop: a sequence rotating daily through 10,005 items for 55 years is
+    planned as its first 10,000 emails (a real 90-day plan has a few dozen)."""
+    items = [f"tips/t{i:05d}" for i in range(10_005)]
+    every_day = SendWindow(time(0), time(23, 59))
+    first = (Step(items[0], timedelta()),)
+    sequence = Sequence("big", "", "on confirm", every_day, first, then=Rotation(D, ("tips",)))
+    out = forecast(
+        now=T, until=T + 20_000 * D, zone=UTC, caps=(), used=[], had=set(),
+        drips=[DripState(sequence, 2, T)], one_offs=[], pool={"tips": items},
+    )  # fmt: skip
+    assert len(out) == 10_000
+    assert [p.item_id for p in out] == items[:10_000]
+    assert out[-1].at == T + 9_999 * D

@@ -9,6 +9,7 @@ the moment it may. Not modelled: provider retries, and changes made later.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from collections.abc import Sequence as Seq
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ def forecast(
     had = set(had)
     taken = list(used)
     held = list(holds)
-    counter = iter(range(MAX_EVENTS * 10))
+    counter = itertools.count()  # tie-breaks in the order pending emails arise
     pending: list[_Pending] = []
     for state in drips:
         nxt = _drip_pending(state, next(counter), had, pool, zone)
