@@ -22,9 +22,7 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,38 +32,15 @@ from sqlalchemy import Engine, text
 
 from newsletter.app import App
 from newsletter.cronfile import load_cron_file
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.scheduling import build_scheduler
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.bench_planning import settings_for
 from bench.common import add_backend_options, backend_urls, fresh_engine
+from tests.mailers import HandOverClock
 
 SEQUENCE = "back-pain-basics"
-
-
-class RecordingMailer:
-    """Accepts everything and notes when each delivery id was handed over."""
-
-    name = "recording"
-    max_batch = 100
-
-    def __init__(self) -> None:
-        self.sent: dict[int, datetime] = {}
-        self.lock = threading.Lock()
-
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        at = datetime.now(UTC)
-        with self.lock:
-            for m in messages:
-                self.sent.setdefault(m.delivery_id, at)
-        return [
-            SendResult(m.delivery_id, SendStatus.SENT, f"rec-{m.delivery_id}") for m in messages
-        ]
-
-    def close(self) -> None:
-        return None
 
 
 def populate(
@@ -100,7 +75,7 @@ def populate(
 def run(url: str, poll: float, steps: int, spread_intervals: float, seed: int) -> dict[str, Any]:
     spread = spread_intervals * poll
     engine = fresh_engine(url)
-    mailer = RecordingMailer()
+    mailer = HandOverClock()
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(url, tmp)
         app = App(settings, mailer=mailer)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from fastapi.testclient import TestClient
 
 from newsletter.api_keys import create_key
 from newsletter.app import App
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.web.app import create_web_app
 
 
@@ -19,25 +17,6 @@ class Clock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-class RecordingMailer:
-    """A fake mailer: accepts everything and remembers what it was given."""
-
-    name = "recording"
-    max_batch = 500
-
-    def __init__(self) -> None:
-        self.sent: list[OutgoingEmail] = []
-
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.sent.extend(messages)
-        return [
-            SendResult(m.delivery_id, SendStatus.SENT, f"msg-{m.delivery_id}") for m in messages
-        ]
-
-    def close(self) -> None:
-        pass
 
 
 def bearer(secret: str) -> dict[str, str]:

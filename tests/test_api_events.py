@@ -18,9 +18,10 @@ from newsletter.jobs import deliver
 from newsletter.ledger import claim_batch
 from newsletter.models import Delivery, Enrollment, Subscriber, SubscriberEvent
 from newsletter.settings import Settings
-from tests.api_support import Clock, RecordingMailer, bearer, keys_and_client
+from tests.api_support import Clock, bearer, keys_and_client
 from tests.conftest import NOW
 from tests.factories import add_subscriber
+from tests.mailers import RecordingMailer
 
 API = "/api/v1"
 PRODUCT = "QL Release Ball"

@@ -16,9 +16,9 @@ from newsletter.app import App
 from newsletter.db import make_engine, transaction, upgrade
 from newsletter.settings import load_settings
 from newsletter.web.app import create_web_app
-from tests.api_support import RecordingMailer
 from tests.conftest import base_environ
 from tests.factories import add_subscriber
+from tests.mailers import RecordingMailer
 
 
 def _build() -> tuple[App, str]:

@@ -23,9 +23,10 @@ from newsletter.models import (
     Suppression,
 )
 from newsletter.settings import Settings
-from tests.api_support import Clock, RecordingMailer, bearer, keys_and_client
+from tests.api_support import Clock, bearer, keys_and_client
 from tests.conftest import NOW
 from tests.factories import add_subscriber
+from tests.mailers import RecordingMailer
 
 API = "/api/v1"
 

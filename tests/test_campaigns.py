@@ -19,7 +19,6 @@ from newsletter.campaigns.sending import schedule_campaign, send_campaign_now
 from newsletter.campaigns.steering import cancel_campaign, pause_campaign, resume_campaign
 from newsletter.campaigns.views import show_campaign
 from newsletter.db import transaction
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.dispatch import deliver_due
 from newsletter.errors import CampaignError
 from newsletter.jobs import JOBS
@@ -28,27 +27,9 @@ from newsletter.settings import Settings
 from newsletter.subscriptions import unsubscribe_email
 from tests import factories
 from tests.conftest import NOW
+from tests.mailers import RecordingMailer
 
 ITEM = "campaigns/seven-day-reset"
-
-
-class RecordingMailer:
-    """A fake mailer: accepts everything and remembers who got what."""
-
-    name = "recording"
-    max_batch = 500
-
-    def __init__(self) -> None:
-        self.sent: list[OutgoingEmail] = []
-
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        self.sent.extend(messages)
-        return [
-            SendResult(m.delivery_id, SendStatus.SENT, f"msg-{m.delivery_id}") for m in messages
-        ]
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.fixture

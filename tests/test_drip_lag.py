@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,32 +19,13 @@ from sqlalchemy import select
 from newsletter import scheduling
 from newsletter.app import App
 from newsletter.db import transaction
-from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
 from newsletter.jobs import JOBS
 from newsletter.models import Delivery, Enrollment, Subscriber
 from newsletter.settings import Settings
+from tests.mailers import HandOverClock
 
 POLL = 3.0  # seconds: every job cron.yaml runs each minute runs this often instead
 EVERY_MINUTE = ("plan-drips", "plan-campaigns", "deliver", "webhooks")
-
-
-class RecordingMailer:
-    name = "recording"
-    max_batch = 100
-
-    def __init__(self) -> None:
-        self.sent: dict[int, datetime] = {}
-        self.lock = threading.Lock()
-
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        at = datetime.now(UTC)
-        with self.lock:
-            for m in messages:
-                self.sent.setdefault(m.delivery_id, at)
-        return [SendResult(m.delivery_id, SendStatus.SENT, f"r-{m.delivery_id}") for m in messages]
-
-    def close(self) -> None:
-        return None
 
 
 def enroll(app: App, count: int, start: datetime, spread: float) -> dict[int, datetime]:
@@ -83,7 +64,7 @@ def enroll(app: App, count: int, start: datetime, spread: float) -> dict[int, da
 def test_steps_go_out_within_one_poll_interval_of_their_due_time(
     make_settings: Callable[..., Settings],
 ) -> None:
-    mailer = RecordingMailer()
+    mailer = HandOverClock()
     app = App(make_settings(), mailer=mailer)
     app.library  # noqa: B018 - load content before the clock starts
     scheduler = scheduling.build_scheduler(app)
