@@ -20,13 +20,13 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.orm.attributes import set_committed_value
 
 from newsletter.app import App
 from newsletter.attention.claims import attention_for
 from newsletter.backoff import bounded_wait
 from newsletter.bounces.apply import apply_bounces, refusal_facts
 from newsletter.bounces.verp import verp_address
+from newsletter.bound_lists import in_list
 from newsletter.compose import (
     Sender,
     compose,
@@ -56,6 +56,7 @@ from newsletter.delivery.checks import message_problem
 from newsletter.delivery.personalization import apply_substitutions
 from newsletter.errors import ContentError, ProviderAuthError, SendingHaltedError
 from newsletter.ledger import (
+    Claimed,
     claim_batch,
     mark_sending,
     record_results,
@@ -256,7 +257,7 @@ def _halt(
 
 
 def _build_messages(
-    app: App, session: Session, rows: Sequence[Delivery], *, now: datetime
+    app: App, session: Session, rows: Sequence[Claimed], *, now: datetime
 ) -> tuple[list[OutgoingEmail], list[SendResult]]:
 
     settings = app.settings
@@ -280,20 +281,22 @@ def _build_messages(
                 Subscriber.timezone,
                 Subscriber.tags,
                 Subscriber.attributes,
-            ).where(Subscriber.id.in_(sub_ids))
+            ).where(in_list(session, Subscriber.id, sub_ids))
         )
     }
     enr_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
     enrollment_rows = session.execute(
         select(Enrollment.id, Enrollment.sequence, Enrollment.event).where(
-            Enrollment.id.in_(enr_ids)
+            in_list(session, Enrollment.id, enr_ids)
         )
     ).all()
     sequences = {row.id: row.sequence for row in enrollment_rows}
     events = {row.id: _event_context(row.event) for row in enrollment_rows if row.event}
     camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaigns = dict(
-        session.execute(select(Campaign.id, Campaign.name).where(Campaign.id.in_(camp_ids))).all()
+        session.execute(
+            select(Campaign.id, Campaign.name).where(in_list(session, Campaign.id, camp_ids))
+        ).all()
     )
     keys = settings.secret_keys
     planner = BatchRenderer(app.library)
@@ -353,10 +356,10 @@ def _build_messages(
                 store_links(session, row.id, tracked)
         nonce = row.message_nonce
         if nonce is None:
-            # Stored in the claim's transaction by one statement below (the ORM would
-            # flush one UPDATE per row); the object gets it as already stored.
+            # Stored in the claim's transaction by one statement below (not one UPDATE
+            # per row).
             nonce = secrets.token_hex(8)
-            set_committed_value(row, "message_nonce", nonce)
+            row.message_nonce = nonce
             nonces.append({"b_id": row.id, "b_nonce": nonce})
         message = compose(
             rendered,
@@ -485,7 +488,7 @@ def _problem(app: App, message: OutgoingEmail) -> str | None:
 
 
 def _categories(
-    row: Delivery, sequences: dict[int, str], campaigns: dict[int, str]
+    row: Claimed, sequences: dict[int, str], campaigns: dict[int, str]
 ) -> tuple[str, ...]:
     if row.kind == DeliveryKind.DRIP.value and row.enrollment_id in sequences:
         return (f"sequence:{sequences[row.enrollment_id]}", f"item:{row.item_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,6 +16,7 @@ from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import (
     SKIPPED_AT_CLAIM,
     SKIPPED_BEFORE_SENDING,
+    Claimed,
     NewDelivery,
     claim_batch,
     enqueue,
@@ -393,7 +395,7 @@ def test_with_attention_a_claim_gives_up_after_twenty_rounds_that_keep_nothing(a
         ids = [queue_deliveries(session, [sub], item_id="tips/a")[0] for sub in subs]
     rounds: list[list[int]] = []
 
-    def keep_none(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
+    def keep_none(_session: Session, rows: list[Claimed], _now: datetime) -> list[Claimed]:
         rounds.append([r.id for r in rows])
         return []
 
@@ -410,7 +412,7 @@ def test_a_round_reads_past_rows_an_earlier_round_left_queued(app: App) -> None:
         held, free, other = (queue_deliveries(session, [s], item_id="tips/a")[0] for s in subs)
     rounds: list[list[int]] = []
 
-    def held_elsewhere(_session: Session, rows: list[Delivery], _now: datetime) -> list[Delivery]:
+    def held_elsewhere(_session: Session, rows: list[Claimed], _now: datetime) -> list[Claimed]:
         rounds.append([r.id for r in rows])
         return [r for r in rows if r.id != held]
 
@@ -478,9 +480,7 @@ def test_attention_decides_which_eligible_rows_go_and_they_come_back_leased_in_d
         )
     seen: list[list[int]] = []
 
-    def keep_two_reversed(
-        _session: Session, rows: list[Delivery], _now: datetime
-    ) -> list[Delivery]:
+    def keep_two_reversed(_session: Session, rows: list[Claimed], _now: datetime) -> list[Claimed]:
         seen.append([r.id for r in rows])
         return [r for r in reversed(rows) if r.id != second]
 
@@ -572,3 +572,27 @@ def test_a_test_send_of_a_draft_goes_out_and_a_cancelled_campaigns_row_is_skippe
         ids = dict(session.execute(select(Delivery.key, Delivery.id)).all())
     assert claim(app) == [ids["seed"]]
     assert fetch(app, ids["cancelled"]).status == "skipped"
+
+
+def test_a_claimed_row_has_a_field_for_every_ledger_column() -> None:
+    """``Claimed`` is built from the claim's row by column name: a column added to
+    ``deliveries`` needs its field (or the claim fails loudly)."""
+    columns = [c.name for c in Delivery.__table__.columns]
+    assert [f.name for f in fields(Claimed)] == columns
+
+
+def test_claimed_rows_hold_what_the_ledger_holds_after_the_claim(app: App) -> None:
+    """The claim hands back plain values, set to what it wrote: the same as reading the
+    rows again after the commit (status, lease, attempts, every other column)."""
+    with transaction(app.sessions) as session:
+        sub = add_subscriber(session, "plain@example.org")
+        queue_deliveries(session, [sub.id], item_id="tips/a", due_at=NOW - timedelta(hours=1))
+        queue_deliveries(session, [sub.id], item_id="tips/b", due_at=NOW)
+    with transaction(app.sessions) as session:
+        rows = claim_batch(session, worker="w", limit=50, now=NOW, lease=LEASE)
+    assert [r.item_id for r in rows] == ["tips/a", "tips/b"]
+    for row in rows:
+        stored = fetch(app, row.id)
+        expected = {c.name: getattr(stored, c.name) for c in Delivery.__table__.columns}
+        assert asdict(row) == expected
+        assert (row.status, row.leased_by, row.attempts) == ("leased", "w", 1)

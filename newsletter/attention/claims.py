@@ -48,9 +48,10 @@ from newsletter.attention.decide import (
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
+from newsletter.bound_lists import in_list, not_in_list
 from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
-from newsletter.ledger import Attention
+from newsletter.ledger import Attention, Claimed
 from newsletter.models import (
     Campaign,
     CampaignState,
@@ -90,8 +91,8 @@ class _Facts:
 
 
 def apply_attention(
-    session: Session, rows: Sequence[Delivery], *, now: datetime, policy: AttentionPolicy
-) -> list[Delivery]:
+    session: Session, rows: Sequence[Claimed], *, now: datetime, policy: AttentionPolicy
+) -> list[Claimed]:
     """Return the rows that may go now; defer or skip the others (written, not committed)."""
     marketing = [r for r in rows if r.kind in MARKETING and r.subscriber_id is not None]
     if not marketing:
@@ -108,7 +109,7 @@ def apply_attention(
     _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
     drip_ids = {r.subscriber_id for r in marketing if r.kind == DeliveryKind.DRIP.value}
     _load_holds(session, facts, policy, sorted(i for i in drip_ids if i is not None), now=now)
-    by_subscriber: dict[int, list[Delivery]] = defaultdict(list)
+    by_subscriber: dict[int, list[Claimed]] = defaultdict(list)
     for row in marketing:
         assert row.subscriber_id is not None
         by_subscriber[row.subscriber_id].append(row)
@@ -132,7 +133,7 @@ def _lock_subscribers(session: Session, ids: list[int]) -> set[int]:
     return set(
         session.scalars(
             select(Subscriber.id)
-            .where(Subscriber.id.in_(ids))
+            .where(in_list(session, Subscriber.id, ids))
             .order_by(Subscriber.id)
             # NO KEY UPDATE: claims still exclude each other, but inserting a ledger
             # row (its foreign key takes KEY SHARE on the subscriber) is never blocked, so a
@@ -144,7 +145,7 @@ def _lock_subscribers(session: Session, ids: list[int]) -> set[int]:
 
 def _load_facts(
     session: Session,
-    rows: Sequence[Delivery],
+    rows: Sequence[Claimed],
     ids: list[int],
     *,
     now: datetime,
@@ -152,7 +153,9 @@ def _load_facts(
 ) -> _Facts:
     facts = _Facts()
     for sid, zone, tags in session.execute(
-        select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(Subscriber.id.in_(ids))
+        select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(
+            in_list(session, Subscriber.id, ids)
+        )
     ):
         facts.zones[sid] = zone
         facts.tags[sid] = list(tags or [])
@@ -161,7 +164,7 @@ def _load_facts(
             SubscriberPreferences.subscriber_id,
             SubscriberPreferences.topics_off,
             SubscriberPreferences.frequency,
-        ).where(SubscriberPreferences.subscriber_id.in_(ids))
+        ).where(in_list(session, SubscriberPreferences.subscriber_id, ids))
     ):
         facts.topics_off[sid] = set(off or [])
         facts.frequency[sid] = frequency
@@ -171,9 +174,9 @@ def _load_facts(
         select(
             Delivery.subscriber_id, Delivery.status, Delivery.sent_at, Delivery.updated_at
         ).where(
-            Delivery.subscriber_id.in_(ids),
+            in_list(session, Delivery.subscriber_id, ids),
             Delivery.kind.in_(MARKETING),
-            Delivery.id.not_in(batch),
+            not_in_list(session, Delivery.id, batch),
             or_(
                 Delivery.status.in_(IN_FLIGHT),
                 and_(Delivery.status == DeliveryStatus.SENT.value, Delivery.sent_at > since),
@@ -192,7 +195,7 @@ def _load_upcoming(
     session: Session,
     facts: _Facts,
     policy: AttentionPolicy,
-    rows: Sequence[Delivery],
+    rows: Sequence[Claimed],
     ids: list[int],
     *,
     now: datetime,
@@ -211,10 +214,10 @@ def _load_upcoming(
                 Delivery.enrollment_id,
                 Delivery.step,
             ).where(
-                Delivery.subscriber_id.in_(ids),
+                in_list(session, Delivery.subscriber_id, ids),
                 Delivery.kind.in_(MARKETING),
                 Delivery.status == DeliveryStatus.QUEUED.value,
-                Delivery.id.not_in(batch),
+                not_in_list(session, Delivery.id, batch),
                 Delivery.due_at < until,
             )
         )
@@ -224,7 +227,9 @@ def _load_upcoming(
     if enrollment_ids:
         facts.sequences.update(
             session.execute(
-                select(Enrollment.id, Enrollment.sequence).where(Enrollment.id.in_(enrollment_ids))
+                select(Enrollment.id, Enrollment.sequence).where(
+                    in_list(session, Enrollment.id, enrollment_ids)
+                )
             ).all()
         )
     campaign_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
@@ -239,7 +244,9 @@ def _load_upcoming(
         )
     )
     if campaign_ids:
-        for found in session.scalars(select(Campaign).where(Campaign.id.in_(campaign_ids))):
+        for found in session.scalars(
+            select(Campaign).where(in_list(session, Campaign.id, campaign_ids))
+        ):
             facts.campaigns[found.id] = found
     for q in queued:
         sid = q.subscriber_id
@@ -256,7 +263,7 @@ def _load_upcoming(
         facts.upcoming[sid].append(Upcoming(max(q.due_at, now), priority, label))
     for sid, sequence, due in session.execute(
         select(Enrollment.subscriber_id, Enrollment.sequence, Enrollment.next_due_at).where(
-            Enrollment.subscriber_id.in_(ids),
+            in_list(session, Enrollment.subscriber_id, ids),
             Enrollment.status == EnrollmentStatus.ACTIVE.value,
             Enrollment.next_due_at < until,
             Enrollment.last_item_id.is_not(None),
@@ -284,8 +291,8 @@ def _upcoming_campaigns(
     have = set(
         session.execute(
             select(Delivery.subscriber_id, Delivery.campaign_id).where(
-                Delivery.subscriber_id.in_(ids),
-                Delivery.campaign_id.in_([c.id for c in campaigns]),
+                in_list(session, Delivery.subscriber_id, ids),
+                in_list(session, Delivery.campaign_id, [c.id for c in campaigns]),
             )
         ).all()
     )
@@ -319,7 +326,7 @@ def _load_holds(
         select(Delivery.subscriber_id, at, Campaign.name, Campaign.item_id, Campaign.topic)
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(
-            Delivery.subscriber_id.in_(ids),
+            in_list(session, Delivery.subscriber_id, ids),
             Delivery.kind == DeliveryKind.CAMPAIGN.value,
             Delivery.status.not_in([DeliveryStatus.SKIPPED.value, DeliveryStatus.FAILED.value]),
             at.between(*near),
@@ -347,7 +354,7 @@ def _load_holds(
         return
     attributes: dict[int, dict[str, Any]] = dict(
         session.execute(
-            select(Subscriber.id, Subscriber.attributes).where(Subscriber.id.in_(ids))
+            select(Subscriber.id, Subscriber.attributes).where(in_list(session, Subscriber.id, ids))
         ).all()
     )
     for campaign in campaigns:
@@ -378,7 +385,7 @@ def _exempt(policy: AttentionPolicy, sequence: str | None, step: int | None) -> 
 
 def _decide_one(
     subscriber_id: int,
-    rows: list[Delivery],
+    rows: list[Claimed],
     facts: _Facts,
     policy: AttentionPolicy,
     *,
@@ -434,7 +441,7 @@ def _write(
     session: Session,
     decision: Decision,
     opted_out: dict[int, str],
-    rows: list[Delivery],
+    rows: list[Claimed],
     subscriber_id: int,
     *,
     now: datetime,
@@ -493,7 +500,7 @@ def attention_for(app: App) -> Attention:
     """The claim-time hook for ``ledger.claim_batch``, with the app's policy."""
     ready = policy_of(app)
 
-    def hook(session: Session, rows: list[Delivery], now: datetime) -> list[Delivery]:
+    def hook(session: Session, rows: list[Claimed], now: datetime) -> list[Claimed]:
         return apply_attention(session, rows, now=now, policy=ready)
 
     return hook

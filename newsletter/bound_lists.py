@@ -1,0 +1,61 @@
+"""``column IN (a list)`` with the list bound as ONE value, not one placeholder per item.
+
+An expanding ``IN`` of a thousand ids is re-rendered by SQLAlchemy on every execution
+(a thousand placeholder names, a thousand parameters to bind): on the delivery path that
+cost more than the statements themselves. Here the list travels as one value:
+``= ANY(CAST(:v AS bigint[]))`` on PostgreSQL, ``IN (SELECT value FROM json_each(:v))`` on
+SQLite. The statement text is the same whatever the list's length, so it is compiled once
+per process. An empty list matches nothing (``in_list``) or everything (``not_in_list``),
+as an expanding ``IN`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from typing import Any, Literal
+
+from sqlalchemy import BIGINT, TEXT, ColumnElement, Text, all_, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
+
+Kind = Literal["bigint", "text"]
+
+
+def in_list(
+    session: Session, column: Any, values: Collection[int] | Collection[str], kind: Kind = "bigint"
+) -> ColumnElement[bool]:
+    """SQL for ``column IN values`` with ``values`` bound as one parameter."""
+    if _postgres(session):
+        return column == any_(_array(values, kind))  # type: ignore[no-any-return]
+    return column.in_(_json_each(values))  # type: ignore[no-any-return]
+
+
+def not_in_list(
+    session: Session, column: Any, values: Collection[int] | Collection[str], kind: Kind = "bigint"
+) -> ColumnElement[bool]:
+    """SQL for ``column NOT IN values`` with ``values`` bound as one parameter."""
+    if _postgres(session):
+        return column != all_(_array(values, kind))  # type: ignore[no-any-return]
+    return column.not_in(_json_each(values))  # type: ignore[no-any-return]
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _array(values: Collection[int] | Collection[str], kind: Kind) -> Any:
+    element = BIGINT() if kind == "bigint" else TEXT()
+    return bindparam(None, list(values), type_=ARRAY(element))
+
+
+def _json_each(values: Collection[int] | Collection[str]) -> Any:
+    listed = bindparam(None, _json_list(values), type_=Text())
+    return select(func.json_each(listed).table_valued("value").c.value)
+
+
+def _json_list(values: Collection[int] | Collection[str]) -> str:
+    """``values`` as a JSON array; ids (plain ``int``s) without the encoder's overhead."""
+    if all(type(v) is int for v in values):
+        return "[" + ",".join(map(str, values)) + "]"
+    return json.dumps(list(values))

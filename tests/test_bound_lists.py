@@ -1,0 +1,67 @@
+"""``column IN (a list)`` bound as one value (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import event, select
+from sqlalchemy.engine import Connection
+
+from newsletter.app import App
+from newsletter.bound_lists import in_list, not_in_list
+from newsletter.db import transaction
+from newsletter.models import Subscriber
+from tests.factories import add_subscriber
+
+
+@pytest.fixture
+def people(app: App) -> list[tuple[int, str]]:
+    with transaction(app.sessions) as session:
+        added = [add_subscriber(session, f"p{n}@example.org") for n in range(5)]
+        return [(s.id, s.email) for s in added]
+
+
+@pytest.mark.parametrize(
+    "pick", [[], [0], [1, 3], [0, 1, 2, 3, 4]], ids=["none", "one", "two", "all"]
+)
+def test_the_lists_match_what_an_expanding_in_matches(
+    app: App, people: list[tuple[int, str]], pick: list[int]
+) -> None:
+    """Ids and text, IN and NOT IN, the empty list included (nothing / everything)."""
+    ids = [people[i][0] for i in pick]
+    emails = [people[i][1] for i in pick]
+    every = {pid for pid, _ in people}
+    with app.sessions() as session:
+        for condition, expected in (
+            (in_list(session, Subscriber.id, ids), set(ids)),
+            (not_in_list(session, Subscriber.id, ids), every - set(ids)),
+            (in_list(session, Subscriber.email, emails, "text"), set(ids)),
+            (not_in_list(session, Subscriber.email, emails, "text"), every - set(ids)),
+            (Subscriber.id.in_(ids), set(ids)),  # the expanding IN, for comparison
+        ):
+            assert set(session.scalars(select(Subscriber.id).where(condition))) == expected
+
+
+def test_a_list_travels_as_one_parameter_and_one_statement_text(app: App) -> None:
+    """The statement text does not grow with the list (no placeholder per item), so it is
+    compiled once and the driver binds one value."""
+    seen: list[tuple[str, object]] = []
+
+    def record(
+        _conn: Connection, _cursor: object, statement: str, parameters: object, *_: object
+    ) -> None:
+        seen.append((statement, parameters))
+
+    engine = app.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.sessions() as session:
+            for size in (3, 1000):
+                ids = list(range(1, size + 1))
+                session.scalars(select(Subscriber.id).where(in_list(session, Subscriber.id, ids)))
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    (small, small_params), (large, large_params) = seen[-2:]
+    assert small == large
+    for params in (small_params, large_params):
+        values = list(params.values()) if isinstance(params, dict) else list(params)  # type: ignore[call-overload]
+        assert len(values) == 1
