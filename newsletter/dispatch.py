@@ -272,7 +272,7 @@ def _build_messages(
     # the rendering.
     subscribers = {
         s.id: s
-        for s in session.execute(
+        for s in session.connection().execute(
             select(
                 Subscriber.id,
                 Subscriber.public_id,
@@ -285,18 +285,22 @@ def _build_messages(
         )
     }
     enr_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
-    enrollment_rows = session.execute(
-        select(Enrollment.id, Enrollment.sequence, Enrollment.event).where(
-            in_list(session, Enrollment.id, enr_ids)
+    enrollment_rows = (
+        session.connection()
+        .execute(
+            select(Enrollment.id, Enrollment.sequence, Enrollment.event).where(
+                in_list(session, Enrollment.id, enr_ids)
+            )
         )
-    ).all()
+        .all()
+    )
     sequences = {row.id: row.sequence for row in enrollment_rows}
     events = {row.id: _event_context(row.event) for row in enrollment_rows if row.event}
     camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaigns = dict(
-        session.execute(
-            select(Campaign.id, Campaign.name).where(in_list(session, Campaign.id, camp_ids))
-        ).all()
+        session.connection()
+        .execute(select(Campaign.id, Campaign.name).where(in_list(session, Campaign.id, camp_ids)))
+        .all()
     )
     keys = settings.secret_keys
     planner = BatchRenderer(app.library)
@@ -304,6 +308,8 @@ def _build_messages(
     messages: list[OutgoingEmail] = []
     failures: list[SendResult] = []
     nonces: list[dict[str, object]] = []
+    subjects: dict[int, str] = {}  # id(plan) -> its subject as compose makes it one line
+    mailer_check = getattr(app.mailer, "problem", None)
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id) if row.subscriber_id else None
         if row.kind == DeliveryKind.TEST.value or subscriber is None:
@@ -352,7 +358,7 @@ def _build_messages(
             rendered, tracked, tracking = track_email_personal(
                 rendered, delivery_id=row.id, links=links, settings=settings
             )
-            if tracking_on(settings):
+            if tracks:
                 store_links(session, row.id, tracked)
         nonce = row.message_nonce
         if nonce is None:
@@ -380,8 +386,8 @@ def _build_messages(
         if tracking:  # per-recipient values: SendGrid can still batch tracked emails
             message = replace(message, personal={**message.personal, **tracking})
         if planned is not None:
-            message = _with_skeleton(message, *planned)
-        problem = _problem(app, message)
+            message = _with_skeleton(message, *planned, subjects)
+        problem = _problem(message, mailer_check)
         if problem is not None:
             log.warning("delivery %d cannot be sent: %s", row.id, problem)
             failures.append(SendResult(row.id, SendStatus.FAILED, error=problem[:1000]))
@@ -464,26 +470,31 @@ class BatchRenderer:
 
 
 def _with_skeleton(
-    message: OutgoingEmail, plan: RenderPlan, substitutions: dict[str, str]
+    message: OutgoingEmail,
+    plan: RenderPlan,
+    substitutions: dict[str, str],
+    subjects: dict[int, str],
 ) -> OutgoingEmail:
     """``message`` with the plan as its SendGrid skeleton: its html and text are the
     plan's with ``substitutions``; its subject went through ``compose``'s ``one_line``,
-    so the skeleton's is checked (planned emails have no subject prefix)."""
-    subject = one_line(plan.subject)
+    so the skeleton's is checked (planned emails have no subject prefix). ``subjects``
+    keeps each plan's one-line subject for the batch (the plans outlive it)."""
+    subject = subjects.get(id(plan))
+    if subject is None:
+        subject = subjects[id(plan)] = one_line(plan.subject)
     if apply_substitutions(subject, substitutions) != message.subject:
         return message
     used = tuple(sorted(substitutions.items()))
     return replace(message, skeleton=Skeleton(subject, plan.html, plan.text, used))
 
 
-def _problem(app: App, message: OutgoingEmail) -> str | None:
-    """Why ``message`` cannot be handed to this mailer (checked before its chunk is)."""
+def _problem(message: OutgoingEmail, check: object) -> str | None:
+    """Why ``message`` cannot be handed to this mailer (checked before its chunk is);
+    ``check`` is the mailer's own ``problem``, if it has one."""
     problem = message_problem(message)
-    if problem is None:
-        check = getattr(app.mailer, "problem", None)
-        if callable(check):
-            found = check(message)
-            problem = found if isinstance(found, str) else None
+    if problem is None and callable(check):
+        found = check(message)
+        problem = found if isinstance(found, str) else None
     return None if problem is None else f"not sendable: {problem}"
 
 

@@ -190,6 +190,9 @@ def claim_batch(
     leave a subscriber's rows queued while another claim holds that subscriber; each
     further round reads past every row an earlier round saw.
     """
+    # Reads below go through the connection (plain rows, no ORM loading), which does not
+    # flush: anything the caller added to the session is written first.
+    session.flush()
     seen: set[int] = set()
     for _ in range(ATTENTION_ROUNDS if attention is not None else 1):
         found, keep = _claim_once(
@@ -249,7 +252,7 @@ def _claim_once(
         due = due.with_for_update(skip_locked=True, of=table)
     rows: list[Claimed] = []
     eligible: set[int] = set()
-    for found in session.execute(due).mappings():
+    for found in session.connection().execute(due).mappings():
         values = dict(found)
         if values.pop("eligible"):
             eligible.add(values["id"])
@@ -261,7 +264,7 @@ def _claim_once(
     keep = [r for r in rows if r.id in eligible and r.id not in suppressed]
     drop = [r.id for r in rows if r.id not in eligible or r.id in suppressed]
     if drop:
-        session.execute(
+        session.connection().execute(
             update(Delivery)
             .where(in_list(session, Delivery.id, drop))
             .values(
@@ -274,7 +277,7 @@ def _claim_once(
     if keep and attention is not None:
         keep = attention(session, keep, now)
     if keep:
-        session.execute(
+        session.connection().execute(
             update(Delivery)
             .where(in_list(session, Delivery.id, [r.id for r in keep]))
             .values(
@@ -322,9 +325,15 @@ def _suppressed_ids(session: Session, rows: Iterable[_Addressed]) -> set[int]:
     emails: dict[int, str] = {}
     sub_ids = {r.subscriber_id for r in marketing if r.subscriber_id is not None}
     if sub_ids:
-        found = session.execute(
-            select(Subscriber.id, Subscriber.email).where(in_list(session, Subscriber.id, sub_ids))
-        ).all()
+        found = (
+            session.connection()
+            .execute(
+                select(Subscriber.id, Subscriber.email).where(
+                    in_list(session, Subscriber.id, sub_ids)
+                )
+            )
+            .all()
+        )
         by_sub = {row[0]: row[1] for row in found}
         for r in marketing:
             if r.subscriber_id in by_sub:
@@ -336,7 +345,7 @@ def _suppressed_ids(session: Session, rows: Iterable[_Addressed]) -> set[int]:
     if not hashes:
         return set()
     blocked = set(
-        session.scalars(
+        session.connection().scalars(
             select(Suppression.email_hash).where(
                 in_list(session, Suppression.email_hash, hashes, "text")
             )
@@ -360,25 +369,30 @@ def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> li
     """
     if not ids:
         return []
+    session.flush()  # the reads below do not flush (see ``claim_batch``)
     # Columns, not ORM objects: what ``_suppressed_ids`` reads, for a whole chunk.
-    rows = session.execute(
-        select(Delivery.id, Delivery.kind, Delivery.subscriber_id, Delivery.to_email).where(
-            in_list(session, Delivery.id, ids),
-            Delivery.status == DeliveryStatus.LEASED.value,
+    rows = (
+        session.connection()
+        .execute(
+            select(Delivery.id, Delivery.kind, Delivery.subscriber_id, Delivery.to_email).where(
+                in_list(session, Delivery.id, ids),
+                Delivery.status == DeliveryStatus.LEASED.value,
+            )
         )
-    ).all()
+        .all()
+    )
     if not rows:
         return []
     held = [r.id for r in rows]
     eligible = set(
-        session.scalars(
+        session.connection().scalars(
             select(Delivery.id).where(in_list(session, Delivery.id, held), _eligible_marketing())
         )
     )
     suppressed = _suppressed_ids(session, rows)
     drop = sorted(r for r in held if r not in eligible or r in suppressed)
     if drop:
-        session.execute(
+        session.connection().execute(
             update(Delivery)
             .where(
                 in_list(session, Delivery.id, drop), Delivery.status == DeliveryStatus.LEASED.value
@@ -420,12 +434,12 @@ def mark_sending(
     if lease is not None:
         values["lease_expires_at"] = now + lease
     if worker is None:
-        session.execute(statement.values(**values))
+        session.connection().execute(statement.values(**values))
         return list(ids)
     owned = statement.where(
         Delivery.status == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
     )
-    marked = session.execute(owned.values(**values).returning(Delivery.id)).scalars()
+    marked = session.connection().execute(owned.values(**values).returning(Delivery.id)).scalars()
     return sorted(marked)
 
 
@@ -439,6 +453,7 @@ def record_results(
     NOT_ATTEMPTED rows (never shown to the provider) go back to ``queued`` after
     ``retry_after`` (or ``NOT_ATTEMPTED_DELAY``) and the attempt does not count.
     """
+    session.flush()  # the reads below do not flush (see ``claim_batch``)
     table = Delivery.__table__
     assert isinstance(table, Table)
     # Spelled with OR, not IN: an expanding IN cannot be used in an executemany.
@@ -503,11 +518,13 @@ def record_results(
     retry = [r for r in results if r.status is SendStatus.RETRY]
     if retry:
         attempts = dict(
-            session.execute(
+            session.connection()
+            .execute(
                 select(Delivery.id, Delivery.attempts).where(
                     Delivery.id.in_([r.delivery_id for r in retry])
                 )
-            ).all()
+            )
+            .all()
         )
         for result in retry:
             tries = attempts.get(result.delivery_id, max_attempts)
@@ -539,7 +556,7 @@ def _held(session: Session, results: Sequence[SendResult]) -> set[int]:
     if not ids:
         return set()
     return set(
-        session.scalars(
+        session.connection().scalars(
             select(Delivery.id).where(
                 in_list(session, Delivery.id, ids),
                 Delivery.status.in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),

@@ -131,7 +131,7 @@ def _lock_subscribers(session: Session, ids: list[int]) -> set[int]:
     if session.get_bind().dialect.name != "postgresql":
         return set(ids)  # SQLite: one writer at a time
     return set(
-        session.scalars(
+        session.connection().scalars(
             select(Subscriber.id)
             .where(in_list(session, Subscriber.id, ids))
             .order_by(Subscriber.id)
@@ -152,14 +152,14 @@ def _load_facts(
     horizon: timedelta,
 ) -> _Facts:
     facts = _Facts()
-    for sid, zone, tags in session.execute(
+    for sid, zone, tags in session.connection().execute(
         select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(
             in_list(session, Subscriber.id, ids)
         )
     ):
         facts.zones[sid] = zone
         facts.tags[sid] = list(tags or [])
-    for sid, off, frequency in session.execute(
+    for sid, off, frequency in session.connection().execute(
         select(
             SubscriberPreferences.subscriber_id,
             SubscriberPreferences.topics_off,
@@ -170,7 +170,7 @@ def _load_facts(
         facts.frequency[sid] = frequency
     batch = [r.id for r in rows]
     since = now - horizon
-    counted = session.execute(
+    counted = session.connection().execute(
         select(
             Delivery.subscriber_id, Delivery.status, Delivery.sent_at, Delivery.updated_at
         ).where(
@@ -205,7 +205,7 @@ def _load_upcoming(
     until = now + horizon
     batch = [r.id for r in rows]
     queued = list(
-        session.execute(
+        session.connection().execute(
             select(
                 Delivery.subscriber_id,
                 Delivery.kind,
@@ -226,11 +226,13 @@ def _load_upcoming(
     enrollment_ids |= {q.enrollment_id for q in queued if q.enrollment_id is not None}
     if enrollment_ids:
         facts.sequences.update(
-            session.execute(
+            session.connection()
+            .execute(
                 select(Enrollment.id, Enrollment.sequence).where(
                     in_list(session, Enrollment.id, enrollment_ids)
                 )
-            ).all()
+            )
+            .all()
         )
     campaign_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaign_ids |= {q.campaign_id for q in queued if q.campaign_id is not None}
@@ -261,7 +263,7 @@ def _load_upcoming(
                 continue
             priority, label = policy.sequence_priority(sequence), f"sequence {sequence}"
         facts.upcoming[sid].append(Upcoming(max(q.due_at, now), priority, label))
-    for sid, sequence, due in session.execute(
+    for sid, sequence, due in session.connection().execute(
         select(Enrollment.subscriber_id, Enrollment.sequence, Enrollment.next_due_at).where(
             in_list(session, Enrollment.subscriber_id, ids),
             Enrollment.status == EnrollmentStatus.ACTIVE.value,
@@ -289,12 +291,14 @@ def _upcoming_campaigns(
     if not campaigns:
         return
     have = set(
-        session.execute(
+        session.connection()
+        .execute(
             select(Delivery.subscriber_id, Delivery.campaign_id).where(
                 in_list(session, Delivery.subscriber_id, ids),
                 in_list(session, Delivery.campaign_id, [c.id for c in campaigns]),
             )
-        ).all()
+        )
+        .all()
     )
     for campaign in campaigns:
         segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
@@ -322,7 +326,7 @@ def _load_holds(
         return
     near = (now - HOLD_NEAR, now + HOLD_NEAR)
     at = func.coalesce(Delivery.sent_at, Delivery.due_at)
-    for sid, when, name, item_id, topic in session.execute(
+    for sid, when, name, item_id, topic in session.connection().execute(
         select(Delivery.subscriber_id, at, Campaign.name, Campaign.item_id, Campaign.topic)
         .join(Campaign, Campaign.id == Delivery.campaign_id)
         .where(
@@ -353,9 +357,11 @@ def _load_holds(
     if not campaigns:
         return
     attributes: dict[int, dict[str, Any]] = dict(
-        session.execute(
+        session.connection()
+        .execute(
             select(Subscriber.id, Subscriber.attributes).where(in_list(session, Subscriber.id, ids))
-        ).all()
+        )
+        .all()
     )
     for campaign in campaigns:
         segment = segment_from(

@@ -32,6 +32,8 @@ def address_problem(address: str, role: str) -> str | None:
 
 def _unencodable(value: str) -> int | None:
     """Position of the first character UTF-8 cannot encode (a lone surrogate), if any."""
+    if value.isascii():  # no copy made: the common case for bodies
+        return None
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -187,12 +187,16 @@ _SENDGRID_ADDRESS = re.compile(
 _CULPRIT_FIELD = re.compile(r"personalizations\.(\d+)(?:\.|$)")
 
 
+@functools.lru_cache(maxsize=8192)
 def sendgrid_address(address: str) -> str:
     """``address`` as SendGrid takes it: the domain IDNA-encoded (IDNA 2008, UTS 46), so
     ``juergen@bücher.example`` becomes ``juergen@xn--bcher-kva.example``.
 
     Raises ``ValueError`` for an address SendGrid cannot take (a non-ASCII local part:
     SendGrid has no SMTPUTF8).
+
+    Remembered for the last few thousand addresses: the dispatcher's check (``problem``)
+    and ``sendgrid_ready`` ask for the same ones, and a batch shares its sender.
     """
     local, _, domain = address.rpartition("@")
     if not local.isascii():
