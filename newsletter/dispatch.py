@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
@@ -398,8 +398,20 @@ def _build_messages(
 
 
 def _store_nonces(session: Session, nonces: list[dict[str, object]]) -> None:
-    """``deliveries.message_nonce`` of the rows that had none, in one executemany."""
+    """``deliveries.message_nonce`` of the rows that had none: one ``UPDATE ... FROM
+    unnest`` on PostgreSQL (an executemany there is a round of statements per row), one
+    executemany on SQLite (in-process, cheap)."""
     if not nonces:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(
+            text(
+                "UPDATE deliveries SET message_nonce = v.nonce FROM unnest("
+                "CAST(:ids AS bigint[]), CAST(:nonces AS text[])) AS v(id, nonce) "
+                "WHERE deliveries.id = v.id"
+            ),
+            {"ids": [n["b_id"] for n in nonces], "nonces": [n["b_nonce"] for n in nonces]},
+        )
         return
     table = Delivery.__table__
     assert isinstance(table, Table)

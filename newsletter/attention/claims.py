@@ -48,7 +48,7 @@ from newsletter.attention.decide import (
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
-from newsletter.bound_lists import in_list, not_in_list
+from newsletter.bound_lists import in_list
 from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
 from newsletter.ledger import Attention, Claimed
@@ -168,15 +168,20 @@ def _load_facts(
     ):
         facts.topics_off[sid] = set(off or [])
         facts.frequency[sid] = frequency
-    batch = [r.id for r in rows]
+    # The batch's own rows are left out in Python: as ``id NOT IN (batch)`` in SQL the
+    # database tests each row it finds against the whole list.
+    batch = {r.id for r in rows}
     since = now - horizon
     counted = session.connection().execute(
         select(
-            Delivery.subscriber_id, Delivery.status, Delivery.sent_at, Delivery.updated_at
+            Delivery.id,
+            Delivery.subscriber_id,
+            Delivery.status,
+            Delivery.sent_at,
+            Delivery.updated_at,
         ).where(
             in_list(session, Delivery.subscriber_id, ids),
             Delivery.kind.in_(MARKETING),
-            not_in_list(session, Delivery.id, batch),
             or_(
                 Delivery.status.in_(IN_FLIGHT),
                 and_(Delivery.status == DeliveryStatus.SENT.value, Delivery.sent_at > since),
@@ -184,8 +189,8 @@ def _load_facts(
             ),
         )
     )
-    for row_sid, status, sent_at, updated_at in counted:
-        if row_sid is not None:
+    for row_id, row_sid, status, sent_at, updated_at in counted:
+        if row_sid is not None and row_id not in batch:
             at = sent_at if status == DeliveryStatus.SENT.value and sent_at else updated_at
             facts.used[row_sid].append(at)
     return facts
@@ -203,10 +208,12 @@ def _load_upcoming(
 ) -> None:
     """Other emails of these subscribers due before ``now + horizon``, with their priority."""
     until = now + horizon
-    batch = [r.id for r in rows]
-    queued = list(
-        session.connection().execute(
+    batch = {r.id for r in rows}  # left out in Python, as in ``_load_facts``
+    queued = [
+        q
+        for q in session.connection().execute(
             select(
+                Delivery.id,
                 Delivery.subscriber_id,
                 Delivery.kind,
                 Delivery.due_at,
@@ -217,11 +224,11 @@ def _load_upcoming(
                 in_list(session, Delivery.subscriber_id, ids),
                 Delivery.kind.in_(MARKETING),
                 Delivery.status == DeliveryStatus.QUEUED.value,
-                not_in_list(session, Delivery.id, batch),
                 Delivery.due_at < until,
             )
         )
-    )
+        if q.id not in batch
+    ]
     enrollment_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
     enrollment_ids |= {q.enrollment_id for q in queued if q.enrollment_id is not None}
     if enrollment_ids:
