@@ -156,11 +156,30 @@ def test_keep_tokens_are_pinned_round_trip_and_bound_to_their_purpose() -> None:
 
 @pytest.mark.parametrize(
     "public_id",
-    ["a1B2c3", "x" * 64, "ab" * 20, "", "0", "A-b_c.d~e", "a/b", 'say "hi"', "é-ü", "tab\there"],
+    [
+        "a1B2c3",
+        "x" * 64,
+        "ab" * 20,
+        "a" * 10,
+        "a" * 11,
+        "a" * 12,
+        "",
+        "0",
+        "A-b_c.d~e",
+        "a/b",
+        'say "hi"',
+        "é-ü",
+        "tab\there",
+    ],
     ids=[
         "mixed",
         "compressible-64",
         "compressible-40",
+        # zlib's output is as long as the JSON, one byte and two bytes shorter: compressed
+        # only when at least two bytes shorter (the boundary itsdangerous draws)
+        "compressed-same-length",
+        "compressed-1-shorter",
+        "compressed-2-shorter",
         "empty",
         "digit",
         "url-safe-punctuation",
