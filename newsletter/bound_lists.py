@@ -28,7 +28,7 @@ def in_list(
     """SQL for ``column IN values`` with ``values`` bound as one parameter."""
     if _postgres(session):
         return column == any_(_array(values, kind))  # type: ignore[no-any-return]
-    return column.in_(_json_each(values))  # type: ignore[no-any-return]
+    return column.in_(_json_each(values, kind))  # type: ignore[no-any-return]
 
 
 def not_in_list(
@@ -37,7 +37,7 @@ def not_in_list(
     """SQL for ``column NOT IN values`` with ``values`` bound as one parameter."""
     if _postgres(session):
         return column != all_(_array(values, kind))  # type: ignore[no-any-return]
-    return column.not_in(_json_each(values))  # type: ignore[no-any-return]
+    return column.not_in(_json_each(values, kind))  # type: ignore[no-any-return]
 
 
 def _postgres(session: Session) -> bool:
@@ -49,16 +49,16 @@ def _array(values: Collection[int] | Collection[str], kind: Kind) -> Any:
     return bindparam(None, list(values), type_=ARRAY(element))
 
 
-def _json_each(values: Collection[int] | Collection[str]) -> Any:
+def _json_each(values: Collection[int] | Collection[str], kind: Kind) -> Any:
     # Textual: cheaper to build than ``func.json_each(...).table_valued`` (this runs for
     # every list of every statement), and the same cache key whatever the list; a unique
     # parameter, so two lists can share a statement.
-    listed = bindparam("json_list", _json_list(values), type_=Text(), unique=True)
+    listed = bindparam("json_list", _json_list(values, kind), type_=Text(), unique=True)
     return text("SELECT value FROM json_each(:json_list)").bindparams(listed).columns(value=Text())
 
 
-def _json_list(values: Collection[int] | Collection[str]) -> str:
-    """``values`` as a JSON array; ids (plain ``int``s) without the encoder's overhead."""
-    if all(type(v) is int for v in values):
-        return "[" + ",".join(map(str, values)) + "]"
+def _json_list(values: Collection[int] | Collection[str], kind: Kind) -> str:
+    """``values`` as a JSON array; ids (``int``s) without the encoder's overhead."""
+    if kind == "bigint":
+        return "[" + ",".join(map(str, map(int, values))) + "]"
     return json.dumps(list(values))

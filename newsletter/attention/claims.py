@@ -48,7 +48,7 @@ from newsletter.attention.decide import (
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
-from newsletter.bound_lists import in_list
+from newsletter.bound_lists import in_list, not_in_list
 from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
 from newsletter.ledger import Attention, Claimed
@@ -168,8 +168,8 @@ def _load_facts(
     ):
         facts.topics_off[sid] = set(off or [])
         facts.frequency[sid] = frequency
-    # The batch's own rows are left out in Python: as ``id NOT IN (batch)`` in SQL the
-    # database tests each row it finds against the whole list.
+    # The batch's own rows (queued: the status filter leaves them out anyway) are left
+    # out in Python, not by ``id NOT IN (batch)`` tested on every row found.
     batch = {r.id for r in rows}
     since = now - horizon
     counted = session.connection().execute(
@@ -208,12 +208,10 @@ def _load_upcoming(
 ) -> None:
     """Other emails of these subscribers due before ``now + horizon``, with their priority."""
     until = now + horizon
-    batch = {r.id for r in rows}  # left out in Python, as in ``_load_facts``
-    queued = [
-        q
-        for q in session.connection().execute(
+    batch = [r.id for r in rows]
+    queued = list(
+        session.connection().execute(
             select(
-                Delivery.id,
                 Delivery.subscriber_id,
                 Delivery.kind,
                 Delivery.due_at,
@@ -224,11 +222,11 @@ def _load_upcoming(
                 in_list(session, Delivery.subscriber_id, ids),
                 Delivery.kind.in_(MARKETING),
                 Delivery.status == DeliveryStatus.QUEUED.value,
+                not_in_list(session, Delivery.id, batch),
                 Delivery.due_at < until,
             )
         )
-        if q.id not in batch
-    ]
+    )
     enrollment_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
     enrollment_ids |= {q.enrollment_id for q in queued if q.enrollment_id is not None}
     if enrollment_ids:
