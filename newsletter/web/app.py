@@ -78,17 +78,18 @@ def _utcnow() -> datetime:
 
 
 @asynccontextmanager
-async def _lifespan_closing(pump: Pump, writer: GroupCommit) -> AsyncIterator[None]:
+async def _lifespan_closing(pumps: list[Pump], writer: GroupCommit) -> AsyncIterator[None]:
     try:
         yield
     finally:
         writer.close()
-        pump.close()
+        for pump in pumps:
+            pump.close()
 
 
-def _closing(pump: Pump, writer: GroupCommit) -> Callable[[Any], Any]:
-    """Lifespan: on shutdown, finish the queued writes, then stop the pump's thread."""
-    return lambda _app: _lifespan_closing(pump, writer)
+def _closing(pumps: list[Pump], writer: GroupCommit) -> Callable[[Any], Any]:
+    """Lifespan: on shutdown, finish the queued writes, then stop the pumps' threads."""
+    return lambda _app: _lifespan_closing(pumps, writer)
 
 
 def wants_json(request: Request) -> bool:
@@ -178,7 +179,10 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     in_flight = [0]  # subscribe requests being answered: the pump defers to them
     pump = Pump(deliver_confirmations, busy=lambda: in_flight[0] > 0)
     writer = GroupCommit(app.sessions, name="subscribe-writer")
-    web.router.lifespan_context = _closing(pump, writer)
+    from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
+
+    events = EventDrain(app, clock=clock)  # applies the SendGrid event inbox
+    web.router.lifespan_context = _closing([pump, events.pump], writer)
 
     @web.post(
         "/subscribe",
@@ -346,9 +350,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             body.update(sending="backing off", until=until.isoformat(), reason=why)
         return JSONResponse(body)
 
-    from newsletter.web.webhooks import sendgrid_webhook_router
-
-    web.include_router(sendgrid_webhook_router(app, clock=clock))
+    web.include_router(sendgrid_webhook_router(app, clock=clock, events=events))
     from newsletter.web.tracking import tracking_router
 
     web.include_router(tracking_router(app, clock=clock))
