@@ -39,6 +39,7 @@ from tests.conftest import NOW
 from tests.test_events_store import T0, add_delivery, add_subscriber, make_event
 from tests.test_webhook_signature import Webhook
 from tests.test_webhook_signature import make_webhook as make_webhook
+from tests.test_webhook_signature import webhook as webhook
 
 SEQ = "back-pain-basics"
 
@@ -120,7 +121,7 @@ def test_stats_api_and_suppression_see_the_events_once_applied(
     # Over HTTP: answered "accepted", applied before the test client returns.
     second = welcome_delivery(app, "bob@example.org")
     response = hook.post([make_event("delivered", "bob@example.org", T0, delivery_id=second)])
-    assert response.json() == {"status": "accepted", "received": 1}
+    assert response.json() == {"status": "accepted"}
     assert welcome_stats(hook.client, read)["delivered"] == 2
     assert [applied for applied, _, _ in inbox_state(app)] == [True, True]
 
@@ -346,3 +347,44 @@ def test_a_replayed_body_acts_once_through_the_inbox(app: App) -> None:
     assert [(r or {}).get("stored") for _, _, r in inbox_state(app)] == [1, 0, 0]
     with app.sessions() as session:
         assert session.scalar(select(Subscriber.soft_bounces)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        pytest.param(b"[]", None, id="empty-array"),
+        pytest.param(b' \r\n\t[{"a": 1}]\r\n', None, id="whitespace-around"),
+        pytest.param(b"[1,]", None, id="array-shaped-not-json: left to the drain"),
+        pytest.param(b" " * 100 + b"[1]", None, id="long-whitespace-parsed"),
+        pytest.param(b" " * 100 + b"{}", "the body must be a JSON array", id="long-ws-object"),
+        pytest.param(b"[1,", "the body is not valid JSON", id="unclosed"),
+        pytest.param(b"1]", "the body is not valid JSON", id="unopened"),
+        pytest.param(b'"[x]"', "the body must be a JSON array", id="string"),
+        pytest.param(b"", "the body is not valid JSON", id="empty"),
+    ],
+)
+def test_check_body_refuses_what_is_not_shaped_like_an_array(
+    body: bytes, problem: str | None
+) -> None:
+    """The request's only look at the body: its first and last non-blank bytes."""
+    if problem is None:
+        inbox.check_body(body)
+        return
+    with pytest.raises(inbox.EventPayloadError) as caught:
+        inbox.check_body(body)
+    assert str(caught.value).startswith(problem)
+
+
+def test_a_signed_array_that_does_not_parse_is_accepted_and_kept_aside(webhook: Webhook) -> None:
+    """Shaped like an array, not JSON inside: answered 200 (SendGrid would only retry it),
+    kept with its problem for the operator, nothing else stored."""
+    body = b'[{"event": "bounce",}]'
+    response = webhook.client.post(
+        "/webhooks/sendgrid", content=body, headers=webhook.signer.headers(body, NOW)
+    )
+    assert response.status_code == 200
+    assert response.json() == {"status": "accepted"}
+    [(applied, problem, report)] = inbox_state(webhook.app)
+    assert (applied, report) == (False, None)
+    assert (problem or "").startswith("EventPayloadError: the body is not valid JSON: ")
+    assert webhook.count(ProviderEvent) == 0

@@ -25,7 +25,7 @@ def test_batch_replayed_over_http_has_one_effect(make_webhook: Callable[..., Web
     renamed = [{**e, "sg_event_id": "new-" + e["sg_event_id"]} for e in batch]
     answers = [hook.post(b).json() for b in (batch, batch, batch, renamed)]
 
-    assert answers == [{"status": "accepted", "received": 3}] * 4
+    assert answers == [{"status": "accepted"}] * 4
     reports = [r or {} for r in hook.reports()]
     assert [(a["stored"], a["duplicates"], a["suppressed"]) for a in reports] == [
         (3, 0, 1),
