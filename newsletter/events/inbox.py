@@ -48,8 +48,13 @@ from newsletter.models import EventInbox
 
 log = logging.getLogger(__name__)
 
-BUSY_BODIES = 1  # bodies per drain transaction while webhook requests wait (short write turns)
-IDLE_BODIES = 8  # ... and when none does: one commit for several SendGrid posts
+# One body per drain transaction: each body's statements lock rows in one order (events by
+# logical key, deliveries and subscribers by id), so concurrent drains (the web process's,
+# the worker's job) queue on each other; two bodies in one transaction would take two such
+# sequences and could deadlock with another drain (measured: several bodies per commit gained
+# nothing here). A short transaction is also a short turn of SQLite's single writer, which
+# the webhook's inserts wait for.
+BODIES_PER_TRANSACTION = 1
 # The database is unreachable or busy: not the body's fault, so it stays pending.
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeoutError)
 _JSON_SPACE = b" \t\n\r"
@@ -116,19 +121,13 @@ def store_body(session: Session, body: bytes, *, now: datetime) -> int:
     return int(session.execute(statement).scalar_one())
 
 
-def drain(
-    app: App,
-    *,
-    now: datetime,
-    pause: Callable[[], None] = lambda: None,
-    bodies: Callable[[], int] = lambda: IDLE_BODIES,
-) -> DrainReport:
-    """Apply every pending body, oldest first, ``bodies()`` per transaction, calling
-    ``pause()`` between transactions. Raises the database's error if it is unreachable
-    (everything not yet committed stays pending)."""
+def drain(app: App, *, now: datetime, pause: Callable[[], None] = lambda: None) -> DrainReport:
+    """Apply every pending body, oldest first, one per transaction, calling ``pause()``
+    between transactions. Raises the database's error if it is unreachable or a deadlock
+    victim (everything not yet committed stays pending for the next drain)."""
     total = DrainReport()
     while True:
-        report = drain_once(app, now=now, limit=bodies())
+        report = drain_once(app, now=now, limit=BODIES_PER_TRANSACTION)
         total = total.plus(report)
         if not report.taken:
             return total

@@ -41,7 +41,7 @@ from starlette.concurrency import run_in_threadpool
 
 from newsletter.app import App
 from newsletter.errors import NewsletterError
-from newsletter.events.inbox import BUSY_BODIES, IDLE_BODIES, accept, check_body, drain
+from newsletter.events.inbox import accept, check_body, drain
 from newsletter.events.parsing import EventPayloadError
 from newsletter.events.signature import (
     PUBLIC_KEY_VARIABLE,
@@ -100,8 +100,7 @@ OPENAPI_EXTRA: dict[str, Any] = {
 
 class EventDrain:
     """The web process's drain of the event inbox: a ``Pump`` whose pass applies every
-    pending body, one per transaction while webhook requests are being answered (SQLite's
-    writer is theirs first), several when none is."""
+    pending body, deferring to webhook requests being answered before each one."""
 
     def __init__(self, app: App, *, clock: Callable[[], datetime]) -> None:
         self.in_flight = 0  # webhook requests being answered: the drain defers to them
@@ -115,15 +114,14 @@ class EventDrain:
         )
 
     def _run(self, pause: Callable[[], None]) -> None:
+        # One drain: several on PostgreSQL were measured slower here (they queue on the
+        # same subscribers' and deliveries' row locks).
         try:
-            drain(self._app, now=self._clock(), pause=pause, bodies=self._bodies)
+            drain(self._app, now=self._clock(), pause=pause)
         except (NewsletterError, SQLAlchemyError):
             # The pump's thread must live on; the bodies stay pending for the next pass
             # or the worker's ``events`` job.
             log.exception("sendgrid event inbox: drain failed; the events job retries")
-
-    def _bodies(self) -> int:
-        return BUSY_BODIES if self.in_flight else IDLE_BODIES
 
 
 def sendgrid_webhook_router(
