@@ -108,16 +108,19 @@ class EventDrain:
         self._clock = clock
         self.pump = Pump(
             self._run,
-            busy=lambda: self.in_flight > 0,
+            busy=self._busy,
             yield_seconds=DRAIN_YIELD_SECONDS,
             name="sendgrid-events",
         )
+
+    def _busy(self) -> bool:
+        return self.in_flight > 0
 
     def _run(self, pause: Callable[[], None]) -> None:
         # One drain: several on PostgreSQL were measured slower here (they queue on the
         # same subscribers' and deliveries' row locks).
         try:
-            drain(self._app, now=self._clock(), pause=pause)
+            drain(self._app, now=self._clock(), pause=pause, busy=self._busy)
         except (NewsletterError, SQLAlchemyError):
             # The pump's thread must live on; the bodies stay pending for the next pass
             # or the worker's ``events`` job.
