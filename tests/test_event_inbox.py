@@ -414,3 +414,27 @@ def test_a_signed_array_that_does_not_parse_is_accepted_and_kept_aside(webhook: 
     assert (applied, report) == (False, None)
     assert (problem or "").startswith("EventPayloadError: the body is not valid JSON: ")
     assert webhook.count(ProviderEvent) == 0
+
+
+def test_a_drain_told_to_stop_ends_after_its_current_transaction(app: App) -> None:
+    """Shutting down: the drain commits what it started and leaves the rest pending."""
+    for n in range(10):
+        accept(app, body_of([make_event("delivered", f"s{n}@example.org", T0)]), now=NOW)
+    report = drain(app, now=NOW, stop=lambda: True)
+    per_transaction = (
+        inbox.POSTGRES_BODIES if app.engine.dialect.name == "postgresql" else inbox.SQLITE_BODIES
+    )
+    assert report.bodies == per_transaction
+    assert [applied for applied, _, _ in inbox_state(app)].count(False) == 10 - per_transaction
+    assert drain(app, now=NOW).bodies == 10 - per_transaction
+
+
+def test_while_a_request_waits_the_drain_takes_one_body_per_transaction(app: App) -> None:
+    """``busy`` (a webhook request waiting for the writer): one body per transaction, a
+    pause between them."""
+    for n in range(3):
+        accept(app, body_of([make_event("delivered", f"w{n}@example.org", T0)]), now=NOW)
+    assert drain(app, now=NOW, busy=lambda: True, stop=lambda: True).bodies == 1
+    pauses: list[int] = []
+    report = drain(app, now=NOW, busy=lambda: True, pause=lambda: pauses.append(1))
+    assert (report.bodies, len(pauses)) == (2, 2)

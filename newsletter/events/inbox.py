@@ -131,9 +131,11 @@ def drain(
     now: datetime,
     pause: Callable[[], None] = lambda: None,
     busy: Callable[[], bool] = lambda: False,
+    stop: Callable[[], bool] = lambda: False,
 ) -> DrainReport:
     """Apply every pending body, oldest first, calling ``pause()`` between transactions
-    (bodies per transaction: ``POSTGRES_BODIES``, ``SQLITE_BODIES`` or one while ``busy()``).
+    (bodies per transaction: ``POSTGRES_BODIES``, ``SQLITE_BODIES`` or one while ``busy()``),
+    until none is left or ``stop()`` (checked after each commit: a process shutting down).
     Raises the database's error if it is unreachable or a deadlock victim (everything not
     yet committed stays pending for the next drain)."""
     several = POSTGRES_BODIES if app.engine.dialect.name == "postgresql" else SQLITE_BODIES
@@ -141,7 +143,7 @@ def drain(
     while True:
         report = drain_once(app, now=now, limit=1 if busy() else several)
         total = total.plus(report)
-        if not report.taken:
+        if not report.taken or stop():
             return total
         pause()
 

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -77,8 +77,12 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @asynccontextmanager
-async def _lifespan_closing(pumps: list[Pump], writer: GroupCommit) -> AsyncIterator[None]:
+async def _lifespan_closing(pumps: list[_Closable], writer: GroupCommit) -> AsyncIterator[None]:
     try:
         yield
     finally:
@@ -87,7 +91,7 @@ async def _lifespan_closing(pumps: list[Pump], writer: GroupCommit) -> AsyncIter
             pump.close()
 
 
-def _closing(pumps: list[Pump], writer: GroupCommit) -> Callable[[Any], Any]:
+def _closing(pumps: list[_Closable], writer: GroupCommit) -> Callable[[Any], Any]:
     """Lifespan: on shutdown, finish the queued writes, then stop the pumps' threads."""
     return lambda _app: _lifespan_closing(pumps, writer)
 
@@ -182,7 +186,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
 
     events = EventDrain(app, clock=clock)  # applies the SendGrid event inbox
-    web.router.lifespan_context = _closing([pump, events.pump], writer)
+    web.router.lifespan_context = _closing([pump, events], writer)
 
     @web.post(
         "/subscribe",

@@ -104,6 +104,7 @@ class EventDrain:
 
     def __init__(self, app: App, *, clock: Callable[[], datetime]) -> None:
         self.in_flight = 0  # webhook requests being answered: the drain defers to them
+        self._stopping = False
         self._app = app
         self._clock = clock
         self.pump = Pump(
@@ -113,6 +114,12 @@ class EventDrain:
             name="sendgrid-events",
         )
 
+    def close(self) -> None:
+        """Shutting down: the pass under way ends after its current transaction (the rest
+        stays pending for the next process or the ``events`` job), then the thread stops."""
+        self._stopping = True
+        self.pump.close()
+
     def _busy(self) -> bool:
         return self.in_flight > 0
 
@@ -120,7 +127,13 @@ class EventDrain:
         # One drain: several on PostgreSQL were measured slower here (they queue on the
         # same subscribers' and deliveries' row locks).
         try:
-            drain(self._app, now=self._clock(), pause=pause, busy=self._busy)
+            drain(
+                self._app,
+                now=self._clock(),
+                pause=pause,
+                busy=self._busy,
+                stop=lambda: self._stopping,
+            )
         except (NewsletterError, SQLAlchemyError):
             # The pump's thread must live on; the bodies stay pending for the next pass
             # or the worker's ``events`` job.
