@@ -12,7 +12,13 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
    batches of ``--events`` events with at most ``--concurrency`` requests in flight, plus
    ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
 4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
-   once, and every request must have been answered 200;
+   once, and every request must have been answered 200. The webhook answers once the body
+   is in the event inbox; the events are applied right after by the server's drain
+   thread. So two figures: the *acceptance* rate (requests answered per second, the one
+   compared with the ceilings) and the *end-to-end* rate (from the first request until
+   every event is stored and every inbox body applied, polled every 50 ms). Server CPU is
+   read from ``/proc`` for each: per request while answering, and per request end to end
+   (answering plus applying);
 5. posts the same requests, with the same client (``bench.loadgen``), to two *ceilings*
    under the same uvicorn set-up (``bench.serving``): ``verify`` reads the body, checks
    the signature and answers 200; ``verify-parse`` also runs ``parse_batch``. The
@@ -20,7 +26,8 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
 
 It prints requests/second, events/second and the p50/p99/max latency per database and
 for its ceiling, and the throughput as a share of that ceiling (the number to compare
-across machines and runs).
+across machines and runs). Against code without the inbox (no ``event_inbox`` table) the
+end-to-end figure is the acceptance figure: everything was applied before the answer.
 """
 
 from __future__ import annotations
@@ -33,15 +40,15 @@ import random
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import func, insert, select
+from sqlalchemy import Engine, create_engine, func, insert, inspect, select, text
 
-from newsletter.db import make_engine
 from newsletter.models import Delivery, ProviderEvent, Subscriber
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
@@ -79,6 +86,9 @@ class Result:
     stored: int
     expected: int
     statuses: dict[int, int]
+    cpu: float = 0.0  # server CPU seconds while answering
+    settled_seconds: float = 0.0  # first request until every event is stored and applied
+    settled_cpu: float = 0.0  # server CPU seconds over that time
     ceiling: Result | None = None
     parse_ceiling: Result | None = None
 
@@ -95,6 +105,11 @@ class Result:
             f" req/s {self.events / self.seconds:9.0f} events/s  p50 {p50 * 1000:7.1f} ms"
             f"  p99 {p99 * 1000:7.1f} ms  max {ordered[-1] * 1000:7.1f} ms  stored "
             f"{self.stored}/{self.expected}  statuses {self.statuses}"
+            f"  CPU {self.cpu / self.requests * 1000:6.1f} ms/request\n"
+            f"{'':10} end to end (stored and applied): {self.settled_seconds:6.2f} s"
+            f" {self.requests / self.settled_seconds:7.1f} req/s"
+            f" {self.events / self.settled_seconds:9.0f} events/s"
+            f"  CPU {self.settled_cpu / self.requests * 1000:6.1f} ms/request"
         )
 
     def ceiling_line(self) -> str:
@@ -107,8 +122,10 @@ class Result:
             p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
             lines.append(
                 f"  {what:12} {ceiling.rate:7.1f} req/s  p50 {p50 * 1000:7.1f} ms  p99"
-                f" {p99 * 1000:7.1f} ms  statuses {ceiling.statuses}   project/ceiling"
-                f" {self.rate / ceiling.rate:6.3f}"
+                f" {p99 * 1000:7.1f} ms  statuses {ceiling.statuses}"
+                f"  CPU {ceiling.cpu / ceiling.requests * 1000:6.1f} ms/request"
+                f"   project/ceiling accepted {self.rate / ceiling.rate:6.3f}"
+                f"  end to end {self.requests / self.settled_seconds / ceiling.rate:6.3f}"
             )
         return "\n".join(lines)
 
@@ -222,47 +239,50 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
         "PYTHONPATH": str(ROOT),
     }
     serve = [str(Path(sys.executable).parent / "newsletter"), "serve", "--no-scheduler"]
-    ceiling_seconds, ceiling_latencies, ceiling_statuses = serve_and_post(
-        [sys.executable, "-m", "bench.serving", "verify"], environ, bodies, args
+    ceiling = serve_and_post(
+        [sys.executable, "-m", "bench.serving", "verify"], environ, bodies, args, "ceiling"
     )
-    parse_seconds, parse_latencies, parse_statuses = serve_and_post(
-        [sys.executable, "-m", "bench.serving", "verify-parse"], environ, bodies, args
+    parse_ceiling = serve_and_post(
+        [sys.executable, "-m", "bench.serving", "verify-parse"],
+        environ,
+        bodies,
+        args,
+        "verify+parse",
     )
-    seconds, latencies, statuses = serve_and_post(serve, environ, bodies, args)
-    engine = make_engine(url)
+    expected = args.batches * args.events
+    # Polled while the server drains: a plain engine, so on SQLite a poll is a WAL read
+    # that never queues for the write lock (``make_engine`` begins every transaction with
+    # ``BEGIN IMMEDIATE``).
+    engine = create_engine(url)
+    try:
+        result = serve_and_post(
+            serve, environ, bodies, args, label, settled=lambda: _settled(engine, expected)
+        )
+        with engine.connect() as conn:
+            result.stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
+    finally:
+        engine.dispose()
+    result.events = sum(len(json.loads(b)) for b, _ in bodies)
+    result.expected = expected
+    result.ceiling = ceiling
+    result.parse_ceiling = parse_ceiling
+    return result
+
+
+def _settled(engine: Engine, expected: int) -> bool:
+    """Every inbox body applied (where there is an inbox) and every event stored. The
+    cheap question first: counting 100,000 events every poll would compete with the drain."""
     with engine.connect() as conn:
+        if inspect(conn).has_table("event_inbox"):
+            pending = conn.scalar(
+                text(
+                    "SELECT count(*) FROM event_inbox WHERE applied_at IS NULL AND problem IS NULL"
+                )
+            )
+            if pending:
+                return False
         stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
-    engine.dispose()
-    return Result(
-        database=label,
-        requests=len(bodies),
-        events=sum(len(json.loads(b)) for b, _ in bodies),
-        seconds=seconds,
-        latencies=latencies,
-        stored=stored,
-        expected=args.batches * args.events,
-        statuses=statuses,
-        ceiling=Result(
-            database="ceiling",
-            requests=len(bodies),
-            events=0,
-            seconds=ceiling_seconds,
-            latencies=ceiling_latencies,
-            stored=0,
-            expected=0,
-            statuses=ceiling_statuses,
-        ),
-        parse_ceiling=Result(
-            database="verify+parse",
-            requests=len(bodies),
-            events=0,
-            seconds=parse_seconds,
-            latencies=parse_latencies,
-            stored=0,
-            expected=0,
-            statuses=parse_statuses,
-        ),
-    )
+        return stored >= expected
 
 
 def serve_and_post(
@@ -270,13 +290,35 @@ def serve_and_post(
     environ: dict[str, str],
     bodies: list[tuple[bytes, dict[str, str]]],
     args: argparse.Namespace,
-) -> tuple[float, list[float], dict[int, int]]:
-    """Start ``command`` (a server) and post every body; (seconds, latencies, statuses)."""
+    label: str,
+    settled: Callable[[], bool] = lambda: True,
+) -> Result:
+    """Start ``command`` (a server), post every body, wait until ``settled()``."""
     port = free_port()
     load = [request_bytes("POST", "/webhooks/sendgrid", body, headers) for body, headers in bodies]
-    with running_server([*command, "--port", str(port)], environ, port):
-        result = hammer("127.0.0.1", port, load, args.concurrency)
-    return result.seconds, result.latencies, dict(result.statuses)
+    with running_server([*command, "--port", str(port)], environ, port) as server:
+        cpu = server.cpu_seconds()
+        started = time.perf_counter()
+        posted = hammer("127.0.0.1", port, load, args.concurrency)
+        answered_cpu = server.cpu_seconds() - cpu
+        deadline = started + 600
+        while not settled() and time.perf_counter() < deadline:
+            time.sleep(0.05)
+        settled_seconds = time.perf_counter() - started
+        settled_cpu = server.cpu_seconds() - cpu
+    return Result(
+        database=label,
+        requests=len(bodies),
+        events=0,
+        seconds=posted.seconds,
+        latencies=posted.latencies,
+        stored=0,
+        expected=0,
+        statuses=dict(posted.statuses),
+        cpu=answered_cpu,
+        settled_seconds=settled_seconds,
+        settled_cpu=settled_cpu,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

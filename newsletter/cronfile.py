@@ -28,6 +28,7 @@ JOB_NAMES = (
     "deliver",
     "recover-leases",
     "webhooks",
+    "events",
     "bounces",
     "sunset",
 )

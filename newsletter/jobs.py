@@ -19,6 +19,7 @@ from newsletter.campaigns.planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips
+from newsletter.events.inbox import drain
 from newsletter.ledger import recover_expired_leases
 from newsletter.sunset import sunset_job
 from newsletter.webhooks.delivery import deliver_webhooks
@@ -77,8 +78,18 @@ def recover_leases(app: App, now: datetime) -> dict[str, Any]:
     return {"requeued": requeued, "unknown": unknown}
 
 
+def apply_events(app: App, now: datetime) -> dict[str, Any]:
+    """Apply SendGrid event bodies still in the inbox (the web process applies each one
+    right after answering; this catches up after a restart or with the web process busy)."""
+    report = drain(app, now=now)
+    return {"bodies": report.bodies, "problems": report.problems, **report.counts}
+
+
 JOBS: dict[str, Job] = {
     "recover-leases": recover_leases,
+    # Before planning and sending: a complaint or bounce waiting in the inbox suppresses
+    # its address first, and reconciling settles ``unknown`` rows recovery just marked.
+    "events": apply_events,
     "plan-drips": plan_drips,
     "plan-campaigns": plan_campaigns,
     "deliver": deliver,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -307,7 +308,7 @@ class ProviderEvent(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     sg_event_id: Mapped[str | None] = mapped_column(String(200), unique=True)
     logical_key: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 of the logical key
-    event: Mapped[str] = mapped_column(String(32), index=True)
+    event: Mapped[str] = mapped_column(String(32))  # not indexed: no query selects by it
     email_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     occurred_at: Mapped[datetime]
     delivery_id: Mapped[int | None] = mapped_column(
@@ -316,6 +317,31 @@ class ProviderEvent(Base):
     sg_message_id: Mapped[str | None] = mapped_column(String(300))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     received_at: Mapped[datetime]
+
+
+class EventInbox(Base):
+    """A verified SendGrid webhook body, stored as received; the drain applies it.
+
+    Pending while ``applied_at`` and ``problem`` are both NULL (``ix_event_inbox_pending``).
+    ``applied_at`` is set in the transaction that stores the events and acts on them;
+    ``problem`` names why a body could not be applied (it is kept, and skipped)."""
+
+    __tablename__ = "event_inbox"
+    __table_args__ = (
+        Index(
+            "ix_event_inbox_pending",
+            "id",
+            postgresql_where=text("applied_at IS NULL AND problem IS NULL"),
+            sqlite_where=text("applied_at IS NULL AND problem IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime]
+    applied_at: Mapped[datetime | None]
+    problem: Mapped[str | None] = mapped_column(Text)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class ServiceState(Base):

@@ -57,6 +57,8 @@ CRON = """jobs:
     cron: "*/5 * * * *"
   webhooks:
     cron: "* * * * *"
+  events:
+    cron: "* * * * *"
   bounces:
     cron: "*/10 * * * *"
   sunset:

@@ -38,14 +38,14 @@ def test_check_passes_on_the_shipped_library(
     assert result.exit_code == 0, result.output
     *warnings, last = result.stdout.splitlines()
     assert len(warnings) == 4  # the example testimonials (tests/test_example_content.py)
-    assert last.startswith("OK: 27 items, 2 sequences, 6 templates and 7 cron jobs")
+    assert last.startswith("OK: 27 items, 2 sequences, 6 templates and 8 cron jobs")
 
 
 def test_check_passes_on_a_small_library(cli: click.Group, library_root: Path) -> None:
     result = CliRunner().invoke(cli, ["content", "check"])
     assert result.exit_code == 0, result.output
     assert result.stdout == (
-        "OK: 3 items, 1 sequence, 6 templates and 7 cron jobs checked; every item renders\n"
+        "OK: 3 items, 1 sequence, 6 templates and 8 cron jobs checked; every item renders\n"
     )
 
 

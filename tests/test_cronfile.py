@@ -20,6 +20,7 @@ def test_the_shipped_cron_file_schedules_every_job() -> None:
         "deliver": "* * * * *",
         "recover-leases": "*/5 * * * *",
         "webhooks": "* * * * *",
+        "events": "* * * * *",
         "bounces": "*/10 * * * *",
         "sunset": "30 3 * * *",
     }
@@ -94,6 +95,7 @@ def test_missing_jobs_are_listed() -> None:
         "plan-campaigns",
         "recover-leases",
         "webhooks",
+        "events",
         "bounces",
         "sunset",
     ]

@@ -1,6 +1,8 @@
 """Inputs that once answered 500 on ``POST /subscribe`` and ``POST /webhooks/sendgrid``:
 deep JSON, huge integers, lone surrogates and NUL characters. Each is a 400 with a
-message, and nothing is written. Tags are cleaned like names wherever they come from."""
+message, and nothing is written -- except a signed SendGrid body shaped like a JSON array,
+which the webhook accepts into its event inbox unparsed: the drain keeps it aside with the
+same message and stores no event. Tags are cleaned like names wherever they come from."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from collections.abc import Callable, Iterator
 import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from newsletter.app import App
 from newsletter.cli import main
 from newsletter.json_input import MAX_DEPTH, JsonInputError, load_json, nesting_exceeds
+from newsletter.models import EventInbox
 from newsletter.one_line import clean_tag, unstorable_reason
 from newsletter.settings import Settings
 from newsletter.subscriptions import clean_tags
@@ -159,13 +163,44 @@ def test_hostile_form_fields_are_a_400_page_and_write_nothing(
         ),
     ],
 )
-def test_hostile_signed_webhook_body_is_a_400_and_stores_nothing(
+def test_hostile_signed_webhook_body_is_kept_aside_and_stores_nothing(
     webhook: Webhook, body: bytes, message: str
 ) -> None:
+    """Shaped like an array, so accepted (200) into the inbox; the drain refuses it with the
+    message the route used to answer, keeps it aside, and stores no event."""
+    response = webhook.client.post(WEBHOOK, content=body, headers=webhook.signer.headers(body, NOW))
+    assert response.status_code == 200, response.text
+    with webhook.app.sessions() as session:
+        kept = session.execute(select(EventInbox.applied_at, EventInbox.problem)).one()
+    assert kept.applied_at is None
+    assert (kept.problem or "").startswith(f"EventPayloadError: {message}")
+    assert webhook.count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            ('{"x": ' + _deep(DEEP) + "}").encode(),
+            "the JSON body is nested too deeply",
+            id="object-nested-1000-deep",
+        ),
+        pytest.param(
+            ('{"event": "bounce", "timestamp": ' + "9" * 5000 + "}").encode(),
+            "the JSON body has an integer of 5000 digits",
+            id="object-integer-5000-digits",
+        ),
+    ],
+)
+def test_hostile_signed_webhook_body_not_shaped_as_an_array_is_a_400(
+    webhook: Webhook, body: bytes, message: str
+) -> None:
+    """Not shaped like an array: parsed in the request for its message; 400, nothing kept."""
     response = webhook.client.post(WEBHOOK, content=body, headers=webhook.signer.headers(body, NOW))
     assert response.status_code == 400, response.text
     assert response.json()["error"].startswith(message)
     assert webhook.count() == 0
+    assert webhook.count(EventInbox) == 0
 
 
 def test_webhook_text_with_nul_and_lone_surrogate_is_stored_made_storable(

@@ -27,6 +27,7 @@ def app(tmp_path: Path, sqlite_url: str) -> App:
 def test_tick_runs_the_jobs_in_order() -> None:
     assert list(JOBS) == [
         "recover-leases",
+        "events",
         "plan-drips",
         "plan-campaigns",
         "deliver",

@@ -271,6 +271,7 @@ def test_only_serve_worker_and_db_upgrade_create_a_database(
         pytest.param(("subscribers", "list"), id="list"),
         pytest.param(("webhook", "list"), id="webhook-list"),
         pytest.param(("api-key", "list"), id="api-key-list"),
+        pytest.param(("events", "inbox"), id="events-inbox"),
         pytest.param(("tick", "--dry-run"), id="tick-dry-run"),
     ],
 )

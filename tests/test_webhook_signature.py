@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from newsletter.app import App
 from newsletter.errors import ConfigurationError
 from newsletter.events.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER
-from newsletter.models import ProviderEvent, Suppression
+from newsletter.models import EventInbox, ProviderEvent, Suppression
 from newsletter.settings import Settings
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
@@ -100,6 +100,11 @@ class Webhook:
         at = at or self.clock.now
         return self.client.post(WEBHOOK, content=body, headers=self.signer.headers(body, at))
 
+    def reports(self) -> list[dict[str, int] | None]:
+        """The counts the drain recorded for each accepted body, oldest first."""
+        with self.app.sessions() as session:
+            return list(session.scalars(select(EventInbox.report).order_by(EventInbox.id)))
+
     def count(self, model: type[Any] = ProviderEvent) -> int:
         with self.app.sessions() as session:
             return int(session.scalar(select(func.count()).select_from(model)) or 0)
@@ -147,15 +152,18 @@ def test_official_vector_verifies_and_is_stored(make_webhook: Callable[..., Webh
         WEBHOOK, content=VECTOR["raw_body"].encode(), headers=_vector_headers()
     )
     assert response.status_code == 200, response.text
-    assert response.json() == {
-        "status": "ok",
-        "received": 1,
-        "stored": 1,
-        "duplicates": 0,
-        "ignored": 0,
-        "reconciled": 0,
-        "suppressed": 1,
-    }
+    assert response.json() == {"status": "accepted"}
+    # Applied by the drain before the request's ASGI cycle ended; its counts are recorded.
+    assert hook.reports() == [
+        {
+            "received": 1,
+            "stored": 1,
+            "duplicates": 0,
+            "ignored": 0,
+            "reconciled": 0,
+            "suppressed": 1,
+        }
+    ]
     with hook.app.sessions() as session:
         stored = session.scalars(select(ProviderEvent)).one()
         reasons = list(session.scalars(select(Suppression.reason)))
@@ -216,6 +224,7 @@ def test_tampered_vector_is_refused_and_stores_nothing(
     assert "error" in response.json()
     assert hook.count(ProviderEvent) == 0
     assert hook.count(Suppression) == 0
+    assert hook.count(EventInbox) == 0
 
 
 def test_non_utf8_body_is_refused(webhook: Webhook) -> None:
@@ -246,14 +255,15 @@ def test_timestamp_window(webhook: Webhook, signed_at: datetime, status: int) ->
 
 
 def test_own_key_positive(webhook: Webhook) -> None:
-    """A batch signed with our generated key is stored; the answer counts it."""
+    """A batch signed with our generated key is accepted, counted, stored and applied."""
     events = [
         {"event": "processed", "email": "a@example.org", "timestamp": 1764000000},
         {"event": "delivered", "email": "a@example.org", "timestamp": 1764000001},
     ]
     response = webhook.post(events)
     assert response.status_code == 200
-    assert response.json()["stored"] == 2
+    assert response.json() == {"status": "accepted"}
+    assert [r["stored"] if r else None for r in webhook.reports()] == [2]
     assert webhook.count() == 2
 
 
@@ -329,11 +339,13 @@ def test_body_over_the_cap_is_refused(make_webhook: Callable[..., Webhook]) -> N
     ],
 )
 def test_signed_but_malformed_body_is_400(webhook: Webhook, body: bytes, message: str) -> None:
-    """A verified body that is not an array of events gets 400 and stores nothing."""
+    """A verified body that is not an array of events gets 400 and stores nothing, not
+    even in the inbox: no retry can make it a batch, and SendGrid is told so."""
     response = webhook.client.post(WEBHOOK, content=body, headers=webhook.signer.headers(body, NOW))
     assert response.status_code == 400
     assert response.json()["error"].startswith(message)
     assert webhook.count() == 0
+    assert webhook.count(EventInbox) == 0
 
 
 def test_database_down_answers_503(tmp_path: Path) -> None:

@@ -229,6 +229,9 @@ def _register_optional() -> None:
     from newsletter.cli.stats import stats
 
     main.add_command(stats)
+    from newsletter.cli.events import events
+
+    main.add_command(events)
     from newsletter.cli.webhook import webhook
 
     main.add_command(webhook)

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -77,18 +77,23 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
 @asynccontextmanager
-async def _lifespan_closing(pump: Pump, writer: GroupCommit) -> AsyncIterator[None]:
+async def _lifespan_closing(pumps: list[_Closable], writer: GroupCommit) -> AsyncIterator[None]:
     try:
         yield
     finally:
         writer.close()
-        pump.close()
+        for pump in pumps:
+            pump.close()
 
 
-def _closing(pump: Pump, writer: GroupCommit) -> Callable[[Any], Any]:
-    """Lifespan: on shutdown, finish the queued writes, then stop the pump's thread."""
-    return lambda _app: _lifespan_closing(pump, writer)
+def _closing(pumps: list[_Closable], writer: GroupCommit) -> Callable[[Any], Any]:
+    """Lifespan: on shutdown, finish the queued writes, then stop the pumps' threads."""
+    return lambda _app: _lifespan_closing(pumps, writer)
 
 
 def wants_json(request: Request) -> bool:
@@ -178,7 +183,10 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     in_flight = [0]  # subscribe requests being answered: the pump defers to them
     pump = Pump(deliver_confirmations, busy=lambda: in_flight[0] > 0)
     writer = GroupCommit(app.sessions, name="subscribe-writer")
-    web.router.lifespan_context = _closing(pump, writer)
+    from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
+
+    events = EventDrain(app, clock=clock)  # applies the SendGrid event inbox
+    web.router.lifespan_context = _closing([pump, events], writer)
 
     @web.post(
         "/subscribe",
@@ -346,9 +354,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             body.update(sending="backing off", until=until.isoformat(), reason=why)
         return JSONResponse(body)
 
-    from newsletter.web.webhooks import sendgrid_webhook_router
-
-    web.include_router(sendgrid_webhook_router(app, clock=clock))
+    web.include_router(sendgrid_webhook_router(app, clock=clock, events=events))
     from newsletter.web.tracking import tracking_router
 
     web.include_router(tracking_router(app, clock=clock))
