@@ -59,6 +59,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first)."""
     import uvicorn
 
+    from newsletter.cli.confirmation_sender import ConfirmationSender
     from newsletter.client_ip import UVICORN_PROXY_HEADERS
     from newsletter.scheduling import start_scheduler
     from newsletter.web.app import create_web_app
@@ -74,8 +75,10 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     )
     verbose = click.get_current_context().find_object(State)
     level = "info" if verbose is not None and verbose.verbose else "warning"
+    # Confirmations are built and sent by a process of their own: requests only write.
+    sender = ConfirmationSender.start()
     config = uvicorn.Config(
-        create_web_app(app),
+        create_web_app(app, wake_sender=sender.wake),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,
@@ -84,6 +87,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+        sender.close()
         if scheduler is not None:
             scheduler.shutdown(wait=True)
 
