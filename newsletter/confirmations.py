@@ -115,7 +115,10 @@ def settle(wake: int, *, quiet: float, longest: float) -> bool:
     passed (False: they keep coming), or the pipe is closed (True)."""
     deadline = time.monotonic() + longest
     while (left := deadline - time.monotonic()) > 0:
-        ready, _, _ = select.select([wake], [], [], min(quiet, left))
-        if not ready or not os.read(wake, _READ):
+        wait = min(quiet, left)
+        ready, _, _ = select.select([wake], [], [], wait)
+        if not ready:
+            return wait == quiet  # else the deadline came before a quiet spell
+        if not os.read(wake, _READ):
             return True
     return False

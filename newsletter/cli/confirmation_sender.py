@@ -41,7 +41,8 @@ class ConfirmationSender:
 
     @classmethod
     def start(cls) -> ConfirmationSender:
-        return cls(subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE))
+        command = [sys.executable, "-m", __name__]  # our own interpreter and module
+        return cls(subprocess.Popen(command, stdin=subprocess.PIPE))  # noqa: S603
 
     def wake(self) -> None:
         """Ask for a pass (after the commit that queued a confirmation)."""
