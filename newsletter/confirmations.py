@@ -6,7 +6,7 @@ row, and is answered; building and handing over the email is done here, in batch
 * ``deliver_confirmations`` sends every confirmation that is due, one claim after the
   other, until none is left;
 * ``run_sender`` is the loop of the process ``newsletter serve`` starts beside uvicorn
-  (``newsletter.cli.confirmation_sender``), so the email's rendering, MIME building and
+  (``newsletter.cli.background``), so the email's rendering, MIME building and
   provider call never compete with requests for the web process's interpreter. It is woken
   by a byte on a pipe, written by the web process after each commit that queued a
   confirmation; a burst's wake-ups are read at once and fold into one pass. It also makes a

@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from newsletter.app import App
-from newsletter.cli.confirmation_sender import ConfirmationSender
+from newsletter.cli.background import BackgroundProcess
 from newsletter.confirmations import deliver_confirmations, run_sender, settle
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.settings import Settings, load_settings
@@ -209,7 +209,7 @@ def test_a_sender_that_is_gone_is_logged_once_and_the_request_still_succeeds(
 ) -> None:
     process = subprocess.Popen([sys.executable, "-c", "pass"], stdin=subprocess.PIPE)
     process.wait()
-    sender = ConfirmationSender(process)
+    sender = BackgroundProcess(process)
     sender.wake()
     sender.wake()
     sender.close()
@@ -237,14 +237,22 @@ def _wait(condition: Any, seconds: float = 60) -> bool:
     return False
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
-def test_serve_sends_confirmations_from_its_sender_process_which_ends_with_it(
-    cli_env: dict[str, Any], stop: signal.Signals
+@pytest.mark.parametrize(
+    ("stop", "options"),
+    [
+        pytest.param(signal.SIGTERM, [], id="sigterm-with-scheduler"),
+        pytest.param(signal.SIGKILL, ["--no-scheduler"], id="sigkill-no-scheduler"),
+    ],
+)
+def test_serve_sends_confirmations_from_its_background_process_which_ends_with_it(
+    cli_env: dict[str, Any], stop: signal.Signals, options: list[str]
 ) -> None:
+    """The web process has one child, which runs the scheduler's jobs too (unless
+    ``--no-scheduler``), sends the confirmations, and ends when the server ends, however."""
     env = {**os.environ, **cli_env, "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "1000/minute"}
     port = free_port()
     server = subprocess.Popen(
-        [NEWSLETTER, "serve", "--no-scheduler", "--port", str(port)],
+        [NEWSLETTER, "serve", *options, "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -255,7 +263,8 @@ def test_serve_sends_confirmations_from_its_sender_process_which_ends_with_it(
         children = _children(server.pid)
         assert len(children) == 1
         command = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
-        assert b"newsletter.cli.confirmation_sender" in command
+        assert b"newsletter.cli.background" in command
+        assert (b"--scheduler" in command) is (options == [])
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for i in range(3):
                 answer = client.post("/subscribe", json={"email": f"s{i}@example.org"})

@@ -59,15 +59,16 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first)."""
     import uvicorn
 
-    from newsletter.cli.confirmation_sender import ConfirmationSender
+    from newsletter.cli.background import BackgroundProcess
     from newsletter.client_ip import UVICORN_PROXY_HEADERS
-    from newsletter.scheduling import start_scheduler
+    from newsletter.scheduling import build_scheduler
     from newsletter.web.app import create_web_app
 
     app = get_app(create=True)
     with user_errors():
         sock = bind_port(host, port)
-        scheduler = None if no_scheduler else start_scheduler(app)
+        if not no_scheduler:
+            build_scheduler(app)  # the cron file is checked here; the jobs run in the child
     click.echo(
         f"newsletter {__version__} on http://{host}:{port} "
         f"(database {app.engine.url.render_as_string(hide_password=True)}, "
@@ -75,10 +76,11 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     )
     verbose = click.get_current_context().find_object(State)
     level = "info" if verbose is not None and verbose.verbose else "warning"
-    # Confirmations are built and sent by a process of their own: requests only write.
-    sender = ConfirmationSender.start()
+    # The scheduler's jobs and the confirmations run in a process of their own, so this
+    # one only answers requests and writes (newsletter/cli/background.py).
+    background = BackgroundProcess.start(scheduler=not no_scheduler)
     config = uvicorn.Config(
-        create_web_app(app, wake_sender=sender.wake),
+        create_web_app(app, wake_sender=background.wake),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,
@@ -87,9 +89,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-        sender.close()
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
+        background.close()
 
 
 @main.command()
