@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,9 +12,6 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -45,6 +43,7 @@ from newsletter.web.form_input import BadRequest, check_redirect, check_signatur
 from newsletter.web.openapi import SUBSCRIBE_BODY, TOKEN_FORM_BODY
 from newsletter.web.pages import page
 from newsletter.web.pump import Pump
+from newsletter.web.rate_limit import MovingWindow, read_limits
 
 log = logging.getLogger(__name__)
 
@@ -121,8 +120,7 @@ def create_web_app(
         peer = request.client.host if request.client else None
         return client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
-    limiter = MovingWindowRateLimiter(MemoryStorage())
-    per_ip = parse(settings.subscribe_rate_limit)
+    per_ip = MovingWindow(read_limits(settings.subscribe_rate_limit))
 
     def error(request: Request, status: int, message: str) -> Response:
         if wants_json(request):
@@ -203,7 +201,7 @@ def create_web_app(
 
     async def _subscribe(request: Request) -> Response:
         ip = peer_ip(request)
-        if not limiter.hit(per_ip, "subscribe", ip):
+        if not per_ip.hit(ip, now=time.monotonic()):
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
         body = await read_body(request, settings.max_body_bytes)
         check_signature(body, request.headers.get("x-newsletter-signature"), settings.form_secret)
