@@ -82,9 +82,21 @@ def test_idle_keys_are_forgotten_every_sweep() -> None:
     assert hits(window, [60], "c") == [True]  # the sweep: "a" was last seen 60 s ago
     assert window.keys() == 3  # ... exactly 60 s: still in the window
     assert hits(window, [60.5, 61], "c") == [True, False]
+    assert window.keys() == 3  # no sweep before the third hit after the last one
     assert hits(window, [90.5], "d") == [True]  # "a" (0) and "b" (30) are out
     assert window.keys() == 2
     assert hits(window, [91], "a") == [True]  # forgotten: a fresh start
+    assert hits(window, [91.5, 92], "e") == [True, True]
+    assert window.keys() == 4  # the next sweep comes at the third hit after 90.5
+
+
+def test_by_default_a_sweep_comes_every_ten_thousand_hits() -> None:
+    window = MovingWindow([Limit(1, 1)])
+    assert hits(window, [0], "idle") == [True]
+    assert all(window.hit(f"k{i}", now=10) for i in range(9_998))
+    assert window.keys() == 9_999  # no sweep yet
+    assert window.hit("last", now=20)  # the 10,000th hit sweeps: every key but its own
+    assert window.keys() == 1
 
 
 def test_a_sweep_keeps_a_key_still_inside_its_longest_window() -> None:

@@ -42,7 +42,7 @@ class MovingWindow:
     def __init__(self, limits: Sequence[Limit], *, sweep_every: int = SWEEP_EVERY) -> None:
         self._limits = tuple(limits)
         self._longest = max(limit.seconds for limit in self._limits)
-        self._kept = max(1, *(limit.amount for limit in self._limits))
+        self._kept = max(limit.amount for limit in self._limits)
         self._hits: dict[str, deque[float]] = {}
         self._sweep_every = sweep_every
         self._until_sweep = sweep_every
