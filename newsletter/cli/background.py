@@ -37,6 +37,7 @@ STOP_SECONDS = 60.0  # how long ``close`` waits for the child's last pass and jo
 # (weight 1024 against 110), so a burst's answers do not wait on its emails.
 NICENESS = 10
 SCHEDULER_FLAG = "--scheduler"
+VERBOSE_FLAG = "--verbose"
 
 
 class BackgroundProcess:
@@ -48,10 +49,11 @@ class BackgroundProcess:
         self._broken = False
 
     @classmethod
-    def start(cls, *, scheduler: bool) -> BackgroundProcess:
-        """The child, with the scheduler's jobs if ``scheduler``."""
+    def start(cls, *, scheduler: bool, verbose: bool = False) -> BackgroundProcess:
+        """The child, with the scheduler's jobs if ``scheduler``; DEBUG logs if ``verbose``."""
         command = [sys.executable, "-m", __name__]  # our own interpreter and module
         command += [SCHEDULER_FLAG] if scheduler else []
+        command += [VERBOSE_FLAG] if verbose else []
         return cls(subprocess.Popen(command, stdin=subprocess.PIPE))  # noqa: S603
 
     def wake(self) -> None:
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(NICENESS)
     settings = read_secret_key(read_settings())
-    configure_logging(verbose=False, fmt=settings.log_format)
+    configure_logging(verbose=VERBOSE_FLAG in arguments, fmt=settings.log_format)
     app = App(settings)
     scheduler = start_scheduler(app) if SCHEDULER_FLAG in arguments else None
     try:
