@@ -4,6 +4,7 @@ rows left queued, on every wake-up, and stops when the pipe closes."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -29,6 +30,7 @@ from newsletter.settings import Settings, load_settings
 from newsletter.subscriptions import SubscribeOutcome, SubscribeRequest, subscribe
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
+from tests.mailbox import read_outbox
 from tests.mailers import RecordingMailer
 from tests.servers import free_port
 
@@ -237,22 +239,15 @@ def _wait(condition: Any, seconds: float = 60) -> bool:
     return False
 
 
-@pytest.mark.parametrize(
-    ("stop", "options"),
-    [
-        pytest.param(signal.SIGTERM, [], id="sigterm-with-scheduler"),
-        pytest.param(signal.SIGKILL, ["--no-scheduler"], id="sigkill-no-scheduler"),
-    ],
-)
 def test_serve_sends_confirmations_from_its_background_process_which_ends_with_it(
-    cli_env: dict[str, Any], stop: signal.Signals, options: list[str]
+    cli_env: dict[str, Any],
 ) -> None:
-    """The web process has one child, which runs the scheduler's jobs too (unless
-    ``--no-scheduler``), sends the confirmations, and ends when the server ends, however."""
+    """The web process has one child, which runs the scheduler's jobs too, sends the
+    confirmations, and ends when the server stops (killed: the next test)."""
     env = {**os.environ, **cli_env, "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "1000/minute"}
     port = free_port()
     server = subprocess.Popen(
-        [NEWSLETTER, "serve", *options, "--port", str(port)],
+        [NEWSLETTER, "serve", "--port", str(port)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -260,19 +255,18 @@ def test_serve_sends_confirmations_from_its_background_process_which_ends_with_i
     outbox = Path(cli_env["NEWSLETTER_OUTBOX_DIR"])
     try:
         assert _wait(lambda: _listening(port, server))
-        children = _children(server.pid)
-        assert len(children) == 1
-        command = Path(f"/proc/{children[0]}/cmdline").read_bytes().split(b"\0")
+        child = _child(server)
+        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         assert b"newsletter.cli.background" in command
-        assert (b"--scheduler" in command) is (options == [])
+        assert b"--scheduler" in command
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             for i in range(3):
                 answer = client.post("/subscribe", json={"email": f"s{i}@example.org"})
                 assert answer.status_code == 202
         assert _wait(lambda: len(list(outbox.glob("*.eml"))) == 3)
-        server.send_signal(stop)
+        server.send_signal(signal.SIGTERM)
         server.wait(60)
-        assert _wait(lambda: not Path(f"/proc/{children[0]}").exists() or _zombie(children[0]))
+        assert _wait(lambda: _gone(child))
     finally:
         if server.poll() is None:
             server.kill()
@@ -281,6 +275,48 @@ def test_serve_sends_confirmations_from_its_background_process_which_ends_with_i
     app = App(load_settings(cli_env))
     try:
         assert statuses(app) == {DeliveryStatus.SENT.value: 3}
+    finally:
+        app.close()
+
+
+def test_after_serve_is_killed_and_started_again_each_subscriber_gets_one_confirmation(
+    cli_env: dict[str, Any],
+) -> None:
+    """Killed (SIGKILL) right after answering: what its background process had not sent
+    yet is sent by the next ``serve``'s, once; nothing is sent twice."""
+    env = {**os.environ, **cli_env, "NEWSLETTER_SUBSCRIBE_RATE_LIMIT": "1000/minute"}
+    outbox = Path(cli_env["NEWSLETTER_OUTBOX_DIR"])
+    emails = [f"k{i}@example.org" for i in range(10)]
+    for run in range(2):
+        port = free_port()
+        server = subprocess.Popen(
+            [NEWSLETTER, "serve", "--no-scheduler", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert _wait(functools.partial(_listening, port, server))
+            child = _child(server)
+            if run == 0:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                    for email in emails:
+                        assert client.post("/subscribe", json={"email": email}).status_code == 202
+                server.send_signal(signal.SIGKILL)
+            else:
+                assert _wait(functools.partial(_sent, outbox, len(emails)))
+                server.send_signal(signal.SIGTERM)
+            server.wait(60)
+            assert _wait(functools.partial(_gone, child))
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    recipients = sorted(str(m["To"]) for m in read_outbox(outbox))
+    assert recipients == sorted(emails)
+    app = App(load_settings(cli_env))
+    try:
+        assert statuses(app) == {DeliveryStatus.SENT.value: len(emails)}
     finally:
         app.close()
 
@@ -294,6 +330,21 @@ def _listening(port: int, server: subprocess.Popen[bytes]) -> bool:
     except OSError:
         return False
     return True
+
+
+def _child(server: subprocess.Popen[bytes]) -> int:
+    """The one process ``server`` started (it starts it just after binding its port)."""
+    assert _wait(lambda: len(_children(server.pid)) == 1)
+    (child,) = _children(server.pid)
+    return child
+
+
+def _sent(outbox: Path, count: int) -> bool:
+    return len(list(outbox.glob("*.eml"))) >= count
+
+
+def _gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists() or _zombie(pid)
 
 
 def _zombie(pid: int) -> bool:
