@@ -13,9 +13,11 @@ For each database (a fresh SQLite file; PostgreSQL too when ``--postgres-url`` o
 * the load generator (``bench.loadgen``, this process) posts ``--count`` JSON bodies with
   distinct addresses over ``--concurrency`` keep-alive connections, the same to both.
 
-It prints requests/s, p50/p99, the server's CPU per request, the ratio to the ceiling,
-and how long after the last answer the last confirmation email was in the outbox
-(every accepted subscriber must get exactly one).
+It prints requests/s, p50/p99, the server's CPU per request (the web process, and with
+``+`` the processes it started: ``serve``'s confirmation sender), the load generator's own
+CPU per request and its share of one core (near 100% would mean the client, not the
+server, sets the pace), the ratio to the ceiling, and how long after the last answer the
+last confirmation email was in the outbox (every accepted subscriber must get exactly one).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
@@ -70,20 +73,33 @@ def environ(url: str, workdir: Path) -> dict[str, str]:
     }
 
 
+@dataclass
+class Cpu:
+    """CPU seconds spent during the measured load."""
+
+    server: float  # the web process
+    children: float  # processes it started (the confirmation sender)
+    client: float  # the load generator (this process)
+
+
 def measure(
     command: list[str],
     env: dict[str, str],
     load: list[bytes],
     concurrency: int,
     outbox: Path | None,
-) -> tuple[LoadResult, float, float | None]:
-    """(load result, server CPU seconds, seconds from the last answer to the last email)."""
+) -> tuple[LoadResult, Cpu, float | None]:
+    """(load result, CPU seconds, seconds from the last answer to the last email)."""
     port = free_port()
     with running_server([*command, "--port", str(port)], env, port) as server:
         hammer("127.0.0.1", port, warmup(load), concurrency)
-        before = server.cpu_seconds()
+        before = server.cpu_seconds(), server.children_cpu_seconds(), time.process_time()
         result = hammer("127.0.0.1", port, load, concurrency)
-        cpu = server.cpu_seconds() - before
+        cpu = Cpu(
+            server.cpu_seconds() - before[0],
+            server.children_cpu_seconds() - before[1],
+            time.process_time() - before[2],
+        )
         drained = None
         if outbox is not None:
             ended = time.perf_counter()
@@ -100,12 +116,16 @@ def warmup(load: list[bytes]) -> list[bytes]:
     return requests(40, "warmup")
 
 
-def line(label: str, result: LoadResult, cpu: float) -> str:
-    per_request = cpu / len(result.latencies) * 1000
+def line(label: str, result: LoadResult, cpu: Cpu) -> str:
+    def per_request(seconds: float) -> float:
+        return seconds / len(result.latencies) * 1000
+
+    children = f" + {per_request(cpu.children):4.2f}" if cpu.children else ""
     return (
         f"  {label:26} {result.rate:7.0f} req/s  p50 {result.percentile(50):6.1f} ms"
-        f"  p99 {result.percentile(99):6.1f} ms  server CPU {per_request:5.2f}"
-        f" ms/req  statuses {dict(result.statuses)}"
+        f"  p99 {result.percentile(99):6.1f} ms  server CPU {per_request(cpu.server):5.2f}"
+        f"{children} ms/req  client CPU {per_request(cpu.client):4.2f} ms/req"
+        f" ({cpu.client / result.seconds:4.0%} of a core)  statuses {dict(result.statuses)}"
     )
 
 

@@ -87,8 +87,33 @@ class Server:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process (and its threads) so far."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _cpu_seconds(self.process.pid)
+
+    def children_cpu_seconds(self) -> float:
+        """The same for the processes the server started (still running), recursively."""
+        return sum(_cpu_seconds(pid) + _children_cpu(pid) for pid in _children(self.process.pid))
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _children_cpu(pid: int) -> float:
+    return sum(_cpu_seconds(child) + _children_cpu(child) for child in _children(pid))
 
 
 def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:

@@ -109,12 +109,11 @@ class GroupCommit:
                 try:
                     (result,) = self._together([pending])
                 except Exception as exc:
-                    _resolve(pending, error=exc)
+                    _resolve([(pending, None, exc)])
                 else:
-                    _resolve(pending, result=result)
+                    _resolve([(pending, result, None)])
             return
-        for pending, result in zip(batch, results, strict=True):
-            _resolve(pending, result=result)
+        _resolve([(pending, result, None) for pending, result in zip(batch, results, strict=True)])
 
     def _together(self, batch: list[_Pending[Any]]) -> list[Any]:
         """Every job in one transaction; returns only after the commit."""
@@ -138,16 +137,26 @@ def run_jobs(session: Session, facts: dict[str, Any], jobs: list[Job[Any]]) -> l
     return [job(session, facts) for job in jobs]
 
 
-def _resolve(pending: _Pending[Any], *, result: Any = None, error: Exception | None = None) -> None:
-    def settle() -> None:
+def _resolve(outcomes: list[tuple[_Pending[Any], Any, Exception | None]]) -> None:
+    """Answer each job (its result, or its error) in its own event loop: one wake-up of
+    each loop for the whole batch, not one per job (each costs a write to the loop's
+    self-pipe here and a read there)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending[Any], Any, Exception | None]]]
+    by_loop = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].loop, []).append(outcome)
+    for loop, answers in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_settle, answers)
+        except RuntimeError:  # the caller's event loop is closed: nobody to answer
+            log.debug("%d writes finished after their event loop closed", len(answers))
+
+
+def _settle(answers: list[tuple[_Pending[Any], Any, Exception | None]]) -> None:
+    for pending, result, error in answers:
         if pending.future.done():  # the caller went away (client disconnect)
-            return
+            continue
         if error is not None:
             pending.future.set_exception(error)
         else:
             pending.future.set_result(result)
-
-    try:
-        pending.loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the caller's event loop is closed: nobody to answer
-        log.debug("a write finished after its event loop closed")

@@ -1,15 +1,17 @@
-"""The subscribe posts of one group-commit batch, set-based on PostgreSQL.
+"""The subscribe posts of one group-commit batch, written set-based.
 
-``subscribe_in`` costs two round trips per post; on a busy machine each PostgreSQL round
-trip costs about a millisecond, and group commit runs a batch's posts one after the other
-on one connection. So a batch of plain posts (double opt-in, no source event id, each
-address once in the batch) is written in two statements whatever its size: one upsert
-of every row (skipping suppressed addresses) returning the rows, then one statement for
-every consent record and confirmation email. The decisions between them are
-``subscribe_in``'s own, made per post in Python, in the batch's order; every other post
-(single opt-in, a source's event id, an address posted twice in the batch) runs through
-``subscribe_in`` afterwards, in order. SQLite (in-process, no round trips) runs every
-post through ``subscribe_in``.
+``subscribe_in`` costs two round trips per post on PostgreSQL (on a busy machine each
+costs about a millisecond) and three statements per post on SQLite (each a few tens of
+microseconds of SQLAlchemy and driver work under the web process's interpreter lock);
+group commit runs a batch's posts one after the other on one connection. So a batch of
+plain posts (double opt-in, no source event id, each address once in the batch) is
+written in a fixed number of statements whatever its size: one upsert of every row
+(skipping suppressed addresses) returning the rows, then, on PostgreSQL, one statement for
+every consent record and confirmation email (SQLite: one ``executemany`` each). The
+decisions between them are ``subscribe_in``'s own, made per post in Python, in the
+batch's order; every other post (single opt-in, a source's event id, an address posted
+twice in the batch) runs through ``subscribe_in`` afterwards, in order. A repeated post
+of an existing address adds its ``UPDATE``, as alone.
 
 The outcomes and the rows written are the same as running the posts one by one
 (``tests/test_subscribe_batch.py`` checks it on generated batches), each subscriber's
@@ -27,13 +29,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, column, text
+from sqlalchemy import Connection, Result, String, column, text
 from sqlalchemy.orm import Session
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
-from newsletter.models import ConsentKind, SubscriberStatus
+from newsletter.models import ConsentKind, SubscriberStatus, UTCDateTime
 from newsletter.subscriptions import (
+    _CONFIRMATION,
+    _CONSENT,
     _REFRESH,
     CONFIRMATION_INTERVAL,
     CONFIRMATION_ITEM,
@@ -82,19 +86,16 @@ def subscribe_many(
 ) -> list[SubscribeOutcome]:
     """Every job's outcome, as if run one by one in order, in the caller's transaction."""
     outcomes: list[SubscribeOutcome | None] = [None] * len(jobs)
-    if session.get_bind().dialect.name == "postgresql":
-        posted = Counter(job.email for job in jobs)
-        plain = [
-            i
-            for i, job in enumerate(jobs)
-            if posted[job.email] == 1
-            and not job.request.single_opt_in
-            and job.request.event_id is None
-        ]
-        if len(plain) > 1:
-            together = _plain(session, facts, [jobs[i] for i in plain])
-            for i, outcome in zip(plain, together, strict=True):
-                outcomes[i] = outcome
+    posted = Counter(job.email for job in jobs)
+    plain = [
+        i
+        for i, job in enumerate(jobs)
+        if posted[job.email] == 1 and not job.request.single_opt_in and job.request.event_id is None
+    ]
+    if len(plain) > 1:
+        together = _plain(session, facts, [jobs[i] for i in plain])
+        for i, outcome in zip(plain, together, strict=True):
+            outcomes[i] = outcome
     for i, job in enumerate(jobs):
         if outcomes[i] is None:
             outcomes[i] = job(session, facts)
@@ -104,26 +105,13 @@ def subscribe_many(
 def _plain(
     session: Session, facts: dict[str, Any], jobs: Sequence[SubscribeJob]
 ) -> list[SubscribeOutcome]:
-    """Distinct addresses, double opt-in, no event id: two statements for them all."""
+    """Distinct addresses, double opt-in, no event id: two statements for them all
+    (three on SQLite), plus an update per address that existed."""
     connection = session.connection()
+    postgres = connection.dialect.name == "postgresql"
     values = [_new_subscriber(job.app, job.email, job.request, now=job.now) for job in jobs]
-    rows = {
-        row.email: row
-        for row in connection.execute(
-            _UPSERT_MANY,
-            {
-                "public_id": [v["public_id"] for v in values],
-                "email": [v["email"] for v in values],
-                "first_name": [v["first_name"] for v in values],
-                "timezone": [v["timezone"] for v in values],
-                "tags": [json.dumps(v["tags"]) for v in values],
-                "attributes": [json.dumps(v["attributes"]) for v in values],
-                "source": [v["source"] for v in values],
-                "now": [job.now for job in jobs],
-                "hash": [email_hash(job.email) for job in jobs],
-            },
-        )
-    }
+    upsert = _upsert_postgresql if postgres else _upsert_sqlite
+    rows = {row.email: row for row in upsert(connection, jobs, values)}
     outcomes: list[SubscribeOutcome] = []
     consents: list[dict[str, Any]] = []
     confirmations: list[dict[str, Any]] = []
@@ -157,9 +145,57 @@ def _plain(
             continue
         confirmations.append(_confirmation(row.id, job.now))
         outcomes.append(SubscribeOutcome.CONFIRMATION_QUEUED)
-    if consents:
+    if consents and postgres:
         connection.execute(_CONSENTS_AND_CONFIRMATIONS, _columns(consents, confirmations))
+    elif consents:  # SQLite: the driver's executemany, one statement each
+        connection.execute(_CONSENT, consents)
+        if confirmations:
+            connection.execute(_CONFIRMATION, confirmations)
     return outcomes
+
+
+def _upsert_postgresql(
+    connection: Connection, jobs: Sequence[SubscribeJob], values: list[dict[str, Any]]
+) -> Result[Any]:
+    """Every row in one statement, one array per column."""
+    return connection.execute(
+        _UPSERT_MANY,
+        {
+            "public_id": [v["public_id"] for v in values],
+            "email": [v["email"] for v in values],
+            "first_name": [v["first_name"] for v in values],
+            "timezone": [v["timezone"] for v in values],
+            "tags": [json.dumps(v["tags"]) for v in values],
+            "attributes": [json.dumps(v["attributes"]) for v in values],
+            "source": [v["source"] for v in values],
+            "now": [job.now for job in jobs],
+            "hash": [email_hash(job.email) for job in jobs],
+        },
+    )
+
+
+def _upsert_sqlite(
+    connection: Connection, jobs: Sequence[SubscribeJob], values: list[dict[str, Any]]
+) -> Result[Any]:
+    """Every row in one statement: one JSON array of rows (``json_each``), each value as
+    the one-by-one upsert would bind it (times through the column type, JSON as text)."""
+    stored_time = UTCDateTime().dialect_impl(connection.dialect).bind_processor(connection.dialect)
+    assert stored_time is not None  # SQLite's DATETIME is stored as text
+    rows = [
+        [
+            v["public_id"],
+            v["email"],
+            v["first_name"],
+            v["timezone"],
+            json.dumps(v["tags"]),
+            json.dumps(v["attributes"]),
+            v["source"],
+            stored_time(job.now),
+            email_hash(job.email),
+        ]
+        for job, v in zip(jobs, values, strict=True)
+    ]
+    return connection.execute(_UPSERT_MANY_SQLITE, {"rows": json.dumps(rows)})
 
 
 def _columns(consents: list[dict[str, Any]], confirmations: list[dict[str, Any]]) -> dict[str, Any]:
@@ -190,6 +226,22 @@ _UPSERT_MANY = text(
                 CAST(:now AS timestamptz[]), CAST(:hash AS text[]))
          AS v(public_id, email, first_name, timezone, tags, attributes, source, now, hash)
     WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = v.hash
+                      AND s.reason IN ('bounced', 'complained'))
+    ON CONFLICT (email) DO UPDATE SET email = excluded.email
+    RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,
+              attributes, email
+    """
+).columns(*UPSERT_COLUMNS, column("email", String))  # matched by position
+_UPSERT_MANY_SQLITE = text(
+    """
+    INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+                             attributes, source, created_at, updated_at, soft_bounces,
+                             last_confirmation_at)
+    SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, 'pending',
+           v.value ->> 4, v.value ->> 5, v.value ->> 6, v.value ->> 7, v.value ->> 7, 0,
+           v.value ->> 7
+    FROM json_each(:rows) AS v
+    WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = v.value ->> 8
                       AND s.reason IN ('bounced', 'complained'))
     ON CONFLICT (email) DO UPDATE SET email = excluded.email
     RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,

@@ -20,6 +20,7 @@ PURE = [
     "newsletter/delivery/personalization.py",
     "newsletter/events/parsing.py",
     "newsletter/web/form_input.py",
+    "newsletter/web/rate_limit.py",
     "newsletter/one_line.py",
     "newsletter/delivery/checks.py",
     "newsletter/zones.py",

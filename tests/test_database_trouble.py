@@ -135,7 +135,7 @@ def test_database_error_in_the_confirmation_sender_never_reaches_the_asgi_server
 
     event.listen(app.engine, "before_cursor_execute", refuse_claims)
     records = _Records()
-    for name in ("uvicorn.error", "newsletter.web.app"):
+    for name in ("uvicorn.error", "newsletter.web.app", "newsletter.confirmations"):
         logging.getLogger(name).addHandler(records)
     port = free_port()
     server = uvicorn.Server(
@@ -171,7 +171,7 @@ def test_database_error_in_the_confirmation_sender_never_reaches_the_asgi_server
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        for name in ("uvicorn.error", "newsletter.web.app"):
+        for name in ("uvicorn.error", "newsletter.web.app", "newsletter.confirmations"):
             logging.getLogger(name).removeHandler(records)
     messages = [r.getMessage() for r in records.records]
     assert any("confirmation delivery failed" in m for m in messages), messages

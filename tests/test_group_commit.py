@@ -36,9 +36,12 @@ def subscribing(app: App, email: str) -> Callable[[Session, dict[str, Any]], Sub
 
 
 def run_held(
-    writer: GroupCommit, jobs: list[Callable[[Session, dict[str, Any]], Any]]
+    writer: GroupCommit,
+    jobs: list[Callable[[Session, dict[str, Any]], Any]],
+    wake_ups: list[int] | None = None,
 ) -> list[Any]:
-    """Submit ``jobs`` while the writer is held by a first job, so they form one batch."""
+    """Submit ``jobs`` while the writer is held by a first job, so they form one batch;
+    ``wake_ups`` gets how often another thread woke the event loop, after each job."""
     release = threading.Event()
     started = threading.Event()
 
@@ -48,6 +51,15 @@ def run_held(
         return "held"
 
     async def main() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        if wake_ups is not None:
+            wake = loop.call_soon_threadsafe
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                wake_ups.append(1)
+                return wake(*args, **kwargs)
+
+            loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
         first = asyncio.ensure_future(writer.submit(hold))
         while not started.is_set():
             await asyncio.sleep(0.001)
@@ -61,6 +73,17 @@ def run_held(
         return asyncio.run(main())
     finally:
         writer.close()
+
+
+def test_a_batch_is_answered_with_one_wake_up_of_the_event_loop(app: App) -> None:
+    """Each wake-up from the writer thread costs a self-pipe write and read: a batch of
+    eight answers takes one (plus one for the first, held, batch)."""
+    wake_ups: list[int] = []
+    writer = GroupCommit(app.sessions)
+    outcomes = run_held(writer, [subscribing(app, f"w{i}@example.org") for i in range(8)], wake_ups)
+    assert outcomes == [SubscribeOutcome.CONFIRMATION_QUEUED] * 8
+    assert writer.batches == 2
+    assert len(wake_ups) == 2
 
 
 def test_waiting_posts_share_one_transaction(app: App) -> None:

@@ -338,6 +338,17 @@ def test_rate_limit_per_ip(make_client: Callable[..., tuple[TestClient, App]]) -
     assert counts(app)[0] == 3
 
 
+def test_every_limit_of_the_rate_counts(make_client: Callable[..., tuple[TestClient, App]]) -> None:
+    """``3/hour;2/minute``: the second limit stops the third post (``limits.parse`` read
+    only the first one)."""
+    client, app = make_client(subscribe_rate_limit="3/hour;2/minute")
+    statuses = [
+        client.post("/subscribe", json={"email": f"r{i}@example.org"}).status_code for i in range(3)
+    ]
+    assert statuses == [202, 202, 429]
+    assert counts(app)[0] == 2
+
+
 def test_same_answer_for_new_pending_active_and_suppressed(
     web_app: tuple[TestClient, App], clock: Clock
 ) -> None:

@@ -50,6 +50,7 @@ TESTS: dict[str, list[str]] = {
     "newsletter/content/batch.py": ["tests/test_batch_render.py"],
     "newsletter/delivery/mime.py": ["tests/test_mime_bytes.py", "tests/test_mime.py"],
     "newsletter/web/form_input.py": ["tests/test_form_input.py"],
+    "newsletter/web/rate_limit.py": ["tests/test_rate_limit.py"],
     "newsletter/ledger.py": ["tests/test_ledger.py", "tests/test_ledger_claims.py"],
     "newsletter/campaigns/schedule.py": ["tests/test_campaign_schedule.py"],
     "newsletter/campaigns/rules.py": ["tests/test_campaign_rules.py"],

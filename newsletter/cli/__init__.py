@@ -56,26 +56,36 @@ def main(ctx: click.Context, verbose: bool) -> None:
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
 @click.option("--no-scheduler", is_flag=True, help="Serve the web surface only.")
 def serve(host: str, port: int, no_scheduler: bool) -> None:
-    """Run the web surface and the scheduler (applies pending migrations first)."""
+    """Run the web surface and the scheduler (applies pending migrations first).
+
+    The scheduler's jobs and the confirmation emails run in a background process that
+    serve starts beside the web server and that ends with it.
+    """
     import uvicorn
 
+    from newsletter.cli.background import BackgroundProcess
     from newsletter.client_ip import UVICORN_PROXY_HEADERS
-    from newsletter.scheduling import start_scheduler
+    from newsletter.scheduling import build_scheduler
     from newsletter.web.app import create_web_app
 
     app = get_app(create=True)
     with user_errors():
         sock = bind_port(host, port)
-        scheduler = None if no_scheduler else start_scheduler(app)
+        if not no_scheduler:
+            build_scheduler(app)  # the cron file is checked here; the jobs run in the child
     click.echo(
         f"newsletter {__version__} on http://{host}:{port} "
         f"(database {app.engine.url.render_as_string(hide_password=True)}, "
         f"content {app.settings.content_dir}, mail {app.settings.mail_backend})"
     )
-    verbose = click.get_current_context().find_object(State)
-    level = "info" if verbose is not None and verbose.verbose else "warning"
+    state = click.get_current_context().find_object(State)
+    verbose = state is not None and state.verbose
+    level = "info" if verbose else "warning"
+    # The scheduler's jobs and the confirmations run in a process of their own, so this
+    # one only answers requests and writes (newsletter/cli/background.py).
+    background = BackgroundProcess.start(scheduler=not no_scheduler, verbose=verbose)
     config = uvicorn.Config(
-        create_web_app(app),
+        create_web_app(app, wake_sender=background.wake),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,
@@ -84,8 +94,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
-        if scheduler is not None:
-            scheduler.shutdown(wait=True)
+        background.close()
 
 
 @main.command()

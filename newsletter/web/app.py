@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -11,9 +12,6 @@ from typing import Annotated, Any, Protocol
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -24,11 +22,11 @@ from newsletter import __version__
 from newsletter.app import App
 from newsletter.client_ip import client_ip
 from newsletter.compose import DELIVERY_PARAM, read_delivery_param
+from newsletter.confirmations import deliver_confirmations
 from newsletter.db_health import database_problem, database_writable
-from newsletter.dispatch import deliver_due, sending_fingerprint
-from newsletter.errors import InvalidEmailError, NewsletterError, TokenError, TokenExpiredError
+from newsletter.dispatch import sending_fingerprint
+from newsletter.errors import InvalidEmailError, TokenError, TokenExpiredError
 from newsletter.group_commit import GroupCommit
-from newsletter.models import DeliveryKind
 from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
 from newsletter.subscribe_batch import subscribe_job
@@ -45,6 +43,7 @@ from newsletter.web.form_input import BadRequest, check_redirect, check_signatur
 from newsletter.web.openapi import SUBSCRIBE_BODY, TOKEN_FORM_BODY
 from newsletter.web.pages import page
 from newsletter.web.pump import Pump
+from newsletter.web.rate_limit import MovingWindow, read_limits
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +101,16 @@ def wants_json(request: Request) -> bool:
     return "json" in content_type or ("application/json" in accept and "text/html" not in accept)
 
 
-def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
-    """Build the web surface over one ``App``; ``clock`` lets tests choose the time."""
+def create_web_app(
+    app: App, *, clock: Clock = _utcnow, wake_sender: Callable[[], None] | None = None
+) -> FastAPI:
+    """Build the web surface over one ``App``; ``clock`` lets tests choose the time.
+
+    ``wake_sender``: confirmations are sent by another process (``newsletter serve``
+    starts one beside uvicorn), woken by this call, which never blocks, after each commit
+    that queued one; the request path then only writes. Without it a thread of this
+    process sends them (``Pump``), and each answer's background task waits for its email,
+    so a test client sees it sent when the call returns."""
     web = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
     settings = app.settings
     web.add_middleware(
@@ -118,8 +125,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         peer = request.client.host if request.client else None
         return client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
 
-    limiter = MovingWindowRateLimiter(MemoryStorage())
-    per_ip = parse(settings.subscribe_rate_limit)
+    per_ip = MovingWindow(read_limits(settings.subscribe_rate_limit))
 
     def error(request: Request, status: int, message: str) -> Response:
         if wants_json(request):
@@ -156,32 +162,23 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
         log.error("database cannot take writes or is unreachable: %s", database_problem(exc))
         return error(request, 503, "The service is briefly unavailable; please try again.")
 
-    def deliver_confirmations(pause: Callable[[], None]) -> None:
-        """Every confirmation that is due, in batches, deferring to requests between them
-        (``dispatch`` builds a batch's messages inside its claim, holding SQLite's writer:
-        small batches while requests are answered keep subscribe's commits from waiting
-        long; larger ones when none is, so the backlog of a burst drains sooner)."""
-        try:
-            claimed = 1
-            while claimed:  # until no confirmation is left due
-                # SQLite: each transaction takes its turn with subscribe's writer
-                report = deliver_due(
-                    app,
-                    now=clock(),
-                    worker="web",
-                    kinds=[DeliveryKind.CONFIRMATION],
-                    limit=CONFIRMATION_BATCH if in_flight[0] else IDLE_CONFIRMATION_BATCH,
-                )
-                claimed = report.claimed
-                if claimed:
-                    pause()
-        except (NewsletterError, SQLAlchemyError):
-            # Runs in the pump's thread: nothing may stop it. The rows stay queued for
-            # the scheduler (or the pump's next pass).
-            log.exception("confirmation delivery failed; the scheduler will retry")
+    def deliver_here(pause: Callable[[], None]) -> None:
+        """The pump's pass: every confirmation that is due, in batches, deferring to
+        requests between them (``dispatch`` builds a batch's messages inside its claim,
+        holding SQLite's writer: small batches while requests are answered keep
+        subscribe's commits from waiting long; larger ones when none is, so the backlog of
+        a burst drains sooner). SQLite: each transaction takes its turn with subscribe's
+        writer."""
+        deliver_confirmations(
+            app,
+            clock=clock,
+            batch=lambda: CONFIRMATION_BATCH if in_flight[0] else IDLE_CONFIRMATION_BATCH,
+            pause=pause,
+            worker="web",
+        )
 
     in_flight = [0]  # subscribe requests being answered: the pump defers to them
-    pump = Pump(deliver_confirmations, busy=lambda: in_flight[0] > 0)
+    pump = Pump(deliver_here, busy=lambda: in_flight[0] > 0)
     writer = GroupCommit(app.sessions, name="subscribe-writer")
     from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
 
@@ -212,7 +209,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
 
     async def _subscribe(request: Request) -> Response:
         ip = peer_ip(request)
-        if not limiter.hit(per_ip, "subscribe", ip):
+        if not per_ip.hit(ip, now=time.monotonic()):
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
         body = await read_body(request, settings.max_body_bytes)
         check_signature(body, request.headers.get("x-newsletter-signature"), settings.form_secret)
@@ -233,7 +230,9 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
             # Group commit: answered only once the batch holding this write is committed.
             outcome = await writer.submit(job)
             log.info("subscribe outcome=%s ip=%s", outcome.value, ip)
-            if outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
+            if outcome is SubscribeOutcome.CONFIRMATION_QUEUED and wake_sender is not None:
+                wake_sender()  # the sender process builds and sends it
+            elif outcome is SubscribeOutcome.CONFIRMATION_QUEUED:
                 # Sent by the pump's thread; the background task only waits for it, so
                 # the email is out by the time the ASGI cycle ends (tests rely on it).
                 background = BackgroundTask(pump.wait, pump.signal())
@@ -363,7 +362,7 @@ def create_web_app(app: App, *, clock: Clock = _utcnow) -> FastAPI:
     web.include_router(keep_router(app, clock=clock))
     from newsletter.web.sources import sources_router
 
-    web.include_router(sources_router(app, clock=clock, kick=pump.kick))
+    web.include_router(sources_router(app, clock=clock, kick=wake_sender or pump.kick))
     from newsletter.web.preferences import preferences_router
 
     web.include_router(preferences_router(app, clock=clock))
