@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.app import App
 from newsletter.db import transaction
@@ -312,3 +313,21 @@ def test_a_group_insert_writes_only_the_keys_not_yet_in_the_ledger(app: App) -> 
     _, rows = observed(app)
     written = sorted(int(r[0].split(":")[1]) for r in rows if r[1] == "tips/gentle-pressure")
     assert written == ids
+
+
+def test_a_ledger_insert_refused_for_another_reason_raises_and_writes_nothing(
+    app: App,
+) -> None:
+    """Only a key already in the ledger is passed over: a row the database refuses for
+    anything else (here an enrollment that does not exist) fails the whole insert, and its
+    transaction leaves no row behind."""
+    inputs = generate(app, 3, seed=7)
+    eid = min(inputs)
+    rows = [
+        PlannedRow(eid, inputs[eid]["subscriber_id"], "tips/gentle-pressure", 2),
+        PlannedRow(10**9, inputs[eid]["subscriber_id"], "tips/gentle-pressure", 2),
+    ]
+    with pytest.raises(IntegrityError), transaction(app.sessions) as session:
+        insert_planned(session, rows, now=NOW)
+    _, written = observed(app)
+    assert written == set()
