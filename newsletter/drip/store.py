@@ -82,12 +82,12 @@ _COLUMNS = (
 # (ANALYZE, WAL)). A batch's rows are inserted plainly inside a savepoint (``_new_keys``):
 # the unique index on ``key`` refuses any key already there, and only then is the
 # statement run again with a ``NOT EXISTS`` probe of that index per row (``_NEW_KEY``).
-# A key present is rare (a planner that crashed mid-pass never committed its rows; a
-# subscriber whose history lost the row, say by an erased subscriber id); the probe sees
-# every committed row, and the only writer of drip keys is the planner, one at a time
-# (its advisory lock), so none is added between the probe and the insert; if one ever
-# were, the unique index refuses it and the whole batch rolls back (nothing
-# half-written) to be planned again.
+# A key already present is rare: the batch read already leaves out the items a subscriber
+# had, so it takes a drip row that lookup does not find (one whose subscriber id was
+# erased, say). The probe sees every committed row, and the only writer of drip keys is
+# the planner, one at a time (its advisory lock), so none is added between the probe and
+# the insert; if one ever were, the unique index refuses it and the whole batch rolls
+# back (nothing half-written) to be planned again.
 _NEW_KEY = (
     "NOT EXISTS (SELECT 1 FROM deliveries AS k WHERE k.key = 'drip:' || {eid} || ':' || {item})"
 )
