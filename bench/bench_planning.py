@@ -15,13 +15,19 @@ Then, on that same database in the same run:
    enrollment forward), timed; the ledger is then checked against what the ceiling wrote;
 3. a second pass with nothing due (the cost of looking at a list of ``--size``).
 
-It prints project, ceiling and ratio (project / ceiling; the goal is <= 1.5).
+It prints project, ceiling and ratio (project / ceiling; the goal is <= 1.5), and the CPU
+each spent per row planned: this process's on SQLite (the database runs in it); on
+PostgreSQL the client backends' (``/proc/<pid>/stat`` of the connections to the bench
+database, so the server must run on this machine; autovacuum is left out) plus this
+process's. CPU is the steadier
+figure on a shared machine.
 The PostgreSQL database named by ``--postgres-url`` is wiped (schema ``public`` dropped).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -114,18 +120,57 @@ CEILING_SQL = (
 )
 
 
-def ceiling(engine: Engine, item: str, step: int) -> tuple[float, int]:
-    """Time one bare INSERT ... SELECT of the same ledger rows; rolled back afterwards."""
+def ceiling(engine: Engine, item: str, step: int) -> tuple[float, float, int]:
+    """Time one bare INSERT ... SELECT of the same ledger rows (wall and CPU seconds);
+    rolled back afterwards."""
     with engine.connect() as conn:
         transaction = conn.begin()
+        cpu = CpuMeter(engine)
         started = time.perf_counter()
         result = conn.execute(text(CEILING_SQL), {"item": item, "step": step, "now": NOW})
         elapsed = time.perf_counter() - started
+        cpu_s = cpu.spent()
         transaction.rollback()
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE deliveries"))
-    return elapsed, int(result.rowcount)
+    return elapsed, cpu_s, int(result.rowcount)
+
+
+class CpuMeter:
+    """CPU seconds spent since it was made: this process's, plus on PostgreSQL that of
+    every server backend connected to the bench database (read from ``/proc``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.process = time.process_time()
+        self.backends = self._backends()
+
+    def _backends(self) -> dict[int, float]:
+        if self.engine.dialect.name != "postgresql":
+            return {}
+        with self.engine.connect() as conn:
+            pids = conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND backend_type = 'client backend'"
+                )
+            ).scalars()
+            return {pid: backend_cpu(pid) for pid in pids}
+
+    def spent(self) -> float:
+        now = self._backends()
+        server = sum(cpu - self.backends.get(pid, 0.0) for pid, cpu in now.items())
+        return time.process_time() - self.process + server
+
+
+def backend_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def check_ledger(engine: Engine, size: int, item: str, step: int) -> None:
@@ -180,11 +225,13 @@ def run(url: str, size: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         app = App(settings_for(url, tmp))
         item, step = expected_item(app)
-        ceiling_s, ceiling_rows = ceiling(engine, item, step)
+        ceiling_s, ceiling_cpu, ceiling_rows = ceiling(engine, item, step)
         assert ceiling_rows == size, ceiling_rows
+        cpu = CpuMeter(engine)
         started = time.perf_counter()
         first = plan_drips(app, NOW)
         plan_s = time.perf_counter() - started
+        plan_cpu = cpu.spent()  # before app.close(): its pooled backends are still there
         check_ledger(engine, size, item, step)
         assert drip_key(1, item) == f"drip:1:{item}"
         started = time.perf_counter()
@@ -200,6 +247,8 @@ def run(url: str, size: int) -> dict[str, Any]:
         "batches": first["batches"],
         "plan_s": plan_s,
         "ceiling_s": ceiling_s,
+        "plan_cpu_us": plan_cpu / size * 1e6,
+        "ceiling_cpu_us": ceiling_cpu / size * 1e6,
         "idle_ms": idle_s * 1000,
         "idle_planned": idle["planned"],
     }
@@ -219,7 +268,10 @@ def main() -> None:
                 f"({r['planned']:,} planned, {r['batches']} batches, "
                 f"{r['planned'] / r['plan_s']:,.0f} rows/s); ceiling INSERT ... SELECT "
                 f"{r['ceiling_s']:.2f} s; ratio {r['plan_s'] / r['ceiling_s']:.2f}x "
-                f"(goal <= 1.5x); next pass, nothing due: {r['idle_ms']:.1f} ms",
+                f"(goal <= 1.5x); CPU per row: project {r['plan_cpu_us']:.1f} us, ceiling "
+                f"{r['ceiling_cpu_us']:.1f} us, ratio "
+                f"{r['plan_cpu_us'] / r['ceiling_cpu_us']:.2f}x; "
+                f"next pass, nothing due: {r['idle_ms']:.1f} ms",
                 flush=True,
             )
 

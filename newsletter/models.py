@@ -216,7 +216,9 @@ class Delivery(Base):
             postgresql_where=text("status = 'queued'"),
             sqlite_where=text("status = 'queued'"),
         ),
-        Index("ix_deliveries_subscriber_item", "subscriber_id", "item_id"),
+        # A subscriber's rows, by item; with ``kind`` the planner's history lookup reads
+        # the index alone (migration 0011).
+        Index("ix_deliveries_subscriber_item_kind", "subscriber_id", "item_id", "kind"),
         Index("ix_deliveries_campaign_status", "campaign_id", "status"),
     )
 

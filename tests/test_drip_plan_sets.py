@@ -6,20 +6,22 @@ on SQLite and PostgreSQL, with batches small and large."""
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.drip import planner
 from newsletter.drip.planner import MISSING_SEQUENCE_RETRY, Catalog, ZoneResolver, plan_drips
 from newsletter.drip.planning import choose_next
-from newsletter.drip.store import PlannedRow, insert_planned
+from newsletter.drip.store import IdList, PlannedRow, insert_for_enrollments, insert_planned
 from newsletter.drip.timing import in_window, next_in_window
 from newsletter.models import Delivery, Enrollment, Subscriber
 from newsletter.settings import Settings
@@ -241,3 +243,91 @@ def test_the_decisive_items_are_every_step_and_rotation_candidate(app: App) -> N
     assert set(decisive) == steps | rotation
     assert decisive == sorted(decisive)
     assert not set(NEWS) & set(decisive)
+
+
+def test_the_history_lookup_reads_the_index_alone(app: App) -> None:
+    """A batch's per-subscriber history (``kind`` and ``item_id`` of the subscriber's
+    rows) comes from ``ix_deliveries_subscriber_item_kind`` without reading the ledger
+    table: SQLite names it a covering index; PostgreSQL plans an index-only scan (table
+    scans off, as the planner would choose on a table of millions of rows)."""
+    generate(app, 5, seed=11)
+    statement = planner._situations_sql  # the batch read the planner runs
+    with transaction(app.sessions) as session:
+        postgres = session.get_bind().dialect.name == "postgresql"
+        sql = statement(session)
+        decisive = Catalog.from_app(app).decisive_items()
+        params = {
+            "now": NOW,
+            "limit": 10,
+            "sep": "\n",
+            "decisive": decisive if postgres else json.dumps(decisive),
+        }
+        if postgres:
+            session.execute(text("SET LOCAL enable_seqscan = off"))
+            session.execute(text("SET LOCAL enable_bitmapscan = off"))
+            explain = text("EXPLAIN " + sql.text).bindparams(*sql._bindparams.values())
+            plan = "\n".join(session.scalars(explain, params))
+            assert "Index Only Scan using ix_deliveries_subscriber_item_kind on deliveries d" in (
+                plan
+            ), plan
+        else:
+            explain = text("EXPLAIN QUERY PLAN " + sql.text).bindparams(*sql._bindparams.values())
+            details = [row[-1] for row in session.execute(explain, params)]
+            assert any(
+                "d USING COVERING INDEX ix_deliveries_subscriber_item_kind" in d for d in details
+            ), details
+
+
+def test_a_group_insert_writes_only_the_keys_not_yet_in_the_ledger(app: App) -> None:
+    """``insert_for_enrollments`` (one statement per group: ``NOT EXISTS`` on PostgreSQL,
+    ``ON CONFLICT`` on SQLite) leaves out and does not count an enrollment whose key for
+    the item is already written, and writes the others."""
+    inputs = generate(app, 12, seed=5)
+    ids = sorted(inputs)
+    with transaction(app.sessions) as session:
+        first = insert_planned(
+            session,
+            [
+                PlannedRow(eid, inputs[eid]["subscriber_id"], "tips/gentle-pressure", 2)
+                for eid in ids[:5]
+            ],
+            now=NOW,
+        )
+        again = insert_for_enrollments(
+            session,
+            IdList.of(ids),
+            item_id="tips/gentle-pressure",
+            step=2,
+            skipped_reason=None,
+            now=NOW,
+        )
+        twice = insert_for_enrollments(
+            session,
+            IdList.of(ids),
+            item_id="tips/gentle-pressure",
+            step=2,
+            skipped_reason=None,
+            now=NOW,
+        )
+    assert (first, again, twice) == (5, 7, 0)
+    _, rows = observed(app)
+    written = sorted(int(r[0].split(":")[1]) for r in rows if r[1] == "tips/gentle-pressure")
+    assert written == ids
+
+
+def test_a_ledger_insert_refused_for_another_reason_raises_and_writes_nothing(
+    app: App,
+) -> None:
+    """Only a key already in the ledger is passed over: a row the database refuses for
+    anything else (here an enrollment that does not exist) fails the whole insert, and its
+    transaction leaves no row behind."""
+    inputs = generate(app, 3, seed=7)
+    eid = min(inputs)
+    rows = [
+        PlannedRow(eid, inputs[eid]["subscriber_id"], "tips/gentle-pressure", 2),
+        PlannedRow(10**9, inputs[eid]["subscriber_id"], "tips/gentle-pressure", 2),
+    ]
+    with pytest.raises(IntegrityError), transaction(app.sessions) as session:
+        insert_planned(session, rows, now=NOW)
+    _, written = observed(app)
+    assert written == set()

@@ -389,7 +389,8 @@ class _Group:
 def _situations_sql(session: Session) -> TextClause:
     """One batch of due enrollments (``PLAN_BATCH`` in ``(next_due_at, id)`` order, the
     partial index's order), grouped by situation: each subscriber's items already had
-    (those of ``:decisive`` only) are read by one probe of ``ix_deliveries_subscriber_item``
+    (those of ``:decisive`` only) are read by one probe of
+    ``ix_deliveries_subscriber_item_kind``, from the index alone (it holds ``kind``),
     and joined by ``:sep`` in item order, and every group lists its enrollment and
     subscriber ids."""
     if session.get_bind().dialect.name == "postgresql":

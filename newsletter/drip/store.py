@@ -7,7 +7,9 @@ the driver (a C loop over prepared rows). Nothing here commits or decides: the p
 decides (``planning``, ``timing``) and owns the transaction.
 
 A ledger row's key is ``drip_key`` spelled in SQL: ``'drip:' || enrollment id || ':' ||
-item id``; the unique index on ``key`` makes a second insert of the same step a no-op.
+item id``; a second insert of the same step is a no-op (``ON CONFLICT (key) DO NOTHING`` on
+SQLite; on PostgreSQL a plain insert in a savepoint, run again with a ``NOT EXISTS`` probe
+of the key's unique index only if a key was already there: see ``_new_keys``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import Integer, any_, bindparam, text
 from sqlalchemy.dialects.postgresql import ARRAY, BIGINT, INTEGER, TEXT
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import TextualSelect
@@ -73,6 +76,39 @@ _COLUMNS = (
     "attempts, created_at, updated_at"
 )
 
+# PostgreSQL: a key already in the ledger is left out without ``ON CONFLICT (key) DO
+# NOTHING``, whose speculative insertion costs every row an extra WAL record and index
+# check (~11% more WAL and 10-25% more time for the same rows, measured with EXPLAIN
+# (ANALYZE, WAL)). A batch's rows are inserted plainly inside a savepoint (``_new_keys``):
+# the unique index on ``key`` refuses any key already there, and only then is the
+# statement run again with a ``NOT EXISTS`` probe of that index per row (``_NEW_KEY``).
+# A key already present is rare: the batch read already leaves out the items a subscriber
+# had, so it takes a drip row that lookup does not find (one whose subscriber id was
+# erased, say). The probe sees every committed row, and the only writer of drip keys is
+# the planner, one at a time (its advisory lock), so none is added between the probe and
+# the insert; if one ever were, the unique index refuses it and the whole batch rolls
+# back (nothing half-written) to be planned again.
+_NEW_KEY = (
+    "NOT EXISTS (SELECT 1 FROM deliveries AS k WHERE k.key = 'drip:' || {eid} || ':' || {item})"
+)
+_KEY_CONSTRAINT = "uq_deliveries_key"
+
+
+def _new_keys(
+    session: Session, plain: str, checked: str, params: dict[str, Any], *binds: Any
+) -> int:
+    """Run the ``INSERT`` *plain* in a savepoint; if the ledger already holds one of its
+    keys, run *checked* (the same with ``_NEW_KEY``) instead. Return the rows inserted."""
+    try:
+        with session.begin_nested():
+            result = session.execute(text(plain).bindparams(*binds), params)
+    except IntegrityError as exc:
+        diag = getattr(exc.orig, "diag", None)
+        if getattr(diag, "constraint_name", None) != _KEY_CONSTRAINT:
+            raise
+        result = session.execute(text(checked).bindparams(*binds), params)
+    return int(getattr(result, "rowcount", 0) or 0)
+
 
 def _insert_postgres(
     session: Session,
@@ -83,14 +119,16 @@ def _insert_postgres(
     reason: str | None,
 ) -> int:
     arrays, params = _unnest(eids="bigint", sids="bigint", items="text", steps="integer")
-    statement = text(
+    insert = (
         f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
         "SELECT 'drip:' || u.eid || ':' || u.item, :kind, u.item, :now, u.sid, u.eid, u.step, "
         f":status, :error, 0, :now, :now FROM {arrays} WITH ORDINALITY AS u(eid, sid, item, "
-        "step, n) ORDER BY u.n ON CONFLICT (key) DO NOTHING"
-    ).bindparams(*params, bindparam("now", type_=UTCDateTime()))
-    result = session.execute(
-        statement,
+        "step, n) WHERE {where} ORDER BY u.n"
+    )
+    return _new_keys(
+        session,
+        insert.format(where="true"),
+        insert.format(where=_NEW_KEY.format(eid="u.eid", item="u.item")),
         {
             "eids": [r.enrollment_id for r in rows],
             "sids": [r.subscriber_id for r in rows],
@@ -101,8 +139,9 @@ def _insert_postgres(
             "status": status,
             "error": reason,
         },
+        *params,
+        bindparam("now", type_=UTCDateTime()),
     )
-    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def _insert_sqlite(
@@ -267,12 +306,12 @@ def insert_for_enrollments(
         return 0
     where, value = _ids(session, "e.id", ids)
     status = DeliveryStatus.SKIPPED.value if skipped_reason else DeliveryStatus.QUEUED.value
-    statement = text(
+    insert = (
         f"INSERT INTO deliveries ({_COLUMNS}) "  # noqa: S608 - constant SQL
         "SELECT 'drip:' || e.id || ':' || :item, :kind, :item, :now, e.subscriber_id, e.id, "
-        f":step, :status, :error, 0, :now, :now FROM enrollments AS e WHERE {where} "
-        "ORDER BY e.id ON CONFLICT (key) DO NOTHING"
-    ).bindparams(bindparam("now", type_=UTCDateTime()))
+        f":step, :status, :error, 0, :now, :now FROM enrollments AS e WHERE {where}"
+    )
+    now_type = bindparam("now", type_=UTCDateTime())
     params = {
         "ids": value,
         "item": item_id,
@@ -283,8 +322,15 @@ def insert_for_enrollments(
         "error": skipped_reason,
     }
     if _postgres(session):
-        result = session.execute(statement, params)
-        return int(getattr(result, "rowcount", 0) or 0)
+        checked = f" AND {_NEW_KEY.format(eid='e.id', item=':item')}"
+        return _new_keys(
+            session,
+            insert + " ORDER BY e.id",
+            insert + checked + " ORDER BY e.id",
+            params,
+            now_type,
+        )
+    statement = text(insert + " ORDER BY e.id ON CONFLICT (key) DO NOTHING").bindparams(now_type)
     connection = session.connection()
     before = _changes(connection)
     connection.execute(statement, params)
