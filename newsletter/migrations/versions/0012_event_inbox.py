@@ -14,7 +14,7 @@ request cost server CPU, and an applied body is emptied anyway.
 which no plan serves from that index, and every stored event paid for it.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import newsletter.models
 UTC = newsletter.models.UTCDateTime(timezone=True)
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
