@@ -27,14 +27,17 @@ TRAP_PAGE = "Nothing here."
 
 def tracking_router(app: App, *, clock: Callable[[], datetime]) -> APIRouter:
     router = APIRouter()
+    # ``{token:path}``: a token with an encoded slash (``0%2F``) reaches the handler and is
+    # refused (404) like any bad token, instead of matching no route and being redirected
+    # by the slash rule (307 to another URL).
 
     def facts(request: Request) -> tuple[str, str, str | None]:
         ip = request.client.host if request.client else None
         return request.method, request.headers.get("user-agent", ""), ip
 
-    @router.head("/t/o/{token}", response_class=Response, include_in_schema=False)
+    @router.head("/t/o/{token:path}", response_class=Response, include_in_schema=False)
     @router.get(
-        "/t/o/{token}",
+        "/t/o/{token:path}",
         response_class=Response,
         responses={200: {"description": "A 1x1 GIF"}, 404: {"description": "Unknown token"}},
     )
@@ -49,9 +52,9 @@ def tracking_router(app: App, *, clock: Callable[[], datetime]) -> APIRouter:
             return PlainTextResponse(NOT_FOUND, status_code=404, headers=NO_STORE)
         return Response(PIXEL, media_type="image/gif", headers=NO_STORE)
 
-    @router.head("/t/c/{token}", response_class=Response, include_in_schema=False)
+    @router.head("/t/c/{token:path}", response_class=Response, include_in_schema=False)
     @router.get(
-        "/t/c/{token}",
+        "/t/c/{token:path}",
         response_class=Response,
         responses={
             302: {"description": "To the link's original URL"},
