@@ -43,7 +43,10 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
-        return make_engine(self.settings.effective_database_url)
+        return make_engine(
+            self.settings.effective_database_url,
+            sqlite_synchronous=self.settings.sqlite_synchronous,
+        )
 
     @cached_property
     def sessions(self) -> sessionmaker[Session]:

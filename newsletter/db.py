@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from newsletter import sqlite_writers
 from newsletter.errors import NewsletterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+SQLITE_SYNCHRONOUS = ("full", "normal")  # PRAGMA synchronous values offered
 WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024  # SQLite's own default is about 4 MB (1,000 pages)
 log = logging.getLogger(__name__)
 
@@ -31,15 +33,26 @@ class DatabaseError(NewsletterError):
     """The database is unreachable or not migrated."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys."""
+def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, a busy timeout and foreign keys.
+
+    ``sqlite_synchronous`` (``SQLITE_SYNCHRONOUS``): ``full`` (the default) flushes the WAL
+    to disk at every commit, so a commit survives a power cut or an operating-system crash,
+    not only a crash of the process; ``normal`` flushes only at checkpoints (a power cut may
+    lose the last transactions). Ignored on PostgreSQL, whose own ``synchronous_commit``
+    rules there."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise DatabaseError(
+                f"unknown SQLite synchronous mode {sqlite_synchronous!r}: use one of "
+                + ", ".join(SQLITE_SYNCHRONOUS)
+            )
         # A ``file:`` URI (``?mode=ro&uri=true``) names an existing file: nothing to create.
         if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", partial(_sqlite_pragmas, sqlite_synchronous.upper()))
         if parsed.database and parsed.database != ":memory:" and not _is_uri(parsed.database):
             # Checkpoints leave the committing request for a background thread.
             event.listen(engine, "commit", Checkpointer(engine, Path(parsed.database)).committed)
@@ -54,11 +67,11 @@ def _is_uri(database: str) -> bool:
     return database.startswith("file:")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of SQLITE_SYNCHRONOUS
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
     # No automatic checkpoint at commit (it ran inside whichever request committed past

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     var_dir: Path = Path("var")
     database_url: str = ""  # default: sqlite:///<var_dir>/newsletter.db
+    # SQLite only: ``full`` flushes the WAL at every commit (survives a power cut), ``normal``
+    # only at checkpoints (newsletter.db.make_engine).
+    sqlite_synchronous: Literal["full", "normal"] = "full"
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str = ""  # comma-separated: newest first, older keys still verify
     mail_backend: Literal["outbox", "sendgrid", "smtp"] = "outbox"

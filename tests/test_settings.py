@@ -47,6 +47,7 @@ def test_rotated_keys_newest_first(tmp_path: Path) -> None:
         ({"NEWSLETTER_MAIL_BACKEND": "smtp"}, "NEWSLETTER_SMTP_URL", "required"),
         ({"NEWSLETTER_MAIL_BACKEND": "sendgrid"}, "NEWSLETTER_SENDGRID_API_KEY", "required"),
         ({"NEWSLETTER_SMTP_URL": "http://x"}, "NEWSLETTER_SMTP_URL", "smtp://"),
+        ({"NEWSLETTER_SQLITE_SYNCHRONOUS": "off"}, "NEWSLETTER_SQLITE_SYNCHRONOUS", "full"),
     ],
 )
 def test_bad_setting_names_the_variable(
@@ -250,3 +251,37 @@ def test_a_good_bounce_address_is_kept_trimmed(tmp_path: Path) -> None:
         == "b@shop.example"
     )
     assert read_settings({**environ, "NEWSLETTER_BOUNCE_ADDRESS": ""}).bounce_address == ""
+
+
+@pytest.mark.parametrize(("value", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+def test_sqlite_commits_are_flushed_to_disk_unless_told_otherwise(
+    tmp_path: Path, value: str | None, pragma: int
+) -> None:
+    """The default survives a power cut (``PRAGMA synchronous`` 2 = FULL: the WAL is flushed
+    at every commit); ``normal`` (1) flushes only at checkpoints. Every connection of the
+    app's pool gets it."""
+    from sqlalchemy import text
+
+    from newsletter.app import App
+
+    environ = {"NEWSLETTER_VAR_DIR": str(tmp_path), "NEWSLETTER_SECRET_KEY": "k"}
+    if value is not None:
+        environ["NEWSLETTER_SQLITE_SYNCHRONOUS"] = value
+    app = App(load_settings(environ))
+    try:
+        with app.engine.connect() as first, app.engine.connect() as second:
+            for connection in (first, second):
+                assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma
+                assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+    finally:
+        app.close()
+
+
+def test_an_unknown_sqlite_synchronous_mode_is_refused_before_any_file_is_made(
+    tmp_path: Path,
+) -> None:
+    from newsletter.db import DatabaseError, make_engine
+
+    with pytest.raises(DatabaseError, match=r"unknown SQLite synchronous mode 'off'.*full"):
+        make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", sqlite_synchronous="off")
+    assert not (tmp_path / "sub").exists()
