@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -24,6 +25,8 @@ from newsletter import sqlite_writers
 from newsletter.errors import NewsletterError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# ``RETURNING`` (used by the ledger, subscribe and events) arrived in SQLite 3.35.0.
+SQLITE_FLOOR = (3, 35, 0)
 SQLITE_SYNCHRONOUS = ("full", "normal")  # PRAGMA synchronous values offered
 WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024  # SQLite's own default is about 4 MB (1,000 pages)
 log = logging.getLogger(__name__)
@@ -43,6 +46,7 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) ->
     rules there."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
+        check_sqlite_version(sqlite3.sqlite_version_info)
         if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
             raise DatabaseError(
                 f"unknown SQLite synchronous mode {sqlite_synchronous!r}: use one of "
@@ -61,6 +65,18 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) ->
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_engine(url, **kwargs)
+
+
+def check_sqlite_version(version: tuple[int, ...]) -> None:
+    """Refuse an SQLite library older than ``SQLITE_FLOOR`` with what to do about it."""
+    if tuple(version) < SQLITE_FLOOR:
+        found = ".".join(map(str, version))
+        wanted = ".".join(map(str, SQLITE_FLOOR))
+        raise DatabaseError(
+            f"this Python's SQLite is {found}; newsletter needs {wanted} or newer: use a "
+            "Python built against a newer SQLite (python.org and uv's builds are), or "
+            "PostgreSQL (NEWSLETTER_DATABASE_URL)"
+        )
 
 
 def _is_uri(database: str) -> bool:

@@ -232,16 +232,23 @@ _UPSERT_MANY = text(
               attributes, email
     """
 ).columns(*UPSERT_COLUMNS, column("email", String))  # matched by position
+# ``json_extract``, not ``->>``: the arrow operators need SQLite 3.38 (Ubuntu 22.04 has
+# 3.37, RHEL 9 3.34); ``json_extract`` returns the same values (text for a JSON string).
 _UPSERT_MANY_SQLITE = text(
     """
     INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
                              attributes, source, created_at, updated_at, soft_bounces,
                              last_confirmation_at)
-    SELECT v.value ->> 0, v.value ->> 1, v.value ->> 2, v.value ->> 3, 'pending',
-           v.value ->> 4, v.value ->> 5, v.value ->> 6, v.value ->> 7, v.value ->> 7, 0,
-           v.value ->> 7
-    FROM json_each(:rows) AS v
-    WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = v.value ->> 8
+    SELECT v.public_id, v.email, v.first_name, v.timezone, 'pending', v.tags, v.attributes,
+           v.source, v.now, v.now, 0, v.now
+    FROM (SELECT json_extract(value, '$[0]') AS public_id, json_extract(value, '$[1]') AS email,
+                 json_extract(value, '$[2]') AS first_name,
+                 json_extract(value, '$[3]') AS timezone, json_extract(value, '$[4]') AS tags,
+                 json_extract(value, '$[5]') AS attributes,
+                 json_extract(value, '$[6]') AS source, json_extract(value, '$[7]') AS now,
+                 json_extract(value, '$[8]') AS hash, key
+          FROM json_each(:rows) ORDER BY key) AS v
+    WHERE NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.email_hash = v.hash
                       AND s.reason IN ('bounced', 'complained'))
     ON CONFLICT (email) DO UPDATE SET email = excluded.email
     RETURNING id, public_id, status, last_confirmation_at, first_name, timezone, tags,

@@ -269,10 +269,17 @@ def test_sqlite_commits_are_flushed_to_disk_unless_told_otherwise(
         environ["NEWSLETTER_SQLITE_SYNCHRONOUS"] = value
     app = App(load_settings(environ))
     try:
-        with app.engine.connect() as first, app.engine.connect() as second:
-            for connection in (first, second):
-                assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma
-                assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        with app.engine.connect() as connection:
+            assert connection.execute(text("PRAGMA synchronous")).scalar() == pragma
+        first, second = app.engine.raw_connection(), app.engine.raw_connection()
+        try:
+            for raw in (first, second):  # two connections of the pool, both set up
+                cursor = raw.cursor()
+                assert cursor.execute("PRAGMA synchronous").fetchone() == (pragma,)
+                assert cursor.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        finally:
+            first.close()
+            second.close()
     finally:
         app.close()
 
@@ -285,3 +292,23 @@ def test_an_unknown_sqlite_synchronous_mode_is_refused_before_any_file_is_made(
     with pytest.raises(DatabaseError, match=r"unknown SQLite synchronous mode 'off'.*full"):
         make_engine(f"sqlite:///{tmp_path / 'sub' / 'x.db'}", sqlite_synchronous="off")
     assert not (tmp_path / "sub").exists()
+
+
+@pytest.mark.parametrize("version", [(3, 34, 1), (3, 31, 0), (2, 99, 99)])
+def test_an_sqlite_library_without_returning_is_refused_with_what_to_do(
+    version: tuple[int, int, int],
+) -> None:
+    from newsletter.db import DatabaseError, check_sqlite_version
+
+    with pytest.raises(DatabaseError) as caught:
+        check_sqlite_version(version)
+    found = ".".join(map(str, version))
+    assert f"SQLite is {found}; newsletter needs 3.35.0 or newer" in str(caught.value)
+    assert "NEWSLETTER_DATABASE_URL" in str(caught.value)
+
+
+@pytest.mark.parametrize("version", [(3, 35, 0), (3, 35, 5), (3, 40, 1), (4, 0, 0)])
+def test_sqlite_35_and_newer_are_accepted(version: tuple[int, int, int]) -> None:
+    from newsletter.db import check_sqlite_version
+
+    check_sqlite_version(version)
