@@ -36,6 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from newsletter.app import App
 from newsletter.dispatch import deliver_due
 from newsletter.errors import NewsletterError
+from newsletter.ledger import worker_name
 from newsletter.models import DeliveryKind
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ BUSY_BATCH = 4  # ... and while they are (a claim builds its emails holding SQLi
 POLL_SECONDS = 30.0  # a pass at least this often, woken or not
 QUIET_SECONDS = 0.01  # a claim waits until no wake-up came for this long ...
 YIELD_SECONDS = 0.25  # ... but never longer than this
-WORKER = "confirmations"  # the ledger's ``leased_by`` of rows this process sends
+ROLE = "confirmations"  # ``leased_by`` of rows this sends: ``worker_name(ROLE)``
 _READ = 65536  # wake-up bytes read at once
 
 
@@ -55,12 +56,13 @@ def deliver_confirmations(
     clock: Callable[[], datetime],
     batch: Callable[[], int] | int = BATCH,
     pause: Callable[[], None] = lambda: None,
-    worker: str = WORKER,
+    worker: str | None = None,
 ) -> int:
     """Send every confirmation that is due, ``batch`` per claim, calling ``pause()``
     between claims; returns how many were claimed. A database or sending error is logged
     and ends the pass (the rows stay queued for the next pass or the scheduler)."""
     total = 0
+    worker = worker or worker_name(ROLE)
     try:
         claimed = 1
         while claimed:  # until no confirmation is left due

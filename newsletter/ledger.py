@@ -15,6 +15,8 @@ and become ``unknown``: they are never resent automatically (policy in README,
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -64,6 +66,14 @@ class NewDelivery:
     # Set for a row that is recorded but never sent (e.g. "example content"): it is
     # written ``skipped`` with this reason, so the ledger shows why nothing went out.
     skipped_reason: str | None = None
+
+
+def worker_name(role: str) -> str:
+    """A ``leased_by`` that no other process shares: ``role:host:pid``, read when called
+    (after any fork). ``mark_sending`` and ``record_results`` trust the name: two processes
+    under one name could each act on the other's claim, so a row whose lease expired and was
+    claimed again could be sent twice."""
+    return f"{role}:{socket.gethostname()}:{os.getpid()}"
 
 
 def enqueue(session: Session, rows: Sequence[NewDelivery], *, now: datetime) -> int:

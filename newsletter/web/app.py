@@ -27,6 +27,7 @@ from newsletter.db_health import database_problem, database_writable
 from newsletter.dispatch import sending_fingerprint
 from newsletter.errors import InvalidEmailError, TokenError, TokenExpiredError
 from newsletter.group_commit import GroupCommit
+from newsletter.ledger import worker_name
 from newsletter.send_backoff import backoff_until
 from newsletter.sending_halt import halt_reason
 from newsletter.subscribe_batch import subscribe_job
@@ -174,7 +175,7 @@ def create_web_app(
             clock=clock,
             batch=lambda: CONFIRMATION_BATCH if in_flight[0] else IDLE_CONFIRMATION_BATCH,
             pause=pause,
-            worker="web",
+            worker=worker_name("web"),
         )
 
     in_flight = [0]  # subscribe requests being answered: the pump defers to them
