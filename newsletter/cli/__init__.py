@@ -85,7 +85,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     # one only answers requests and writes (newsletter/cli/background.py).
     background = BackgroundProcess.start(scheduler=not no_scheduler, verbose=verbose)
     config = uvicorn.Config(
-        create_web_app(app, wake_sender=background.wake),
+        create_web_app(app, wake_sender=background.wake, background_problem=background.problem),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,

@@ -103,7 +103,11 @@ def wants_json(request: Request) -> bool:
 
 
 def create_web_app(
-    app: App, *, clock: Clock = _utcnow, wake_sender: Callable[[], None] | None = None
+    app: App,
+    *,
+    clock: Clock = _utcnow,
+    wake_sender: Callable[[], None] | None = None,
+    background_problem: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
     """Build the web surface over one ``App``; ``clock`` lets tests choose the time.
 
@@ -111,7 +115,8 @@ def create_web_app(
     starts one beside uvicorn), woken by this call, which never blocks, after each commit
     that queued one; the request path then only writes. Without it a thread of this
     process sends them (``Pump``), and each answer's background task waits for its email,
-    so a test client sees it sent when the call returns."""
+    so a test client sees it sent when the call returns. ``background_problem``: why that
+    process is not running right now (``/healthz`` answers ``degraded`` with it)."""
     web = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
     settings = app.settings
     web.add_middleware(
@@ -347,6 +352,9 @@ def create_web_app(
                 status_code=503,
                 headers={"Retry-After": RETRY_AFTER_SECONDS},
             )
+        down = background_problem()
+        if down is not None:
+            body.update(status="degraded", background=down)
         if reason is not None:
             body.update(status="degraded", sending="halted", reason=reason)
         elif backoff is not None:
