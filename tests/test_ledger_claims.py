@@ -29,6 +29,7 @@ from newsletter.models import (
     Campaign,
     Delivery,
     DeliveryKind,
+    DeliveryStatus,
     Enrollment,
     Subscriber,
     Suppression,
@@ -596,3 +597,33 @@ def test_claimed_rows_hold_what_the_ledger_holds_after_the_claim(app: App) -> No
         expected = {c.name: getattr(stored, c.name) for c in Delivery.__table__.columns}
         assert asdict(row) == expected
         assert (row.status, row.leased_by, row.attempts) == ("leased", "w", 1)
+
+
+def test_a_claim_sees_rows_the_caller_added_to_its_session_and_did_not_flush(app: App) -> None:
+    """The claim reads through the connection (plain rows), which does not autoflush: it
+    flushes first, so a row added in the same unit of work is claimed, not missed."""
+    with transaction(app.sessions) as session:
+        subscriber = Subscriber(
+            public_id="p-unflushed",
+            email="unflushed@example.org",
+            timezone="UTC",
+            status="active",
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(subscriber)
+        session.flush()
+        row = Delivery(
+            key="test:unflushed",
+            kind=DeliveryKind.DRIP.value,
+            subscriber_id=subscriber.id,
+            item_id="tips/a",
+            status=DeliveryStatus.QUEUED.value,
+            attempts=0,
+            due_at=NOW,
+            created_at=NOW,
+            updated_at=NOW,
+        )
+        session.add(row)  # pending in the session, not written yet
+        claimed = claim_batch(session, worker="w", limit=10, now=NOW, lease=LEASE)
+        assert [c.id for c in claimed] == [row.id]
