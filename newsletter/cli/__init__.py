@@ -54,7 +54,11 @@ def main(ctx: click.Context, verbose: bool) -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
 @click.option("--port", default=8000, show_default=True, type=int, help="TCP port.")
-@click.option("--no-scheduler", is_flag=True, help="No scheduled jobs: the background process sends confirmations only.")
+@click.option(
+    "--no-scheduler",
+    is_flag=True,
+    help="No scheduled jobs: the background process sends confirmations only.",
+)
 def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first).
 
