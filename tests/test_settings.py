@@ -171,6 +171,7 @@ BAD_VALUES = {
         "10.0.0.300",
         "'10.0.0.300' is not an IP address or CIDR range (e.g. 10.0.0.0/8,192.0.2.7,::1)",
     ),
+    "SQLITE_SYNCHRONOUS": ("off", "Input should be 'full' or 'normal' (got 'off')"),
     "API_RATE_LIMIT": (
         "fast",
         "'fast' is not a rate; write e.g. 10/minute, 100/hour or 10/minute;100/day",

@@ -263,6 +263,8 @@ def test_tracking_is_off_by_default(make_settings: Callable[..., Settings], tmp_
 )
 @example(kind="o", token="0/", method="GET", agent="")  # was a 307 to /t/o/0 (slash rule)
 @example(kind="c", token="x/", method="HEAD", agent="")
+@example(kind="o", token=".", method="GET", agent="")  # the client asks for /t/o: was a 307
+@example(kind="c", token="..", method="HEAD", agent="")
 def test_fuzz_tracking_routes_never_5xx_never_a_foreign_redirect(
     sent: Sent, kind: str, token: str, method: str, agent: str
 ) -> None:

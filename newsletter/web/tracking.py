@@ -31,6 +31,13 @@ def tracking_router(app: App, *, clock: Callable[[], datetime]) -> APIRouter:
     # refused (404) like any bad token, instead of matching no route and being redirected
     # by the slash rule (307 to another URL).
 
+    # ``/t/o`` and ``/t/c`` (no token: what a client makes of ``/t/o/.``) are a 404 too,
+    # not a 307 to ``/t/o/`` by the same rule.
+    @router.api_route("/t/o", methods=["GET", "HEAD"], include_in_schema=False)
+    @router.api_route("/t/c", methods=["GET", "HEAD"], include_in_schema=False)
+    async def no_token() -> Response:
+        return PlainTextResponse(NOT_FOUND, status_code=404, headers=NO_STORE)
+
     def facts(request: Request) -> tuple[str, str, str | None]:
         ip = request.client.host if request.client else None
         return request.method, request.headers.get("user-agent", ""), ip
