@@ -121,3 +121,18 @@ def test_a_slash_is_found_escaped() -> None:
 def test_an_unspellable_idn_domain_is_looked_for_as_given() -> None:
     email = "x@a\u200db.example"  # a joiner IDNA refuses here
     assert address_spellings(email) == [email]
+
+
+@pytest.mark.parametrize(
+    ("email", "body"),
+    [
+        pytest.param("\uffff@x.example", b'["\\uFFFF@x.example"', id="last-bmp"),
+        pytest.param("\U00010000@x.example", b'["\\ud800\\uDC00@x.example"', id="first-astral"),
+        pytest.param("stra\u00dfe@x.example", '["STRAßE@x.example"'.encode(), id="upper-is-longer"),
+    ],
+)
+def test_escapes_at_the_edges_of_the_bmp_and_case_changes_that_add_letters(
+    email: str, body: bytes
+) -> None:
+    """U+FFFF is one escape, U+10000 a pair; ß, whose upper case is "SS", is matched as ß."""
+    assert redact_address(body, email) == b'["<redacted>"'
