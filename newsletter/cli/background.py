@@ -1,13 +1,16 @@
 """The background process ``newsletter serve`` runs beside uvicorn.
 
-The web process only answers requests and writes; every email is built and sent here:
-the scheduler's jobs (unless ``serve --no-scheduler``) and the confirmations, woken
-through a pipe (``newsletter.confirmations.run_sender``). ``BackgroundProcess.start()``
-starts ``python -m newsletter.cli.background`` with that pipe as its standard input;
-``wake()`` (never blocking, safe from any thread) writes one byte to it after a commit
-that queued a confirmation. ``close()`` closes the pipe: the child serves what it was
-woken for, stops its scheduler (letting running jobs finish) and exits. If the web process
-dies, the pipe closes the same way, so the child never outlives its server.
+The web process only answers requests and writes; every email is built and sent here,
+and SendGrid's event batches are applied here: the scheduler's jobs (unless ``serve
+--no-scheduler``), the confirmations and the event inbox's drain, woken through a pipe
+(``newsletter.wakeups.WakeLoop``). ``BackgroundProcess.start()`` starts ``python -m
+newsletter.cli.background`` with that pipe as its standard input; ``wake()`` (never
+blocking, safe from any thread) writes one byte to it after a commit that queued a
+confirmation, ``wake_events()`` another after a webhook body was committed to the inbox.
+``close()`` closes the pipe: the child serves what it was woken for (a drain stops after
+its current transaction: the rest stays pending), stops its scheduler (letting running
+jobs finish) and exits. If the web process dies, the pipe closes the same way, so the
+child never outlives its server.
 
 The child reads the same settings (environment, kept secret key) as the server, which
 has already created and migrated the database and checked the cron file. It ignores
@@ -28,9 +31,9 @@ import sys
 from typing import IO
 
 from newsletter.app import App
-from newsletter.confirmations import run_sender
 from newsletter.logs import configure_logging
 from newsletter.settings import read_secret_key, read_settings
+from newsletter.wakeups import CONFIRMATIONS, EVENTS, WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -57,19 +60,29 @@ class BackgroundProcess:
 
     def wake(self) -> None:
         """Ask for a confirmation pass (after the commit that queued one)."""
+        self._write(CONFIRMATIONS)
+
+    def wake_events(self) -> None:
+        """Ask for a drain of the event inbox (after the commit that stored a body)."""
+        self._write(EVENTS)
+
+    def _write(self, kind: bytes) -> None:
         pipe = self._pipe
         if pipe is None:
             return
         try:
-            os.write(pipe.fileno(), b"w")
+            os.write(pipe.fileno(), kind)
         except BlockingIOError:
-            return  # the pipe is full of wake-ups not read yet: one more changes nothing
+            # The pipe is full of wake-ups not read yet: the child reads them all before
+            # its next passes, and the poll makes a pass of every kind anyway.
+            return
         except OSError as exc:  # the child is gone (or the pipe was closed)
             if not self._broken:
                 self._broken = True
                 log.error(
                     "the background process (pid %d) cannot be woken (%s); confirmations "
-                    "stay queued until it runs again",
+                    "and SendGrid event batches stay queued until it runs again (or a "
+                    "worker's jobs take them)",
                     self.process.pid,
                     exc,
                 )
@@ -91,7 +104,7 @@ class BackgroundProcess:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The child: confirmations (and jobs) for as long as standard input is open."""
+    """The child: confirmations, the event inbox (and jobs) while standard input is open."""
     from newsletter.scheduling import start_scheduler
 
     arguments = sys.argv[1:] if argv is None else argv
@@ -102,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     app = App(settings)
     scheduler = start_scheduler(app) if SCHEDULER_FLAG in arguments else None
     try:
-        run_sender(app, sys.stdin.fileno(), clock=app.clock)
+        WakeLoop(app, sys.stdin.fileno(), clock=app.clock).run()
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)

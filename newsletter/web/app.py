@@ -102,7 +102,11 @@ def wants_json(request: Request) -> bool:
 
 
 def create_web_app(
-    app: App, *, clock: Clock = _utcnow, wake_sender: Callable[[], None] | None = None
+    app: App,
+    *,
+    clock: Clock = _utcnow,
+    wake_sender: Callable[[], None] | None = None,
+    wake_events: Callable[[], None] | None = None,
 ) -> FastAPI:
     """Build the web surface over one ``App``; ``clock`` lets tests choose the time.
 
@@ -110,7 +114,9 @@ def create_web_app(
     starts one beside uvicorn), woken by this call, which never blocks, after each commit
     that queued one; the request path then only writes. Without it a thread of this
     process sends them (``Pump``), and each answer's background task waits for its email,
-    so a test client sees it sent when the call returns."""
+    so a test client sees it sent when the call returns. ``wake_events`` likewise for the
+    SendGrid event inbox: called after each webhook body is committed, and the drain runs
+    in that process; without it a thread of this one drains (``EventDrain``)."""
     web = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
     settings = app.settings
     web.add_middleware(
@@ -182,8 +188,9 @@ def create_web_app(
     writer = GroupCommit(app.sessions, name="subscribe-writer")
     from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
 
-    events = EventDrain(app, clock=clock)  # applies the SendGrid event inbox
-    web.router.lifespan_context = _closing([pump, events], writer)
+    # Applies the SendGrid event inbox here, unless another process does.
+    events = EventDrain(app, clock=clock) if wake_events is None else None
+    web.router.lifespan_context = _closing([pump] + ([events] if events else []), writer)
 
     @web.post(
         "/subscribe",
@@ -353,7 +360,7 @@ def create_web_app(
             body.update(sending="backing off", until=until.isoformat(), reason=why)
         return JSONResponse(body)
 
-    web.include_router(sendgrid_webhook_router(app, clock=clock, events=events))
+    web.include_router(sendgrid_webhook_router(app, clock=clock, events=events, wake=wake_events))
     from newsletter.web.tracking import tracking_router
 
     web.include_router(tracking_router(app, clock=clock))

@@ -4,8 +4,10 @@ Answers (SendGrid retries anything that is not 2xx for 24 hours):
 
 * ``200`` ``{"status": "accepted"}`` once the verified body is committed to
   the event inbox (``newsletter.events.inbox``); the events are parsed, stored once and
-  acted on by the drain, which this process runs in its own thread right after answering
-  (the worker's ``events`` job catches up on anything left);
+  acted on by the drain right after the answer: under ``newsletter serve`` in its
+  background process, woken by ``wake`` (a byte on its pipe), so the drain never competes
+  with requests for this interpreter; without one (a test client) in a thread of this
+  process (``EventDrain``). The worker's ``events`` job catches up on anything left;
 * ``401`` no signature headers, ``403`` a signature or timestamp that does not verify
   (details in ``newsletter.events.signature``); nothing is stored;
 * ``400`` a verified body that is not shaped like a JSON array (nothing stored: no retry
@@ -50,6 +52,7 @@ from newsletter.events.signature import (
     SignatureError,
     WebhookVerifier,
 )
+from newsletter.wakeups import DRAIN_YIELD_SECONDS
 from newsletter.web.body import read_body
 from newsletter.web.form_input import BadRequest
 from newsletter.web.pump import Pump
@@ -57,10 +60,6 @@ from newsletter.web.pump import Pump
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# The drain waits while webhook requests are being answered, up to this long before each
-# body: SendGrid's answers first; under an endless flood it still applies about one body
-# (1,000 events) a second here, and the worker's ``events`` job drains the rest.
-DRAIN_YIELD_SECONDS = 1.0
 PATH = "/webhooks/sendgrid"
 
 RESPONSES: dict[int | str, dict[str, object]] = {
@@ -99,8 +98,9 @@ OPENAPI_EXTRA: dict[str, Any] = {
 
 
 class EventDrain:
-    """The web process's drain of the event inbox: a ``Pump`` whose pass applies every
-    pending body, deferring to webhook requests being answered before each one."""
+    """The web process's drain of the event inbox when no background process drains it:
+    a ``Pump`` whose pass applies every pending body, deferring to webhook requests being
+    answered before each one (at most ``DRAIN_YIELD_SECONDS``)."""
 
     def __init__(self, app: App, *, clock: Callable[[], datetime]) -> None:
         self.in_flight = 0  # webhook requests being answered: the drain defers to them
@@ -144,10 +144,13 @@ def sendgrid_webhook_router(
     app: App,
     *,
     clock: Callable[[], datetime],
-    events: EventDrain,
+    events: EventDrain | None,
+    wake: Callable[[], None] | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> APIRouter:
-    """The route over one ``App``. A bad public key raises ``ConfigurationError`` here."""
+    """The route over one ``App``; after each accepted body it calls ``wake`` (another
+    process drains) or signals ``events`` (this one does). A bad public key raises
+    ``ConfigurationError`` here."""
     router = APIRouter()
     key = app.settings.sendgrid_webhook_public_key.strip()
     verifier = WebhookVerifier(key) if key else None
@@ -155,6 +158,8 @@ def sendgrid_webhook_router(
     @router.post(PATH, responses=RESPONSES, openapi_extra=OPENAPI_EXTRA)
     async def sendgrid_events(request: Request) -> JSONResponse:
         """SendGrid's signed event webhook: verify, keep the body, apply its events soon."""
+        if events is None:
+            return await _sendgrid_events(request)
         events.in_flight += 1
         try:
             return await _sendgrid_events(request)
@@ -188,6 +193,10 @@ def sendgrid_webhook_router(
             # Only a race with a concurrent writer gets here; the retry finds the rows.
             log.exception("sendgrid webhook: conflicting concurrent write; answered 503")
             return _error(503, "a concurrent write conflicted; SendGrid will retry", retry=True)
+        if events is None:
+            if wake is not None:
+                wake()  # the background process drains it; never blocks
+            return JSONResponse({"status": "accepted"})
         # Applied by the drain's thread; the background task only waits for that pass, so
         # the events are applied by the time the ASGI cycle ends (tests rely on it).
         # SendGrid has its answer before: the response is complete when this task starts.

@@ -1,0 +1,223 @@
+"""The background process's loop routes wake-ups by their byte: ``w`` sends confirmations,
+``e`` drains the SendGrid event inbox. Under ``newsletter serve`` the web process only
+stores a webhook body and wakes its child, which applies it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from newsletter import wakeups
+from newsletter.app import App
+from newsletter.events.inbox import DrainReport, accept
+from newsletter.models import Subscriber, Suppression
+from newsletter.settings import Settings, load_settings
+from newsletter.wakeups import CONFIRMATIONS, EVENTS, WakeLoop
+from newsletter.web.app import create_web_app
+from tests.conftest import NOW
+from tests.servers import free_port
+from tests.test_confirmation_sender import NEWSLETTER, _child, _gone, _listening, _wait
+from tests.test_event_inbox import body_of, inbox_state
+from tests.test_events_store import T0, add_subscriber, make_event
+from tests.test_webhook_signature import Signer
+
+
+@pytest.fixture
+def loop_app(settings: Settings) -> Iterator[App]:
+    application = App(settings)
+    yield application
+    application.close()
+
+
+@pytest.fixture
+def passes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records every confirmation pass and drain the loop runs (the real ones run)."""
+    seen: list[str] = []
+    real_confirmations = wakeups.deliver_confirmations
+    real_drain = wakeups.drain
+
+    def confirmations(*args: Any, **kwargs: Any) -> int:
+        seen.append("confirmations")
+        return real_confirmations(*args, **kwargs)
+
+    def drain(*args: Any, **kwargs: Any) -> DrainReport:
+        seen.append("drain")
+        return real_drain(*args, **kwargs)
+
+    monkeypatch.setattr(wakeups, "deliver_confirmations", confirmations)
+    monkeypatch.setattr(wakeups, "drain", drain)
+    return seen
+
+
+def applied(app: App) -> list[bool]:
+    return [done for done, _, _ in inbox_state(app)]
+
+
+def start(app: App, read_end: int, **options: Any) -> threading.Thread:
+    options = {"poll": 3600, "quiet": 0.001, "longest": 0.01, "drain_yield": 0.01, **options}
+    thread = threading.Thread(
+        target=WakeLoop(app, read_end, clock=lambda: NOW, **options).run, daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def test_each_byte_starts_its_own_pass_and_the_loop_ends_with_the_pipe(
+    loop_app: App, passes: list[str]
+) -> None:
+    """At start one pass of each kind (a body left pending is applied); then ``e`` drains
+    (the new body is applied) without a confirmation pass, ``w`` the reverse."""
+    accept(loop_app, body_of([make_event("delivered", "a@example.org", T0)]), now=NOW)
+    read_end, write_end = os.pipe()
+    thread = start(loop_app, read_end)
+    try:
+        assert _wait(lambda: len(passes) == 2 and applied(loop_app) == [True], 30)
+        assert passes == ["confirmations", "drain"]
+        accept(loop_app, body_of([make_event("delivered", "b@example.org", T0)]), now=NOW)
+        os.write(write_end, EVENTS)
+        assert _wait(lambda: applied(loop_app) == [True, True], 30)
+        assert _wait(lambda: len(passes) == 3, 30)
+        os.write(write_end, CONFIRMATIONS)
+        assert _wait(lambda: len(passes) == 4, 30)
+        time.sleep(0.05)
+        assert passes == ["confirmations", "drain", "drain", "confirmations"]
+    finally:
+        os.close(write_end)
+        thread.join(30)
+        os.close(read_end)
+    assert not thread.is_alive()
+
+
+def test_a_confirmation_woken_during_a_drain_is_sent_between_two_bodies(
+    loop_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``w`` read while a drain pauses between bodies runs a confirmation pass there,
+    not after the whole backlog."""
+    order: list[str] = []
+    read_end, write_end = os.pipe()
+
+    def draining(_app: App, *, pause: Callable[[], None], **_kwargs: Any) -> DrainReport:
+        order.append("body 1")
+        os.write(write_end, CONFIRMATIONS)  # a subscribe request answered meanwhile
+        pause()
+        order.append("body 2")
+        return DrainReport()
+
+    def confirmations(*_args: Any, **_kwargs: Any) -> int:
+        order.append("confirmations")
+        return 0
+
+    monkeypatch.setattr(wakeups, "drain", draining)
+    monkeypatch.setattr(wakeups, "deliver_confirmations", confirmations)
+    loop = WakeLoop(loop_app, read_end, clock=lambda: NOW, quiet=0.001, drain_yield=0.01)
+    loop.due = {EVENTS}
+    loop._serve()
+    os.close(write_end)
+    os.close(read_end)
+    assert order == ["body 1", "confirmations", "body 2"]
+
+
+def test_a_drain_under_way_when_the_pipe_closes_stops_after_its_transaction(
+    loop_app: App,
+) -> None:
+    """The server stopped: the drain commits the body it has taken and the next, then
+    stops; the rest stays pending for the next process or the ``events`` job."""
+    for n in range(5):
+        accept(loop_app, body_of([make_event("delivered", f"s{n}@example.org", T0)]), now=NOW)
+    read_end, write_end = os.pipe()
+    os.write(write_end, EVENTS)
+    os.close(write_end)
+    WakeLoop(loop_app, read_end, clock=lambda: NOW, poll=3600, quiet=0.001).run()
+    os.close(read_end)
+    assert applied(loop_app) == [True, True, False, False, False]
+
+
+def test_with_a_background_process_the_web_process_only_stores_and_wakes_it(
+    make_settings: Any,
+) -> None:
+    """``wake_events`` given: the webhook answers once the body is committed and wakes
+    the other process; nothing is applied here (no drain runs in this process)."""
+    signer = Signer()
+    app = App(make_settings(sendgrid_webhook_public_key=signer.public_key))
+    wakes: list[str] = []
+    try:
+        web = create_web_app(app, clock=lambda: NOW, wake_events=lambda: wakes.append("e"))
+        body = body_of([make_event("bounce", "ann@example.org", T0, type="bounce")])
+        with TestClient(web) as client:
+            response = client.post(
+                "/webhooks/sendgrid", content=body, headers=signer.headers(body, NOW)
+            )
+            assert response.json() == {"status": "accepted"}
+            refused = client.post("/webhooks/sendgrid", content=body)  # unsigned: 401
+            assert refused.status_code == 401
+        assert wakes == ["e"]
+        assert inbox_state(app) == [(False, None, None)]
+        threads = [t.name for t in threading.enumerate()]
+        assert "sendgrid-events" not in threads
+    finally:
+        app.close()
+
+
+def test_serve_applies_webhook_bodies_in_its_background_process(
+    cli_env: dict[str, Any],
+) -> None:
+    """A signed bounce posted to a real ``newsletter serve`` is applied by its child: with
+    the child stopped (SIGSTOP) the body stays pending however long the web process runs;
+    once it continues, the bounce suppresses the address."""
+    signer = Signer()
+    env = {
+        **os.environ,
+        **cli_env,
+        "NEWSLETTER_SENDGRID_WEBHOOK_PUBLIC_KEY": signer.public_key,
+    }
+    app = App(load_settings(env))
+    try:
+        add_subscriber(app, "ann@example.org")
+        port = free_port()
+        server = subprocess.Popen(
+            [NEWSLETTER, "serve", "--no-scheduler", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert _wait(lambda: _listening(port, server))
+            child = _child(server)
+            os.kill(child, signal.SIGSTOP)
+            events = [make_event("bounce", "ann@example.org", T0, type="bounce")]
+            body = json.dumps(events).encode()
+            at = datetime.now(UTC)  # the real server checks the signature's age
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                answer = client.post(
+                    "/webhooks/sendgrid", content=body, headers=signer.headers(body, at)
+                )
+            assert answer.json() == {"status": "accepted"}
+            time.sleep(1.5)  # the web process's drain would have applied it by now
+            assert inbox_state(app) == [(False, None, None)]
+            os.kill(child, signal.SIGCONT)
+            assert _wait(lambda: applied(app) == [True], 60)
+            with app.sessions() as session:
+                status = session.scalar(select(Subscriber.status))
+                reasons = list(session.scalars(select(Suppression.reason)))
+            assert (status, reasons) == ("bounced", ["bounced"])
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+            assert _wait(lambda: _gone(child))
+        finally:
+            if server.poll() is None:
+                server.kill()
+                server.wait()
+    finally:
+        app.close()
