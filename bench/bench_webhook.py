@@ -13,12 +13,14 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
    ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
 4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
    once, and every request must have been answered 200. The webhook answers once the body
-   is in the event inbox; the events are applied right after by the server's drain
-   thread. So two figures: the *acceptance* rate (requests answered per second, the one
-   compared with the ceilings) and the *end-to-end* rate (from the first request until
-   every event is stored and every inbox body applied, polled every 50 ms). Server CPU is
-   read from ``/proc`` for each: per request while answering, and per request end to end
-   (answering plus applying);
+   is in the event inbox; the events are applied right after by the drain, which ``serve``
+   runs in its background process (before: a thread of the web process). So two figures:
+   the *acceptance* rate (requests answered per second, the one compared with the
+   ceilings) and the *end-to-end* rate (from the first request until every event is
+   stored and every inbox body applied, polled every 50 ms). Server CPU is read from
+   ``/proc`` for each, as ``web + background`` (the web process, then the processes it
+   started): per request while answering, and per request end to end (answering plus
+   applying);
 5. posts the same requests, with the same client (``bench.loadgen``), to two *ceilings*
    under the same uvicorn set-up (``bench.serving``): ``verify`` reads the body, checks
    the signature and answers 200; ``verify-parse`` also runs ``parse_batch``. The
@@ -89,6 +91,8 @@ class Result:
     cpu: float = 0.0  # server CPU seconds while answering
     settled_seconds: float = 0.0  # first request until every event is stored and applied
     settled_cpu: float = 0.0  # server CPU seconds over that time
+    child_cpu: float = 0.0  # the server's background process's CPU while answering ...
+    settled_child_cpu: float = 0.0  # ... and until settled
     ceiling: Result | None = None
     parse_ceiling: Result | None = None
 
@@ -105,11 +109,13 @@ class Result:
             f" req/s {self.events / self.seconds:9.0f} events/s  p50 {p50 * 1000:7.1f} ms"
             f"  p99 {p99 * 1000:7.1f} ms  max {ordered[-1] * 1000:7.1f} ms  stored "
             f"{self.stored}/{self.expected}  statuses {self.statuses}"
-            f"  CPU {self.cpu / self.requests * 1000:6.1f} ms/request\n"
+            f"  CPU {self.cpu / self.requests * 1000:6.1f}"
+            f" + {self.child_cpu / self.requests * 1000:.1f} ms/request\n"
             f"{'':10} end to end (stored and applied): {self.settled_seconds:6.2f} s"
             f" {self.requests / self.settled_seconds:7.1f} req/s"
             f" {self.events / self.settled_seconds:9.0f} events/s"
-            f"  CPU {self.settled_cpu / self.requests * 1000:6.1f} ms/request"
+            f"  CPU {self.settled_cpu / self.requests * 1000:6.1f}"
+            f" + {self.settled_child_cpu / self.requests * 1000:.1f} ms/request"
         )
 
     def ceiling_line(self) -> str:
@@ -298,14 +304,17 @@ def serve_and_post(
     load = [request_bytes("POST", "/webhooks/sendgrid", body, headers) for body, headers in bodies]
     with running_server([*command, "--port", str(port)], environ, port) as server:
         cpu = server.cpu_seconds()
+        child_cpu = server.children_cpu_seconds()
         started = time.perf_counter()
         posted = hammer("127.0.0.1", port, load, args.concurrency)
         answered_cpu = server.cpu_seconds() - cpu
+        answered_child_cpu = server.children_cpu_seconds() - child_cpu
         deadline = started + 600
         while not settled() and time.perf_counter() < deadline:
             time.sleep(0.05)
         settled_seconds = time.perf_counter() - started
         settled_cpu = server.cpu_seconds() - cpu
+        settled_child_cpu = server.children_cpu_seconds() - child_cpu
     return Result(
         database=label,
         requests=len(bodies),
@@ -318,6 +327,8 @@ def serve_and_post(
         cpu=answered_cpu,
         settled_seconds=settled_seconds,
         settled_cpu=settled_cpu,
+        child_cpu=answered_child_cpu,
+        settled_child_cpu=settled_child_cpu,
     )
 
 
