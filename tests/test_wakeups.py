@@ -24,7 +24,7 @@ from newsletter.app import App
 from newsletter.events.inbox import DrainReport, accept
 from newsletter.models import Subscriber, Suppression
 from newsletter.settings import Settings, load_settings
-from newsletter.wakeups import CONFIRMATIONS, EVENTS, WakeLoop
+from newsletter.wakeups import CONFIRMATIONS, EVENTS, WEBHOOKS_BUSY, WEBHOOKS_IDLE, WakeLoop
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
 from tests.servers import free_port
@@ -132,28 +132,41 @@ def test_a_confirmation_woken_during_a_drain_is_sent_between_two_bodies(
 def test_a_drain_under_way_when_the_pipe_closes_stops_after_its_transaction(
     loop_app: App,
 ) -> None:
-    """The server stopped: the drain commits the body it has taken and the next, then
-    stops; the rest stays pending for the next process or the ``events`` job."""
+    """The server stopped: the drain that learns it between two bodies commits the one it
+    takes next, then stops, and no other drain starts; the rest stays pending for the
+    next process or the ``events`` job."""
     for n in range(5):
         accept(loop_app, body_of([make_event("delivered", f"s{n}@example.org", T0)]), now=NOW)
     read_end, write_end = os.pipe()
-    os.write(write_end, EVENTS)
-    os.close(write_end)
+    os.close(write_end)  # the drain at start learns it after its first body
     WakeLoop(loop_app, read_end, clock=lambda: NOW, poll=3600, quiet=0.001).run()
     os.close(read_end)
     assert applied(loop_app) == [True, True, False, False, False]
 
 
-def test_with_a_background_process_the_web_process_only_stores_and_wakes_it(
+class Told:
+    """What the web process tells its background process (``EventWakeups``)."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def wake_events(self) -> None:
+        self.said.append("body")
+
+    def webhooks_busy(self, busy: bool) -> None:
+        self.said.append("busy" if busy else "idle")
+
+
+def test_with_a_background_process_the_web_process_only_stores_and_tells_it(
     make_settings: Any,
 ) -> None:
-    """``wake_events`` given: the webhook answers once the body is committed and wakes
-    the other process; nothing is applied here (no drain runs in this process)."""
+    """``wake_events`` given: the webhook answers once the body is committed and tells
+    the other process (requests in flight, then the body); nothing is applied here."""
     signer = Signer()
     app = App(make_settings(sendgrid_webhook_public_key=signer.public_key))
-    wakes: list[str] = []
+    told = Told()
     try:
-        web = create_web_app(app, clock=lambda: NOW, wake_events=lambda: wakes.append("e"))
+        web = create_web_app(app, clock=lambda: NOW, wake_events=told)
         body = body_of([make_event("bounce", "ann@example.org", T0, type="bounce")])
         with TestClient(web) as client:
             response = client.post(
@@ -162,12 +175,57 @@ def test_with_a_background_process_the_web_process_only_stores_and_wakes_it(
             assert response.json() == {"status": "accepted"}
             refused = client.post("/webhooks/sendgrid", content=body)  # unsigned: 401
             assert refused.status_code == 401
-        assert wakes == ["e"]
+        assert told.said == ["busy", "body", "idle", "busy", "idle"]
         assert inbox_state(app) == [(False, None, None)]
         threads = [t.name for t in threading.enumerate()]
         assert "sendgrid-events" not in threads
     finally:
         app.close()
+
+
+@pytest.mark.parametrize(
+    ("idle_after", "drain_yield", "least", "most"),
+    [
+        pytest.param(None, 0.0, 0.0, 0.5, id="not-busy-no-wait"),
+        pytest.param(0.3, 10.0, 0.3, 5.0, id="busy-until-idle"),
+        pytest.param(None, 0.3, 0.3, 5.0, id="busy-at-most-the-yield"),
+    ],
+)
+def test_a_drain_defers_to_webhook_requests_in_flight_at_most_its_yield(
+    loop_app: App,
+    monkeypatch: pytest.MonkeyPatch,
+    idle_after: float | None,
+    drain_yield: float,
+    least: float,
+    most: float,
+) -> None:
+    """Before each body the drain waits while the web process says webhook requests are
+    being answered, until it says none is or ``drain_yield`` passed."""
+    read_end, write_end = os.pipe()
+    waited: list[float] = []
+
+    def draining(_app: App, *, pause: Callable[[], None], **_kwargs: Any) -> DrainReport:
+        started = time.monotonic()
+        pause()
+        waited.append(time.monotonic() - started)
+        return DrainReport()
+
+    monkeypatch.setattr(wakeups, "drain", draining)
+    if drain_yield:
+        os.write(write_end, WEBHOOKS_BUSY)
+    timer = None
+    if idle_after is not None:
+        timer = threading.Timer(idle_after, os.write, (write_end, WEBHOOKS_IDLE))
+        timer.start()
+    loop = WakeLoop(loop_app, read_end, clock=lambda: NOW, drain_yield=drain_yield or 10.0)
+    loop.due = {EVENTS}
+    loop._serve()
+    if timer is not None:
+        timer.join()
+    os.close(write_end)
+    os.close(read_end)
+    assert least <= waited[0] < most
+    assert loop.web_busy is (idle_after is None and bool(drain_yield))
 
 
 def test_serve_applies_webhook_bodies_in_its_background_process(

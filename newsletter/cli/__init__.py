@@ -86,7 +86,7 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     # their own, so this one only answers requests and writes (newsletter/cli/background.py).
     background = BackgroundProcess.start(scheduler=not no_scheduler, verbose=verbose)
     config = uvicorn.Config(
-        create_web_app(app, wake_sender=background.wake, wake_events=background.wake_events),
+        create_web_app(app, wake_sender=background.wake, wake_events=background),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,

@@ -33,7 +33,7 @@ from typing import IO
 from newsletter.app import App
 from newsletter.logs import configure_logging
 from newsletter.settings import read_secret_key, read_settings
-from newsletter.wakeups import CONFIRMATIONS, EVENTS, WakeLoop
+from newsletter.wakeups import CONFIRMATIONS, EVENTS, WEBHOOKS_BUSY, WEBHOOKS_IDLE, WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ class BackgroundProcess:
     def wake_events(self) -> None:
         """Ask for a drain of the event inbox (after the commit that stored a body)."""
         self._write(EVENTS)
+
+    def webhooks_busy(self, busy: bool) -> None:
+        """Webhook requests started being answered (True) / none is any more (False): the
+        child's drain defers to them."""
+        self._write(WEBHOOKS_BUSY if busy else WEBHOOKS_IDLE)
 
     def _write(self, kind: bytes) -> None:
         pipe = self._pipe
