@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.db import transaction
 from newsletter.errors import SubscriberNotFound
-from newsletter.events.inbox import accept, drain, prune, store_body
+from newsletter.events.inbox import accept, apply_pending, drain, prune, store_body
 from newsletter.jobs import JOBS
 from newsletter.models import EventInbox, ProviderEvent, Subscriber, Suppression
 from newsletter.settings import Settings, load_settings
@@ -201,6 +202,32 @@ def test_the_api_forget_reaches_the_inbox(settings: Settings) -> None:
         assert [names_ann(b) for b in bodies(app)] == [False]
     finally:
         app.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_forget_waits_for_a_drain_applying_a_body_that_names_the_address(app: App) -> None:
+    """PostgreSQL: a drain holds Ann's body (uncommitted); ``forget`` waits for it instead
+    of redacting under it or deadlocking, then finds the body applied and empty."""
+    add_subscriber(app, ANN)
+    accept(app, body_of([make_event("bounce", ANN, T0, type="bounce")]), now=NOW)
+    done = threading.Event()
+
+    def forget_ann() -> None:
+        forget(app, ANN, now=NOW)
+        done.set()
+
+    worker = threading.Thread(target=forget_ann)
+    with transaction(app.sessions) as held:
+        assert apply_pending(held, now=NOW, limit=1).bodies == 1
+        worker.start()
+        assert not done.wait(0.5)  # waiting for the drain's row lock
+    worker.join(30)
+    assert done.is_set()
+    assert bodies(app) == [b""]
+    with app.sessions() as session:
+        assert session.scalar(select(Subscriber.id)) is None
+        assert list(session.scalars(select(Suppression.reason))) == ["bounced"]
 
 
 # ---- retention ------------------------------------------------------------------------
