@@ -191,7 +191,7 @@ def test_with_a_background_process_the_web_process_only_stores_and_tells_it(
     ("idle_after", "drain_yield", "least", "most"),
     [
         pytest.param(None, 0.0, 0.0, 0.5, id="not-busy-no-wait"),
-        pytest.param(0.3, 10.0, 0.3, 5.0, id="busy-until-idle"),
+        pytest.param(0.3, 10.0, 0.2, 5.0, id="busy-until-idle"),  # the timer starts first
         pytest.param(None, 0.3, 0.3, 5.0, id="busy-at-most-the-yield"),
     ],
 )
