@@ -13,12 +13,16 @@ For each database (a SQLite file; PostgreSQL too when ``--postgres-url`` or
    ``--replays`` batches posted again with new ``sg_event_id`` s (SendGrid's duplicates);
 4. counts the stored rows afterwards: exactly ``batches * events`` must be there, each
    once, and every request must have been answered 200. The webhook answers once the body
-   is in the event inbox; the events are applied right after by the server's drain
-   thread. So two figures: the *acceptance* rate (requests answered per second, the one
-   compared with the ceilings) and the *end-to-end* rate (from the first request until
-   every event is stored and every inbox body applied, polled every 50 ms). Server CPU is
-   read from ``/proc`` for each: per request while answering, and per request end to end
-   (answering plus applying);
+   is in the event inbox; the events are applied right after by the drain, which ``serve``
+   runs in its background process (before: a thread of the web process). So two figures:
+   the *acceptance* rate (requests answered per second, the one compared with the
+   ceilings) and the *end-to-end* rate (from the first request until every event is
+   stored and every inbox body applied, polled every 50 ms). Server CPU is read from
+   ``/proc`` for each, as ``web + background`` (the web process, then the processes it
+   started): per request while answering, and per request end to end (answering plus
+   applying). While the drain runs, one empty signed batch is posted every 0.1 s and its
+   answer timed ("answered while draining": what SendGrid sees while a backlog is
+   applied);
 5. posts the same requests, with the same client (``bench.loadgen``), to two *ceilings*
    under the same uvicorn set-up (``bench.serving``): ``verify`` reads the body, checks
    the signature and answers 200; ``verify-parse`` also runs ``parse_batch``. The
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import json
 import os
 import random
@@ -41,7 +46,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +58,14 @@ from newsletter.models import Delivery, ProviderEvent, Subscriber
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import free_port, fresh_engine, machine_load, running_server
+from bench.common import Server, free_port, fresh_engine, machine_load, running_server
 from bench.loadgen import hammer, request_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 SUBSCRIBERS = 5000
+PROBE_SECONDS = 0.1
 UNKNOWN_DELIVERIES = 2000
 JSON_HEADERS = [(b"content-type", b"application/json")]
 MIX = [  # SendGrid's usual proportions, roughly
@@ -89,6 +95,9 @@ class Result:
     cpu: float = 0.0  # server CPU seconds while answering
     settled_seconds: float = 0.0  # first request until every event is stored and applied
     settled_cpu: float = 0.0  # server CPU seconds over that time
+    child_cpu: float = 0.0  # the server's background process's CPU while answering ...
+    settled_child_cpu: float = 0.0  # ... and until settled
+    probes: list[float] = field(default_factory=list)  # answers while the drain ran
     ceiling: Result | None = None
     parse_ceiling: Result | None = None
 
@@ -105,11 +114,14 @@ class Result:
             f" req/s {self.events / self.seconds:9.0f} events/s  p50 {p50 * 1000:7.1f} ms"
             f"  p99 {p99 * 1000:7.1f} ms  max {ordered[-1] * 1000:7.1f} ms  stored "
             f"{self.stored}/{self.expected}  statuses {self.statuses}"
-            f"  CPU {self.cpu / self.requests * 1000:6.1f} ms/request\n"
+            f"  CPU {self.cpu / self.requests * 1000:6.1f}"
+            f" + {self.child_cpu / self.requests * 1000:.1f} ms/request\n"
             f"{'':10} end to end (stored and applied): {self.settled_seconds:6.2f} s"
             f" {self.requests / self.settled_seconds:7.1f} req/s"
             f" {self.events / self.settled_seconds:9.0f} events/s"
-            f"  CPU {self.settled_cpu / self.requests * 1000:6.1f} ms/request"
+            f"  CPU {self.settled_cpu / self.requests * 1000:6.1f}"
+            f" + {self.settled_child_cpu / self.requests * 1000:.1f} ms/request"
+            + _probe_line(self.probes)
         )
 
     def ceiling_line(self) -> str:
@@ -128,6 +140,18 @@ class Result:
                 f"  end to end {self.requests / self.settled_seconds / ceiling.rate:6.3f}"
             )
         return "\n".join(lines)
+
+
+def _probe_line(probes: list[float]) -> str:
+    if not probes:
+        return ""
+    ordered = sorted(probes)
+    p50 = ordered[len(ordered) // 2]
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    return (
+        f"\n{'':10} answered while draining: {len(ordered)} probes, p50 {p50 * 1000:.1f} ms"
+        f"  p99 {p99 * 1000:.1f} ms  max {ordered[-1] * 1000:.1f} ms"
+    )
 
 
 def prepare(url: str) -> None:
@@ -230,6 +254,15 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
         }
         bodies.append((body, headers))
     random.Random(5).shuffle(bodies)
+    probe_signature = key.sign(stamp.encode() + b"[]", ec.ECDSA(hashes.SHA256()))
+    probe = (
+        b"[]",
+        {
+            "Content-Type": "application/json",
+            SIGNATURE: base64.b64encode(probe_signature).decode(),
+            TIMESTAMP: stamp,
+        },
+    )
     environ = {
         **os.environ,
         "NEWSLETTER_DATABASE_URL": url,
@@ -256,7 +289,13 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> Result
     engine = create_engine(url)
     try:
         result = serve_and_post(
-            serve, environ, bodies, args, label, settled=lambda: _settled(engine, expected)
+            serve,
+            environ,
+            bodies,
+            args,
+            label,
+            settled=lambda: _settled(engine, expected),
+            probe=probe,
         )
         with engine.connect() as conn:
             result.stored = int(conn.scalar(select(func.count()).select_from(ProviderEvent)) or 0)
@@ -292,20 +331,39 @@ def serve_and_post(
     args: argparse.Namespace,
     label: str,
     settled: Callable[[], bool] = lambda: True,
+    probe: tuple[bytes, dict[str, str]] | None = None,
 ) -> Result:
-    """Start ``command`` (a server), post every body, wait until ``settled()``."""
+    """Start ``command`` (a server), post every body, wait until ``settled()``; meanwhile
+    post ``probe`` (an empty signed batch) every ``PROBE_SECONDS`` and time its answers:
+    how the server answers while its drain runs."""
     port = free_port()
     load = [request_bytes("POST", "/webhooks/sendgrid", body, headers) for body, headers in bodies]
     with running_server([*command, "--port", str(port)], environ, port) as server:
+        _until_children_idle(server)
         cpu = server.cpu_seconds()
+        child_cpu = server.children_cpu_seconds()
         started = time.perf_counter()
         posted = hammer("127.0.0.1", port, load, args.concurrency)
         answered_cpu = server.cpu_seconds() - cpu
+        answered_child_cpu = server.children_cpu_seconds() - child_cpu
         deadline = started + 600
+        probes: list[float] = []
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         while not settled() and time.perf_counter() < deadline:
-            time.sleep(0.05)
+            if probe is None:
+                time.sleep(0.05)
+                continue
+            sent = time.perf_counter()
+            connection.request("POST", "/webhooks/sendgrid", probe[0], probe[1])
+            answer = connection.getresponse()
+            answer.read()
+            probes.append(time.perf_counter() - sent)
+            assert answer.status == 200, answer.status
+            time.sleep(PROBE_SECONDS)
+        connection.close()
         settled_seconds = time.perf_counter() - started
         settled_cpu = server.cpu_seconds() - cpu
+        settled_child_cpu = server.children_cpu_seconds() - child_cpu
     return Result(
         database=label,
         requests=len(bodies),
@@ -318,7 +376,24 @@ def serve_and_post(
         cpu=answered_cpu,
         settled_seconds=settled_seconds,
         settled_cpu=settled_cpu,
+        child_cpu=answered_child_cpu,
+        settled_child_cpu=settled_child_cpu,
+        probes=probes,
     )
+
+
+def _until_children_idle(server: Server, longest: float = 30.0) -> None:
+    """Wait until the server's background process has started (its CPU stays put for
+    half a second): serve binds its port before starting it, and its imports are not the
+    requests' cost."""
+    deadline = time.monotonic() + longest
+    last = server.children_cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = server.children_cpu_seconds()
+        if now == last:
+            return
+        last = now
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,25 +91,22 @@ def run_sender(
     longest: float = YIELD_SECONDS,
 ) -> None:
     """Deliver confirmations whenever ``wake`` (a pipe's read end) has bytes, every
-    ``poll`` seconds, and once at start; return when the pipe is closed."""
-    busy = [False]  # wake-ups were still coming when the last pause ended
+    ``poll`` seconds, and once at start; return when the pipe is closed. (The background
+    process runs ``newsletter.wakeups.WakeLoop``, which also drains the event inbox.)"""
+    from newsletter.wakeups import WakeLoop  # it builds on this module
 
-    def pause() -> None:
-        busy[0] = not settle(wake, quiet=quiet, longest=longest)
-
-    def size() -> int:
-        return busy_batch if busy[0] else batch
-
-    while True:
-        try:
-            deliver_confirmations(app, clock=clock, batch=size, pause=pause)
-        except Exception:  # the sender must live on: the rows stay queued
-            log.exception("confirmation pass crashed; the next wake-up tries again")
-        ready, _, _ = select.select([wake], [], [], poll)
-        if ready:
-            if not os.read(wake, _READ):
-                return  # end of file: nobody can wake us any more
-            pause()
+    loop = WakeLoop(
+        app,
+        wake,
+        clock=clock,
+        events=False,
+        poll=poll,
+        batch=batch,
+        busy_batch=busy_batch,
+        quiet=quiet,
+        longest=longest,
+    )
+    loop.run()
 
 
 def settle(wake: int, *, quiet: float, longest: float) -> bool:

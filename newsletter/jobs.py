@@ -19,7 +19,7 @@ from newsletter.campaigns.planner import plan_campaigns
 from newsletter.db import transaction
 from newsletter.dispatch import deliver_due
 from newsletter.drip.planner import plan_drips
-from newsletter.events.inbox import drain
+from newsletter.events.inbox import drain, prune
 from newsletter.ledger import recover_expired_leases
 from newsletter.sunset import sunset_job
 from newsletter.webhooks.delivery import deliver_webhooks
@@ -80,9 +80,23 @@ def recover_leases(app: App, now: datetime) -> dict[str, Any]:
 
 def apply_events(app: App, now: datetime) -> dict[str, Any]:
     """Apply SendGrid event bodies still in the inbox (the web process applies each one
-    right after answering; this catches up after a restart or with the web process busy)."""
+    right after answering; this catches up after a restart or with the web process busy),
+    then delete old ones (``EVENT_INBOX_APPLIED_DAYS``, ``EVENT_INBOX_PROBLEM_DAYS``)."""
     report = drain(app, now=now)
-    return {"bodies": report.bodies, "problems": report.problems, **report.counts}
+    result: dict[str, Any] = {
+        "bodies": report.bodies,
+        "problems": report.problems,
+        **report.counts,
+    }
+    pruned = prune(
+        app,
+        now=now,
+        applied_days=app.settings.event_inbox_applied_days,
+        problem_days=app.settings.event_inbox_problem_days,
+    )
+    if pruned.applied or pruned.problems:
+        result["pruned"] = {"applied": pruned.applied, "problems": pruned.problems}
+    return result
 
 
 JOBS: dict[str, Job] = {

@@ -336,6 +336,8 @@ class EventInbox(Base):
             postgresql_where=text("applied_at IS NULL AND problem IS NULL"),
             sqlite_where=text("applied_at IS NULL AND problem IS NULL"),
         ),
+        # Pruning (applied_at below a cut-off) and ``forget`` (applied_at IS NULL).
+        Index("ix_event_inbox_applied_at", "applied_at"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     webhook_batch_size: int = Field(default=100, ge=1, le=10000)  # events per endpoint claim
     webhook_lease_seconds: int = Field(default=120, ge=10)  # per-endpoint claim
     log_format: Literal["text", "json"] = "text"
+    # The SendGrid event inbox (newsletter/events/inbox.py): the ``events`` job deletes
+    # applied bodies (empty, with their counts) and bodies kept with a problem after these.
+    event_inbox_applied_days: int = Field(default=7, ge=1, le=3650)
+    event_inbox_problem_days: int = Field(default=90, ge=1, le=3650)
     # Tracking of our own (issue 15): off by default, see README "Tracking and privacy".
     track_opens: bool = False
     track_clicks: bool = False
@@ -337,6 +341,13 @@ def read_settings(
             settings = Settings.model_validate(values)
     except ValidationError as exc:
         raise configuration_error(exc) from None
+    if settings.event_inbox_problem_days < settings.event_inbox_applied_days:
+        raise ConfigurationError(
+            PREFIX + "EVENT_INBOX_PROBLEM_DAYS",
+            f"{settings.event_inbox_problem_days} is shorter than "
+            f"{PREFIX}EVENT_INBOX_APPLIED_DAYS ({settings.event_inbox_applied_days}): a body "
+            "kept with a problem is kept at least as long as an applied one; raise it",
+        )
     if settings.mail_backend == "smtp" and not settings.smtp_url:
         raise ConfigurationError(PREFIX + "SMTP_URL", "required when NEWSLETTER_MAIL_BACKEND=smtp")
     if settings.mail_backend == "sendgrid" and not settings.sendgrid_api_key:

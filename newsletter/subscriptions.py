@@ -24,6 +24,7 @@ from newsletter.automation.enrolling import on_tags_added
 from newsletter.db import transaction
 from newsletter.enrollment import enroll_on_confirm
 from newsletter.errors import SubscriberNotFound, TokenError
+from newsletter.events.inbox import forget_address
 from newsletter.ledger import NewDelivery, enqueue
 from newsletter.models import (
     ConsentEvent,
@@ -562,31 +563,44 @@ def withdraw(
 
 
 def forget(app: App, raw_email: str, *, now: datetime) -> None:
-    """Erase personal data; keep only a hashed suppression. Raises ``SubscriberNotFound``."""
+    """Erase personal data; keep only a hashed suppression. Raises ``SubscriberNotFound``.
+
+    The SendGrid event inbox is cleaned first, in the same transaction: no body left to
+    apply or kept with a problem names the address any more (``forget_address``). That is
+    done and committed even when no subscriber has the address (a second ``forget`` after
+    SendGrid posted late events), before ``SubscriberNotFound``."""
     email = normalize_email(raw_email)
     with transaction(app.sessions) as session:
+        # First: a drain locks an inbox row before the subscriber's, so this order cannot
+        # deadlock with one.
+        forget_address(session, email)
         subscriber = session.scalar(select(Subscriber).where(Subscriber.email == email))
-        if subscriber is None:
-            raise SubscriberNotFound(email)
-        existing = session.scalar(
-            select(Suppression).where(Suppression.email_hash == email_hash(email))
+        if subscriber is not None:
+            _forget_subscriber(session, subscriber, email, now=now)
+    if subscriber is None:
+        raise SubscriberNotFound(email)
+
+
+def _forget_subscriber(
+    session: Session, subscriber: Subscriber, email: str, *, now: datetime
+) -> None:
+    existing = session.scalar(
+        select(Suppression).where(Suppression.email_hash == email_hash(email))
+    )
+    if existing is None:
+        session.add(Suppression(email_hash=email_hash(email), reason="forgotten", created_at=now))
+    session.execute(
+        update(Delivery)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .values(
+            status=_skip_if_queued(),
+            to_email=None,
+            subscriber_id=None,
+            updated_at=now,
         )
-        if existing is None:
-            session.add(
-                Suppression(email_hash=email_hash(email), reason="forgotten", created_at=now)
-            )
-        session.execute(
-            update(Delivery)
-            .where(Delivery.subscriber_id == subscriber.id)
-            .values(
-                status=_skip_if_queued(),
-                to_email=None,
-                subscriber_id=None,
-                updated_at=now,
-            )
-        )
-        session.delete(subscriber)
-        subscriber_forgotten(session, subscriber.public_id, now=now)
+    )
+    session.delete(subscriber)
+    subscriber_forgotten(session, subscriber.public_id, now=now)
 
 
 def _skip_if_queued() -> object:

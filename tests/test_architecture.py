@@ -19,6 +19,7 @@ PURE = [
     "newsletter/campaigns/schedule.py",
     "newsletter/delivery/personalization.py",
     "newsletter/events/parsing.py",
+    "newsletter/events/redaction.py",
     "newsletter/web/form_input.py",
     "newsletter/web/rate_limit.py",
     "newsletter/one_line.py",

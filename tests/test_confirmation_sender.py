@@ -144,7 +144,7 @@ def test_a_failing_pass_leaves_the_rows_queued_and_the_sender_alive(
             calls.append(1)
             raise RuntimeError("a bug in a pass")
 
-        monkeypatch.setattr("newsletter.confirmations.deliver_confirmations", broken)
+        monkeypatch.setattr("newsletter.wakeups.deliver_confirmations", broken)
         read_end, write_end = os.pipe()
         os.write(write_end, b"w")
         os.close(write_end)

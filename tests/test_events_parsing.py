@@ -15,6 +15,7 @@ from newsletter.errors import InvalidEmailError
 from newsletter.events.parsing import (
     EventPayloadError,
     ParsedEvent,
+    event_email,
     parse_batch,
     parse_event,
 )
@@ -417,3 +418,21 @@ def test_batch_ignored_reasons_are_numbered() -> None:
 def test_an_address_the_validator_refuses_is_kept_lower_cased_and_cut() -> None:
     assert parsed(email=" " + "X" * 400 + " ").email == "x" * 320
     assert parsed(email="Not An Address").email == "not an address"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(None, None, id="none"),
+        pytest.param("  ", None, id="blank"),
+        pytest.param(" Ann@Example.ORG ", "ann@example.org", id="plain"),
+        pytest.param(
+            "j\u00fcrgen@XN--BCHER-KVA.example", "j\u00fcrgen@b\u00fccher.example", id="idn"
+        ),
+    ],
+)
+def test_event_email_is_the_address_as_the_drain_normalises_it(
+    raw: str | None, expected: str | None
+) -> None:
+    """What ``forget``'s redaction compares an event's ``email`` with."""
+    assert event_email(raw) == expected

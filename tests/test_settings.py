@@ -158,6 +158,11 @@ BAD_VALUES = {
         "pop3://x",
         "must look like imaps://user:pass@host/INBOX or imap://host:143/INBOX",
     ),
+    "EVENT_INBOX_APPLIED_DAYS": ("0", "Input should be greater than or equal to 1 (got '0')"),
+    "EVENT_INBOX_PROBLEM_DAYS": (
+        "3651",
+        "Input should be less than or equal to 3650 (got '3651')",
+    ),
     "SUNSET_DAYS": ("-1", "Input should be greater than or equal to 0 (got '-1')"),
     "SUNSET_MIN_EMAILS": ("0", "Input should be greater than or equal to 1 (got '0')"),
     "SUNSET_GRACE_DAYS": ("0", "Input should be greater than or equal to 1 (got '0')"),
@@ -313,3 +318,24 @@ def test_sqlite_35_and_newer_are_accepted(version: tuple[int, int, int]) -> None
     from newsletter.db import check_sqlite_version
 
     check_sqlite_version(version)
+
+
+def test_problem_bodies_are_kept_at_least_as_long_as_applied_ones(tmp_path: Path) -> None:
+    """The two inbox retentions are checked together: a shorter problem retention is a
+    start-up error naming the variable to raise."""
+    environ = {
+        "NEWSLETTER_VAR_DIR": str(tmp_path),
+        "NEWSLETTER_EVENT_INBOX_APPLIED_DAYS": "30",
+        "NEWSLETTER_EVENT_INBOX_PROBLEM_DAYS": "14",
+    }
+    with pytest.raises(ConfigurationError) as caught:
+        read_settings(environ)
+    assert str(caught.value) == (
+        "NEWSLETTER_EVENT_INBOX_PROBLEM_DAYS: 14 is shorter than "
+        "NEWSLETTER_EVENT_INBOX_APPLIED_DAYS (30): a body kept with a problem is kept at "
+        "least as long as an applied one; raise it"
+    )
+    same = read_settings({**environ, "NEWSLETTER_EVENT_INBOX_PROBLEM_DAYS": "30"})
+    assert (same.event_inbox_applied_days, same.event_inbox_problem_days) == (30, 30)
+    defaults = read_settings({"NEWSLETTER_VAR_DIR": str(tmp_path)})
+    assert (defaults.event_inbox_applied_days, defaults.event_inbox_problem_days) == (7, 90)

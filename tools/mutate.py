@@ -125,6 +125,7 @@ TESTS: dict[str, list[str]] = {
     "newsletter/tracking/links.py": ["tests/test_tracking_core.py"],
     "newsletter/tracking/tokens.py": ["tests/test_tracking_core.py"],
     "newsletter/events/parsing.py": ["tests/test_events_parsing.py"],
+    "newsletter/events/redaction.py": ["tests/test_events_redaction.py"],
     "newsletter/attention/cap.py": ["tests/test_attention_core.py"],
     "newsletter/attention/priority.py": ["tests/test_attention_core.py"],
     "newsletter/attention/decide.py": [

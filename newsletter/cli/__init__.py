@@ -62,8 +62,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
 def serve(host: str, port: int, no_scheduler: bool) -> None:
     """Run the web surface and the scheduler (applies pending migrations first).
 
-    The scheduler's jobs and the confirmation emails run in a background process that
-    serve starts beside the web server and that ends with it.
+    The scheduler's jobs, the confirmation emails and applying SendGrid's event batches
+    run in a background process that serve starts beside the web server and that ends
+    with it.
     """
     import uvicorn
 
@@ -85,11 +86,16 @@ def serve(host: str, port: int, no_scheduler: bool) -> None:
     state = click.get_current_context().find_object(State)
     verbose = state is not None and state.verbose
     level = "info" if verbose else "warning"
-    # The scheduler's jobs and the confirmations run in a process of their own, so this
-    # one only answers requests and writes (newsletter/cli/background.py).
+    # The scheduler's jobs, the confirmations and the event drain run in a process of
+    # their own, so this one only answers requests and writes (newsletter/cli/background.py).
     background = BackgroundProcess.start(scheduler=not no_scheduler, verbose=verbose)
     config = uvicorn.Config(
-        create_web_app(app, wake_sender=background.wake, background_problem=background.problem),
+        create_web_app(
+            app,
+            wake_sender=background.wake,
+            wake_events=background,
+            background_problem=background.problem,
+        ),
         log_level=level,
         log_config=None,
         proxy_headers=UVICORN_PROXY_HEADERS,

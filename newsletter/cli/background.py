@@ -1,13 +1,16 @@
 """The background process ``newsletter serve`` runs beside uvicorn.
 
-The web process only answers requests and writes; every email is built and sent here:
-the scheduler's jobs (unless ``serve --no-scheduler``) and the confirmations, woken
-through a pipe (``newsletter.confirmations.run_sender``). ``BackgroundProcess.start()``
-starts ``python -m newsletter.cli.background`` with that pipe as its standard input;
-``wake()`` (never blocking, safe from any thread) writes one byte to it after a commit
-that queued a confirmation. ``close()`` closes the pipe: the child serves what it was
-woken for, stops its scheduler (letting running jobs finish) and exits. If the web process
-dies, the pipe closes the same way, so the child never outlives its server. If the child
+The web process only answers requests and writes; every email is built and sent here,
+and SendGrid's event batches are applied here: the scheduler's jobs (unless ``serve
+--no-scheduler``), the confirmations and the event inbox's drain, woken through a pipe
+(``newsletter.wakeups.WakeLoop``). ``BackgroundProcess.start()`` starts ``python -m
+newsletter.cli.background`` with that pipe as its standard input; ``wake()`` (never
+blocking, safe from any thread) writes one byte to it after a commit that queued a
+confirmation, ``wake_events()`` another after a webhook body was committed to the inbox.
+``close()`` closes the pipe: the child serves what it was woken for (a drain stops after
+its current transaction: the rest stays pending), stops its scheduler (letting running
+jobs finish) and exits. If the web process dies, the pipe closes the same way, so the
+child never outlives its server. If the child
 dies, the server starts another (after 1 s, doubling to 60 s while children keep dying
 young) and ``/healthz`` answers ``degraded`` meanwhile: nothing is lost, the rows stay
 queued and every child makes a pass at start.
@@ -33,9 +36,9 @@ import time
 from typing import IO
 
 from newsletter.app import App
-from newsletter.confirmations import run_sender
 from newsletter.logs import configure_logging
 from newsletter.settings import read_secret_key, read_settings
+from newsletter.wakeups import CONFIRMATIONS, EVENTS, WEBHOOKS_BUSY, WEBHOOKS_IDLE, WakeLoop
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +102,28 @@ class BackgroundProcess:
 
     def wake(self) -> None:
         """Ask for a confirmation pass (after the commit that queued one)."""
+        self._write(CONFIRMATIONS)
+
+    def wake_events(self) -> None:
+        """Ask for a drain of the event inbox (after the commit that stored a body)."""
+        self._write(EVENTS)
+
+    def webhooks_busy(self, busy: bool) -> None:
+        """Webhook requests started being answered (True) / none is any more (False): the
+        child's drain defers to them."""
+        self._write(WEBHOOKS_BUSY if busy else WEBHOOKS_IDLE)
+
+    def _write(self, kind: bytes) -> None:
         with self._lock:
             pipe, process = self._pipe, self.process
         if pipe is None:
             return
         try:
-            os.write(pipe.fileno(), b"w")
+            os.write(pipe.fileno(), kind)
         except BlockingIOError:
-            return  # the pipe is full of wake-ups not read yet: one more changes nothing
+            # The pipe is full of wake-ups not read yet: the child reads them all before
+            # its next passes, and the poll makes a pass of every kind anyway.
+            return
         except (OSError, ValueError) as exc:  # the child is gone (or its pipe was closed)
             with self._lock:
                 first = not self._broken and process is self.process
@@ -115,7 +132,8 @@ class BackgroundProcess:
                 then = (
                     "a new one is being started"
                     if self._command is not None
-                    else "confirmations stay queued until it runs again"
+                    else "confirmations and SendGrid event batches stay queued until it runs "
+                    "again (or a worker's jobs take them)"
                 )
                 log.error(
                     "the background process (pid %d) cannot be woken (%s); %s",
@@ -220,7 +238,7 @@ def _exit_reason(code: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The child: confirmations (and jobs) for as long as standard input is open."""
+    """The child: confirmations, the event inbox (and jobs) while standard input is open."""
     from newsletter.scheduling import start_scheduler
 
     arguments = sys.argv[1:] if argv is None else argv
@@ -231,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     app = App(settings)
     scheduler = start_scheduler(app) if SCHEDULER_FLAG in arguments else None
     try:
-        run_sender(app, sys.stdin.fileno(), clock=app.clock)
+        WakeLoop(app, sys.stdin.fileno(), clock=app.clock).run()
     finally:
         if scheduler is not None:
             scheduler.shutdown(wait=True)

@@ -22,7 +22,8 @@ right after the answer and by the worker's ``events`` job.
   is not the body's fault: the drain stops and leaves everything pending.
 * **Personal data.** The raw body holds addresses and IPs, which the stored events do not
   keep: an applied body is emptied in the same transaction. A body with a problem keeps
-  its bytes (to look at, or to retry with ``newsletter events inbox --retry``).
+  its bytes (to look at, or to retry with ``newsletter events inbox --retry``), except
+  the addresses ``forget`` erased (``forget_address``).
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
@@ -42,6 +43,7 @@ from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.errors import NewsletterError
 from newsletter.events.parsing import EventPayloadError, parse_batch
+from newsletter.events.redaction import redact_address
 from newsletter.events.store import store_events
 from newsletter.json_input import JsonInputError, load_json
 from newsletter.models import EventInbox
@@ -60,6 +62,10 @@ log = logging.getLogger(__name__)
 # verify-only app. ``busy`` keeps the knob for a larger value.
 POSTGRES_BODIES = 1
 SQLITE_BODIES = 1
+# Pruning: rows deleted per transaction, and transactions per ``events`` run (a backlog,
+# as after the upgrade that brought pruning, is worked off over several runs).
+PRUNE_BATCH = 1000
+PRUNE_MAX_BATCHES = 100
 # The database is unreachable, busy or chose this drain as a deadlock victim: not the
 # body's fault, so it stays pending.
 TRANSIENT = (OperationalError, InterfaceError, PoolTimeoutError)
@@ -209,6 +215,74 @@ def inbox_rows(session: Session, *, problems_only: bool = False) -> list[InboxRo
         query = query.where(_TABLE.c.problem.is_not(None))
     rows = session.execute(query.order_by(_TABLE.c.id)).all()
     return [InboxRow(r.id, r.received_at, r.problem, len(r.body)) for r in rows]
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    applied: int = 0  # applied bodies deleted
+    problems: int = 0  # bodies kept with a problem deleted
+    done: bool = True  # False: ``max_batches`` ran out with more to delete (the next run goes on)
+
+
+def prune(
+    app: App,
+    *,
+    now: datetime,
+    applied_days: int,
+    problem_days: int,
+    batch: int = PRUNE_BATCH,
+    max_batches: int = PRUNE_MAX_BATCHES,
+) -> PruneReport:
+    """Delete applied bodies applied more than ``applied_days`` before ``now``, then bodies
+    kept with a problem received more than ``problem_days`` before it, ``batch`` rows per
+    transaction (never one long transaction holding the table), at most ``max_batches``
+    transactions in all. Pending bodies are never deleted."""
+    applied = _TABLE.c.applied_at < now - timedelta(days=applied_days)
+    kept = (
+        _TABLE.c.applied_at.is_(None),  # the few rows not applied (``ix_event_inbox_applied_at``)
+        _TABLE.c.problem.is_not(None),
+        _TABLE.c.received_at < now - timedelta(days=problem_days),
+    )
+    kinds = (
+        select(_TABLE.c.id).where(applied).order_by(_TABLE.c.applied_at),
+        select(_TABLE.c.id).where(*kept).order_by(_TABLE.c.id),
+    )
+    deleted = [0, 0]
+    batches = 0
+    for kind, oldest_first in enumerate(kinds):
+        while True:
+            if batches == max_batches:
+                return PruneReport(deleted[0], deleted[1], done=False)
+            batches += 1
+            oldest = oldest_first.limit(batch)
+            with transaction(app.sessions) as session:
+                result: Any = session.execute(delete(_TABLE).where(_TABLE.c.id.in_(oldest)))
+            deleted[kind] += int(result.rowcount)
+            if result.rowcount < batch:
+                break
+    return PruneReport(deleted[0], deleted[1])
+
+
+def forget_address(session: Session, email: str) -> int:
+    """Erase ``email`` (normalised) from every body not applied yet, pending or kept with a
+    problem (``redact_address``; does not commit); how many bodies changed.
+
+    Applied bodies are empty already. A pending body is redacted too rather than applied
+    here (``forget`` would otherwise wait for a backlog the drain has not reached): its
+    other events are applied later as they would have been, the address's own without it.
+    On PostgreSQL the rows are locked (``FOR UPDATE``, waiting for a drain applying one:
+    it is then applied and empty, and left out); a drain skips them until the commit."""
+    query = select(_TABLE.c.id, _TABLE.c.body).where(_TABLE.c.applied_at.is_(None))
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+    changed = 0
+    for row_id, body in session.execute(query.order_by(_TABLE.c.id)).all():
+        kept = bytes(body)
+        redacted = redact_address(kept, email)
+        if redacted != kept:
+            session.execute(update(_TABLE).where(_TABLE.c.id == row_id).values(body=redacted))
+            changed += 1
+    return changed
 
 
 def retry(session: Session, ids: Sequence[int]) -> int:

@@ -204,6 +204,11 @@ def _storable(value: Any) -> Any:
     return value
 
 
+def event_email(raw: str | None) -> str | None:
+    """An event's ``email`` as the drain normalises it (``None`` when blank)."""
+    return _normalise(raw)
+
+
 def _normalise(raw: str | None) -> str | None:
     if raw is None:
         return None

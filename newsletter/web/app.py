@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import FastAPI, Query, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -45,6 +45,9 @@ from newsletter.web.openapi import SUBSCRIBE_BODY, TOKEN_FORM_BODY
 from newsletter.web.pages import page
 from newsletter.web.pump import Pump
 from newsletter.web.rate_limit import MovingWindow, read_limits
+
+if TYPE_CHECKING:
+    from newsletter.web.webhooks import EventWakeups
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +110,7 @@ def create_web_app(
     *,
     clock: Clock = _utcnow,
     wake_sender: Callable[[], None] | None = None,
+    wake_events: EventWakeups | None = None,
     background_problem: Callable[[], str | None] = lambda: None,
 ) -> FastAPI:
     """Build the web surface over one ``App``; ``clock`` lets tests choose the time.
@@ -115,7 +119,10 @@ def create_web_app(
     starts one beside uvicorn), woken by this call, which never blocks, after each commit
     that queued one; the request path then only writes. Without it a thread of this
     process sends them (``Pump``), and each answer's background task waits for its email,
-    so a test client sees it sent when the call returns. ``background_problem``: why that
+    so a test client sees it sent when the call returns. ``wake_events`` likewise for the
+    SendGrid event inbox: that process drains it, told when each webhook body is
+    committed and when webhook requests are being answered (``RemoteDrain``); without it
+    a thread of this one drains (``EventDrain``). ``background_problem``: why that
     process is not running right now (``/healthz`` answers ``degraded`` with it)."""
     web = FastAPI(title="newsletter", version=__version__, docs_url=None, redoc_url=None)
     settings = app.settings
@@ -186,10 +193,12 @@ def create_web_app(
     in_flight = [0]  # subscribe requests being answered: the pump defers to them
     pump = Pump(deliver_here, busy=lambda: in_flight[0] > 0)
     writer = GroupCommit(app.sessions, name="subscribe-writer")
-    from newsletter.web.webhooks import EventDrain, sendgrid_webhook_router
+    from newsletter.web.webhooks import EventDrain, RemoteDrain, sendgrid_webhook_router
 
-    events = EventDrain(app, clock=clock)  # applies the SendGrid event inbox
-    web.router.lifespan_context = _closing([pump, events], writer)
+    # Applies the SendGrid event inbox here, unless another process does.
+    events = EventDrain(app, clock=clock) if wake_events is None else RemoteDrain(wake_events)
+    closing: list[_Closable] = [pump, events] if isinstance(events, EventDrain) else [pump]
+    web.router.lifespan_context = _closing(closing, writer)
 
     @web.post(
         "/subscribe",

@@ -4,8 +4,10 @@ Answers (SendGrid retries anything that is not 2xx for 24 hours):
 
 * ``200`` ``{"status": "accepted"}`` once the verified body is committed to
   the event inbox (``newsletter.events.inbox``); the events are parsed, stored once and
-  acted on by the drain, which this process runs in its own thread right after answering
-  (the worker's ``events`` job catches up on anything left);
+  acted on by the drain right after the answer: under ``newsletter serve`` in its
+  background process (``RemoteDrain``: a byte on its pipe wakes it), so the drain never
+  competes with requests for this interpreter; without one (a test client) in a thread of
+  this process (``EventDrain``). The worker's ``events`` job catches up on anything left;
 * ``401`` no signature headers, ``403`` a signature or timestamp that does not verify
   (details in ``newsletter.events.signature``); nothing is stored;
 * ``400`` a verified body that is not shaped like a JSON array (nothing stored: no retry
@@ -30,7 +32,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -50,6 +52,7 @@ from newsletter.events.signature import (
     SignatureError,
     WebhookVerifier,
 )
+from newsletter.wakeups import DRAIN_YIELD_SECONDS
 from newsletter.web.body import read_body
 from newsletter.web.form_input import BadRequest
 from newsletter.web.pump import Pump
@@ -57,10 +60,6 @@ from newsletter.web.pump import Pump
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-# The drain waits while webhook requests are being answered, up to this long before each
-# body: SendGrid's answers first; under an endless flood it still applies about one body
-# (1,000 events) a second here, and the worker's ``events`` job drains the rest.
-DRAIN_YIELD_SECONDS = 1.0
 PATH = "/webhooks/sendgrid"
 
 RESPONSES: dict[int | str, dict[str, object]] = {
@@ -98,9 +97,44 @@ OPENAPI_EXTRA: dict[str, Any] = {
 }
 
 
+class EventWakeups(Protocol):
+    """Another process's drain (``BackgroundProcess``), told what the route does."""
+
+    def wake_events(self) -> None:
+        """A body was committed to the inbox."""
+
+    def webhooks_busy(self, busy: bool) -> None:
+        """Webhook requests started being answered (True) / none is any more (False)."""
+
+
+class RemoteDrain:
+    """The event inbox drained by serve's background process: the route tells it when
+    webhook requests start and stop being answered (only the changes: it defers to them,
+    as ``EventDrain`` does) and when a body was committed (it drains)."""
+
+    def __init__(self, wakeups: EventWakeups) -> None:
+        self.in_flight = 0
+        self._wakeups = wakeups
+
+    def started(self) -> None:
+        self.in_flight += 1
+        if self.in_flight == 1:
+            self._wakeups.webhooks_busy(True)
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight == 0:
+            self._wakeups.webhooks_busy(False)
+
+    def accepted(self) -> BackgroundTask | None:
+        self._wakeups.wake_events()  # never blocks
+        return None
+
+
 class EventDrain:
-    """The web process's drain of the event inbox: a ``Pump`` whose pass applies every
-    pending body, deferring to webhook requests being answered before each one."""
+    """The web process's drain of the event inbox when no background process drains it:
+    a ``Pump`` whose pass applies every pending body, deferring to webhook requests being
+    answered before each one (at most ``DRAIN_YIELD_SECONDS``)."""
 
     def __init__(self, app: App, *, clock: Callable[[], datetime]) -> None:
         self.in_flight = 0  # webhook requests being answered: the drain defers to them
@@ -113,6 +147,18 @@ class EventDrain:
             yield_seconds=DRAIN_YIELD_SECONDS,
             name="sendgrid-events",
         )
+
+    def started(self) -> None:
+        self.in_flight += 1
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+
+    def accepted(self) -> BackgroundTask | None:
+        # Applied by the drain's thread; the background task only waits for that pass, so
+        # the events are applied by the time the ASGI cycle ends (tests rely on it).
+        # SendGrid has its answer before: the response is complete when this task starts.
+        return BackgroundTask(self.pump.wait, self.pump.signal())
 
     def close(self) -> None:
         """Shutting down: the pass under way ends after its current transaction (the rest
@@ -144,10 +190,12 @@ def sendgrid_webhook_router(
     app: App,
     *,
     clock: Callable[[], datetime],
-    events: EventDrain,
+    events: EventDrain | RemoteDrain,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> APIRouter:
-    """The route over one ``App``. A bad public key raises ``ConfigurationError`` here."""
+    """The route over one ``App``, telling ``events`` (this process's drain or another's)
+    about each request and each accepted body. A bad public key raises
+    ``ConfigurationError`` here."""
     router = APIRouter()
     key = app.settings.sendgrid_webhook_public_key.strip()
     verifier = WebhookVerifier(key) if key else None
@@ -155,11 +203,11 @@ def sendgrid_webhook_router(
     @router.post(PATH, responses=RESPONSES, openapi_extra=OPENAPI_EXTRA)
     async def sendgrid_events(request: Request) -> JSONResponse:
         """SendGrid's signed event webhook: verify, keep the body, apply its events soon."""
-        events.in_flight += 1
+        events.started()
         try:
             return await _sendgrid_events(request)
         finally:
-            events.in_flight -= 1
+            events.finished()
 
     async def _sendgrid_events(request: Request) -> JSONResponse:
         if verifier is None:
@@ -188,11 +236,7 @@ def sendgrid_webhook_router(
             # Only a race with a concurrent writer gets here; the retry finds the rows.
             log.exception("sendgrid webhook: conflicting concurrent write; answered 503")
             return _error(503, "a concurrent write conflicted; SendGrid will retry", retry=True)
-        # Applied by the drain's thread; the background task only waits for that pass, so
-        # the events are applied by the time the ASGI cycle ends (tests rely on it).
-        # SendGrid has its answer before: the response is complete when this task starts.
-        background = BackgroundTask(events.pump.wait, events.pump.signal())
-        return JSONResponse({"status": "accepted"}, background=background)
+        return JSONResponse({"status": "accepted"}, background=events.accepted())
 
     return router
 
