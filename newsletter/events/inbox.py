@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
@@ -208,13 +208,14 @@ def _first_line(exc: BaseException) -> str:
 
 def inbox_rows(session: Session, *, problems_only: bool = False) -> list[InboxRow]:
     """Bodies not applied (pending, or kept with a problem), oldest first."""
-    query = select(_TABLE.c.id, _TABLE.c.received_at, _TABLE.c.problem, _TABLE.c.body).where(
+    size = func.length(_TABLE.c.body)  # bytes on both databases; the bodies stay there
+    query = select(_TABLE.c.id, _TABLE.c.received_at, _TABLE.c.problem, size).where(
         _TABLE.c.applied_at.is_(None)
     )
     if problems_only:
         query = query.where(_TABLE.c.problem.is_not(None))
     rows = session.execute(query.order_by(_TABLE.c.id)).all()
-    return [InboxRow(r.id, r.received_at, r.problem, len(r.body)) for r in rows]
+    return [InboxRow(r[0], r[1], r[2], int(r[3])) for r in rows]
 
 
 @dataclass(frozen=True)
