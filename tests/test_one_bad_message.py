@@ -198,3 +198,29 @@ def test_outbox_fails_an_unbuildable_email_alone(tmp_path: Path) -> None:
         "000000000001.eml",
         "000000000003.eml",
     ]
+
+
+def test_outbox_checks_the_bytes_it_writes(tmp_path: Path) -> None:
+    """Handed over without the dispatcher's checks, an email whose built header block
+    reads back with an extra line (a To value whose encoded word decodes to CR LF) fails
+    alone: no file holds it."""
+    mailer = OutboxMailer(tmp_path)
+    results = mailer.send_batch([sample(1), sample(2, to_email=ENCODED_ADDRESS), sample(3)])
+    assert [r.status for r in results] == [SendStatus.SENT, SendStatus.FAILED, SendStatus.SENT]
+    assert results[1].error == "outbox: the built email's To header holds a line break"
+    assert sorted(p.name for p in tmp_path.glob("*.eml")) == [
+        "000000000001.eml",
+        "000000000003.eml",
+    ]
+    assert all(ENCODED_ADDRESS.encode() not in p.read_bytes() for p in tmp_path.glob("*"))
+
+
+def test_outbox_writes_the_bytes_it_checked(tmp_path: Path) -> None:
+    """Each email is built once: the file is the checked build (same Message-ID, which
+    is made at build time when the email has none)."""
+    mailer = OutboxMailer(tmp_path)
+    [result] = mailer.send_batch([sample(4, message_id=None)])
+    written = (tmp_path / "000000000004.eml").read_bytes()
+    assert result.status is SendStatus.SENT
+    assert f"Message-ID: <{result.provider_message_id}>\r\n".encode() in written
+    assert mime_problem(sample(4)) is None

@@ -1,9 +1,10 @@
 """Is an email fit to hand to a backend? Checks every backend needs (pure).
 
 The dispatcher runs ``message_problem`` (and the backend's own ``problem`` when it has
-one, e.g. ``delivery.mime.mime_problem`` for SMTP and the outbox) on each email before
-its chunk is handed over: an email that fails is recorded ``failed`` with the reason and
-the rest of the chunk goes out.
+one, e.g. SendGrid's) on each email before its chunk is handed over: an email that fails
+is recorded ``failed`` with the reason and the rest of the chunk goes out. SMTP and the
+outbox check the very bytes they send as they build them (``mime.build_checked``), with
+the same outcome for an email that fails.
 """
 
 from __future__ import annotations

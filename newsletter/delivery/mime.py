@@ -122,7 +122,32 @@ def _bytes_problem(message: OutgoingEmail, *, utf8: bool) -> str | None:
         block, _ = _header_block(message, utf8, _boundary((message.text, message.html)))
         return _read_back(message, block.encode("utf-8"))
     except BUILD_ERRORS as exc:  # building, or reading back what a value decodes to
-        return f"cannot build the email: {type(exc).__name__}: {exc}"
+        return _cannot_build(exc)
+
+
+def _cannot_build(exc: Exception) -> str:
+    return f"cannot build the email: {type(exc).__name__}: {exc}"
+
+
+def build_checked(
+    message: OutgoingEmail, *, utf8: bool = False, eight_bit: bool = True
+) -> BuiltMessage | str:
+    """``build_bytes``, and the header block of those very bytes read back as
+    ``mime_problem`` reads it: the built message, or (a ``str``) why it cannot go out.
+
+    What a backend sends or writes: each email is built once and the bytes that leave
+    are the bytes checked (``mime_problem`` checks every form a backend may pick; a
+    backend checks the one it picked).
+    """
+    try:
+        built = build_bytes(message, utf8=utf8, eight_bit=eight_bit)
+        # Every parser's headers end at the first empty line: up to the first CRLF CRLF
+        # (or earlier, where a bare CR or LF pair would end them) is all it reads.
+        head = built.data[: built.data.find(b"\r\n\r\n") + 4]
+        problem = _read_back(message, head)
+    except BUILD_ERRORS as exc:
+        return _cannot_build(exc)
+    return built if problem is None else problem
 
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
