@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 
 from newsletter.app import App
 from newsletter.bound_lists import in_list, not_in_list
-from newsletter.db import transaction
+from newsletter.db import make_engine, transaction
 from newsletter.models import Delivery, Subscriber
 from tests.factories import add_subscriber
 
@@ -94,3 +94,17 @@ def test_an_id_list_has_its_columns_own_type(app: App) -> None:
         True,
         True,
     ]
+
+
+@pytest.mark.postgres
+def test_postgres_plans_each_statement_with_its_list(postgres_url: str) -> None:
+    """A statement the driver has prepared is still planned with the array it is given
+    (a generic plan cannot hash the list: every row against every id)."""
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+            conn.rollback()  # the setting outlives the transactions of the connection
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    finally:
+        engine.dispose()
