@@ -21,7 +21,7 @@ from sqlalchemy import select
 from newsletter.app import App
 from newsletter.cli import main
 from newsletter.db import transaction
-from newsletter.delivery.base import OutgoingEmail, SendStatus
+from newsletter.delivery.base import OutgoingEmail, SendStatus, Skeleton
 from newsletter.delivery.checks import message_problem
 from newsletter.delivery.mime import mime_problem
 from newsletter.delivery.outbox import OutboxMailer
@@ -224,3 +224,39 @@ def test_outbox_writes_the_bytes_it_checked(tmp_path: Path) -> None:
     assert result.status is SendStatus.SENT
     assert f"Message-ID: <{result.provider_message_id}>\r\n".encode() in written
     assert mime_problem(sample(4)) is None
+
+
+def planned(value: str, *, skeleton_html: str = "<p>Hello %%nl:first_name%%</p>") -> OutgoingEmail:
+    """An email made from a batch skeleton: its html is the skeleton with ``value``."""
+    html = skeleton_html.replace("%%nl:first_name%%", value)
+    skeleton = Skeleton("A tip", skeleton_html, "Hello", (("%%nl:first_name%%", value),))
+    return sample(1, html=html, skeleton=skeleton)
+
+
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        pytest.param(planned("Zoë"), None, id="fine"),
+        pytest.param(
+            planned("Z\ud800"),
+            "the html part holds a character UTF-8 cannot encode at position 10",
+            id="in-a-value",
+        ),
+        pytest.param(
+            planned("Zoë", skeleton_html="<p>\udfff %%nl:first_name%%</p>"),
+            "the html part holds a character UTF-8 cannot encode at position 3",
+            id="in-the-skeleton",
+        ),
+        pytest.param(
+            replace(planned("Zoë"), text="Hi \ud800", skeleton=None),
+            "the text part holds a character UTF-8 cannot encode at position 3",
+            id="no-skeleton",
+        ),
+    ],
+)
+def test_message_problem_of_an_email_made_from_a_skeleton(
+    email: OutgoingEmail, problem: str | None
+) -> None:
+    """The parts of a batch's emails are checked through their shared skeleton (once) and
+    each email's values; any doubt and the whole part is checked, with its position."""
+    assert message_problem(email) == problem
