@@ -186,6 +186,15 @@ def test_mime_problem_catches_what_the_email_package_would_decode() -> None:
     )
 
 
+def test_mime_problem_names_a_value_the_header_block_cannot_carry() -> None:
+    """An address UTF-8 cannot encode (it skipped ``message_problem``) is refused, with the
+    reason, by building the header block, as the backends would fail it."""
+    assert mime_problem(sample(1, to_email="a\ud800@example.org")) == (
+        "cannot build the email: UnicodeEncodeError: 'utf-8' codec can't encode character "
+        "'\\ud800' in position 62: surrogates not allowed"
+    )
+
+
 def test_outbox_fails_an_unbuildable_email_alone(tmp_path: Path) -> None:
     """Handed over anyway, the outbox fails the one email and writes the others."""
     mailer = OutboxMailer(tmp_path)

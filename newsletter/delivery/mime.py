@@ -141,13 +141,17 @@ def build_checked(
     """
     try:
         built = build_bytes(message, utf8=utf8, eight_bit=eight_bit)
-        # Every parser's headers end at the first empty line: up to the first CRLF CRLF
-        # (or earlier, where a bare CR or LF pair would end them) is all it reads.
-        head = built.data[: built.data.find(b"\r\n\r\n") + 4]
-        problem = _read_back(message, head)
+        problem = _read_back(message, _head(built.data))
     except BUILD_ERRORS as exc:
         return _cannot_build(exc)
     return built if problem is None else problem
+
+
+def _head(data: bytes) -> bytes:
+    """The header block of built bytes and its empty line: every parser's headers end at
+    the first empty line, so up to the first CRLF CRLF (or earlier, where a bare CR or LF
+    pair would end them) is all it reads."""
+    return data[: data.find(b"\r\n\r\n") + 4]
 
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])")
