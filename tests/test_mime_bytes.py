@@ -355,3 +355,19 @@ def test_a_plain_email_is_read_back_without_the_parser(library: ContentLibrary) 
     head = _head(data)
     assert head == data[: data.index(b"\r\n\r\n") + 4]
     assert _simple_fields(head.decode()) is not None
+
+
+def test_build_checked_builds_what_the_outbox_writes_by_default(library: ContentLibrary) -> None:
+    """``build_checked`` with no options is ``build_bytes`` with none: names as RFC 2047
+    words (ASCII headers), UTF-8 parts as 8bit; and the very bytes, once."""
+    from newsletter.delivery.mime import BuiltMessage, _head, build_checked
+
+    message = composed(library, "tips/meet-your-ql", "Zoë")
+    built = build_checked(message)
+    assert isinstance(built, BuiltMessage)
+    assert view(built.data) == view(build_bytes(message).data)
+    assert _head(built.data).isascii()
+    assert b"Content-Transfer-Encoding: 8bit" in built.data
+    assert build_checked(replace(message, to_email="=?utf-8?q?=0d=0a?=@example.org")) == (
+        "the built email's To header holds a line break"
+    )
