@@ -119,9 +119,7 @@ def run_project(app: App, batch_size: int) -> tuple[float, os.times_result, int]
             break
     seconds = time.perf_counter() - started
     after = os.times()
-    cpu = os.times_result(
-        (after.user - before.user, after.system - before.system, 0.0, 0.0, 0.0)
-    )
+    cpu = os.times_result((after.user - before.user, after.system - before.system, 0.0, 0.0, 0.0))
     with app.sessions() as session:
         sent = session.scalar(select(func.count()).where(Delivery.status == "sent")) or 0
         others = session.execute(

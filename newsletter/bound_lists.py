@@ -5,13 +5,13 @@ An expanding ``IN`` of a thousand ids is re-rendered by SQLAlchemy on every exec
 cost more than the statements themselves. Here the list travels as one value:
 ``= ANY(CAST(:v AS bigint[]))`` on PostgreSQL, ``IN (SELECT value FROM json_each(:v))`` on
 SQLite. The statement text is the same whatever the list's length, so it is compiled once
-per process.
+per process. An empty list matches nothing (``in_list``) or everything (``not_in_list``),
+as an expanding ``IN`` does.
 
 On PostgreSQL an id list is an array of the column's own type (``integer[]`` for an
 ``integer`` column): ``integer = ANY(bigint[])`` is a cross-type operator PostgreSQL cannot
 hash, so a filter on it compares every row with every item of the list (a thousand ids
-over twenty thousand rows: 90 ms where the hashed one takes 4 ms, issue 19). An empty list matches nothing (``in_list``) or everything (``not_in_list``),
-as an expanding ``IN`` does.
+over twenty thousand rows: 90 ms where the hashed one takes 4 ms, issue 19).
 """
 
 from __future__ import annotations
@@ -20,8 +20,19 @@ import json
 from collections.abc import Collection
 from typing import Any, Literal
 
-from sqlalchemy import BIGINT, INTEGER, TEXT, BigInteger, ColumnElement, Integer, Text, all_, any_
-from sqlalchemy import bindparam, text
+from sqlalchemy import (
+    BIGINT,
+    INTEGER,
+    TEXT,
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Text,
+    all_,
+    any_,
+    bindparam,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
