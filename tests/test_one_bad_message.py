@@ -235,11 +235,17 @@ def test_outbox_writes_the_bytes_it_checked(tmp_path: Path) -> None:
     assert mime_problem(sample(4)) is None
 
 
-def planned(value: str, *, skeleton_html: str = "<p>Hello %%nl:first_name%%</p>") -> OutgoingEmail:
-    """An email made from a batch skeleton: its html is the skeleton with ``value``."""
+def planned(
+    value: str,
+    *,
+    skeleton_html: str = "<p>Hello %%nl:first_name%%</p>",
+    skeleton_text: str = "Hello",
+) -> OutgoingEmail:
+    """An email made from a batch skeleton: its parts are the skeleton's with ``value``."""
     html = skeleton_html.replace("%%nl:first_name%%", value)
-    skeleton = Skeleton("A tip", skeleton_html, "Hello", (("%%nl:first_name%%", value),))
-    return sample(1, html=html, skeleton=skeleton)
+    text = skeleton_text.replace("%%nl:first_name%%", value)
+    skeleton = Skeleton("A tip", skeleton_html, skeleton_text, (("%%nl:first_name%%", value),))
+    return sample(1, html=html, text=text, skeleton=skeleton)
 
 
 @pytest.mark.parametrize(
@@ -257,6 +263,11 @@ def planned(value: str, *, skeleton_html: str = "<p>Hello %%nl:first_name%%</p>"
             id="in-the-skeleton",
         ),
         pytest.param(
+            planned("Zoë", skeleton_text="Hi \udfff %%nl:first_name%%"),
+            "the text part holds a character UTF-8 cannot encode at position 3",
+            id="in-the-skeleton-text",
+        ),
+        pytest.param(
             replace(planned("Zoë"), text="Hi \ud800", skeleton=None),
             "the text part holds a character UTF-8 cannot encode at position 3",
             id="no-skeleton",
@@ -269,3 +280,22 @@ def test_message_problem_of_an_email_made_from_a_skeleton(
     """The parts of a batch's emails are checked through their shared skeleton (once) and
     each email's values; any doubt and the whole part is checked, with its position."""
     assert message_problem(email) == problem
+
+
+@pytest.mark.parametrize(
+    ("email", "known"),
+    [
+        pytest.param(sample(1), False, id="no-skeleton"),
+        pytest.param(planned("Zoë"), True, id="fine"),
+        pytest.param(planned("Z\ud800"), False, id="in-a-value"),
+        pytest.param(planned("Zoë", skeleton_html="<p>\udfff</p>"), False, id="in-the-html"),
+        pytest.param(planned("Zoë", skeleton_text="\udfff"), False, id="in-the-text"),
+    ],
+)
+def test_the_parts_of_a_skeleton_email_are_known_to_encode_without_a_pass(
+    email: OutgoingEmail, known: bool
+) -> None:
+    """The fast path is taken for a batch's emails (the parts are not read whole)."""
+    from newsletter.delivery.checks import _skeleton_encodable
+
+    assert _skeleton_encodable(email) is known
