@@ -7,6 +7,11 @@ cost more than the statements themselves. Here the list travels as one value:
 SQLite. The statement text is the same whatever the list's length, so it is compiled once
 per process. An empty list matches nothing (``in_list``) or everything (``not_in_list``),
 as an expanding ``IN`` does.
+
+On PostgreSQL an id list is an array of the column's own type (``integer[]`` for an
+``integer`` column): ``integer = ANY(bigint[])`` is a cross-type operator PostgreSQL cannot
+hash, so a filter on it compares every row with every item of the list (a thousand ids
+over twenty thousand rows: 90 ms where the hashed one takes 4 ms, issue 19).
 """
 
 from __future__ import annotations
@@ -15,7 +20,19 @@ import json
 from collections.abc import Collection
 from typing import Any, Literal
 
-from sqlalchemy import BIGINT, TEXT, ColumnElement, Text, all_, any_, bindparam, text
+from sqlalchemy import (
+    BIGINT,
+    INTEGER,
+    TEXT,
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Text,
+    all_,
+    any_,
+    bindparam,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -27,7 +44,7 @@ def in_list(
 ) -> ColumnElement[bool]:
     """SQL for ``column IN values`` with ``values`` bound as one parameter."""
     if _postgres(session):
-        return column == any_(_array(values, kind))  # type: ignore[no-any-return]
+        return column == any_(_array(column, values, kind))  # type: ignore[no-any-return]
     return column.in_(_json_each(values, kind))  # type: ignore[no-any-return]
 
 
@@ -36,7 +53,7 @@ def not_in_list(
 ) -> ColumnElement[bool]:
     """SQL for ``column NOT IN values`` with ``values`` bound as one parameter."""
     if _postgres(session):
-        return column != all_(_array(values, kind))  # type: ignore[no-any-return]
+        return column != all_(_array(column, values, kind))  # type: ignore[no-any-return]
     return column.not_in(_json_each(values, kind))  # type: ignore[no-any-return]
 
 
@@ -44,9 +61,19 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _array(values: Collection[int] | Collection[str], kind: Kind) -> Any:
-    element = BIGINT() if kind == "bigint" else TEXT()
-    return bindparam(None, list(values), type_=ARRAY(element))
+def _array(column: Any, values: Collection[int] | Collection[str], kind: Kind) -> Any:
+    return bindparam(None, list(values), type_=ARRAY(_element(column, kind)))
+
+
+def _element(column: Any, kind: Kind) -> Any:
+    """The array's element type: the column's own integer type, so the comparison has
+    one type on both sides (hashable); ``bigint`` when the column's is not known."""
+    if kind == "text":
+        return TEXT()
+    own = getattr(column, "type", None)
+    if isinstance(own, Integer) and not isinstance(own, BigInteger):
+        return INTEGER()
+    return BIGINT()
 
 
 def _json_each(values: Collection[int] | Collection[str], kind: Kind) -> Any:

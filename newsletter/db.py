@@ -64,7 +64,28 @@ def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) ->
         sqlite_writers.install(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    if parsed.get_backend_name() == "postgresql":
+        event.listen(engine, "connect", _postgres_settings)
+    return engine
+
+
+def _postgres_settings(dbapi_connection: Any, _record: Any) -> None:
+    """Every statement is planned with the values it is given (a custom plan).
+
+    The id lists travel as one array (``bound_lists``); PostgreSQL hashes ``= ANY`` and
+    ``<> ALL`` over an array only when it knows the array while planning. The driver
+    prepares a statement run often, and after five runs PostgreSQL may keep one generic
+    plan for it, array unknown: a filter then compares every row with every id (the
+    attention read went from 5 ms to 206 ms mid-run once autovacuum had analysed the
+    table, issue 19). Planning takes well under a millisecond.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SET plan_cache_mode = force_custom_plan")
+    finally:
+        cursor.close()
+    dbapi_connection.commit()
 
 
 def check_sqlite_version(version: tuple[int, ...]) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.engine import Connection
 
 from newsletter.app import App
 from newsletter.bound_lists import in_list, not_in_list
-from newsletter.db import transaction
-from newsletter.models import Subscriber
+from newsletter.db import make_engine, transaction
+from newsletter.models import Delivery, Subscriber
 from tests.factories import add_subscriber
 
 
@@ -65,3 +65,46 @@ def test_a_list_travels_as_one_parameter_and_one_statement_text(app: App) -> Non
     for params in (small_params, large_params):
         values = list(params.values()) if isinstance(params, dict) else list(params)  # type: ignore[call-overload]
         assert len(values) == 1
+
+
+def test_an_id_list_has_its_columns_own_type(app: App) -> None:
+    """On PostgreSQL an ``integer`` column is compared with an ``integer[]`` (one type:
+    the comparison can be hashed), a ``bigint`` one with a ``bigint[]``; the same rows
+    either way."""
+    seen: list[str] = []
+
+    def record(_conn: Connection, _cursor: object, statement: str, *_: object) -> None:
+        seen.append(statement)
+
+    engine = app.sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with app.sessions() as session:
+            session.scalars(select(Subscriber.id).where(in_list(session, Subscriber.id, [1])))
+            session.scalars(select(Delivery.id).where(not_in_list(session, Delivery.id, [1])))
+            session.scalars(
+                select(Delivery.id).where(in_list(session, Delivery.subscriber_id, [1]))
+            )
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    if engine.dialect.name != "postgresql":
+        return
+    assert ["INTEGER[]" in seen[0], "BIGINT[]" in seen[1], "INTEGER[]" in seen[2]] == [
+        True,
+        True,
+        True,
+    ]
+
+
+@pytest.mark.postgres
+def test_postgres_plans_each_statement_with_its_list(postgres_url: str) -> None:
+    """A statement the driver has prepared is still planned with the array it is given
+    (a generic plan cannot hash the list: every row against every id)."""
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+            conn.rollback()  # the setting outlives the transactions of the connection
+            assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_custom_plan"
+    finally:
+        engine.dispose()

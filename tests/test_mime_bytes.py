@@ -283,3 +283,91 @@ def test_values_outside_the_plain_form_go_to_the_parser(value: str) -> None:
     from newsletter.delivery.mime import _PLAIN_TO
 
     assert _PLAIN_TO.fullmatch(value) is None
+
+
+def _parser_fields(block: str) -> tuple[list[tuple[str, str]], str, str]:
+    """What ``_read_back`` reads with the parser: (name, decoded value) pairs, the
+    content type and the first To value."""
+    from newsletter.delivery.mime import _decoded
+
+    parsed = email.parser.Parser(policy=email.policy.compat32).parsestr(block, headersonly=True)
+    fields = [(name, _decoded(value)) for name, value in parsed.items()]
+    return fields, parsed.get_content_type(), str(parsed["To"])
+
+
+_field_names = st.one_of(
+    st.sampled_from(["Subject", "To", "Content-Type", "content-type", "TO", "From ", "X"]),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=8),
+)
+_field_values = st.one_of(
+    st.sampled_from(
+        ['multipart/alternative; boundary="b"', " Text/Plain", "a/b/c", "=?utf-8?q?a?=", ""]
+    ),
+    st.lists(st.sampled_from([*"aZ :;/=?<>@\t\r\n\"'", "From "]), max_size=12).map("".join),
+    st.text(alphabet=st.characters(min_codepoint=0, max_codepoint=127), max_size=20),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(fields=st.lists(st.tuples(_field_names, _field_values), min_size=1, max_size=6))
+def test_simple_header_blocks_read_as_the_parser_reads_them(
+    fields: list[tuple[str, str]],
+) -> None:
+    """``mime._read_back`` skips the parser for a block of simple lines: the same
+    fields, content type and To value either way; a block that is not simple goes to the
+    parser."""
+    from newsletter.delivery.mime import _content_type, _first, _simple_fields
+
+    block = "\r\n".join(f"{name}:{value}" for name, value in fields) + "\r\n\r\n"
+    simple = _simple_fields(block)
+    if simple is None:
+        return
+    expected, content_type, to = _parser_fields(block)
+    assert simple == expected
+    assert _content_type(_first(simple, "content-type")) == content_type
+    assert str(_first(simple, "to")) == to
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        "Subject: a\r\n b\r\n\r\n",  # a fold
+        "Subject: =?utf-8?q?a?=\r\n\r\n",  # an encoded word
+        "Subject: a\tb\r\n\r\n",  # a tab
+        "Subject: a\nTo: b\r\n\r\n",  # a bare LF
+        "From x@y.z\r\nSubject: a\r\n\r\n",  # an envelope line
+        ": a\r\n\r\n",  # no name
+        "Subject: a\r\n",  # no empty line
+        "Subject: \u00e9\r\n\r\n",  # not ASCII
+    ],
+)
+def test_blocks_that_are_not_simple_go_to_the_parser(block: str) -> None:
+    from newsletter.delivery.mime import _simple_fields
+
+    assert _simple_fields(block) is None
+
+
+def test_a_plain_email_is_read_back_without_the_parser(library: ContentLibrary) -> None:
+    """The common case (ASCII names and subject) takes the fast reading."""
+    from newsletter.delivery.mime import _head, _simple_fields
+
+    data = build_bytes(composed(library, "tips/meet-your-ql", "O'Brien & <Sons>")).data
+    head = _head(data)
+    assert head == data[: data.index(b"\r\n\r\n") + 4]
+    assert _simple_fields(head.decode()) is not None
+
+
+def test_build_checked_builds_what_the_outbox_writes_by_default(library: ContentLibrary) -> None:
+    """``build_checked`` with no options is ``build_bytes`` with none: names as RFC 2047
+    words (ASCII headers), UTF-8 parts as 8bit; and the very bytes, once."""
+    from newsletter.delivery.mime import BuiltMessage, _head, build_checked
+
+    message = composed(library, "tips/meet-your-ql", "Zoë")
+    built = build_checked(message)
+    assert isinstance(built, BuiltMessage)
+    assert view(built.data) == view(build_bytes(message).data)
+    assert _head(built.data).isascii()
+    assert b"Content-Transfer-Encoding: 8bit" in built.data
+    assert build_checked(replace(message, to_email="=?utf-8?q?=0d=0a?=@example.org")) == (
+        "the built email's To header holds a line break"
+    )

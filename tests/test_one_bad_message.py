@@ -21,7 +21,7 @@ from sqlalchemy import select
 from newsletter.app import App
 from newsletter.cli import main
 from newsletter.db import transaction
-from newsletter.delivery.base import OutgoingEmail, SendStatus
+from newsletter.delivery.base import OutgoingEmail, SendStatus, Skeleton
 from newsletter.delivery.checks import message_problem
 from newsletter.delivery.mime import mime_problem
 from newsletter.delivery.outbox import OutboxMailer
@@ -186,6 +186,15 @@ def test_mime_problem_catches_what_the_email_package_would_decode() -> None:
     )
 
 
+def test_mime_problem_names_a_value_the_header_block_cannot_carry() -> None:
+    """An address UTF-8 cannot encode (it skipped ``message_problem``) is refused, with the
+    reason, by building the header block, as the backends would fail it."""
+    assert mime_problem(sample(1, to_email="a\ud800@example.org")) == (
+        "cannot build the email: UnicodeEncodeError: 'utf-8' codec can't encode character "
+        "'\\ud800' in position 62: surrogates not allowed"
+    )
+
+
 def test_outbox_fails_an_unbuildable_email_alone(tmp_path: Path) -> None:
     """Handed over anyway, the outbox fails the one email and writes the others."""
     mailer = OutboxMailer(tmp_path)
@@ -198,3 +207,95 @@ def test_outbox_fails_an_unbuildable_email_alone(tmp_path: Path) -> None:
         "000000000001.eml",
         "000000000003.eml",
     ]
+
+
+def test_outbox_checks_the_bytes_it_writes(tmp_path: Path) -> None:
+    """Handed over without the dispatcher's checks, an email whose built header block
+    reads back with an extra line (a To value whose encoded word decodes to CR LF) fails
+    alone: no file holds it."""
+    mailer = OutboxMailer(tmp_path)
+    results = mailer.send_batch([sample(1), sample(2, to_email=ENCODED_ADDRESS), sample(3)])
+    assert [r.status for r in results] == [SendStatus.SENT, SendStatus.FAILED, SendStatus.SENT]
+    assert results[1].error == "outbox: the built email's To header holds a line break"
+    assert sorted(p.name for p in tmp_path.glob("*.eml")) == [
+        "000000000001.eml",
+        "000000000003.eml",
+    ]
+    assert all(ENCODED_ADDRESS.encode() not in p.read_bytes() for p in tmp_path.glob("*"))
+
+
+def test_outbox_writes_the_bytes_it_checked(tmp_path: Path) -> None:
+    """Each email is built once: the file is the checked build (same Message-ID, which
+    is made at build time when the email has none)."""
+    mailer = OutboxMailer(tmp_path)
+    [result] = mailer.send_batch([sample(4, message_id=None)])
+    written = (tmp_path / "000000000004.eml").read_bytes()
+    assert result.status is SendStatus.SENT
+    assert f"Message-ID: <{result.provider_message_id}>\r\n".encode() in written
+    assert mime_problem(sample(4)) is None
+
+
+def planned(
+    value: str,
+    *,
+    skeleton_html: str = "<p>Hello %%nl:first_name%%</p>",
+    skeleton_text: str = "Hello",
+) -> OutgoingEmail:
+    """An email made from a batch skeleton: its parts are the skeleton's with ``value``."""
+    html = skeleton_html.replace("%%nl:first_name%%", value)
+    text = skeleton_text.replace("%%nl:first_name%%", value)
+    skeleton = Skeleton("A tip", skeleton_html, skeleton_text, (("%%nl:first_name%%", value),))
+    return sample(1, html=html, text=text, skeleton=skeleton)
+
+
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        pytest.param(planned("Zoë"), None, id="fine"),
+        pytest.param(
+            planned("Z\ud800"),
+            "the html part holds a character UTF-8 cannot encode at position 10",
+            id="in-a-value",
+        ),
+        pytest.param(
+            planned("Zoë", skeleton_html="<p>\udfff %%nl:first_name%%</p>"),
+            "the html part holds a character UTF-8 cannot encode at position 3",
+            id="in-the-skeleton",
+        ),
+        pytest.param(
+            planned("Zoë", skeleton_text="Hi \udfff %%nl:first_name%%"),
+            "the text part holds a character UTF-8 cannot encode at position 3",
+            id="in-the-skeleton-text",
+        ),
+        pytest.param(
+            replace(planned("Zoë"), text="Hi \ud800", skeleton=None),
+            "the text part holds a character UTF-8 cannot encode at position 3",
+            id="no-skeleton",
+        ),
+    ],
+)
+def test_message_problem_of_an_email_made_from_a_skeleton(
+    email: OutgoingEmail, problem: str | None
+) -> None:
+    """The parts of a batch's emails are checked through their shared skeleton (once) and
+    each email's values; any doubt and the whole part is checked, with its position."""
+    assert message_problem(email) == problem
+
+
+@pytest.mark.parametrize(
+    ("email", "known"),
+    [
+        pytest.param(sample(1), False, id="no-skeleton"),
+        pytest.param(planned("Zoë"), True, id="fine"),
+        pytest.param(planned("Z\ud800"), False, id="in-a-value"),
+        pytest.param(planned("Zoë", skeleton_html="<p>\udfff</p>"), False, id="in-the-html"),
+        pytest.param(planned("Zoë", skeleton_text="\udfff"), False, id="in-the-text"),
+    ],
+)
+def test_the_parts_of_a_skeleton_email_are_known_to_encode_without_a_pass(
+    email: OutgoingEmail, known: bool
+) -> None:
+    """The fast path is taken for a batch's emails (the parts are not read whole)."""
+    from newsletter.delivery.checks import _skeleton_encodable
+
+    assert _skeleton_encodable(email) is known

@@ -431,3 +431,24 @@ def test_a_non_ascii_address_fails_alone_without_smtputf8(
     assert rows[ids["jörg"]].status == "failed"
     assert "SMTPUTF8" in (rows[ids["jörg"]].error or "")
     assert rows[ids["ok"]].status == "sent"
+
+
+def test_the_bytes_sent_are_checked_and_a_bad_email_fails_alone(smtp_server: SMTPServer) -> None:
+    """Handed over without the dispatcher's checks, an email whose built header block
+    reads back with an extra line (a To value whose encoded word decodes to CR LF) fails
+    before MAIL FROM; the others of the batch go out."""
+    encoded = "=?utf-8?q?=0d=0abcc=3a_boss=40v.example=0d=0a?=@example.org"
+    mailer = SMTPMailer.from_url(smtp_server.url)
+    try:
+        results = mailer.send_batch(
+            [outgoing(1, "ok@example.org"), outgoing(2, encoded), outgoing(3, "ok@example.org")]
+        )
+    finally:
+        mailer.close()
+    assert [(r.delivery_id, r.status) for r in results] == [
+        (1, SendStatus.SENT),
+        (2, SendStatus.FAILED),
+        (3, SendStatus.SENT),
+    ]
+    assert results[1].error == "smtp: the built email's To header holds a line break"
+    assert smtp_server.handler.delivery_ids() == [1, 3]

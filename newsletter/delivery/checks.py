@@ -1,13 +1,15 @@
 """Is an email fit to hand to a backend? Checks every backend needs (pure).
 
 The dispatcher runs ``message_problem`` (and the backend's own ``problem`` when it has
-one, e.g. ``delivery.mime.mime_problem`` for SMTP and the outbox) on each email before
-its chunk is handed over: an email that fails is recorded ``failed`` with the reason and
-the rest of the chunk goes out.
+one, e.g. SendGrid's) on each email before its chunk is handed over: an email that fails
+is recorded ``failed`` with the reason and the rest of the chunk goes out. SMTP and the
+outbox check the very bytes they send as they build them (``mime.build_checked``), with
+the same outcome for an email that fails.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from newsletter.delivery.base import OutgoingEmail
@@ -62,8 +64,38 @@ def message_problem(message: OutgoingEmail) -> str | None:
     for role, value in single.items():
         if not is_one_line(value):
             return f"the {role} {value[:80]!r} would not stay one header line"
-    for role, value in (*single.items(), ("html part", message.html), ("text part", message.text)):
+    parts = (
+        ()
+        if _skeleton_encodable(message)
+        else (("html part", message.html), ("text part", message.text))
+    )
+    for role, value in (*single.items(), *parts):
         position = _unencodable(value)
         if position is not None:
             return f"the {role} holds a character UTF-8 cannot encode at position {position}"
     return None
+
+
+def _skeleton_encodable(message: OutgoingEmail) -> bool:
+    """True when ``message``'s parts are known to encode from its skeleton: the skeleton's
+    html and text (shared by a batch: each checked once) and this email's values encode,
+    and they give exactly its html and text (``Skeleton``'s promise, which SendGrid relies
+    on too: it sends the skeleton and the values), so nothing else is in them. ``False``
+    (the parts are then checked whole, reporting the position) when any does not, or there
+    is no skeleton. SMTP and the outbox encode the parts themselves when they build the
+    email: a part that cannot be encoded fails that email there."""
+    skeleton = message.skeleton
+    if skeleton is None:
+        return False
+    if _cached_unencodable(skeleton.html) is not None:
+        return False
+    if _cached_unencodable(skeleton.text) is not None:
+        return False
+    return all(_unencodable(value) is None for _, value in skeleton.substitutions)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_unencodable(value: str) -> int | None:
+    """``_unencodable`` of a skeleton's part: the same few strings for a whole batch (a
+    string keeps its hash, so a repeat costs a lookup, not a pass over the text)."""
+    return _unencodable(value)

@@ -2,6 +2,8 @@
 
 The embedded default: a person opens the files in a mail client, tests read them back.
 Files are written to a temporary name and renamed, so a reader never sees half a message.
+Each email is built once and the bytes written are the bytes checked
+(``mime.build_checked``): one that fails fails alone, the others are written.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from newsletter.delivery.base import OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import BUILD_ERRORS, build_bytes, mime_problem
+from newsletter.delivery.mime import build_checked
 
 
 class OutboxMailer:
@@ -20,8 +22,6 @@ class OutboxMailer:
     # chunk of 500 is written in about 0.1 s; the dispatcher's default of 100 spent more
     # on the per-chunk statements than on the files.
     max_batch = 500
-    # Run by the dispatcher on each email before its chunk is handed over.
-    problem = staticmethod(mime_problem)
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -30,10 +30,9 @@ class OutboxMailer:
     def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
         results = []
         for message in messages:
-            try:
-                built = build_bytes(message)
-            except BUILD_ERRORS as exc:  # this email alone fails; the others go out
-                error = f"outbox: cannot build the email: {type(exc).__name__}: {exc}"
+            built = build_checked(message)
+            if isinstance(built, str):  # this email alone fails; the others go out
+                error = f"outbox: {built}"[:1000]
                 results.append(SendResult(message.delivery_id, SendStatus.FAILED, error=error))
                 continue
             data, message_id = built.data, built.message_id

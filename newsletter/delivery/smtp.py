@@ -51,7 +51,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from newsletter.bounces.status import Severity, classify_reply
 from newsletter.delivery.base import BatchAuthError, OutgoingEmail, SendResult, SendStatus
-from newsletter.delivery.mime import BUILD_ERRORS, build_bytes, mime_problem
+from newsletter.delivery.mime import BuiltMessage, build_checked
 from newsletter.errors import ConfigurationError, ProviderAuthError
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -127,8 +127,6 @@ class _Lost(Exception):
 
 class SMTPMailer:
     name = "smtp"
-    # Run by the dispatcher on each email before its chunk is handed over.
-    problem = staticmethod(mime_problem)
 
     def __init__(self, config: SMTPConfig, *, tls: ssl.SSLContext | None = None) -> None:
         self.config = config
@@ -199,20 +197,20 @@ class SMTPMailer:
                         error=f"smtp: {exc}, and {host} does not offer SMTPUTF8; use a relay "
                         "that supports internationalised email",
                     )
-        try:
-            built = build_bytes(message, utf8=utf8)
-            data, message_id = built.data, built.message_id
-            if not options and not data.isascii():
-                # An 8-bit body (UTF-8 text as 8bit): declare it (RFC 6152) where the
-                # server offers 8BITMIME, else re-encode the parts 7-bit safe (base64).
-                if conn.has_extn("8bitmime"):
-                    options = ["BODY=8BITMIME"]
-                else:
-                    same_id = replace(message, message_id=message_id)
-                    data = build_bytes(same_id, eight_bit=False).data
-        except BUILD_ERRORS as exc:  # nothing was handed over: this email alone fails
-            error = f"smtp: cannot build the email: {type(exc).__name__}: {exc}"
+        # Built once; the bytes sent are the bytes checked (``mime.build_checked``).
+        built: BuiltMessage | str = build_checked(message, utf8=utf8)
+        if isinstance(built, BuiltMessage) and not options and not built.data.isascii():
+            # An 8-bit body (UTF-8 text as 8bit): declare it (RFC 6152) where the
+            # server offers 8BITMIME, else re-encode the parts 7-bit safe (base64).
+            if conn.has_extn("8bitmime"):
+                options = ["BODY=8BITMIME"]
+            else:
+                same_id = replace(message, message_id=built.message_id)
+                built = build_checked(same_id, eight_bit=False)
+        if isinstance(built, str):  # nothing was handed over: this email alone fails
+            error = f"smtp: {built}"[:1000]
             return SendResult(message.delivery_id, SendStatus.FAILED, error=error)
+        data, message_id = built.data, built.message_id
         try:
             stage = "mail"
             code, reply = conn.mail(message.return_path or message.from_email, options)
