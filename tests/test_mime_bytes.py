@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from newsletter.compose import Sender, compose, unsubscribe_url
@@ -66,10 +66,16 @@ def read(raw: bytes) -> EmailMessage:
     return parsed
 
 
-def view(raw: bytes) -> tuple[Any, ...]:
-    """What a reader sees: every header decoded (but the boundary), the parts' content."""
+def view(raw: bytes, leave_out: tuple[str, ...] = ()) -> tuple[Any, ...]:
+    """What a reader sees: every header decoded (but the boundary and ``leave_out``, which
+    are not even parsed), the parts' content."""
     parsed = read(raw)
-    headers = sorted((k.lower(), str(v)) for k, v in parsed.items() if k.lower() != "content-type")
+    skip = {"content-type", *leave_out}
+    headers = sorted(
+        (k.lower(), str(parsed.policy.header_fetch_parse(k, v)))
+        for k, v in parsed.raw_items()
+        if k.lower() not in skip
+    )
     parts = [
         (p.get_content_type(), p.get_content_charset(), p.get_content())
         for p in parsed.iter_parts()
@@ -104,6 +110,8 @@ names = st.one_of(st.none(), st.text(min_size=1, max_size=40))
 
 @settings(max_examples=60, deadline=None)
 @given(name=names, subject=st.text(max_size=120), text=st.text(max_size=300))
+@example(name=". ¡", subject="", text="")  # the reference's From crashes its own parser
+@example(name="[ ¡", subject="", text="")
 def test_generated_values_read_back_the_same(name: str | None, subject: str, text: str) -> None:
     message = OutgoingEmail(
         delivery_id=7,
@@ -122,15 +130,13 @@ def test_generated_values_read_back_the_same(name: str | None, subject: str, tex
         return  # a lone surrogate: message_problem refuses it before any builder
     if mime_problem(message) is not None:
         return  # refused: then it is never built for sending
-    fast, reference = view(build_bytes(message).data), view(build_mime(message).as_bytes())
     # From is checked on its own: the reference mangles some non-ASCII names with
-    # specials (``"[ ¡"`` came back as ``<>``); the fast builder keeps them.
-    drop = [h for h in reference[1] if h[0] != "from"]
-    assert (fast[0], [h for h in fast[1] if h[0] != "from"], fast[2]) == (
-        reference[0],
-        drop,
-        reference[2],
-    )
+    # specials (``"[ ¡"`` came back as ``<>``), and for ``". ¡"`` it writes a From that the
+    # standard library's own parser cannot read (AttributeError in ``display_name``); the
+    # fast builder keeps them. So the reference's From is never parsed.
+    fast = view(build_bytes(message).data, leave_out=("from",))
+    reference = view(build_mime(message).as_bytes(), leave_out=("from",))
+    assert fast == reference
     sender = read(build_bytes(message).data)["From"].addresses
     assert [(a.display_name, a.addr_spec) for a in sender] == [
         (message.from_name, "tips@shop.example")
