@@ -72,7 +72,7 @@ class Pump:
         try:
             await asyncio.wait_for(future, WAIT_SECONDS)
         except TimeoutError:
-            log.warning("confirmations are still being sent; the rows stay queued")
+            log.warning("%s: a pass is still running; the work stays queued for it", self._name)
 
     def kick(self) -> None:
         """Signal and block until that work is handled (for callers off the event loop)."""
@@ -115,7 +115,7 @@ class Pump:
             try:
                 self._run(self.pause)
             except Exception:  # the thread must live on; the rows stay queued
-                log.exception("confirmation delivery failed; the scheduler will retry")
+                log.exception("%s: the pass failed; the scheduler's job retries", self._name)
             self._settle(target)
 
     def _settle(self, target: int) -> None:
