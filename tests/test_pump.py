@@ -64,7 +64,7 @@ def test_an_error_in_a_pass_does_not_stop_the_pump(caplog: pytest.LogCaptureFixt
     pump.kick()
     pump.kick()
     assert run.passes == 2
-    assert "confirmation delivery failed" in caplog.text
+    assert "confirmations: the pass failed" in caplog.text
     pump.close()
 
 
