@@ -125,7 +125,10 @@ def test_serve_restarts_a_killed_background_process_and_healthz_says_so_meanwhil
     try:
         assert _wait(lambda: _listening(port, server), 60)
         child = _child(server)
-        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{child}/cmdline")
+        # Just after the fork the child still shows serve's command line: wait for exec.
+        assert _wait(lambda: b"newsletter.cli.background" in cmdline.read_bytes())
+        command = cmdline.read_bytes().split(b"\0")
         assert b"-P" in command
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
             client.post("/subscribe", json={"email": "before@example.org"})

@@ -256,7 +256,10 @@ def test_serve_sends_confirmations_from_its_background_process_which_ends_with_i
     try:
         assert _wait(lambda: _listening(port, server))
         child = _child(server)
-        command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        cmdline = Path(f"/proc/{child}/cmdline")
+        # Just after the fork the child still shows serve's command line: wait for exec.
+        assert _wait(lambda: b"newsletter.cli.background" in cmdline.read_bytes())
+        command = cmdline.read_bytes().split(b"\0")
         assert b"newsletter.cli.background" in command
         assert b"--scheduler" in command
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
