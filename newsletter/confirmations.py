@@ -5,18 +5,19 @@ row, and is answered; building and handing over the email is done here, in batch
 
 * ``deliver_confirmations`` sends every confirmation that is due, one claim after the
   other, until none is left;
-* ``run_sender`` is the loop of the process ``newsletter serve`` starts beside uvicorn
-  (``newsletter.cli.background``), so the email's rendering, MIME building and
-  provider call never compete with requests for the web process's interpreter. It is woken
-  by a byte on a pipe, written by the web process after each commit that queued a
-  confirmation; a burst's wake-ups are read at once and fold into one pass. It also makes a
-  pass at start (rows a stopped process left queued) and every ``poll`` seconds, and returns
-  when the pipe is closed (the web process stopped or died) after serving what was written.
-  Before a pass and between its claims it defers to the web process while wake-ups keep
-  coming (until none came for ``QUIET_SECONDS``, at most ``YIELD_SECONDS``), and claims
-  ``BUSY_BATCH`` rows instead of ``BATCH`` when they still came: a claim holds SQLite's
-  single writer while it builds its emails, and another process's commit waiting for it
-  sleeps in SQLite's busy handler, so small claims are made in the gaps between requests.
+* ``settle`` paces the loop of the process ``newsletter serve`` starts beside uvicorn
+  (``newsletter.wakeups.WakeLoop``, run by ``newsletter.cli.background``), so the
+  email's rendering, MIME building and provider call never compete with requests for the
+  web process's interpreter. That loop is woken by a byte on a pipe, written by the web
+  process after each commit that queued a confirmation; a burst's wake-ups are read at
+  once and fold into one pass. It also makes a pass at start (rows a stopped process left
+  queued) and every ``POLL_SECONDS``, and returns when the pipe is closed (the web process
+  stopped or died) after serving what was written. Before a pass and between its claims
+  it defers to the web process while wake-ups keep coming (until none came for
+  ``QUIET_SECONDS``, at most ``YIELD_SECONDS``), and claims ``BUSY_BATCH`` rows instead of
+  ``BATCH`` when they still came: a claim holds SQLite's single writer while it builds its
+  emails, and another process's commit waiting for it sleeps in SQLite's busy handler, so
+  small claims are made in the gaps between requests.
 
 Whatever happens here the rows stay in the ledger: the scheduler's ``deliver`` sends any
 confirmation this did not, and the claim (a lease per row) makes each go out once.
@@ -77,36 +78,6 @@ def deliver_confirmations(
     except (NewsletterError, SQLAlchemyError):
         log.exception("confirmation delivery failed; the scheduler will retry")
     return total
-
-
-def run_sender(
-    app: App,
-    wake: int,
-    *,
-    clock: Callable[[], datetime],
-    poll: float = POLL_SECONDS,
-    batch: int = BATCH,
-    busy_batch: int = BUSY_BATCH,
-    quiet: float = QUIET_SECONDS,
-    longest: float = YIELD_SECONDS,
-) -> None:
-    """Deliver confirmations whenever ``wake`` (a pipe's read end) has bytes, every
-    ``poll`` seconds, and once at start; return when the pipe is closed. (The background
-    process runs ``newsletter.wakeups.WakeLoop``, which also drains the event inbox.)"""
-    from newsletter.wakeups import WakeLoop  # it builds on this module
-
-    loop = WakeLoop(
-        app,
-        wake,
-        clock=clock,
-        events=False,
-        poll=poll,
-        batch=batch,
-        busy_batch=busy_batch,
-        quiet=quiet,
-        longest=longest,
-    )
-    loop.run()
 
 
 def settle(wake: int, *, quiet: float, longest: float) -> bool:

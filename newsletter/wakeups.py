@@ -19,8 +19,8 @@ job: a drain's backlog must not hold up the server's stop).
 Both passes defer to the web process while it answers requests (on SQLite a pass's
 transaction holds the single writer they wait for, and SQLite's busy handler lets a
 process that keeps writing take it again and again). A confirmation pass pauses between
-claims as ``run_sender`` always did: until no wake-up came for ``quiet`` seconds, at most
-``longest``, with small claims while they kept coming. A drain pauses before each body
+claims with ``confirmations.settle``: until no wake-up came for ``quiet`` seconds, at
+most ``longest``, with small claims while they kept coming. A drain pauses before each body
 while webhook requests are being answered, at most ``drain_yield``: the web process
 writes ``WEBHOOKS_BUSY`` when it starts answering one with none in flight and
 ``WEBHOOKS_IDLE`` when the last one is answered -- the in-flight count its own drain

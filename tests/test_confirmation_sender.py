@@ -24,10 +24,11 @@ from sqlalchemy import select
 
 from newsletter.app import App
 from newsletter.cli.background import BackgroundProcess
-from newsletter.confirmations import deliver_confirmations, run_sender, settle
+from newsletter.confirmations import deliver_confirmations, settle
 from newsletter.models import Delivery, DeliveryStatus
 from newsletter.settings import Settings, load_settings
 from newsletter.subscriptions import SubscribeOutcome, SubscribeRequest, subscribe
+from newsletter.wakeups import WakeLoop
 from newsletter.web.app import create_web_app
 from tests.conftest import NOW
 from tests.mailbox import read_outbox
@@ -35,6 +36,11 @@ from tests.mailers import RecordingMailer
 from tests.servers import free_port
 
 NEWSLETTER = str(Path(sys.executable).parent / "newsletter")
+
+
+def run_sender(app: App, wake: int, **options: Any) -> None:
+    """The background process's loop with confirmations only."""
+    WakeLoop(app, wake, events=False, **options).run()
 
 
 @pytest.fixture
