@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 
 from fastapi.testclient import TestClient
@@ -23,8 +25,11 @@ def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-def keys_and_client(app: App, clock: Clock) -> tuple[TestClient, str, str]:
-    """A test client plus a write key and a read key."""
+def keys_and_client(
+    app: App, clock: Clock, monotonic: Callable[[], float] = time.monotonic
+) -> tuple[TestClient, str, str]:
+    """A test client plus a write key and a read key; ``monotonic``: the rate limits' clock."""
     _view, write = create_key(app, "shop", scope="write", now=clock())
     _view, read = create_key(app, "dashboard", scope="read", now=clock())
-    return TestClient(create_web_app(app, clock=clock)), write, read
+    web = create_web_app(app, clock=clock, monotonic=monotonic)
+    return TestClient(web), write, read

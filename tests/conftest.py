@@ -45,6 +45,21 @@ POSTGRES_URL = _test_postgres_url(os.environ.get("NEWSLETTER_TEST_POSTGRES_URL",
 REQUIRE_POSTGRES = os.environ.get("NEWSLETTER_REQUIRE_POSTGRES", "") == "1"
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
+
+class Ticks:
+    """A monotonic clock (seconds) that a test moves by hand: the rate limits' time
+    (``create_web_app(..., monotonic=ticks)``)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 _pg_engine: Engine | None = None
 _sqlite_template: Path | None = None
 _head: str | None = None

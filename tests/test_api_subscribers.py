@@ -24,7 +24,7 @@ from newsletter.models import (
 )
 from newsletter.settings import Settings
 from tests.api_support import Clock, bearer, keys_and_client
-from tests.conftest import NOW
+from tests.conftest import NOW, Ticks
 from tests.factories import add_subscriber
 from tests.mailers import RecordingMailer
 
@@ -151,6 +151,51 @@ def test_requests_are_rate_limited_per_key(make_settings: Any, clock: Clock, tmp
         assert client.get(f"{API}/sequences", headers=bearer(read)).status_code == 200
     finally:
         application.close()
+
+
+def test_every_limit_of_the_api_rate_counts(make_settings: Any, clock: Clock) -> None:
+    """``2/minute;3/hour``: past the minute the hour's limit still refuses the 4th request;
+    ``Retry-After`` says when the oldest counted request leaves its window."""
+    application = App(make_settings(api_rate_limit="2/minute;3/hour"), mailer=RecordingMailer())
+    ticks = Ticks()
+    try:
+        client, write, _read = keys_and_client(application, clock, ticks)
+        answers = [client.get(f"{API}/sequences", headers=bearer(write)) for _ in range(3)]
+        assert [r.status_code for r in answers] == [200, 200, 429]
+        assert answers[2].headers["retry-after"] == "61"  # 60 s window, whole seconds, +1
+        ticks.advance(61)
+        answers = [client.get(f"{API}/sequences", headers=bearer(write)) for _ in range(2)]
+        assert [r.status_code for r in answers] == [200, 429]  # three in the hour
+        assert error_of(answers[1]) == (429, "rate_limited")
+        assert answers[1].json()["error"]["message"] == (
+            "too many requests for key 'shop'; slow down and retry"
+        )
+        assert answers[1].headers["retry-after"] == "3540"  # the first request, at 0, + 1 h
+        ticks.advance(3540)
+        assert client.get(f"{API}/sequences", headers=bearer(write)).status_code == 200
+    finally:
+        application.close()
+
+
+def test_failed_attempts_are_limited_per_address(app: App, clock: Clock) -> None:
+    """30 requests a minute without a valid key from one address; then 429 until the
+    minute has passed. Another address, and a valid key, are not held back."""
+    ticks = Ticks()
+    client, write, _read = keys_and_client(app, clock, ticks)
+    other = TestClient(client.app, client=("192.0.2.9", 50000))  # the same app, another peer
+    wrong = bearer(write + "x")
+    answers = [client.get(f"{API}/sequences", headers=wrong).status_code for _ in range(20)]
+    answers += [client.get(f"{API}/sequences").status_code for _ in range(10)]
+    assert answers == [401] * 30
+    refused = client.get(f"{API}/sequences", headers=wrong)
+    assert error_of(refused) == (429, "rate_limited")
+    assert refused.headers["retry-after"] == "60"
+    assert other.get(f"{API}/sequences", headers=wrong).status_code == 401
+    assert client.get(f"{API}/sequences", headers=bearer(write)).status_code == 200
+    ticks.advance(59)
+    assert client.get(f"{API}/sequences").status_code == 429
+    ticks.advance(2)
+    assert client.get(f"{API}/sequences", headers=wrong).status_code == 401
 
 
 def test_keys_never_reach_the_logs(

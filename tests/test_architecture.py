@@ -90,6 +90,27 @@ def test_sendgrid_sdk_is_imported_only_at_its_two_edges() -> None:
     assert users == ["newsletter/delivery/sendgrid.py", "newsletter/events/signature.py"]
 
 
+def test_limits_is_used_only_to_read_rate_strings() -> None:
+    """Rate limits are ``web/rate_limit.py``'s ``MovingWindow``: ``limits``' storages start
+    a timer thread on hits and ``limits.parse`` keeps only the first limit of a rate."""
+    users = {}
+    for p in (ROOT / "newsletter").rglob("*.py"):
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.Import):
+                names = {a.name for a in node.names if a.name.split(".")[0] == "limits"}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "limits":
+                names = {f"{node.module}.{a.name}" for a in node.names}
+            else:
+                continue
+            if names:
+                users.setdefault(str(p.relative_to(ROOT)), set()).update(names)
+    assert users == {
+        "newsletter/settings.py": {"limits.parse_many"},
+        "newsletter/sources/config.py": {"limits.parse_many"},
+        "newsletter/web/rate_limit.py": {"limits.parse_many"},
+    }
+
+
 def _newsletter_imports(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -104,3 +104,23 @@ def test_a_sweep_keeps_a_key_still_inside_its_longest_window() -> None:
     assert hits(window, [0], "a") == [True]
     assert hits(window, [59.9], "b") == [True]  # the sweep runs here: "a" stays
     assert hits(window, [59.95], "a") == [False]
+
+
+@pytest.mark.parametrize(
+    ("limits", "times", "now", "expected"),
+    [
+        pytest.param([Limit(2, 60)], [], 0, 0.0, id="no-hits"),
+        pytest.param([Limit(2, 60)], [0], 1, 0.0, id="room-left"),
+        pytest.param([Limit(2, 60)], [0, 10], 20, 40.0, id="oldest-of-the-two-leaves"),
+        pytest.param([Limit(2, 60), Limit(3, 3600)], [0, 10, 70], 75, 3525.0, id="longer-limit"),
+        pytest.param([Limit(1, 10), Limit(3, 60)], [0, 20, 40], 45, 15.0, id="the-later-of-two"),
+        pytest.param([Limit(0, 60)], [], 0, 60.0, id="zero"),
+    ],
+)
+def test_retry_after_is_when_every_limit_has_room_again(
+    limits: list[Limit], times: list[float], now: float, expected: float
+) -> None:
+    window = MovingWindow(limits)
+    hits(window, times)
+    assert window.retry_after("ip", now=now) == expected
+    assert window.keys() == (1 if times else 0)  # asking counts nothing and keeps no key

@@ -217,6 +217,19 @@ def test_each_bad_setting_is_one_line_naming_the_variable(
     assert list(tmp_path.iterdir()) == []  # nothing written for a refused setting
 
 
+@pytest.mark.parametrize("name", ["SUBSCRIBE_RATE_LIMIT", "API_RATE_LIMIT"])
+def test_a_bad_limit_anywhere_in_a_rate_names_the_variable(tmp_path: Path, name: str) -> None:
+    """Every limit of ``10/minute;100/day`` is checked, not only the first."""
+    variable = f"NEWSLETTER_{name}"
+    with pytest.raises(ConfigurationError) as caught:
+        read_settings({"NEWSLETTER_VAR_DIR": str(tmp_path), variable: "10/minute;nonsense"})
+    assert str(caught.value) == (
+        f"{variable}: '10/minute;nonsense' is not a rate; write e.g. 10/minute, 100/hour or "
+        "10/minute;100/day"
+    )
+    assert caught.value.variable == variable
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [

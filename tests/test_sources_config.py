@@ -299,6 +299,11 @@ def test_max_body_bytes_outside_the_bounds_is_a_problem(value: str) -> None:
     assert problems == ["s.yaml:5: x: max_body_bytes must be a number from 1024 to 8388608"]
 
 
+def test_a_rate_of_several_limits_is_kept_as_written() -> None:
+    sources, problems = _one("preset: tally; secret_env: A; rate_limit: 10/minute;100/day")
+    assert (problems, sources["x"].rate_limit) == ([], "10/minute;100/day")
+
+
 def test_every_setting_is_kept_as_written() -> None:
     sources, problems = _one(
         "preset: generic; secret_env: SITE_SECRET; verify: token; rate_limit: 10/second; "
@@ -375,7 +380,13 @@ def test_every_setting_is_kept_as_written() -> None:
         ),
         (
             "preset: tally; secret_env: A; rate_limit: 5",
-            "s.yaml:5: x: rate_limit 5 must look like 120/minute",
+            "s.yaml:5: x: rate_limit 5 must look like 120/minute "
+            "(or several limits: 10/minute;100/day)",
+        ),
+        (
+            "preset: tally; secret_env: A; rate_limit: 10/minute;nonsense",
+            "s.yaml:5: x: rate_limit '10/minute;nonsense' must look like 120/minute "
+            "(or several limits: 10/minute;100/day)",
         ),
     ],
 )

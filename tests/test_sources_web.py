@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,10 +18,11 @@ from httpx import Response
 from sqlalchemy import func, select
 
 from newsletter.app import App
+from newsletter.errors import ContentError
 from newsletter.models import ConsentEvent, Delivery, SourceEvent, Subscriber
 from newsletter.settings import Settings
 from newsletter.web.app import create_web_app
-from tests.conftest import NOW
+from tests.conftest import NOW, Ticks
 from tests.source_senders import encode, sample, signature_headers
 
 SOURCES_YAML = """
@@ -58,6 +60,7 @@ sources:
     verify: token
     secret_env: SRC_SITE_TOKEN
   tiny: {preset: generic, secret_env: SRC_TINY, rate_limit: 2/minute, max_body_bytes: 1024}
+  tiered: {preset: generic, secret_env: SRC_TIERED, rate_limit: 2/minute;3/hour}
 """
 
 
@@ -258,11 +261,17 @@ def clock() -> Clock:
 
 
 @pytest.fixture
+def ticks() -> Ticks:
+    return Ticks()
+
+
+@pytest.fixture
 def sources_app(
     make_settings: Callable[..., Settings],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     clock: Clock,
+    ticks: Ticks,
 ) -> Iterator[tuple[TestClient, App]]:
     path = tmp_path / "sources.yaml"
     path.write_text(SOURCES_YAML)
@@ -280,10 +289,11 @@ def sources_app(
         "site",
         "site-token",
         "tiny",
+        "tiered",
     ):
         monkeypatch.setenv(f"SRC_{name.upper().replace('-', '_')}", ",".join(secret_of(name)))
     application = App(make_settings(sources_file=str(path)))
-    yield TestClient(create_web_app(application, clock=clock)), application
+    yield TestClient(create_web_app(application, clock=clock, monotonic=ticks)), application
     application.close()
 
 
@@ -533,6 +543,47 @@ def test_the_rate_limit_is_per_source_not_per_ip(client: TestClient, app: App) -
     assert answers == [202, 202, 429]
     # another source is not slowed down by this one
     assert post(client, CASES[IDS.index("tally")], sample("tally")).status_code == 202
+
+
+def test_every_limit_of_a_sources_rate_counts(client: TestClient, ticks: Ticks) -> None:
+    """``2/minute;3/hour``: past the minute the hour's limit still refuses the 4th post."""
+    case = Case("tiered", "generic", "framer", "grace@example.com", "Grace", None)
+    answers = [post(client, case, {"email": f"t{i}@example.com"}).status_code for i in range(3)]
+    assert answers == [202, 202, 429]
+    ticks.advance(61)
+    answers = [post(client, case, {"email": f"u{i}@example.com"}).status_code for i in range(2)]
+    assert answers == [202, 429]  # three in the hour
+    refused = post(client, case, {"email": "v@example.com"})
+    assert refused.json() == {"error": "too many posts to source 'tiered'; retry in a minute"}
+    ticks.advance(3600)
+    assert post(client, case, {"email": "w@example.com"}).status_code == 202
+
+
+def test_a_refused_post_starts_no_thread(client: TestClient) -> None:
+    """The limiter is plain data: no timer thread (``limits``' MemoryStorage started one)."""
+    case = Case("tiered", "generic", "framer", "grace@example.com", "Grace", None)
+    for i in range(2):  # the accepted posts start the app's own threads (pool, sender)
+        assert post(client, case, {"email": f"a{i}@example.com"}).status_code == 202
+    before = set(threading.enumerate())
+    answers = {post(client, case, {"email": "b@example.com"}).status_code for _ in range(50)}
+    assert answers == {429}
+    assert [(t.name, type(t).__name__) for t in set(threading.enumerate()) - before] == []
+
+
+def test_a_bad_limit_anywhere_in_a_sources_rate_stops_the_start(
+    make_settings: Callable[..., Settings], tmp_path: Path, clock: Clock
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("sources:\n  t: {preset: tally, secret_env: X, rate_limit: 10/minute;lots}\n")
+    application = App(make_settings(sources_file=str(path)))
+    try:
+        with pytest.raises(ContentError) as caught:
+            create_web_app(application, clock=clock)
+    finally:
+        application.close()
+    assert f"{path}:2: t: rate_limit '10/minute;lots' must look like 120/minute" in str(
+        caught.value
+    )
 
 
 def test_the_body_limit_is_per_source(client: TestClient, app: App) -> None:

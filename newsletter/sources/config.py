@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import yaml
-from limits import parse as parse_rate
+from limits import parse_many
 
 from newsletter.errors import ContentError
 from newsletter.sources.presets import MAP_FIELDS, PRESETS, compile_map
@@ -184,10 +184,12 @@ def _source(name: str, key: yaml.Node, node: yaml.Node, problems: _Problems) -> 
             problems.add(where("map"), f"{name}: {exc}")
     rate_limit = values.get("rate_limit", DEFAULT_RATE_LIMIT)
     try:
-        parse_rate(str(rate_limit))
+        parse_many(str(rate_limit))  # every limit of ``10/minute;100/day``, not the first
     except ValueError:
         problems.add(
-            where("rate_limit"), f"{name}: rate_limit {rate_limit!r} must look like 120/minute"
+            where("rate_limit"),
+            f"{name}: rate_limit {rate_limit!r} must look like 120/minute "
+            "(or several limits: 10/minute;100/day)",
         )
     max_body = values.get("max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     if (

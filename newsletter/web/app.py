@@ -112,8 +112,10 @@ def create_web_app(
     wake_sender: Callable[[], None] | None = None,
     wake_events: EventWakeups | None = None,
     background_problem: Callable[[], str | None] = lambda: None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
-    """Build the web surface over one ``App``; ``clock`` lets tests choose the time.
+    """Build the web surface over one ``App``; ``clock`` lets tests choose the time, and
+    ``monotonic`` (seconds) the time of the rate limits.
 
     ``wake_sender``: confirmations are sent by another process (``newsletter serve``
     starts one beside uvicorn), woken by this call, which never blocks, after each commit
@@ -224,7 +226,7 @@ def create_web_app(
 
     async def _subscribe(request: Request) -> Response:
         ip = peer_ip(request)
-        if not per_ip.hit(ip, now=time.monotonic()):
+        if not per_ip.hit(ip, now=monotonic()):
             raise BadRequest(429, "Too many requests from your address; try again in a minute.")
         body = await read_body(request, settings.max_body_bytes)
         check_signature(body, request.headers.get("x-newsletter-signature"), settings.form_secret)
@@ -380,11 +382,13 @@ def create_web_app(
     web.include_router(keep_router(app, clock=clock))
     from newsletter.web.sources import sources_router
 
-    web.include_router(sources_router(app, clock=clock, kick=wake_sender or pump.kick))
+    web.include_router(
+        sources_router(app, clock=clock, kick=wake_sender or pump.kick, monotonic=monotonic)
+    )
     from newsletter.web.preferences import preferences_router
 
     web.include_router(preferences_router(app, clock=clock))
     from newsletter.web.api import mount_api
 
-    mount_api(web, app, clock=clock)
+    mount_api(web, app, clock=clock, monotonic=monotonic)
     return web

@@ -1,4 +1,6 @@
-"""An in-process moving-window rate limit per key (``POST /subscribe``: per client IP).
+"""An in-process moving-window rate limit per key: ``POST /subscribe`` per client IP,
+``POST /subscribe/{source}`` per source, the REST API per key and its failed attempts per
+client address.
 
 ``RATE`` is written in the ``limits`` syntax (``10/minute``, ``10/minute;100/day``): a hit
 is allowed when, for every limit ``N/period`` in it, fewer than ``N`` hits were allowed in
@@ -7,7 +9,7 @@ latest allowed hit is more than ``period`` old); a refused hit is not counted. U
 ``limits.parse``, which the app used before, every limit of the string counts, not only
 the first.
 
-Why not ``limits``' ``MemoryStorage``: on every hit it starts a new timer thread if the
+Why not ``limits``' in-memory storage: on every hit it starts a new timer thread if the
 last one (10 ms) has run out, and the event loop waits for each thread to start (under
 load, a thread every 10 ms); and it inserts each hit at the front of a list, so a hit
 costs more the more hits the window holds. Here a hit is a few deque operations: only
@@ -34,7 +36,8 @@ class Limit:
 
 
 def read_limits(rate: str) -> tuple[Limit, ...]:
-    """Every limit of ``rate`` (``limits`` syntax, validated by the settings)."""
+    """Every limit of ``rate`` (``limits`` syntax, validated by the settings and the
+    sources file)."""
     return tuple(Limit(item.amount, float(item.get_expiry())) for item in parse_many(rate))
 
 
@@ -63,6 +66,19 @@ class MovingWindow:
                 return False
         hits.append(now)
         return True
+
+    def retry_after(self, key: str, *, now: float) -> float:
+        """How long after ``now`` a hit of ``key`` is refused at most (seconds; 0 if no
+        limit is reached): the time until the oldest hit that fills a limit leaves its
+        window. Nothing is counted."""
+        hits = self._hits.get(key) or deque()
+        wait = 0.0
+        for limit in self._limits:
+            if limit.amount <= 0:
+                wait = max(wait, limit.seconds)
+            elif len(hits) >= limit.amount:
+                wait = max(wait, hits[-limit.amount] + limit.seconds - now)
+        return wait
 
     def keys(self) -> int:
         """How many keys are remembered (for tests)."""

@@ -16,15 +16,13 @@ No honeypot here: a business form's genuine ``website`` field is data, not a bot
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +37,7 @@ from newsletter.sources.verify import Inbound, Unauthorized
 from newsletter.subscriptions import SubscribeOutcome
 from newsletter.web.body import read_body, read_fields
 from newsletter.web.form_input import BadRequest
+from newsletter.web.rate_limit import MovingWindow, read_limits
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +61,16 @@ def sources_router(
     clock: Callable[[], datetime],
     kick: Callable[[], None] = lambda: None,
     environ: Mapping[str, str] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> APIRouter:
-    """The route over ``app``'s sources file. A bad file raises ``ContentError`` here."""
+    """The route over ``app``'s sources file. A bad file raises ``ContentError`` here.
+
+    Each source's ``rate_limit`` is one moving window (every limit of it counts) over
+    ``monotonic`` (seconds: a parameter so tests can move the clock)."""
     router = APIRouter()
     sources = load_sources(app.settings.sources_file)
     secrets = {name: source_secrets(source, environ) for name, source in sources.items()}
-    limiter = MovingWindowRateLimiter(MemoryStorage())
-    limits = {name: parse(source.rate_limit) for name, source in sources.items()}
+    windows = {name: MovingWindow(read_limits(c.rate_limit)) for name, c in sources.items()}
 
     @router.post("/subscribe/{source}", responses=RESPONSES)
     async def subscribe_from_source(source: str, request: Request) -> JSONResponse:
@@ -78,7 +80,7 @@ def sources_router(
             return _answer(404, error=f"no source {source[:64]!r} in the sources file")
         if not secrets[source]:
             return _answer(404, error=f"source {source!r} is not enabled: set {config.secret_env}")
-        if not limiter.hit(limits[source], "source", source):
+        if not windows[source].hit(source, now=monotonic()):
             return _answer(429, error=f"too many posts to source {source!r}; retry in a minute")
         try:
             body = await read_body(request, config.max_body_bytes)

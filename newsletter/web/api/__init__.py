@@ -11,6 +11,7 @@ below. Raise ``ApiError(status, code, message)`` or a ``NewsletterError`` (trans
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -36,9 +37,16 @@ ROUTERS: list[RouterFactory] = [
 ]
 
 
-def mount_api(web: FastAPI, app: App, *, clock: Callable[[], datetime]) -> ApiContext:
-    """Add every ``ROUTERS`` router under ``/api/v1`` and the API's error handlers."""
-    auth = ApiAuth(app, clock=clock, rate=app.settings.api_rate_limit)
+def mount_api(
+    web: FastAPI,
+    app: App,
+    *,
+    clock: Callable[[], datetime],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> ApiContext:
+    """Add every ``ROUTERS`` router under ``/api/v1`` and the API's error handlers;
+    ``monotonic`` is the rate limits' clock (seconds)."""
+    auth = ApiAuth(app, clock=clock, rate=app.settings.api_rate_limit, monotonic=monotonic)
     ctx = ApiContext(app=app, clock=clock, auth=auth)
     # Every route comes from ``ctx.router``: its class reads the body under the size cap.
     api = APIRouter(prefix=PREFIX, route_class=ApiRoute)

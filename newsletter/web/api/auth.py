@@ -20,9 +20,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from limits import parse
-from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
 from starlette.concurrency import run_in_threadpool
 
 from newsletter.api_keys import Caller, authenticate
@@ -30,6 +27,7 @@ from newsletter.app import App
 from newsletter.db import transaction
 from newsletter.models import ApiKeyScope
 from newsletter.web.api.errors import ApiError
+from newsletter.web.rate_limit import MovingWindow, read_limits
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +38,24 @@ BearerCredentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARE
 
 
 class ApiAuth:
-    """Authenticates requests against ``api_keys``; one per web app (holds the limiter)."""
+    """Authenticates requests against ``api_keys``; one per web app (holds the limiters).
 
-    def __init__(self, app: App, *, clock: Callable[[], datetime], rate: str) -> None:
+    ``rate``: every limit of it counts (``10/minute;1000/day``). ``monotonic``: the clock
+    of the limiters (seconds), a parameter so tests can move it."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        clock: Callable[[], datetime],
+        rate: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._app = app
         self._clock = clock
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._per_key = parse(rate)
-        self._failures = parse(FAILED_ATTEMPTS_PER_IP)
+        self._monotonic = monotonic
+        self._per_key = MovingWindow(read_limits(rate))  # key: the API key's id
+        self._failures = MovingWindow(read_limits(FAILED_ATTEMPTS_PER_IP))  # key: client IP
 
     def require(self, scope: ApiKeyScope) -> Callable[..., Awaitable[Caller]]:
         """A FastAPI dependency that returns the ``Caller`` or raises 401/403/429."""
@@ -73,12 +81,13 @@ class ApiAuth:
                     "`newsletter api-key create NAME`",
                     {"WWW-Authenticate": "Bearer"},
                 )
-            if not self._limiter.hit(self._per_key, "api-key", str(caller.id)):
+            now = self._monotonic()
+            if not self._per_key.hit(str(caller.id), now=now):
                 raise ApiError(
                     429,
                     "rate_limited",
                     f"too many requests for key {caller.name!r}; slow down and retry",
-                    {"Retry-After": str(self._retry_after(caller))},
+                    {"Retry-After": str(self._retry_after(caller, now))},
                 )
             if not caller.may(scope):
                 raise ApiError(
@@ -96,7 +105,7 @@ class ApiAuth:
             return authenticate(session, secret, now=self._clock())
 
     def _failed(self, ip: str) -> None:
-        if not self._limiter.hit(self._failures, "api-auth-failed", ip):
+        if not self._failures.hit(ip, now=self._monotonic()):
             raise ApiError(
                 429,
                 "rate_limited",
@@ -104,6 +113,5 @@ class ApiAuth:
                 {"Retry-After": "60"},
             )
 
-    def _retry_after(self, caller: Caller) -> int:
-        reset, _remaining = self._limiter.get_window_stats(self._per_key, "api-key", str(caller.id))
-        return max(1, int(reset - time.time()) + 1)
+    def _retry_after(self, caller: Caller, now: float) -> int:
+        return max(1, int(self._per_key.retry_after(str(caller.id), now=now)) + 1)
