@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_subscribe.py [--count 2000] [--concurrency 8]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--no-scheduler]
+        [--sending N]
 
 For each database (a fresh SQLite file; PostgreSQL too when ``--postgres-url`` or
 ``NEWSLETTER_BENCH_POSTGRES_URL`` is given -- its schema is DROPPED and recreated):
@@ -18,6 +19,12 @@ It prints requests/s, p50/p99, the server's CPU per request (the web process, an
 CPU per request and its share of one core (near 100% would mean the client, not the
 server, sets the pace), the ratio to the ceiling, and how long after the last answer the
 last confirmation email was in the outbox (every accepted subscriber must get exactly one).
+
+``--sending N``: the project is measured a second time while a sending worker
+(``bench.sender``, its own process) queues ``N`` emails and delivers them through the
+outbox: signups during a send. It prints that run's latencies and the sender's emails/s,
+and checks each of the ``N`` emails was written exactly once (by the sender or by
+``serve``'s own ``deliver`` job).
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,19 +92,68 @@ class Cpu:
     client: float  # the load generator (this process)
 
 
+@dataclass
+class Sending:
+    """A sending worker started with the measured load (``bench.sender``)."""
+
+    count: int
+    outbox: Path
+    sent: int = 0
+    seconds: float = 0.0
+
+    @contextmanager
+    def running(self, env: dict[str, str]) -> Iterator[None]:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.sender",
+                "--count",
+                str(self.count),
+                "--outbox",
+                str(self.outbox),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        try:
+            if process.stdout.readline().strip() != "QUEUED":
+                raise RuntimeError("the sender did not queue its emails")
+            yield
+            words = process.stdout.readline().split()
+            if len(words) != 3 or words[0] != "SENT":
+                raise RuntimeError(f"the sender failed: {words!r}")
+            self.sent, self.seconds = int(words[1]), float(words[2])
+        except BaseException:
+            process.kill()
+            raise
+        finally:
+            process.wait(timeout=600)
+
+
 def measure(
     command: list[str],
     env: dict[str, str],
     load: list[bytes],
     concurrency: int,
     outbox: Path | None,
+    sending: Sending | None = None,
 ) -> tuple[LoadResult, Cpu, float | None]:
     """(load result, CPU seconds, seconds from the last answer to the last email)."""
     port = free_port()
     with running_server([*command, "--port", str(port)], env, port) as server:
         hammer("127.0.0.1", port, warmup(load), concurrency)
-        before = server.cpu_seconds(), server.children_cpu_seconds(), time.process_time()
-        result = hammer("127.0.0.1", port, load, concurrency)
+        with sending.running(env) if sending else nullcontext():
+            before = server.cpu_seconds(), server.children_cpu_seconds(), time.process_time()
+            result = hammer("127.0.0.1", port, load, concurrency)
+            cpu = Cpu(
+                server.cpu_seconds() - before[0],
+                server.children_cpu_seconds() - before[1],
+                time.process_time() - before[2],
+            )
         cpu = Cpu(
             server.cpu_seconds() - before[0],
             server.children_cpu_seconds() - before[1],
@@ -110,6 +169,19 @@ def measure(
                     break
                 time.sleep(0.05)
     return result, cpu, drained
+
+
+def confirmations(outbox: Path, sending: Sending | None) -> int:
+    """The confirmation emails in ``serve``'s outbox: every email but the sender's
+    (ledger ids ``1..N``, written by either worker)."""
+    first = sending.count if sending else 0
+    return sum(1 for path in outbox.glob("*.eml") if int(path.stem) > first)
+
+
+def sent_once(outboxes: list[Path], count: int) -> bool:
+    """Ledger ids ``1..count`` are each in exactly one of ``outboxes``, once."""
+    ids = [int(p.stem) for o in outboxes for p in o.glob("*.eml") if int(p.stem) <= count]
+    return sorted(ids) == list(range(1, count + 1))
 
 
 def warmup(load: list[bytes]) -> list[bytes]:
@@ -140,7 +212,7 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> bool:
         [sys.executable, "-m", "bench.serving", "hello"], env, load, args.concurrency, None
     )
     project, project_cpu, drained = measure(serve, env, load, args.concurrency, outbox)
-    emails = sum(1 for _ in outbox.glob("*.eml"))
+    emails = confirmations(outbox, None)
     print(f"{label}: {args.count} requests, concurrency {args.concurrency}, {machine_load()}")
     print(line("ceiling (hello app)", ceiling, ceiling_cpu))
     print(line("POST /subscribe", project, project_cpu))
@@ -152,6 +224,32 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> bool:
     ok = set(project.statuses) == {202} and emails == args.count + 40
     if not ok:
         print(f"FAIL: {label}: refused requests or missing/duplicate emails {project.bodies}")
+    if args.sending:
+        ok &= run_sending(url, label, args, workdir, serve)
+    return ok
+
+
+def run_sending(
+    url: str, label: str, args: argparse.Namespace, workdir: Path, serve: list[str]
+) -> bool:
+    """The project again, on a fresh database, while a sender delivers ``--sending``."""
+    fresh_engine(url).dispose()
+    workdir = workdir / "sending"
+    env = environ(url, workdir)
+    outbox = workdir / "outbox"
+    sending = Sending(args.sending, workdir / "sender-outbox")
+    load = requests(args.count, "reader")
+    project, project_cpu, _ = measure(serve, env, load, args.concurrency, outbox, sending)
+    emails = confirmations(outbox, sending)
+    print(line(f"while sending {args.sending}", project, project_cpu))
+    print(
+        f"  sender: {sending.sent} emails in {sending.seconds:.2f} s "
+        f"({sending.sent / max(sending.seconds, 1e-9):.0f}/s; the rest by serve's deliver job)"
+    )
+    ok = set(project.statuses) == {202} and emails == args.count + 40
+    ok &= sent_once([outbox, sending.outbox], args.sending)
+    if not ok:
+        print(f"FAIL: {label} while sending: refused requests, or missing/duplicate emails")
     return ok
 
 
@@ -160,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-scheduler", action="store_true")
+    parser.add_argument("--sending", type=int, default=0, help="emails sent during a 2nd run")
     parser.add_argument(
         "--postgres-url", default=os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL", "")
     )

@@ -1,7 +1,9 @@
 """Deliver what is due: claim a batch, render, hand chunks to the mailer, record outcomes.
 
-Commits per batch: one for the claim, one per chunk (marks the chunk ``sending`` and
-records the previous chunk's outcomes), one at the end.
+Commits per batch: one for the claim, one per chunk (marks the chunk ``sending``, stores
+its new nonces and tracked links, and records the previous chunk's outcomes), one at the
+end. The emails are built between the claim's commit and the first chunk, holding no
+lock: SQLite's one writer stays free for signups while a batch renders.
 
 A batch stops early, giving the chunks not yet handed over back to the queue untouched,
 when the provider asks to wait (``Retry-After`` on 429/5xx: a provider-wide backoff that
@@ -17,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Table, bindparam, select, text, update
 from sqlalchemy.orm import Session
@@ -139,10 +142,16 @@ def deliver_due(
         if not rows:
             report.commits += 1
             return report
-        messages, failures = _build_messages(app, session, rows, now=now)
+        facts = _read_facts(session, rows)
     report.commits += 1
     report.claimed = len(rows)
-    pending: list[SendResult] = list(failures)
+    # Built after the claim commits: the claim's locks (SQLite's one writer, the
+    # subscriber rows PostgreSQL's cap decision locks) are not held while a thousand
+    # emails are rendered. What building must store (nonces, tracked links) is written
+    # with each chunk's ``sending`` mark, for the rows this worker still owns.
+    built = _build_messages(app, facts, rows, now=now)
+    messages = built.messages
+    pending: list[SendResult] = list(built.failures)
     chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
     lease = timedelta(seconds=app.settings.lease_seconds)
@@ -166,6 +175,7 @@ def deliver_due(
             withdrawn = set(skip_withdrawn(session, ids, now=now))
             renewed = lease + (moment - now)
             owned = set(mark_sending(session, ids, now=now, worker=worker, lease=renewed))
+            built.store(session, owned)
         report.commits += 1
         report.add(pending)
         if withdrawn:
@@ -256,17 +266,18 @@ def _halt(
     log.critical("sending halted: %s", exc)
 
 
-def _build_messages(
-    app: App, session: Session, rows: Sequence[Claimed], *, now: datetime
-) -> tuple[list[OutgoingEmail], list[SendResult]]:
+@dataclass(frozen=True)
+class _Facts:
+    """What building a claimed batch reads from the database (in the claim's
+    transaction, so it is the claim's view): columns, never ORM objects."""
 
-    settings = app.settings
-    sender = Sender(
-        from_email=settings.from_email,
-        from_name=settings.from_name,
-        reply_to=settings.reply_to or None,
-        base_url=settings.base_url,
-    )
+    subscribers: dict[int, Any]
+    sequences: dict[int, str]
+    events: dict[int, EventContext]
+    campaigns: dict[int, str]
+
+
+def _read_facts(session: Session, rows: Sequence[Claimed]) -> _Facts:
     sub_ids = {r.subscriber_id for r in rows if r.subscriber_id is not None}
     # Columns, not ORM objects: only read here, and a thousand objects cost more than
     # the rendering.
@@ -294,20 +305,61 @@ def _build_messages(
         )
         .all()
     )
-    sequences = {row.id: row.sequence for row in enrollment_rows}
-    events = {row.id: _event_context(row.event) for row in enrollment_rows if row.event}
     camp_ids = {r.campaign_id for r in rows if r.campaign_id is not None}
     campaigns = dict(
         session.connection()
         .execute(select(Campaign.id, Campaign.name).where(in_list(session, Campaign.id, camp_ids)))
         .all()
     )
+    return _Facts(
+        subscribers=subscribers,
+        sequences={row.id: row.sequence for row in enrollment_rows},
+        events={row.id: _event_context(row.event) for row in enrollment_rows if row.event},
+        campaigns=campaigns,
+    )
+
+
+@dataclass
+class _Built:
+    """A claimed batch's emails, those that cannot be sent, and what must be stored
+    before an email is handed over: the nonce of a row that had none (its Message-ID)
+    and, with tracking, its original links."""
+
+    messages: list[OutgoingEmail] = field(default_factory=list)
+    failures: list[SendResult] = field(default_factory=list)
+    nonces: dict[int, str] = field(default_factory=dict)
+    links: dict[int, tuple[str, ...]] = field(default_factory=dict)
+
+    def store(self, session: Session, owned: set[int]) -> None:
+        """Write the nonces and links of the rows in ``owned`` (just marked ``sending``
+        by this worker, in the caller's transaction): never those of a row whose lease
+        ran out and that another worker may have claimed."""
+        _store_nonces(
+            session,
+            [{"b_id": i, "b_nonce": self.nonces[i]} for i in sorted(owned) if i in self.nonces],
+        )
+        links = {i: self.links[i] for i in sorted(owned) if i in self.links}
+        if links:
+            store_links(session, links)
+
+
+def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: datetime) -> _Built:
+    """Render, compose and check every claimed row (no database: ``facts`` holds what
+    the claim read)."""
+    settings = app.settings
+    sender = Sender(
+        from_email=settings.from_email,
+        from_name=settings.from_name,
+        reply_to=settings.reply_to or None,
+        base_url=settings.base_url,
+    )
+    subscribers, sequences = facts.subscribers, facts.sequences
+    events, campaigns = facts.events, facts.campaigns
     keys = settings.secret_keys
     planner = BatchRenderer(app.library)
     tracks = tracking_on(settings)
-    messages: list[OutgoingEmail] = []
-    failures: list[SendResult] = []
-    nonces: list[dict[str, object]] = []
+    built = _Built()
+    messages, failures = built.messages, built.failures
     subjects: dict[int, str] = {}  # id(plan) -> its subject as compose makes it one line
     mailer_check = getattr(app.mailer, "problem", None)
     for row in rows:
@@ -359,14 +411,13 @@ def _build_messages(
                 rendered, delivery_id=row.id, links=links, settings=settings
             )
             if tracks:
-                store_links(session, row.id, tracked)
+                built.links[row.id] = tuple(tracked)
         nonce = row.message_nonce
         if nonce is None:
-            # Stored in the claim's transaction by one statement below (not one UPDATE
-            # per row).
+            # Stored with the chunk's ``sending`` mark, by one statement (``_Built``).
             nonce = secrets.token_hex(8)
             row.message_nonce = nonce
-            nonces.append({"b_id": row.id, "b_nonce": nonce})
+            built.nonces[row.id] = nonce
         message = compose(
             rendered,
             delivery_id=row.id,
@@ -393,8 +444,7 @@ def _build_messages(
             failures.append(SendResult(row.id, SendStatus.FAILED, error=problem[:1000]))
             continue
         messages.append(message)
-    _store_nonces(session, nonces)
-    return messages, failures
+    return built
 
 
 def _store_nonces(session: Session, nonces: list[dict[str, object]]) -> None:

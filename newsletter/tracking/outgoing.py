@@ -1,18 +1,19 @@
 """Tracking at render time, for every backend: rewrite one email and keep its links.
 
-Called by the dispatcher inside the claim transaction, so the links of an email are
-stored before the email can reach anyone. Transactional email (the confirmation) and
+The dispatcher stores an email's links in the transaction that marks it ``sending``,
+so they are stored before the email can reach anyone. Transactional email (the confirmation) and
 test sends are never tracked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
+from newsletter.bound_lists import in_list
 from newsletter.content.model import Links, RenderedEmail
 from newsletter.models import DeliveryLink
 from newsletter.settings import Settings
@@ -65,11 +66,18 @@ def track_email_personal(
     return replace(rendered, html=tracked.html), tracked.links, personal
 
 
-def store_links(session: Session, delivery_id: int, links: Sequence[str]) -> None:
-    """Replace the stored links of one email (a retry renders it again). No commit."""
-    session.execute(delete(DeliveryLink).where(DeliveryLink.delivery_id == delivery_id))
-    if links:
-        session.execute(
-            insert(DeliveryLink),
-            [{"delivery_id": delivery_id, "link_index": i, "url": u} for i, u in enumerate(links)],
-        )
+def store_links(session: Session, links: Mapping[int, Sequence[str]]) -> None:
+    """Replace the stored links of these emails (a retry renders one again), by
+    delivery id: one ``DELETE`` and one ``INSERT`` for them all. No commit."""
+    if not links:
+        return
+    session.execute(
+        delete(DeliveryLink).where(in_list(session, DeliveryLink.delivery_id, list(links)))
+    )
+    rows = [
+        {"delivery_id": delivery_id, "link_index": i, "url": u}
+        for delivery_id, urls in links.items()
+        for i, u in enumerate(urls)
+    ]
+    if rows:
+        session.execute(insert(DeliveryLink), rows)

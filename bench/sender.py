@@ -1,0 +1,81 @@
+"""A sending worker for benches: queue emails, then deliver them while something else runs.
+
+    python -m bench.sender --count N --outbox DIR     (NEWSLETTER_* from the environment)
+
+Adds ``N`` active subscribers (``sending<n>@example.org``) and one queued drip email each,
+due a minute ago (real time), and prints ``QUEUED``; then runs ``deliver_due`` with the
+outbox backend into ``DIR`` until nothing is left to claim, at the real time, as the
+``deliver`` job does, and prints ``SENT <emails> <seconds>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import bindparam, text
+
+from newsletter.app import App
+from newsletter.delivery.outbox import OutboxMailer
+from newsletter.dispatch import deliver_due
+from newsletter.models import UTCDateTime
+from newsletter.settings import load_settings
+
+ITEM = "tips/meet-your-ql"
+
+
+def queue(app: App, count: int) -> None:
+    due = datetime.now(UTC) - timedelta(minutes=1)
+    json_type = "::json" if app.engine.dialect.name == "postgresql" else ""
+    people = f"""
+        WITH RECURSIVE seq(n) AS (
+            SELECT CAST(1 AS INTEGER) UNION ALL SELECT n + 1 FROM seq WHERE n < :last
+        )
+        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
+            attributes, created_at, updated_at, confirmed_at, soft_bounces)
+        SELECT 'sending' || n, 'sending' || n || '@example.org', 'Reader' || n, 'UTC',
+            'active', '[]'{json_type}, '{{}}'{json_type}, :now, :now, :now, 0
+        FROM seq
+    """  # noqa: S608 - only a module constant is formatted in
+    emails = """
+        INSERT INTO deliveries (key, kind, subscriber_id, item_id, status, attempts, due_at,
+            created_at, updated_at)
+        SELECT 'bench-send:' || id, 'drip', id, :item, 'queued', 0, :now, :now, :now
+        FROM subscribers WHERE public_id LIKE 'sending%'
+    """
+    stamp = bindparam("now", type_=UTCDateTime())
+    with app.engine.begin() as conn:
+        conn.execute(text(people).bindparams(stamp), {"last": count, "now": due})
+        conn.execute(text(emails).bindparams(stamp), {"item": ITEM, "now": due})
+
+
+def send(app: App) -> tuple[int, float]:
+    started = time.perf_counter()
+    sent = 0
+    while True:
+        report = deliver_due(app, now=datetime.now(UTC), worker=f"bench-sender:{os.getpid()}")
+        sent += report.outcomes.get("sent", 0)
+        if not report.claimed:
+            return sent, time.perf_counter() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--outbox", type=Path, required=True)
+    args = parser.parse_args(argv)
+    app = App(load_settings(dict(os.environ)), mailer=OutboxMailer(args.outbox))
+    queue(app, args.count)
+    print("QUEUED", flush=True)
+    sent, seconds = send(app)
+    app.close()
+    print(f"SENT {sent} {seconds:.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
