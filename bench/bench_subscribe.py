@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,8 +44,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sqlalchemy import text
+
 from bench.common import ROOT, free_port, fresh_engine, machine_load, running_server
 from bench.loadgen import LoadResult, hammer, request_bytes
+from newsletter.db import make_engine
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 
@@ -141,8 +144,11 @@ def measure(
     concurrency: int,
     outbox: Path | None,
     sending: Sending | None = None,
+    not_confirmations: Callable[[], set[int]] | None = None,
 ) -> tuple[LoadResult, Cpu, float | None]:
-    """(load result, CPU seconds, seconds from the last answer to the last email)."""
+    """(load result, CPU seconds, seconds from the last answer to the last email);
+    ``not_confirmations`` (read once the load is over): ledger ids in ``outbox`` that are
+    not confirmations."""
     port = free_port()
     with running_server([*command, "--port", str(port)], env, port) as server:
         hammer("127.0.0.1", port, warmup(load), concurrency)
@@ -163,25 +169,29 @@ def measure(
         if outbox is not None:
             ended = time.perf_counter()
             wanted = len(load) + len(warmup(load))
+            others = not_confirmations() if not_confirmations else set()
             while time.perf_counter() - ended < 120:
-                if sum(1 for _ in outbox.glob("*.eml")) >= wanted:
+                if len(emails_in(outbox) - others) >= wanted:
                     drained = time.perf_counter() - ended
                     break
                 time.sleep(0.05)
     return result, cpu, drained
 
 
-def confirmations(outbox: Path, sending: Sending | None) -> int:
-    """The confirmation emails in ``serve``'s outbox: every email but the sender's
-    (ledger ids ``1..N``, written by either worker)."""
-    first = sending.count if sending else 0
-    return sum(1 for path in outbox.glob("*.eml") if int(path.stem) > first)
+def emails_in(outbox: Path) -> set[int]:
+    """The ledger ids of the emails written to ``outbox`` (files are named by id)."""
+    return {int(path.stem) for path in outbox.glob("*.eml")}
 
 
-def sent_once(outboxes: list[Path], count: int) -> bool:
-    """Ledger ids ``1..count`` are each in exactly one of ``outboxes``, once."""
-    ids = [int(p.stem) for o in outboxes for p in o.glob("*.eml") if int(p.stem) <= count]
-    return sorted(ids) == list(range(1, count + 1))
+def sender_ids(url: str) -> set[int]:
+    """The ledger ids of the emails ``bench.sender`` queued."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = text("SELECT id FROM deliveries WHERE key LIKE 'bench-send:%'")
+            return set(conn.execute(query).scalars())
+    finally:
+        engine.dispose()
 
 
 def warmup(load: list[bytes]) -> list[bytes]:
@@ -212,7 +222,7 @@ def run(url: str, label: str, args: argparse.Namespace, workdir: Path) -> bool:
         [sys.executable, "-m", "bench.serving", "hello"], env, load, args.concurrency, None
     )
     project, project_cpu, drained = measure(serve, env, load, args.concurrency, outbox)
-    emails = confirmations(outbox, None)
+    emails = len(emails_in(outbox))
     print(f"{label}: {args.count} requests, concurrency {args.concurrency}, {machine_load()}")
     print(line("ceiling (hello app)", ceiling, ceiling_cpu))
     print(line("POST /subscribe", project, project_cpu))
@@ -233,21 +243,36 @@ def run_sending(
     url: str, label: str, args: argparse.Namespace, workdir: Path, serve: list[str]
 ) -> bool:
     """The project again, on a fresh database, while a sender delivers ``--sending``."""
-    fresh_engine(url).dispose()
     workdir = workdir / "sending"
+    workdir.mkdir()
+    if url.startswith("sqlite"):  # a new file (PostgreSQL: the schema is recreated)
+        url = f"sqlite:///{workdir / 'bench.db'}"
+    fresh_engine(url).dispose()
     env = environ(url, workdir)
     outbox = workdir / "outbox"
     sending = Sending(args.sending, workdir / "sender-outbox")
     load = requests(args.count, "reader")
-    project, project_cpu, _ = measure(serve, env, load, args.concurrency, outbox, sending)
-    emails = confirmations(outbox, sending)
+    project, project_cpu, drained = measure(
+        serve, env, load, args.concurrency, outbox, sending, lambda: sender_ids(url)
+    )
+    queued = sender_ids(url)
+    by_serve, by_sender = emails_in(outbox), emails_in(sending.outbox)
+    emails = len(by_serve - queued)  # the confirmations
     print(line(f"while sending {args.sending}", project, project_cpu))
     print(
         f"  sender: {sending.sent} emails in {sending.seconds:.2f} s "
         f"({sending.sent / max(sending.seconds, 1e-9):.0f}/s; the rest by serve's deliver job)"
     )
     ok = set(project.statuses) == {202} and emails == args.count + 40
-    ok &= sent_once([outbox, sending.outbox], args.sending)
+    # each queued email written once, by the sender or by serve's deliver job
+    once = len(queued) == args.sending and not by_serve & by_sender
+    once &= (by_serve | by_sender) & queued == queued and by_sender <= queued
+    print(
+        f"  queued {len(queued)}: {len(by_sender)} written by the sender, "
+        f"{len(by_serve & queued)} by serve; confirmations {emails} (expected {args.count + 40})"
+        + (f", the last {drained:.2f} s after the last answer" if drained is not None else "")
+    )
+    ok &= once
     if not ok:
         print(f"FAIL: {label} while sending: refused requests, or missing/duplicate emails")
     return ok

@@ -22,10 +22,11 @@ from sqlalchemy import bindparam, text
 from newsletter.app import App
 from newsletter.delivery.outbox import OutboxMailer
 from newsletter.dispatch import deliver_due
-from newsletter.models import UTCDateTime
+from newsletter.models import DeliveryKind, UTCDateTime
 from newsletter.settings import load_settings
 
 ITEM = "tips/meet-your-ql"
+DRIP = DeliveryKind.DRIP  # what it queued; serve's confirmations are serve's to send
 
 
 def queue(app: App, count: int) -> None:
@@ -57,7 +58,9 @@ def send(app: App) -> tuple[int, float]:
     started = time.perf_counter()
     sent = 0
     while True:
-        report = deliver_due(app, now=datetime.now(UTC), worker=f"bench-sender:{os.getpid()}")
+        report = deliver_due(
+            app, now=datetime.now(UTC), worker=f"bench-sender:{os.getpid()}", kinds=[DRIP]
+        )
         sent += report.outcomes.get("sent", 0)
         if not report.claimed:
             return sent, time.perf_counter() - started

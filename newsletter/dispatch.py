@@ -121,6 +121,9 @@ def deliver_due(
         if kinds is None:
             log.warning("NEWSLETTER_POSTAL_ADDRESS is not set: marketing email waits until it is")
         kinds = [DeliveryKind.CONFIRMATION]
+    # Before the transaction: the first call in a process builds the policy from the
+    # content library (~0.3 s), which must not hold SQLite's writer.
+    attention = attention_for(app)
     with transaction(app.sessions) as session:
         reason = halt_reason(session, fingerprint=sending_fingerprint(app))
         if reason is not None:
@@ -137,7 +140,7 @@ def deliver_due(
             now=now,
             lease=timedelta(seconds=app.settings.lease_seconds),
             kinds=kinds,
-            attention=attention_for(app),
+            attention=attention,
         )
         if not rows:
             report.commits += 1

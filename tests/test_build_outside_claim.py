@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from newsletter.app import App
 from newsletter.campaigns.drafts import create_campaign
@@ -189,5 +189,29 @@ def test_rows_lost_during_the_build_get_no_nonce_or_links_from_this_worker(
     assert rows[kept].message_nonce != "theirs"
     assert set(links) == {kept}  # the item has links to track
     assert links[kept] > 0
+    web.close()
+    sender.close()
+
+
+def test_the_content_library_is_loaded_before_the_claim_transaction_opens(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A process's first ``deliver`` loads the content library (for the cap policy, about
+    0.3 s for the shipped content) before its claim begins, not while it holds the
+    writer: a cron-run ``newsletter deliver`` is a new process every minute."""
+    settings = make_settings()
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        person = add_subscriber(session, "first@example.org")
+        queue_deliveries(session, [person.id], item_id="tips/meet-your-ql")
+    sender = App(settings, mailer=RecordingMailer())
+    loaded_at_begin: list[bool] = []
+    event.listen(
+        sender.engine, "begin", lambda _conn: loaded_at_begin.append("library" in vars(sender))
+    )
+    deliver(sender, NOW + timedelta(minutes=1))
+    assert [m.to_email for m in sender.mailer.sent] == ["first@example.org"]  # type: ignore[attr-defined]
+    assert loaded_at_begin
+    assert all(loaded_at_begin), loaded_at_begin
     web.close()
     sender.close()
