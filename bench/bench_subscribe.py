@@ -20,11 +20,12 @@ CPU per request and its share of one core (near 100% would mean the client, not 
 server, sets the pace), the ratio to the ceiling, and how long after the last answer the
 last confirmation email was in the outbox (every accepted subscriber must get exactly one).
 
-``--sending N``: the project is measured a second time while a sending worker
-(``bench.sender``, its own process) queues ``N`` emails and delivers them through the
-outbox: signups during a send. It prints that run's latencies and the sender's emails/s,
-and checks each of the ``N`` emails was written exactly once (by the sender or by
-``serve``'s own ``deliver`` job).
+``--sending N``: the project is measured a second time, on a fresh database, while a
+sending worker (``bench.sender``, its own process) queues ``N`` drip emails and delivers
+them through the outbox: signups during a send. ``serve``'s own ``deliver`` job may take
+some of them (it runs too): the split is printed, the sender's emails/s is its share. It
+prints that run's latencies (and CPU during the load) and checks each of the ``N`` emails
+is in exactly one of the two outboxes.
 """
 
 from __future__ import annotations
@@ -155,19 +156,15 @@ def measure(
         with sending.running(env) if sending else nullcontext():
             before = server.cpu_seconds(), server.children_cpu_seconds(), time.process_time()
             result = hammer("127.0.0.1", port, load, concurrency)
+            ended = time.perf_counter()
             cpu = Cpu(
                 server.cpu_seconds() - before[0],
                 server.children_cpu_seconds() - before[1],
                 time.process_time() - before[2],
             )
-        cpu = Cpu(
-            server.cpu_seconds() - before[0],
-            server.children_cpu_seconds() - before[1],
-            time.process_time() - before[2],
-        )
+        # (leaving ``sending.running`` waits for the sender to finish)
         drained = None
         if outbox is not None:
-            ended = time.perf_counter()
             wanted = len(load) + len(warmup(load))
             others = not_confirmations() if not_confirmations else set()
             while time.perf_counter() - ended < 120:

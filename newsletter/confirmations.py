@@ -43,7 +43,7 @@ from newsletter.models import DeliveryKind
 log = logging.getLogger(__name__)
 
 BATCH = 32  # confirmations per claim while no request is being answered ...
-BUSY_BATCH = 4  # ... and while they are (a claim builds its emails holding SQLite's writer)
+BUSY_BATCH = 4  # ... and while they are (each claim and chunk takes SQLite's writer)
 POLL_SECONDS = 30.0  # a pass at least this often, woken or not
 QUIET_SECONDS = 0.01  # a claim waits until no wake-up came for this long ...
 YIELD_SECONDS = 0.25  # ... but never longer than this

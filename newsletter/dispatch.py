@@ -1,9 +1,11 @@
 """Deliver what is due: claim a batch, render, hand chunks to the mailer, record outcomes.
 
-Commits per batch: one for the claim, one per chunk (marks the chunk ``sending``, stores
-its new nonces and tracked links, and records the previous chunk's outcomes), one at the
-end. The emails are built between the claim's commit and the first chunk, holding no
-lock: SQLite's one writer stays free for signups while a batch renders.
+Commits per batch: one for the claim, one for the emails that cannot be built or sent
+(if any), one per chunk (marks the chunk ``sending``, stores its new nonces and tracked
+links, and records the previous chunk's outcomes), one at the end. The emails are built
+between the claim's commit and the first chunk, holding no lock: SQLite's one writer
+stays free for signups while a batch renders; an error while building gives the batch
+back to the queue.
 
 A batch stops early, giving the chunks not yet handed over back to the queue untouched,
 when the provider asks to wait (``Retry-After`` on 429/5xx: a provider-wide backoff that
@@ -65,6 +67,7 @@ from newsletter.ledger import (
     record_results,
     release,
     skip_withdrawn,
+    still_leased,
 )
 from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
 from newsletter.one_line import one_line
@@ -152,9 +155,25 @@ def deliver_due(
     # subscriber rows PostgreSQL's cap decision locks) are not held while a thousand
     # emails are rendered. What building must store (nonces, tracked links) is written
     # with each chunk's ``sending`` mark, for the rows this worker still owns.
-    built = _build_messages(app, facts, rows, now=now)
+    try:
+        built = _build_messages(app, facts, rows, now=now)
+    except BaseException:
+        # Nothing was handed over: the rows go back to the queue at once, as the claim's
+        # rollback did when the build ran inside it (not after the lease runs out).
+        with transaction(app.sessions) as session:
+            release(session, [r.id for r in rows], now=now, worker=worker)
+        raise
     messages = built.messages
-    pending: list[SendResult] = list(built.failures)
+    if built.failures:
+        # Recorded only for the rows this worker still holds: with the claim committed,
+        # a lease can run out during the build and another worker take the row.
+        with transaction(app.sessions) as session:
+            held = set(still_leased(session, [f.delivery_id for f in built.failures], worker))
+            failures = [f for f in built.failures if f.delivery_id in held]
+            record_results(session, failures, now=now, max_attempts=app.settings.max_attempts)
+        report.commits += 1
+        report.add(failures)
+    pending: list[SendResult] = []
     chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
     lease = timedelta(seconds=app.settings.lease_seconds)

@@ -635,6 +635,19 @@ def release(session: Session, ids: Sequence[int], *, now: datetime, worker: str)
         )
 
 
+def still_leased(session: Session, ids: Sequence[int], worker: str) -> list[int]:
+    """The rows among ``ids`` that ``worker`` still holds ``leased`` (not handed over,
+    lease not taken over), in id order."""
+    if not ids:
+        return []
+    statement = select(Delivery.id).where(
+        in_list(session, Delivery.id, ids),
+        Delivery.status == DeliveryStatus.LEASED.value,
+        Delivery.leased_by == worker,
+    )
+    return sorted(session.scalars(statement))
+
+
 def recover_expired_leases(session: Session, *, now: datetime) -> tuple[int, int]:
     """Expired ``leased`` rows go back to ``queued``; expired ``sending`` become ``unknown``.
 

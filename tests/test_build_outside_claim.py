@@ -15,8 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select, text, update
+from sqlalchemy import event, func, insert, select, text, update
 
 from newsletter.app import App
 from newsletter.campaigns.drafts import create_campaign
@@ -141,9 +142,6 @@ class LeaseThief(RecordingMailer):
             steal()
         return None
 
-    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
-        return super().send_batch(messages)
-
 
 def test_rows_lost_during_the_build_get_no_nonce_or_links_from_this_worker(
     make_settings: Callable[..., Settings], tmp_path: Path
@@ -213,5 +211,127 @@ def test_the_content_library_is_loaded_before_the_claim_transaction_opens(
     assert [m.to_email for m in sender.mailer.sent] == ["first@example.org"]  # type: ignore[attr-defined]
     assert loaded_at_begin
     assert all(loaded_at_begin), loaded_at_begin
+    web.close()
+    sender.close()
+
+
+class LedgerReader(RecordingMailer):
+    """Reads the ledger as the provider call begins: what is stored by then."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self._app = app
+        self.seen: dict[int, tuple[str, str | None, list[str]]] = {}
+
+    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
+        ids = [m.delivery_id for m in messages]
+        with transaction(self._app.sessions) as session:
+            for row in session.scalars(select(Delivery).where(Delivery.id.in_(ids))):
+                links = session.scalars(
+                    select(DeliveryLink.url)
+                    .where(DeliveryLink.delivery_id == row.id)
+                    .order_by(DeliveryLink.link_index)
+                )
+                self.seen[row.id] = (row.status, row.message_nonce, list(links))
+        return super().send_batch(messages)
+
+
+def test_nonce_and_links_are_stored_before_the_handover_and_replace_a_retrys(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """When the mailer is called, each email's row is ``sending`` with the nonce of its
+    Message-ID and its tracked links; links stored by an earlier attempt are replaced."""
+    settings = make_settings(track_clicks="true", content_dir=str(content_with_links(tmp_path)))
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        people = [add_subscriber(session, f"r{i}@example.org").id for i in range(2)]
+        ids = sorted(queue_deliveries(session, people, item_id="tips/two-links"))
+        session.execute(  # an earlier attempt of the first email stored other links
+            insert(DeliveryLink),
+            [{"delivery_id": ids[0], "link_index": i, "url": f"https://old/{i}"} for i in range(5)],
+        )
+    mailer = LedgerReader(web)
+    sender = App(settings, mailer=mailer)
+    deliver(sender, NOW + timedelta(minutes=1))
+    assert sorted(mailer.seen) == ids
+    for message in mailer.sent:
+        status, nonce, links = mailer.seen[message.delivery_id]
+        assert status == "sending"
+        assert nonce
+        assert nonce in (message.message_id or "")
+        assert links
+        assert not any(url.startswith("https://old/") for url in links)
+    with transaction(web.sessions) as session:
+        stored = session.scalars(select(DeliveryLink.url).where(DeliveryLink.delivery_id == ids[0]))
+        assert list(stored) == mailer.seen[ids[0]][2]
+    web.close()
+    sender.close()
+
+
+class FailsOneTakenOver(RecordingMailer):
+    """While the batch is built, another worker takes over one row, and this worker's
+    check finds that same email unsendable."""
+
+    def __init__(self, app: App, victim: int) -> None:
+        super().__init__()
+        self._app, self._victim = app, victim
+
+    def problem(self, message: OutgoingEmail) -> str | None:
+        if message.delivery_id != self._victim:
+            return None
+        with transaction(self._app.sessions) as session:
+            session.execute(
+                update(Delivery).where(Delivery.id == self._victim).values(leased_by="someone-else")
+            )
+        return "unsendable"
+
+
+def test_a_failure_is_not_recorded_on_a_row_another_worker_took_over(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        people = [add_subscriber(session, f"s{i}@example.org").id for i in range(3)]
+        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    sender = App(settings, mailer=FailsOneTakenOver(web, ids[1]))
+    deliver(sender, NOW + timedelta(minutes=1))
+    with transaction(web.sessions) as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+    assert (rows[ids[1]].status, rows[ids[1]].leased_by, rows[ids[1]].error) == (
+        "leased",
+        "someone-else",
+        None,
+    )
+    assert {rows[i].status for i in (ids[0], ids[2])} == {"sent"}
+    web.close()
+    sender.close()
+
+
+class BrokenCheck(RecordingMailer):
+    def problem(self, message: OutgoingEmail) -> str | None:
+        raise RuntimeError("a bug in the build")
+
+
+def test_an_error_while_building_gives_the_batch_back_at_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """Before, the build ran inside the claim, whose rollback returned the rows; now the
+    claim is committed, so the rows are released: queued, the attempt not counted."""
+    settings = make_settings()
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        people = [add_subscriber(session, f"t{i}@example.org").id for i in range(3)]
+        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    sender = App(settings, mailer=BrokenCheck())
+    with pytest.raises(RuntimeError, match="a bug in the build"):
+        deliver(sender, NOW + timedelta(minutes=1))
+    with transaction(web.sessions) as session:
+        rows = session.execute(
+            select(Delivery.status, Delivery.attempts, Delivery.leased_by).where(
+                Delivery.id.in_(ids)
+            )
+        ).all()
+    assert set(rows) == {("queued", 0, None)}
     web.close()
     sender.close()

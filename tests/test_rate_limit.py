@@ -115,6 +115,7 @@ def test_a_sweep_keeps_a_key_still_inside_its_longest_window() -> None:
         pytest.param([Limit(2, 60), Limit(3, 3600)], [0, 10, 70], 75, 3525.0, id="longer-limit"),
         pytest.param([Limit(1, 10), Limit(3, 60)], [0, 20, 40], 45, 15.0, id="the-later-of-two"),
         pytest.param([Limit(0, 60)], [], 0, 60.0, id="zero"),
+        pytest.param([Limit(1, 10)], [0], 4, 6.0, id="one-allowed"),
     ],
 )
 def test_retry_after_is_when_every_limit_has_room_again(

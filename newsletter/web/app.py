@@ -179,11 +179,11 @@ def create_web_app(
 
     def deliver_here(pause: Callable[[], None]) -> None:
         """The pump's pass: every confirmation that is due, in batches, deferring to
-        requests between them (``dispatch`` builds a batch's messages inside its claim,
-        holding SQLite's writer: small batches while requests are answered keep
-        subscribe's commits from waiting long; larger ones when none is, so the backlog of
-        a burst drains sooner). SQLite: each transaction takes its turn with subscribe's
-        writer."""
+        requests between them (a claim and each chunk's ``sending`` mark take SQLite's
+        writer for a time that grows with the batch: small batches while requests are
+        answered keep subscribe's commits from waiting long; larger ones when none is, so
+        the backlog of a burst drains sooner). SQLite: each transaction takes its turn with
+        subscribe's writer."""
         deliver_confirmations(
             app,
             clock=clock,
