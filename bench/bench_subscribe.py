@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_subscribe.py [--count 2000] [--concurrency 8]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/DB] [--no-scheduler]
-        [--sending N]
+        [--sending N [--sending-backend outbox|sendgrid]]
 
 For each database (a fresh SQLite file; PostgreSQL too when ``--postgres-url`` or
 ``NEWSLETTER_BENCH_POSTGRES_URL`` is given -- its schema is DROPPED and recreated):
@@ -22,10 +22,11 @@ last confirmation email was in the outbox (every accepted subscriber must get ex
 
 ``--sending N``: the project is measured a second time, on a fresh database, while a
 sending worker (``bench.sender``, its own process) queues ``N`` drip emails and delivers
-them through the outbox: signups during a send. ``serve``'s own ``deliver`` job may take
-some of them (it runs too): the split is printed, the sender's emails/s is its share. It
+them through the outbox: signups during a send, as with a cron-run ``newsletter deliver``
+beside ``serve`` (which runs ``--no-scheduler`` then: it sends the confirmations only). It
 prints that run's latencies (and CPU during the load) and checks each of the ``N`` emails
-is in exactly one of the two outboxes.
+was sent once. ``--sending-backend sendgrid``: the sender posts to a minimal sink
+(``bench/sink.py``) instead of writing files, as in production.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ if __package__ in (None, ""):  # run as a script: make the ``bench`` package imp
 
 from sqlalchemy import text
 
+from bench.bench_dispatch import sink_process
 from bench.common import ROOT, free_port, fresh_engine, machine_load, running_server
 from bench.loadgen import LoadResult, hammer, request_bytes
 from newsletter.db import make_engine
@@ -102,6 +104,7 @@ class Sending:
 
     count: int
     outbox: Path
+    sendgrid_url: str = ""  # post to this sink instead of writing the outbox
     sent: int = 0
     seconds: float = 0.0
 
@@ -116,6 +119,8 @@ class Sending:
                 str(self.count),
                 "--outbox",
                 str(self.outbox),
+                "--sendgrid-url",
+                self.sendgrid_url,
             ],
             env=env,
             cwd=ROOT,
@@ -247,32 +252,51 @@ def run_sending(
     fresh_engine(url).dispose()
     env = environ(url, workdir)
     outbox = workdir / "outbox"
-    sending = Sending(args.sending, workdir / "sender-outbox")
     load = requests(args.count, "reader")
-    project, project_cpu, drained = measure(
-        serve, env, load, args.concurrency, outbox, sending, lambda: sender_ids(url)
-    )
+    with sink_process() if args.sending_backend == "sendgrid" else nullcontext("") as sink:
+        sending = Sending(args.sending, workdir / "sender-outbox", sink)
+        # serve's own jobs off: the sender is the only worker sending (as a cron-run
+        # ``newsletter deliver`` beside serve); serve still sends the confirmations
+        quiet = [*serve, "--no-scheduler"] if "--no-scheduler" not in serve else serve
+        project, project_cpu, drained = measure(
+            quiet, env, load, args.concurrency, outbox, sending, lambda: sender_ids(url)
+        )
     queued = sender_ids(url)
     by_serve, by_sender = emails_in(outbox), emails_in(sending.outbox)
     emails = len(by_serve - queued)  # the confirmations
     print(line(f"while sending {args.sending}", project, project_cpu))
     print(
-        f"  sender: {sending.sent} emails in {sending.seconds:.2f} s "
+        f"  sender ({args.sending_backend}): {sending.sent} emails in {sending.seconds:.2f} s "
         f"({sending.sent / max(sending.seconds, 1e-9):.0f}/s; the rest by serve's deliver job)"
     )
-    ok = set(project.statuses) == {202} and emails == args.count + 40
-    # each queued email written once, by the sender or by serve's deliver job
+    # each queued email sent once, by the sender or by serve's deliver job (its outbox)
+    by_serve_queued = len(by_serve & queued)
     once = len(queued) == args.sending and not by_serve & by_sender
-    once &= (by_serve | by_sender) & queued == queued and by_sender <= queued
+    once &= sending.sent + by_serve_queued == args.sending and by_sender <= queued
+    once &= sent_statuses(url) == {"sent": args.sending}
     print(
-        f"  queued {len(queued)}: {len(by_sender)} written by the sender, "
-        f"{len(by_serve & queued)} by serve; confirmations {emails} (expected {args.count + 40})"
+        f"  queued {len(queued)}: {sending.sent} sent by the sender, "
+        f"{by_serve_queued} by serve; confirmations {emails} (expected {args.count + 40})"
         + (f", the last {drained:.2f} s after the last answer" if drained is not None else "")
     )
-    ok &= once
+    ok = set(project.statuses) == {202} and emails == args.count + 40 and once
     if not ok:
         print(f"FAIL: {label} while sending: refused requests, or missing/duplicate emails")
     return ok
+
+
+def sent_statuses(url: str) -> dict[str, int]:
+    """How many of ``bench.sender``'s emails are in each ledger status."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            query = text(
+                "SELECT status, count(*) FROM deliveries WHERE key LIKE 'bench-send:%' "
+                "GROUP BY status"
+            )
+            return {str(row[0]): int(row[1]) for row in conn.execute(query)}
+    finally:
+        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -281,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--no-scheduler", action="store_true")
     parser.add_argument("--sending", type=int, default=0, help="emails sent during a 2nd run")
+    parser.add_argument("--sending-backend", choices=["outbox", "sendgrid"], default="outbox")
     parser.add_argument(
         "--postgres-url", default=os.environ.get("NEWSLETTER_BENCH_POSTGRES_URL", "")
     )

@@ -1,11 +1,13 @@
 """A sending worker for benches: queue emails, then deliver them while something else runs.
 
-    python -m bench.sender --count N --outbox DIR     (NEWSLETTER_* from the environment)
+    python -m bench.sender --count N --outbox DIR [--sendgrid-url URL]
+        (NEWSLETTER_* from the environment)
 
 Adds ``N`` active subscribers (``sending<n>@example.org``) and one queued drip email each,
 due a minute ago (real time), and prints ``QUEUED``; then runs ``deliver_due`` with the
-outbox backend into ``DIR`` until nothing is left to claim, at the real time, as the
-``deliver`` job does, and prints ``SENT <emails> <seconds>``.
+outbox backend into ``DIR`` (or SendGrid's, posting to ``--sendgrid-url``: the bench's
+sink) until nothing is left to claim, at the real time, as the ``deliver`` job does, and
+prints ``SENT <emails> <seconds>``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,15 @@ from pathlib import Path
 from sqlalchemy import bindparam, text
 
 from newsletter.app import App
+from newsletter.delivery.base import Mailer
 from newsletter.delivery.outbox import OutboxMailer
+from newsletter.delivery.sendgrid import SendGridMailer
 from newsletter.dispatch import deliver_due
 from newsletter.models import DeliveryKind, UTCDateTime
 from newsletter.settings import load_settings
 
 ITEM = "tips/meet-your-ql"
+API_KEY = "SG.bench-key"  # the sink accepts any
 DRIP = DeliveryKind.DRIP  # what it queued; serve's confirmations are serve's to send
 
 
@@ -70,8 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--outbox", type=Path, required=True)
+    parser.add_argument("--sendgrid-url", default="")
     args = parser.parse_args(argv)
-    app = App(load_settings(dict(os.environ)), mailer=OutboxMailer(args.outbox))
+    mailer: Mailer = OutboxMailer(args.outbox)
+    if args.sendgrid_url:
+        mailer = SendGridMailer(API_KEY, args.sendgrid_url)
+    app = App(load_settings(dict(os.environ)), mailer=mailer)
     queue(app, args.count)
     print("QUEUED", flush=True)
     sent, seconds = send(app)
