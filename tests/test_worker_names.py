@@ -12,17 +12,23 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from newsletter.app import App
+from newsletter.campaigns.drafts import create_campaign
+from newsletter.campaigns.sending import send_test
 from newsletter.confirmations import deliver_confirmations
 from newsletter.db import transaction
+from newsletter.delivery.base import OutgoingEmail, SendResult
 from newsletter.ledger import claim_batch, mark_sending, recover_expired_leases, worker_name
 from newsletter.models import Delivery, DeliveryKind
+from newsletter.settings import Settings
 from tests.conftest import NOW
 from tests.factories import add_subscriber, queue_deliveries
+from tests.mailers import RecordingMailer
 
 LEASE = timedelta(minutes=5)
 NAME = "from newsletter.ledger import worker_name; print(worker_name('confirmations'))"
@@ -67,3 +73,47 @@ def test_a_stalled_sender_cannot_send_a_row_another_sender_took_over(app: App) -
     with transaction(app.sessions) as session:
         assert mark_sending(session, [row_id], now=later, worker=stalled, lease=LEASE) == []
     assert len(list((app.settings.effective_outbox_dir).glob("*.eml"))) == 1
+
+
+class LeaseNames(RecordingMailer):
+    """Notes under which name each row it is handed was marked ``sending``."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__()
+        self._app = app
+        self.names: set[str | None] = set()
+
+    def send_batch(self, messages: Sequence[OutgoingEmail]) -> list[SendResult]:
+        ids = [m.delivery_id for m in messages]
+        with transaction(self._app.sessions) as session:
+            self.names |= set(
+                session.scalars(select(Delivery.leased_by).where(Delivery.id.in_(ids)))
+            )
+        return super().send_batch(messages)
+
+
+def test_a_test_send_claims_under_a_name_of_its_own(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """``campaign test-send`` claimed as ``"worker"`` (``deliver_due``'s default), a name
+    every test-send process shared."""
+    settings = make_settings()
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        add_subscriber(session, "reader@example.org")
+    create_campaign(
+        web,
+        "campaigns/seven-day-reset",
+        name="c",
+        include=(),
+        exclude=(),
+        pause_drips=False,
+        now=NOW,
+    )
+    mailer = LeaseNames(web)
+    sender = App(settings, mailer=mailer)
+    outcomes = send_test(sender, "c", ["seed@example.org"], now=NOW)
+    assert [o.status for o in outcomes] == ["sent"]
+    assert mailer.names == {worker_name("test-send")}
+    web.close()
+    sender.close()

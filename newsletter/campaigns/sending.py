@@ -36,7 +36,7 @@ from newsletter.campaigns.views import (
 )
 from newsletter.db import transaction
 from newsletter.errors import CampaignError
-from newsletter.ledger import NewDelivery, enqueue
+from newsletter.ledger import NewDelivery, enqueue, worker_name
 from newsletter.models import CampaignState, Delivery, DeliveryKind, DeliveryStatus
 from newsletter.webhooks.emit import campaign_changed
 
@@ -137,8 +137,11 @@ def send_test(
         ]
         enqueue(session, rows, now=now)
     keys = [r.key for r in rows]
+    worker = worker_name("test-send")  # a name no other process shares
     for _ in range(len(emails) + 10):  # older due test rows may be claimed first
-        report = deliver_due(app, now=now, kinds=[DeliveryKind.TEST], limit=len(emails))
+        report = deliver_due(
+            app, now=now, kinds=[DeliveryKind.TEST], limit=len(emails), worker=worker
+        )
         if report.claimed == 0 or not _queued_due(app, keys, now=now):
             break
     with app.sessions() as session:
