@@ -1,8 +1,8 @@
 """Deliver what is due: claim a batch, render, hand chunks to the mailer, record outcomes.
 
-Commits per batch: one for the claim, one for the emails that cannot be built or sent
-(if any), one per chunk (marks the chunk ``sending``, stores its new nonces and tracked
-links, and records the previous chunk's outcomes), one at the end. The emails are built
+Commits per batch: one for the claim, one per chunk (marks the chunk ``sending``, stores
+its new nonces and tracked links, and records the previous chunk's outcomes, or for the
+first chunk the emails that could not be built), one at the end. The emails are built
 between the claim's commit and the first chunk, holding no lock: SQLite's one writer
 stays free for signups while a batch renders; an error while building gives the batch
 back to the queue.
@@ -164,16 +164,11 @@ def deliver_due(
             release(session, [r.id for r in rows], now=now, worker=worker)
         raise
     messages = built.messages
-    if built.failures:
-        # Recorded only for the rows this worker still holds: with the claim committed,
-        # a lease can run out during the build and another worker take the row.
-        with transaction(app.sessions) as session:
-            held = set(still_leased(session, [f.delivery_id for f in built.failures], worker))
-            failures = [f for f in built.failures if f.delivery_id in held]
-            record_results(session, failures, now=now, max_attempts=app.settings.max_attempts)
-        report.commits += 1
-        report.add(failures)
-    pending: list[SendResult] = []
+    # The emails that cannot be built or sent are recorded with the first chunk (or at the
+    # end), only on rows this worker still holds: with the claim committed, a lease can
+    # run out during the build and another worker take the row.
+    pending: list[SendResult] = list(built.failures)
+    unchecked = bool(pending)
     chunk_size = max(1, int(getattr(app.mailer, "max_batch", 100)))
     chunks = [messages[i : i + chunk_size] for i in range(0, len(messages), chunk_size)]
     lease = timedelta(seconds=app.settings.lease_seconds)
@@ -189,6 +184,8 @@ def deliver_due(
         # so a long batch (slow SMTP) keeps its rows until they are handed over.
         moment = now + timedelta(seconds=time.monotonic() - started)
         with transaction(app.sessions) as session:
+            if unchecked:
+                pending, unchecked = _still_held(session, pending, worker), False
             record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
             apply_bounces(session, refusal_facts(pending), now=now)
             ids = [m.delivery_id for m in chunk]
@@ -238,6 +235,8 @@ def deliver_due(
             rest = later
             break
     with transaction(app.sessions) as session:
+        if unchecked:
+            pending = _still_held(session, pending, worker)
         record_results(session, pending, now=now, max_attempts=app.settings.max_attempts)
         apply_bounces(session, refusal_facts(pending), now=now)
         release(session, [m.delivery_id for m in rest], now=now, worker=worker)
@@ -253,6 +252,12 @@ def deliver_due(
             report.backoff_until.isoformat(),
         )
     return report
+
+
+def _still_held(session: Session, results: list[SendResult], worker: str) -> list[SendResult]:
+    """The results whose rows ``worker`` still holds ``leased``."""
+    held = set(still_leased(session, [r.delivery_id for r in results], worker))
+    return [r for r in results if r.delivery_id in held]
 
 
 def _provider_pause(results: Sequence[SendResult]) -> float | None:

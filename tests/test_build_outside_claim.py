@@ -335,3 +335,28 @@ def test_an_error_while_building_gives_the_batch_back_at_once(
     assert set(rows) == {("queued", 0, None)}
     web.close()
     sender.close()
+
+
+class FailsAllOneTakenOver(FailsOneTakenOver):
+    """Every email is unsendable (no chunk goes out); one row is taken over meanwhile."""
+
+    def problem(self, message: OutgoingEmail) -> str | None:
+        return super().problem(message) or "unsendable"
+
+
+def test_when_no_chunk_goes_out_failures_still_skip_rows_taken_over(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    web = App(settings)
+    with transaction(web.sessions) as session:
+        people = [add_subscriber(session, f"u{i}@example.org").id for i in range(2)]
+        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    sender = App(settings, mailer=FailsAllOneTakenOver(web, ids[0]))
+    deliver(sender, NOW + timedelta(minutes=1))
+    with transaction(web.sessions) as session:
+        rows = {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+    assert (rows[ids[0]].status, rows[ids[0]].leased_by) == ("leased", "someone-else")
+    assert (rows[ids[1]].status, rows[ids[1]].error) == ("failed", "not sendable: unsendable")
+    web.close()
+    sender.close()
