@@ -68,9 +68,18 @@ def sink_process() -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def populate(engine: Engine, count: int, item_id: str) -> None:
-    """``count`` subscribers (distinct names, some with HTML-special characters) and one
-    queued drip delivery of ``item_id`` each, in two set-based statements."""
+def populate(
+    engine: Engine,
+    count: int,
+    item_id: str,
+    *,
+    prefix: str = "reader",
+    key: str = "bench",
+    due: datetime = NOW,
+) -> None:
+    """``count`` subscribers (``<prefix><n>@example.org``, distinct names, some with
+    HTML-special characters) and one drip delivery of ``item_id`` each, queued at ``due``
+    under the ledger key ``<key>:<id>``, in two set-based statements."""
     json_type = "::json" if engine.dialect.name == "postgresql" else ""
     people = f"""
         WITH RECURSIVE seq(n) AS (
@@ -78,7 +87,7 @@ def populate(engine: Engine, count: int, item_id: str) -> None:
         )
         INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
             attributes, created_at, updated_at, confirmed_at, soft_bounces)
-        SELECT 'p' || n, 'reader' || n || '@example.org',
+        SELECT :prefix || '-p' || n, :prefix || n || '@example.org',
             CASE WHEN n % 7 = 0 THEN 'O''Brien ' || n ELSE 'Reader' || n END,
             'UTC', 'active', '[]'{json_type}, '{{}}'{json_type}, :now, :now, :now, 0
         FROM seq
@@ -86,13 +95,16 @@ def populate(engine: Engine, count: int, item_id: str) -> None:
     queue = """
         INSERT INTO deliveries (key, kind, subscriber_id, item_id, status, attempts, due_at,
             created_at, updated_at)
-        SELECT 'bench:' || id, 'drip', id, :item, 'queued', 0, :now, :now, :now
-        FROM subscribers
+        SELECT :key || ':' || id, 'drip', id, :item, 'queued', 0, :now, :now, :now
+        FROM subscribers WHERE public_id LIKE :prefix || '-p%'
     """
     stamp = bindparam("now", type_=UTCDateTime())
     with engine.begin() as conn:
-        conn.execute(text(people).bindparams(stamp), {"last": count, "now": NOW})
-        conn.execute(text(queue).bindparams(stamp), {"item": item_id, "now": NOW})
+        conn.execute(text(people).bindparams(stamp), {"last": count, "now": due, "prefix": prefix})
+        conn.execute(
+            text(queue).bindparams(stamp),
+            {"item": item_id, "now": due, "key": key, "prefix": prefix},
+        )
 
 
 class RecordingMailer(SendGridMailer):

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -185,15 +186,20 @@ def emails_in(outbox: Path) -> set[int]:
     return {int(path.stem) for path in outbox.glob("*.eml")}
 
 
-def sender_ids(url: str) -> set[int]:
-    """The ledger ids of the emails ``bench.sender`` queued."""
+def sender_rows(url: str) -> list[tuple[int, str]]:
+    """(ledger id, status) of every email ``bench.sender`` queued."""
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            query = text("SELECT id FROM deliveries WHERE key LIKE 'bench-send:%'")
-            return set(conn.execute(query).scalars())
+            query = text("SELECT id, status FROM deliveries WHERE key LIKE 'bench-send:%'")
+            return [(int(row[0]), str(row[1])) for row in conn.execute(query)]
     finally:
         engine.dispose()
+
+
+def sender_ids(url: str) -> set[int]:
+    """The ledger ids of the emails ``bench.sender`` queued."""
+    return {row_id for row_id, _ in sender_rows(url)}
 
 
 def warmup(load: list[bytes]) -> list[bytes]:
@@ -261,7 +267,8 @@ def run_sending(
         project, project_cpu, drained = measure(
             quiet, env, load, args.concurrency, outbox, sending, lambda: sender_ids(url)
         )
-    queued = sender_ids(url)
+    rows = sender_rows(url)
+    queued = {row_id for row_id, _ in rows}
     by_serve, by_sender = emails_in(outbox), emails_in(sending.outbox)
     emails = len(by_serve - queued)  # the confirmations
     print(line(f"while sending {args.sending}", project, project_cpu))
@@ -273,7 +280,7 @@ def run_sending(
     by_serve_queued = len(by_serve & queued)
     once = len(queued) == args.sending and not by_serve & by_sender
     once &= sending.sent + by_serve_queued == args.sending and by_sender <= queued
-    once &= sent_statuses(url) == {"sent": args.sending}
+    once &= Counter(status for _, status in rows) == {"sent": args.sending}
     print(
         f"  queued {len(queued)}: {sending.sent} sent by the sender, "
         f"{by_serve_queued} by serve; confirmations {emails} (expected {args.count + 40})"
@@ -283,20 +290,6 @@ def run_sending(
     if not ok:
         print(f"FAIL: {label} while sending: refused requests, or missing/duplicate emails")
     return ok
-
-
-def sent_statuses(url: str) -> dict[str, int]:
-    """How many of ``bench.sender``'s emails are in each ledger status."""
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            query = text(
-                "SELECT status, count(*) FROM deliveries WHERE key LIKE 'bench-send:%' "
-                "GROUP BY status"
-            )
-            return {str(row[0]): int(row[1]) for row in conn.execute(query)}
-    finally:
-        engine.dispose()
 
 
 def main(argv: list[str] | None = None) -> int:

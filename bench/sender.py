@@ -19,44 +19,25 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import bindparam, text
-
+from bench.bench_dispatch import API_KEY, populate
 from newsletter.app import App
 from newsletter.delivery.base import Mailer
 from newsletter.delivery.outbox import OutboxMailer
 from newsletter.delivery.sendgrid import SendGridMailer
 from newsletter.dispatch import deliver_due
-from newsletter.models import DeliveryKind, UTCDateTime
+from newsletter.ledger import worker_name
+from newsletter.models import DeliveryKind
 from newsletter.settings import load_settings
 
 ITEM = "tips/meet-your-ql"
-API_KEY = "SG.bench-key"  # the sink accepts any
 DRIP = DeliveryKind.DRIP  # what it queued; serve's confirmations are serve's to send
 
 
 def queue(app: App, count: int) -> None:
+    """``count`` subscribers ``sending<n>@example.org`` and a drip email each (ledger key
+    ``bench-send:<id>``), due a minute ago."""
     due = datetime.now(UTC) - timedelta(minutes=1)
-    json_type = "::json" if app.engine.dialect.name == "postgresql" else ""
-    people = f"""
-        WITH RECURSIVE seq(n) AS (
-            SELECT CAST(1 AS INTEGER) UNION ALL SELECT n + 1 FROM seq WHERE n < :last
-        )
-        INSERT INTO subscribers (public_id, email, first_name, timezone, status, tags,
-            attributes, created_at, updated_at, confirmed_at, soft_bounces)
-        SELECT 'sending' || n, 'sending' || n || '@example.org', 'Reader' || n, 'UTC',
-            'active', '[]'{json_type}, '{{}}'{json_type}, :now, :now, :now, 0
-        FROM seq
-    """  # noqa: S608 - only a module constant is formatted in
-    emails = """
-        INSERT INTO deliveries (key, kind, subscriber_id, item_id, status, attempts, due_at,
-            created_at, updated_at)
-        SELECT 'bench-send:' || id, 'drip', id, :item, 'queued', 0, :now, :now, :now
-        FROM subscribers WHERE public_id LIKE 'sending%'
-    """
-    stamp = bindparam("now", type_=UTCDateTime())
-    with app.engine.begin() as conn:
-        conn.execute(text(people).bindparams(stamp), {"last": count, "now": due})
-        conn.execute(text(emails).bindparams(stamp), {"item": ITEM, "now": due})
+    populate(app.engine, count, ITEM, prefix="sending", key="bench-send", due=due)
 
 
 def send(app: App) -> tuple[int, float]:
@@ -64,7 +45,7 @@ def send(app: App) -> tuple[int, float]:
     sent = 0
     while True:
         report = deliver_due(
-            app, now=datetime.now(UTC), worker=f"bench-sender:{os.getpid()}", kinds=[DRIP]
+            app, now=datetime.now(UTC), worker=worker_name("bench-sender"), kinds=[DRIP]
         )
         sent += report.outcomes.get("sent", 0)
         if not report.claimed:

@@ -38,6 +38,19 @@ ITEM = "campaigns/seven-day-reset"
 WAIT = 20.0  # seconds: only reached when something is wrong
 
 
+def _queued(web: App, prefix: str, count: int, item_id: str) -> list[int]:
+    """``count`` new subscribers ``<prefix><i>@example.org`` with one email of ``item_id``
+    queued each: the ledger ids, in order."""
+    with transaction(web.sessions) as session:
+        people = [add_subscriber(session, f"{prefix}{i}@example.org").id for i in range(count)]
+        return sorted(queue_deliveries(session, people, item_id=item_id))
+
+
+def _rows(web: App, ids: list[int]) -> dict[int, Delivery]:
+    with transaction(web.sessions) as session:
+        return {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+
+
 class PausingMailer(RecordingMailer):
     """Records what it sends; its per-email check (called while the batch is built)
     stops at the first email until ``resume`` is set."""
@@ -150,9 +163,7 @@ def test_rows_lost_during_the_build_get_no_nonce_or_links_from_this_worker(
     worker still owns: a row another worker holds by then keeps its own."""
     settings = make_settings(track_clicks="true", content_dir=str(content_with_links(tmp_path)))
     web = App(settings)
-    with transaction(web.sessions) as session:
-        people = [add_subscriber(session, f"q{i}@example.org").id for i in range(3)]
-        ids = sorted(queue_deliveries(session, people, item_id="tips/two-links"))
+    ids = _queued(web, "q", 3, "tips/two-links")
     stolen, kept = ids[:2], ids[2]
 
     def steal() -> None:
@@ -169,8 +180,8 @@ def test_rows_lost_during_the_build_get_no_nonce_or_links_from_this_worker(
     sender = App(settings, mailer=mailer)
     deliver(sender, NOW + timedelta(minutes=1))
     assert [m.delivery_id for m in mailer.sent] == [kept]
+    rows = _rows(web, ids)
     with transaction(web.sessions) as session:
-        rows = {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
         links = dict(
             session.execute(
                 select(DeliveryLink.delivery_id, func.count()).group_by(DeliveryLink.delivery_id)
@@ -243,9 +254,8 @@ def test_nonce_and_links_are_stored_before_the_handover_and_replace_a_retrys(
     Message-ID and its tracked links; links stored by an earlier attempt are replaced."""
     settings = make_settings(track_clicks="true", content_dir=str(content_with_links(tmp_path)))
     web = App(settings)
+    ids = _queued(web, "r", 2, "tips/two-links")
     with transaction(web.sessions) as session:
-        people = [add_subscriber(session, f"r{i}@example.org").id for i in range(2)]
-        ids = sorted(queue_deliveries(session, people, item_id="tips/two-links"))
         session.execute(  # an earlier attempt of the first email stored other links
             insert(DeliveryLink),
             [{"delivery_id": ids[0], "link_index": i, "url": f"https://old/{i}"} for i in range(5)],
@@ -291,13 +301,10 @@ def test_a_failure_is_not_recorded_on_a_row_another_worker_took_over(
 ) -> None:
     settings = make_settings()
     web = App(settings)
-    with transaction(web.sessions) as session:
-        people = [add_subscriber(session, f"s{i}@example.org").id for i in range(3)]
-        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    ids = _queued(web, "s", 3, "tips/meet-your-ql")
     sender = App(settings, mailer=FailsOneTakenOver(web, ids[1]))
     deliver(sender, NOW + timedelta(minutes=1))
-    with transaction(web.sessions) as session:
-        rows = {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+    rows = _rows(web, ids)
     assert (rows[ids[1]].status, rows[ids[1]].leased_by, rows[ids[1]].error) == (
         "leased",
         "someone-else",
@@ -320,9 +327,7 @@ def test_an_error_while_building_gives_the_batch_back_at_once(
     claim is committed, so the rows are released: queued, the attempt not counted."""
     settings = make_settings()
     web = App(settings)
-    with transaction(web.sessions) as session:
-        people = [add_subscriber(session, f"t{i}@example.org").id for i in range(3)]
-        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    ids = _queued(web, "t", 3, "tips/meet-your-ql")
     sender = App(settings, mailer=BrokenCheck())
     with pytest.raises(RuntimeError, match="a bug in the build"):
         deliver(sender, NOW + timedelta(minutes=1))
@@ -349,13 +354,10 @@ def test_when_no_chunk_goes_out_failures_still_skip_rows_taken_over(
 ) -> None:
     settings = make_settings()
     web = App(settings)
-    with transaction(web.sessions) as session:
-        people = [add_subscriber(session, f"u{i}@example.org").id for i in range(2)]
-        ids = sorted(queue_deliveries(session, people, item_id="tips/meet-your-ql"))
+    ids = _queued(web, "u", 2, "tips/meet-your-ql")
     sender = App(settings, mailer=FailsAllOneTakenOver(web, ids[0]))
     deliver(sender, NOW + timedelta(minutes=1))
-    with transaction(web.sessions) as session:
-        rows = {r.id: r for r in session.scalars(select(Delivery).where(Delivery.id.in_(ids)))}
+    rows = _rows(web, ids)
     assert (rows[ids[0]].status, rows[ids[0]].leased_by) == ("leased", "someone-else")
     assert (rows[ids[1]].status, rows[ids[1]].error) == ("failed", "not sendable: unsendable")
     web.close()
