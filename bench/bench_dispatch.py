@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_dispatch.py [--count 20000] [--backend sendgrid|outbox]
         [--item tips/meet-your-ql] [--batch-size 1000] [--database-url URL] [--analyze]
+        [--workers N]
 
 A fresh database (a SQLite file in a temporary folder, or ``--database-url``, whose schema
 ``public`` is DROPPED) gets ``--count`` subscribers with distinct names and one queued
@@ -16,22 +17,32 @@ threads as the mailer has, posting the very bodies the mailer sent, built before
 ``outbox``: the ceiling is writing the same ``.eml`` bytes to files the same way
 (temporary name, rename), without building them.
 
+``--workers N`` (N > 1): N worker processes (as ``newsletter worker`` scales out), each
+with its own ``App`` and worker name, run ``deliver_due`` on the same queue from one start
+signal until it is empty; the figure is the emails over the time from the start to the
+last worker's end, and the CPU is all the workers' together. Afterwards every row must be
+``sent`` after one attempt and the bodies posted (SendGrid) must hold every delivery id
+exactly once.
+
 Prints project emails/s (and per CPU-second), ceiling emails/s and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import Engine, bindparam, func, select, text
@@ -50,6 +61,7 @@ from bench.common import fresh_engine
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 API_KEY = "SG.bench-key"
+CONCURRENCY = 4  # SendGridMailer's default: the threads of one mailer, and of the ceiling
 
 
 @contextmanager
@@ -123,23 +135,105 @@ def run_project(app: App, batch_size: int) -> tuple[float, os.times_result, int]
     """Wall seconds, CPU times of this process (its threads included) and emails sent."""
     before = os.times()
     started = time.perf_counter()
-    rounds = 0
-    while True:
-        report = deliver_due(app, now=NOW, limit=batch_size)
-        rounds += 1
-        if not report.claimed:
-            break
+    _drain(app, batch_size, worker="worker")
     seconds = time.perf_counter() - started
     after = os.times()
     cpu = os.times_result((after.user - before.user, after.system - before.system, 0.0, 0.0, 0.0))
+    return seconds, cpu, _check_sent(app)
+
+
+def _drain(app: App, batch_size: int, *, worker: str) -> None:
+    while deliver_due(app, now=NOW, limit=batch_size, worker=worker).claimed:
+        pass
+
+
+def _check_sent(app: App) -> int:
+    """Emails sent; raises unless every row is ``sent``, each after one attempt."""
     with app.sessions() as session:
-        sent = session.scalar(select(func.count()).where(Delivery.status == "sent")) or 0
         others = session.execute(
-            select(Delivery.status, func.count()).group_by(Delivery.status)
+            select(Delivery.status, func.count(), func.max(Delivery.attempts)).group_by(
+                Delivery.status
+            )
         ).all()
-    if any(status != "sent" for status, _ in others):
-        raise RuntimeError(f"not every email was sent: {others}")
-    return seconds, cpu, sent
+    if any(status != "sent" or attempts != 1 for status, _, attempts in others):
+        raise RuntimeError(f"not every email was sent once: {others}")
+    return sum(count for _, count, _ in others)
+
+
+def _worker(
+    environ: Mapping[str, str],
+    name: str,
+    batch_size: int,
+    ready: Any,
+    start: Any,
+    results: Any,
+) -> None:
+    """One worker process of ``--workers``: loads its app, waits for ``start``, drains the
+    queue under its own name; puts (its end time, its CPU times, the bodies it posted)."""
+    settings = load_settings(dict(environ), env_file=None)
+    mailer = _mailer(settings.mail_backend, environ["NEWSLETTER_SENDGRID_API_URL"])
+    app = App(settings, mailer=mailer)
+    try:
+        app.library  # noqa: B018 - load the content outside the timing
+        ready.put(name)
+        start.wait()
+        before = os.times()
+        _drain(app, batch_size, worker=name)
+        after = os.times()
+        bodies = mailer.bodies if isinstance(mailer, RecordingMailer) else []
+        results.put(
+            (time.perf_counter(), after.user - before.user, after.system - before.system, bodies)
+        )
+    finally:
+        app.close()
+
+
+def _mailer(backend: str, sink: str) -> Mailer | None:
+    return (
+        RecordingMailer(API_KEY, sink, concurrency=CONCURRENCY) if backend == "sendgrid" else None
+    )
+
+
+def run_workers(
+    environ: Mapping[str, str], batch_size: int, workers: int
+) -> tuple[float, os.times_result, list[bytes]]:
+    """``workers`` processes on the queue from one start signal: wall seconds from the
+    start to the last end, their CPU times together, the bodies they posted."""
+    context = multiprocessing.get_context("spawn")
+    ready, results, start = context.Queue(), context.Queue(), context.Event()
+    processes = [
+        context.Process(
+            target=_worker, args=(environ, f"bench-{n}", batch_size, ready, start, results)
+        )
+        for n in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for _ in processes:
+            ready.get(timeout=120)
+        started = time.perf_counter()
+        start.set()
+        ends = [results.get(timeout=600) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+    if any(process.exitcode != 0 for process in processes):
+        raise RuntimeError("a worker process failed")
+    seconds = max(end for end, _, _, _ in ends) - started
+    cpu = os.times_result((sum(e[1] for e in ends), sum(e[2] for e in ends), 0.0, 0.0, 0.0))
+    return seconds, cpu, [body for e in ends for body in e[3]]
+
+
+def check_bodies(bodies: list[bytes], count: int) -> None:
+    """Raises unless the posted bodies hold ``count`` emails, each delivery id once."""
+    ids = [
+        p["custom_args"]["delivery_id"]
+        for body in bodies
+        for p in json.loads(body)["personalizations"]
+    ]
+    if len(ids) != count or len(set(ids)) != count:
+        raise RuntimeError(f"{len(ids)} emails posted, {len(set(ids))} distinct, not {count}")
 
 
 def bare_client(url: str, bodies: list[bytes], threads: int) -> float:
@@ -184,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         help="ANALYZE after loading, as autovacuum would have (default: the fresh, "
         "unanalysed tables a large enqueue right before a send also gives)",
     )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="worker processes draining the queue together"
+    )
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as folder:
@@ -213,19 +310,30 @@ def main(argv: list[str] | None = None) -> int:
                 "NEWSLETTER_SENDGRID_API_URL": sink,
             }
             settings = load_settings(environ, env_file=None)
-            mailer: Mailer | None = None
+            bodies: list[bytes] = []
+            if args.workers > 1:
+                seconds, cpu, bodies = run_workers(environ, args.batch_size, args.workers)
+                app = App(settings)
+                try:
+                    sent = _check_sent(app)
+                finally:
+                    app.close()
+            else:
+                mailer = _mailer(args.backend, sink)
+                app = App(settings, mailer=mailer)
+                try:
+                    app.library  # noqa: B018 - load the content outside the timing
+                    seconds, cpu, sent = run_project(app, args.batch_size)
+                finally:
+                    app.close()
+                if isinstance(mailer, RecordingMailer):
+                    bodies = mailer.bodies
             if args.backend == "sendgrid":
-                mailer = RecordingMailer(API_KEY, sink)
-            app = App(settings, mailer=mailer)
-            try:
-                app.library  # noqa: B018 - load the content outside the timing
-                seconds, cpu, sent = run_project(app, args.batch_size)
-            finally:
-                app.close()
+                check_bodies(bodies, args.count)
             print(
                 f"{args.backend}, {args.count} emails of {args.item}, {args.batch_size} per "
                 f"claim, {engine.dialect.name}{', analysed' if args.analyze else ''}, "
-                f"load {os.getloadavg()[0]:.2f}",
+                f"{args.workers} worker process(es), load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             total = cpu.user + cpu.system
@@ -240,9 +348,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"CPU per email: {total / sent * 1e6:.0f} us "
                 f"(user {cpu.user / sent * 1e6:.0f} us, system {cpu.system / sent * 1e6:.0f} us)"
             )
-            if isinstance(mailer, RecordingMailer):
-                bodies = mailer.bodies
-                ceiling = bare_client(sink, bodies, threads=mailer._concurrency)
+            if args.backend == "sendgrid":
+                ceiling = bare_client(sink, bodies, threads=CONCURRENCY)
                 label = f"bare httpx client, same {len(bodies)} bodies"
             else:
                 datas = [p.read_bytes() for p in sorted((tmp / "outbox").glob("*.eml"))]
