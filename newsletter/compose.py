@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
 from newsletter.content.model import NO_EVENT, EventContext, Links, RenderedEmail, SubscriberContext
-from newsletter.delivery.base import OutgoingEmail
+from newsletter.delivery.base import OutgoingEmail, Skeleton
 from newsletter.one_line import one_line
 
 
@@ -74,6 +75,8 @@ def compose(
     subject_prefix: str = "",
     return_path: str | None = None,
     event: EventContext = NO_EVENT,
+    tracking: Mapping[str, str] | None = None,
+    skeleton: Skeleton | None = None,
 ) -> OutgoingEmail:
     """Marketing email gets RFC 8058 one-click unsubscribe headers; all get a Message-ID
     and a ``Date`` (``now``).
@@ -81,6 +84,10 @@ def compose(
     Every value that becomes a header (subject, names) is passed through ``one_line``
     here, the path all backends share, so no subscriber value can split a header on any
     of them.
+
+    ``tracking`` (the per-recipient tracking URLs by name) joins ``personal``;
+    ``skeleton`` is the producer's promise that it gives this email's subject, html and
+    text (``OutgoingEmail.skeleton``).
     """
     headers: dict[str, str] = {}
     if not rendered.transactional and links.unsubscribe:
@@ -101,6 +108,8 @@ def compose(
         personal[f"attr_{name}"] = str(value)
     for name, value in event.properties.items():
         personal[f"event_{name}"] = str(value)
+    if tracking:  # per-recipient values: SendGrid can still batch tracked emails
+        personal.update(tracking)
     return OutgoingEmail(
         delivery_id=delivery_id,
         to_email=recipient.email,
@@ -117,4 +126,5 @@ def compose(
         personal=personal,
         date=now,
         return_path=return_path,
+        skeleton=skeleton,
     )

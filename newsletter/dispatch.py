@@ -19,7 +19,7 @@ import logging
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -439,6 +439,9 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             )
             if tracks:
                 built.links[row.id] = tuple(tracked)
+        skeleton = None
+        if planned is not None:
+            skeleton = _skeleton(one_line(rendered.subject), *planned, subjects)
         nonce = row.message_nonce
         if nonce is None:
             # Stored with the chunk's ``sending`` mark, by one statement (``_Built``).
@@ -460,11 +463,9 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             return_path=verp_address(settings.bounce_address, row.id)
             if settings.bounce_address
             else None,
+            tracking=tracking,
+            skeleton=skeleton,
         )
-        if tracking:  # per-recipient values: SendGrid can still batch tracked emails
-            message = replace(message, personal={**message.personal, **tracking})
-        if planned is not None:
-            message = _with_skeleton(message, *planned, subjects)
         problem = _problem(message, mailer_check)
         if problem is not None:
             log.warning("delivery %d cannot be sent: %s", row.id, problem)
@@ -558,23 +559,23 @@ class BatchRenderer:
         return plan
 
 
-def _with_skeleton(
-    message: OutgoingEmail,
+def _skeleton(
+    subject: str,
     plan: RenderPlan,
     substitutions: dict[str, str],
     subjects: dict[int, str],
-) -> OutgoingEmail:
-    """``message`` with the plan as its SendGrid skeleton: its html and text are the
-    plan's with ``substitutions``; its subject went through ``compose``'s ``one_line``,
-    so the skeleton's is checked (planned emails have no subject prefix). ``subjects``
-    keeps each plan's one-line subject for the batch (the plans outlive it)."""
-    subject = subjects.get(id(plan))
-    if subject is None:
-        subject = subjects[id(plan)] = one_line(plan.subject)
-    if apply_substitutions(subject, substitutions) != message.subject:
-        return message
-    used = tuple(sorted(substitutions.items()))
-    return replace(message, skeleton=Skeleton(subject, plan.html, plan.text, used))
+) -> Skeleton | None:
+    """The plan as the SendGrid skeleton of an email whose one-line subject (as
+    ``compose`` makes it) is ``subject``, or ``None``: its html and text are the plan's
+    with ``substitutions``; the subject went through ``one_line``, so the skeleton's is
+    checked (planned emails have no subject prefix). ``subjects`` keeps each plan's
+    one-line subject for the batch (the plans outlive it)."""
+    planned = subjects.get(id(plan))
+    if planned is None:
+        planned = subjects[id(plan)] = one_line(plan.subject)
+    if apply_substitutions(planned, substitutions) != subject:
+        return None
+    return Skeleton(planned, plan.html, plan.text, tuple(sorted(substitutions.items())))
 
 
 def _problem(message: OutgoingEmail, check: object) -> str | None:

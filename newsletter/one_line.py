@@ -22,14 +22,7 @@ def one_line(value: str) -> str:
     spaces, runs of spaces collapsed, and every encoded-word opener ``=?`` split into
     ``= ?``, so no value can split an email header, not even once a MIME library has
     decoded it."""
-    if (
-        value.isascii()
-        and value.isprintable()  # ASCII: no control characters, no whitespace but " "
-        and "  " not in value
-        and value[:1] != " "
-        and value[-1:] != " "
-        and ENCODED_WORD_OPENER not in value
-    ):
+    if is_plain_line(value):
         return value  # already one line (NFC changes no ASCII text): the common case
     text = unicodedata.normalize("NFC", value)
     spaced = " ".join(
@@ -41,6 +34,20 @@ def one_line(value: str) -> str:
         ).split()
     )
     return spaced.replace(ENCODED_WORD_OPENER, DEFUSED_OPENER)
+
+
+def is_plain_line(value: str) -> bool:
+    """True for the common case ``one_line`` leaves alone without looking further: ASCII
+    with no control character, no whitespace but single inner spaces, no ``=?`` (so it
+    is one line, and UTF-8 encodes it)."""
+    return (
+        value.isascii()
+        and value.isprintable()  # ASCII: no control characters, no whitespace but " "
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+        and ENCODED_WORD_OPENER not in value
+    )
 
 
 def is_one_line(value: str) -> bool:

@@ -19,7 +19,7 @@ from newsletter.compose import (
     unsubscribe_url,
 )
 from newsletter.content.model import EventContext, Links, RenderedEmail, SubscriberContext
-from newsletter.delivery.base import OutgoingEmail
+from newsletter.delivery.base import OutgoingEmail, Skeleton
 
 
 @pytest.mark.parametrize(
@@ -146,6 +146,30 @@ def test_a_marketing_email_gets_one_click_unsubscribe_headers_and_every_personal
         date=NOW,
         return_path="bounces+7@shop.example",
     )
+
+
+def test_tracking_urls_join_the_personal_values_and_the_skeleton_rides_along() -> None:
+    skeleton = Skeleton("Sit up", "<p>Hi %%nl:first_name%%</p>", "Hi %%nl:first_name%%", ())
+    email = _compose(
+        recipient=SubscriberContext("ann@example.org", first_name="Ann"),
+        links=Links(unsubscribe="https://news.example/unsubscribe/t?d=7"),
+        tracking={"open_url": "https://news.example/t/o/x", "email": "tracked@example.org"},
+        skeleton=skeleton,
+    )
+    # Last, so a tracking value of the same name wins (as the dispatcher merged them).
+    assert list(email.personal.items()) == [
+        ("email", "tracked@example.org"),
+        ("first_name", "Ann"),
+        ("unsubscribe_url", "https://news.example/unsubscribe/t?d=7"),
+        ("open_url", "https://news.example/t/o/x"),
+    ]
+    assert email.skeleton is skeleton
+    plain = _compose(
+        recipient=SubscriberContext("ann@example.org", first_name="Ann"),
+        links=Links(unsubscribe="https://news.example/unsubscribe/t?d=7"),
+    )
+    assert plain.skeleton is None
+    assert "open_url" not in plain.personal
 
 
 def test_a_transactional_email_has_no_unsubscribe_headers_and_absent_names_are_none() -> None:

@@ -170,6 +170,31 @@ def sample(delivery_id: int, **changes: Any) -> OutgoingEmail:
             None,
             id="optional-fields-absent",
         ),
+        pytest.param(
+            {"subject": "Two  spaces"},
+            "the subject 'Two  spaces' would not stay one header line",
+            id="double-space-in-subject",
+        ),
+        pytest.param(
+            {"from_name": " Backwise"},
+            "the sender name ' Backwise' would not stay one header line",
+            id="leading-space-in-from-name",
+        ),
+        pytest.param(
+            {"to_name": "Ann "},
+            "the recipient name 'Ann ' would not stay one header line",
+            id="trailing-space-in-to-name",
+        ),
+        pytest.param(
+            {"to_name": "Ann\udfff"},
+            "the recipient name 'Ann\\udfff' would not stay one header line",
+            id="lone-surrogate-in-to-name",
+        ),
+        pytest.param(
+            {"to_name": "Zoë Müller", "subject": "Ça va, Zoë?"},
+            None,
+            id="non-ascii-one-line-values",
+        ),
         pytest.param({}, None, id="fine"),
     ],
 )

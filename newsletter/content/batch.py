@@ -254,13 +254,19 @@ class RenderPlan:
     def substitutions(self, values: Mapping[str, str]) -> dict[str, str] | None:
         """Tag -> text for one recipient; ``None`` if a value is missing or unusable."""
         out: dict[str, str] = {}
+        # Each value checked once and escaped once per level, however many tags use it
+        # (a name is often in the text as it is and in the html escaped).
+        forms: dict[str, list[str]] = {}
         for tag, (name, depth) in self.tags.items():
-            value = values.get(name)
-            if value is None or not usable(value):
-                return None
-            for _ in range(depth):
-                value = str(escape(value))
-            out[tag] = value
+            chain = forms.get(name)
+            if chain is None:
+                value = values.get(name)
+                if value is None or not usable(value):
+                    return None
+                chain = forms[name] = [value]
+            while len(chain) <= depth:
+                chain.append(str(escape(chain[-1])))
+            out[tag] = chain[depth]
         return out
 
     def render(self, substitutions: Mapping[str, str]) -> RenderedEmail:

@@ -13,7 +13,7 @@ import functools
 import re
 
 from newsletter.delivery.base import OutgoingEmail
-from newsletter.one_line import ENCODED_WORD_OPENER, is_one_line
+from newsletter.one_line import ENCODED_WORD_OPENER, is_one_line, is_plain_line
 
 # One "@", something on each side, no space, control character or address punctuation
 # that would let the address be read as more than one (or as a display name).
@@ -53,15 +53,21 @@ def message_problem(message: OutgoingEmail) -> str | None:
         problem = address_problem(message.reply_to, "reply-to")
         if problem:
             return problem
-    single = {
-        "subject": message.subject,
-        "recipient name": message.to_name or "",
-        "sender name": message.from_name or "",
-        "Message-ID": message.message_id or "",
-        **{f"{name} header": value for name, value in message.headers.items()},
-        **{f"category {n}": c for n, c in enumerate(message.categories, start=1)},
-    }
-    for role, value in single.items():
+    # The values that become header lines; the common, plain ones pass both checks below
+    # (``is_plain_line``) and are not looked at again.
+    single = [
+        (role, value)
+        for role, value in (
+            ("subject", message.subject),
+            ("recipient name", message.to_name or ""),
+            ("sender name", message.from_name or ""),
+            ("Message-ID", message.message_id or ""),
+            *((f"{name} header", value) for name, value in message.headers.items()),
+            *((f"category {n}", c) for n, c in enumerate(message.categories, start=1)),
+        )
+        if not is_plain_line(value)
+    ]
+    for role, value in single:
         if not is_one_line(value):
             return f"the {role} {value[:80]!r} would not stay one header line"
     parts = (
@@ -69,7 +75,7 @@ def message_problem(message: OutgoingEmail) -> str | None:
         if _skeleton_encodable(message)
         else (("html part", message.html), ("text part", message.text))
     )
-    for role, value in (*single.items(), *parts):
+    for role, value in (*single, *parts):
         position = _unencodable(value)
         if position is not None:
             return f"the {role} holds a character UTF-8 cannot encode at position {position}"
