@@ -24,6 +24,11 @@ from newsletter.one_line import is_one_line, one_line
         ("a = b? yes", "a = b? yes"),
         ("Jo\u0308rg", "Jörg"),  # NFC
         ("", ""),
+        # Each alone fails one condition of the plain-ASCII fast path (is_plain_line).
+        ("Ann  Lee", "Ann Lee"),
+        (" Ann", "Ann"),
+        ("Ann ", "Ann"),
+        ("Ann\tLee", "Ann Lee"),
     ],
     ids=[
         "plain",
@@ -38,6 +43,10 @@ from newsletter.one_line import is_one_line, one_line
         "equals-and-question-apart",
         "nfc",
         "empty",
+        "inner-double-space",
+        "leading-space",
+        "trailing-space",
+        "tab",
     ],
 )
 def test_one_line(value: str, expected: str) -> None:
