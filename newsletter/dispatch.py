@@ -370,6 +370,20 @@ class _Built:
             store_links(session, links)
 
 
+# The kinds as the rows hold them (an enum member's ``.value`` is a descriptor call, and
+# the build tests a row's kind several times).
+_TEST, _CONFIRMATION, _REPERMISSION, _DRIP, _CAMPAIGN = (
+    kind.value
+    for kind in (
+        DeliveryKind.TEST,
+        DeliveryKind.CONFIRMATION,
+        DeliveryKind.REPERMISSION,
+        DeliveryKind.DRIP,
+        DeliveryKind.CAMPAIGN,
+    )
+)
+
+
 def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: datetime) -> _Built:
     """Render, compose and check every claimed row (no database: ``facts`` holds what
     the claim read)."""
@@ -391,7 +405,7 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
     mailer_check = getattr(app.mailer, "problem", None)
     for row in rows:
         subscriber = subscribers.get(row.subscriber_id) if row.subscriber_id else None
-        if row.kind == DeliveryKind.TEST.value or subscriber is None:
+        if row.kind == _TEST or subscriber is None:
             recipient = SubscriberContext(
                 email=row.to_email or SAMPLE.email,
                 first_name=SAMPLE.first_name,
@@ -411,21 +425,21 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             unsubscribe_token = make_unsubscribe_token(subscriber.public_id, keys=keys)
             unsub = unsubscribe_url(settings.base_url, unsubscribe_token, delivery_id=row.id)
             confirm = None
-            if row.kind == DeliveryKind.CONFIRMATION.value:
+            if row.kind == _CONFIRMATION:
                 token = make_confirm_token(subscriber.public_id, keys=keys, now=row.created_at)
                 confirm = confirm_url(settings.base_url, token)
             keep = None
-            if row.kind == DeliveryKind.REPERMISSION.value:
+            if row.kind == _REPERMISSION:
                 keep = keep_url(settings.base_url, make_keep_token(subscriber.public_id, keys=keys))
             preferences = None
-            if row.kind != DeliveryKind.CONFIRMATION.value:
+            if row.kind != _CONFIRMATION:
                 preferences = preferences_url(settings.base_url, unsubscribe_token)
             links = Links(unsubscribe=unsub, confirm=confirm, keep=keep, preferences=preferences)
         categories = _categories(row, sequences, campaigns)
         event = events.get(row.enrollment_id, NO_EVENT) if row.enrollment_id else NO_EVENT
         planned: tuple[RenderPlan, dict[str, str]] | None = None
         try:
-            if row.kind != DeliveryKind.TEST.value and subscriber is not None and not tracks:
+            if row.kind != _TEST and subscriber is not None and not tracks:
                 rendered, planned = planner.render(row.item_id, recipient, links, event)
             else:
                 rendered = app.library.render(row.item_id, recipient, links, event)
@@ -433,7 +447,7 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             failures.append(SendResult(row.id, SendStatus.FAILED, error=f"render: {exc}"))
             continue
         tracking: dict[str, str] = {}
-        if row.kind != DeliveryKind.TEST.value and subscriber is not None:
+        if row.kind != _TEST and subscriber is not None:
             rendered, tracked, tracking = track_email_personal(
                 rendered, delivery_id=row.id, links=links, settings=settings
             )
@@ -459,7 +473,7 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             now=now,
             categories=categories,
             event=event,
-            subject_prefix="[TEST] " if row.kind == DeliveryKind.TEST.value else "",
+            subject_prefix="[TEST] " if row.kind == _TEST else "",
             return_path=verp_address(settings.bounce_address, row.id)
             if settings.bounce_address
             else None,
@@ -591,9 +605,9 @@ def _problem(message: OutgoingEmail, check: object) -> str | None:
 def _categories(
     row: Claimed, sequences: dict[int, str], campaigns: dict[int, str]
 ) -> tuple[str, ...]:
-    if row.kind == DeliveryKind.DRIP.value and row.enrollment_id in sequences:
+    if row.kind == _DRIP and row.enrollment_id in sequences:
         return (f"sequence:{sequences[row.enrollment_id]}", f"item:{row.item_id}")
-    if row.kind == DeliveryKind.CAMPAIGN.value and row.campaign_id in campaigns:
+    if row.kind == _CAMPAIGN and row.campaign_id in campaigns:
         return (f"campaign:{campaigns[row.campaign_id]}",)
     return (row.kind,)
 
