@@ -45,6 +45,7 @@ from newsletter.attention.decide import (
     Hold,
     Upcoming,
     decide,
+    sends_at_once,
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
@@ -76,8 +77,11 @@ HOLD_NEAR = timedelta(days=2)  # a local day lies within a day of its UTC date
 class _Facts:
     """What one claim knows about the subscribers of its batch."""
 
+    subscriber_ids: list[int] = field(default_factory=list)
     zones: dict[int, str] = field(default_factory=dict)
-    tags: dict[int, list[str]] = field(default_factory=dict)
+    # Read only when a campaign's segment must be matched (``_tags``): most claims have
+    # no such campaign, and JSON per subscriber is the costliest column to read.
+    tags: dict[int, list[str]] | None = None
     topics_off: dict[int, set[str]] = field(default_factory=dict)
     frequency: dict[int, str] = field(default_factory=dict)
     sequences: dict[int, str] = field(default_factory=dict)  # enrollment id -> sequence
@@ -151,14 +155,14 @@ def _load_facts(
     now: datetime,
     horizon: timedelta,
 ) -> _Facts:
-    facts = _Facts()
-    for sid, zone, tags in session.connection().execute(
-        select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(
-            in_list(session, Subscriber.id, ids)
+    facts = _Facts(subscriber_ids=ids)
+    facts.zones.update(
+        session.connection()
+        .execute(
+            select(Subscriber.id, Subscriber.timezone).where(in_list(session, Subscriber.id, ids))
         )
-    ):
-        facts.zones[sid] = zone
-        facts.tags[sid] = list(tags or [])
+        .all()
+    )
     for sid, off, frequency in session.connection().execute(
         select(
             SubscriberPreferences.subscriber_id,
@@ -194,6 +198,20 @@ def _load_facts(
             at = sent_at if status == DeliveryStatus.SENT.value and sent_at else updated_at
             facts.used[row_sid].append(at)
     return facts
+
+
+def _tags(session: Session, facts: _Facts) -> dict[int, list[str]]:
+    """The tags of the claim's subscribers, read on first use."""
+    if facts.tags is None:
+        facts.tags = {
+            sid: list(tags or [])
+            for sid, tags in session.connection().execute(
+                select(Subscriber.id, Subscriber.tags).where(
+                    in_list(session, Subscriber.id, facts.subscriber_ids)
+                )
+            )
+        }
+    return facts.tags
 
 
 def _load_upcoming(
@@ -305,10 +323,11 @@ def _upcoming_campaigns(
         )
         .all()
     )
+    tags = _tags(session, facts)
     for campaign in campaigns:
         segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
         for sid in ids:
-            if (sid, campaign.id) in have or not segment.matches(facts.tags.get(sid, ())):
+            if (sid, campaign.id) in have or not segment.matches(tags.get(sid, ())):
                 continue
             assert campaign.scheduled_at is not None
             at = campaign.scheduled_at
@@ -368,13 +387,14 @@ def _load_holds(
         )
         .all()
     )
+    tags = _tags(session, facts)
     for campaign in campaigns:
         segment = segment_from(
             campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
         )
         topic = policy.topic_of(campaign.item_id, campaign_topic=campaign.topic)
         for sid in ids:
-            if not segment.matches(facts.tags.get(sid, ()), attributes.get(sid) or {}):
+            if not segment.matches(tags.get(sid, ()), attributes.get(sid) or {}):
                 continue
             assert campaign.scheduled_at is not None
             when = campaign.scheduled_at
@@ -436,11 +456,20 @@ def _decide_one(
     holds = [
         h for h, topic in facts.holds.get(subscriber_id, []) if topic is None or topic not in off
     ]
+    used = facts.used.get(subscriber_id, [])
+    upcoming = facts.upcoming.get(subscriber_id, [])
+    caps = policy.caps_for(facts.frequency.get(subscriber_id))
+    if len(candidates) == 1 and sends_at_once(
+        candidates[0], used=used, upcoming=upcoming, caps=caps, now=now, holds=holds
+    ):
+        # Most subscribers of a batch have one email and room for it: the same answer
+        # as ``decide`` (tests/test_attention_core.py compares them), without its work.
+        return Decision(send=[candidates[0].id]), opted_out
     decision = decide(
         candidates,
-        used=facts.used.get(subscriber_id, []),
-        upcoming=facts.upcoming.get(subscriber_id, []),
-        caps=policy.caps_for(facts.frequency.get(subscriber_id)),
+        used=used,
+        upcoming=upcoming,
+        caps=caps,
         zone=policy.zone(facts.zones.get(subscriber_id)),
         now=now,
         holds=holds,
@@ -457,6 +486,8 @@ def _write(
     *,
     now: datetime,
 ) -> None:
+    if not opted_out and not decision.skip and not decision.defer:
+        return  # every row goes now: the claim leases them
     by_id = {r.id: r for r in rows}
     skips: list[dict[str, Any]] = [
         {"id": rid, "error": f"opted out of topic {topic!r} in the preference centre"}
