@@ -315,6 +315,7 @@ DRIP = Candidate(1, 2, T, window=WINDOW, drip=True)
         (DRIP, {"used": [T - 8 * DAY, T - DAY], "caps": (Cap(2, 7 * DAY),)}),
         (DRIP, {"used": [T - 7 * DAY], "caps": (*DAILY, Cap(1, 7 * DAY))}),
         (DRIP, {"used": [T - H], "caps": ()}),
+        (DRIP, {"upcoming": [Upcoming(T, 3)], "caps": ()}),  # nothing to give way for
         (DRIP, {"upcoming": [Upcoming(T + H, 2), Upcoming(T + H, 1)]}),  # equal or lower
         (DRIP, {"upcoming": [Upcoming(T - H, 3)]}),  # already past
         (Candidate(1, 2, T), {"holds": [Hold(T)]}),  # a campaign is not held
@@ -326,6 +327,7 @@ DRIP = Candidate(1, 2, T, window=WINDOW, drip=True)
         "room-for-two",
         "used-a-week-ago-two-caps",
         "no-cap",
+        "no-cap-higher-rival",
         "equal-or-lower-rivals",
         "past-rival",
         "campaign-on-held-day",
