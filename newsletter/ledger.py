@@ -308,8 +308,9 @@ def _claim_once(
         # writer).
         expires = (now + lease).astimezone(UTC)
         stamp = now.astimezone(UTC)
+        leased = DeliveryStatus.LEASED.value
         for row in keep:
-            row.status = DeliveryStatus.LEASED.value
+            row.status = leased
             row.leased_by = worker
             row.lease_expires_at = expires
             row.attempts += 1

@@ -66,7 +66,10 @@ from newsletter.models import (
     SubscriberPreferences,
 )
 
-MARKETING = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
+# Plain strings, read once: an enum member's ``.value`` is a descriptor call, per row here.
+DRIP = DeliveryKind.DRIP.value
+CAMPAIGN = DeliveryKind.CAMPAIGN.value
+MARKETING = (DRIP, CAMPAIGN)
 IN_FLIGHT = (DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value)
 UPCOMING_CAMPAIGN_STATES = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
 HOLDING_CAMPAIGN_STATES = (*UPCOMING_CAMPAIGN_STATES, CampaignState.PAUSED.value)
@@ -111,7 +114,7 @@ def apply_attention(
     horizon = max(longest(policy.caps_for("weekly")), timedelta(days=1))
     facts = _load_facts(session, marketing, subscriber_ids, now=now, horizon=horizon)
     _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
-    drip_ids = {r.subscriber_id for r in marketing if r.kind == DeliveryKind.DRIP.value}
+    drip_ids = {r.subscriber_id for r in marketing if r.kind == DRIP}
     _load_holds(session, facts, policy, sorted(i for i in drip_ids if i is not None), now=now)
     by_subscriber: dict[int, list[Claimed]] = defaultdict(list)
     for row in marketing:
@@ -275,7 +278,7 @@ def _load_upcoming(
             facts.campaigns[found.id] = found
     for q in queued:
         sid = q.subscriber_id
-        if q.kind == DeliveryKind.CAMPAIGN.value:
+        if q.kind == CAMPAIGN:
             campaign = facts.campaigns.get(q.campaign_id)
             if campaign is None or campaign.state != CampaignState.SENDING.value:
                 continue
@@ -434,7 +437,7 @@ def _decide_one(
         if topic is not None and topic in off:
             opted_out[row.id] = topic
             continue
-        if row.kind == DeliveryKind.CAMPAIGN.value:
+        if row.kind == CAMPAIGN:
             priority = campaign.priority if campaign else 2
             stale = stale_limit(row.deferred_from or row.due_at, stale_hours=policy.stale_hours)
             candidates.append(
