@@ -171,6 +171,36 @@ def test_a_drip_gives_way_to_a_high_priority_campaign_queued_for_later_today(app
     assert due == datetime(2026, 11, 26, 8, 0, tzinfo=NOW.tzinfo)
 
 
+def test_a_drip_gives_way_to_an_unfrozen_campaign_only_where_its_tags_match(app: App) -> None:
+    """A scheduled campaign whose audience is not in the ledger yet competes, by its
+    segment, for the subscribers its tags select (read only when such a campaign exists)."""
+    vip, vip_e = subscriber(app, "vip@example.org", tags=["vip"])
+    other, other_e = subscriber(app, "other@example.org", tags=["other"])
+    with transaction(app.sessions) as session:
+        session.add(
+            Campaign(
+                name="launch",
+                item_id="campaigns/seven-day-reset",
+                state="scheduled",
+                include_tags=["vip"],
+                exclude_tags=[],
+                audience_frozen=False,
+                created_at=NOW,
+                updated_at=NOW,
+                scheduled_at=NOW + timedelta(hours=5),
+                priority=3,
+            )
+        )
+    queue(app, drip(vip, vip_e), drip(other, other_e))
+    with app.sessions() as session:
+        ids = {r.subscriber_id: r.id for r in session.scalars(select(Delivery))}
+    assert claim(app) == [ids[other]]
+    status, _due, error = ledger(app)[f"drip:{vip_e}:tips/meet-your-ql"]
+    assert status == "queued"
+    assert error is not None
+    assert "gives way to campaign launch (high priority)" in error
+
+
 def test_an_email_sent_within_the_period_holds_the_next_one(app: App) -> None:
     sid, eid = subscriber(app, "c@example.org")
     reset = campaign(app, "reset")

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from newsletter.attention.cap import Cap, fits, longest, next_free, parse_cap
 from newsletter.attention.decide import (
@@ -15,6 +17,7 @@ from newsletter.attention.decide import (
     Upcoming,
     after_held_days,
     decide,
+    sends_at_once,
     stale_limit,
 )
 from newsletter.attention.priority import parse_priority, priority_name
@@ -293,6 +296,119 @@ def test_after_held_days_skips_every_held_day_in_a_row() -> None:
     assert after_held_days(T, set(), UTC, WINDOW) == T
     late = SendWindow(time(14, 0), time(16, 0))
     assert after_held_days(T, {T.date()}, UTC, late) == datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+
+
+def _at_once(candidate, *, used=(), upcoming=(), caps=DAILY, holds=()):  # type: ignore[no-untyped-def]
+    return sends_at_once(
+        candidate, used=list(used), upcoming=list(upcoming), caps=caps, now=T, holds=list(holds)
+    )
+
+
+DRIP = Candidate(1, 2, T, window=WINDOW, drip=True)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "kwargs"),
+    [
+        (DRIP, {}),
+        (DRIP, {"used": [T - DAY]}),  # counted only while inside the period
+        (DRIP, {"used": [T - 8 * DAY, T - DAY], "caps": (Cap(2, 7 * DAY),)}),
+        (DRIP, {"used": [T - 7 * DAY], "caps": (*DAILY, Cap(1, 7 * DAY))}),
+        (DRIP, {"used": [T - H], "caps": ()}),
+        (DRIP, {"upcoming": [Upcoming(T, 3)], "caps": ()}),  # nothing to give way for
+        (DRIP, {"upcoming": [Upcoming(T + H, 2), Upcoming(T + H, 1)]}),  # equal or lower
+        (DRIP, {"upcoming": [Upcoming(T - H, 3)]}),  # already past
+        (Candidate(1, 2, T), {"holds": [Hold(T)]}),  # a campaign is not held
+        (Candidate(1, 2, T, drip=True, exempt=True), {"holds": [Hold(T)], "used": [T]}),
+    ],
+    ids=[
+        "nothing-used",
+        "used-a-period-ago",
+        "room-for-two",
+        "used-a-week-ago-two-caps",
+        "no-cap",
+        "no-cap-higher-rival",
+        "equal-or-lower-rivals",
+        "past-rival",
+        "campaign-on-held-day",
+        "exempt-welcome",
+    ],
+)
+def test_sends_at_once_in_the_common_cases(candidate: Candidate, kwargs: dict[str, object]) -> None:
+    assert _at_once(candidate, **kwargs) is True
+    assert _decide_with(candidate, **kwargs).send == [candidate.id]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "kwargs"),
+    [
+        (DRIP, {"used": [T - DAY + timedelta(seconds=1)]}),
+        (DRIP, {"used": [T + H]}),
+        (DRIP, {"used": [T - 2 * DAY], "caps": (*DAILY, Cap(1, 7 * DAY))}),
+        (DRIP, {"upcoming": [Upcoming(T, 3)]}),
+        (DRIP, {"upcoming": [Upcoming(T + 5 * DAY, 3)]}),  # decide sends: not the short-cut
+        (DRIP, {"holds": [Hold(T + 2 * DAY)]}),  # another day: decide sends
+    ],
+    ids=[
+        "used-inside-the-period",
+        "used-later",
+        "used-inside-the-longer-cap",
+        "higher-rival-now",
+        "higher-rival-far",
+        "drip-with-a-hold",
+    ],
+)
+def test_sends_at_once_leaves_the_rest_to_decide(
+    candidate: Candidate, kwargs: dict[str, object]
+) -> None:
+    assert _at_once(candidate, **kwargs) is False
+
+
+def _decide_with(candidate, *, used=(), upcoming=(), caps=DAILY, holds=()):  # type: ignore[no-untyped-def]
+    return decide(
+        [candidate],
+        used=list(used),
+        upcoming=list(upcoming),
+        caps=caps,
+        zone=UTC,
+        now=T,
+        holds=list(holds),
+    )
+
+
+_instants = st.integers(min_value=-10 * 24, max_value=10 * 24).map(lambda h: T + h * H)
+_caps = st.lists(
+    st.builds(Cap, st.integers(1, 3), st.integers(1, 10 * 24).map(lambda h: h * H)), max_size=2
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    priority=st.integers(1, 3),
+    exempt=st.booleans(),
+    drip=st.booleans(),
+    window=st.sampled_from([None, WINDOW]),
+    used=st.lists(_instants, max_size=3),
+    upcoming=st.lists(st.builds(Upcoming, _instants, st.integers(1, 3)), max_size=3),
+    caps=_caps,
+    holds=st.lists(st.builds(Hold, _instants), max_size=2),
+)
+def test_sends_at_once_agrees_with_decide(
+    priority: int,
+    exempt: bool,
+    drip: bool,
+    window: SendWindow | None,
+    used: list[datetime],
+    upcoming: list[Upcoming],
+    caps: list[Cap],
+    holds: list[Hold],
+) -> None:
+    """Whenever the claim's short-cut sends a lone candidate, ``decide`` sends it too."""
+    candidate = Candidate(7, priority, T, exempt=exempt, window=window, drip=drip)
+    kwargs = {"used": used, "upcoming": upcoming, "caps": tuple(caps), "holds": holds}
+    if _at_once(candidate, **kwargs):
+        decision = _decide_with(candidate, **kwargs)
+        assert (decision.send, decision.defer, decision.skip) == ([7], [], [])
 
 
 TOPICS = Topics(

@@ -85,6 +85,33 @@ def test_topic_of_reads_campaign_item_sequence_and_tags() -> None:
     assert p.topic_of("tips/unknown", sequence="basics") == "tips"
 
 
+ASKED: list[dict[str, object]] = []
+
+
+class _CountingTopics(Topics):
+    """Topics that record each question asked of them."""
+
+    def topic_for(self, **kwargs: object) -> str | None:  # type: ignore[override]
+        ASKED.append(kwargs)
+        return super().topic_for(**kwargs)  # type: ignore[arg-type]
+
+
+def test_topic_of_asks_the_topics_once_per_distinct_question() -> None:
+    """The claim asks for every row's topic: the answer is remembered, per item, sequence
+    and campaign topic (topics.yaml and the items do not change in a process)."""
+    ASKED.clear()
+    p = policy()
+    p.topics = _CountingTopics(p.topics.topics)
+    questions = [("tips/a", "basics", None), ("tips/a", None, None), ("tips/a", None, "ql")]
+    first = [p.topic_of(i, sequence=s, campaign_topic=c) for i, s, c in questions]
+    again = [p.topic_of(i, sequence=s, campaign_topic=c) for i, s, c in questions]
+    assert first == again == ["tips", "ql", "ql"]
+    assert len(ASKED) == 3
+    assert p.topic_of("tips/unknown") is None
+    assert p.topic_of("tips/unknown") is None
+    assert len(ASKED) == 4
+
+
 def test_build_policy_over_the_shipped_content(make_settings: Callable[..., Settings]) -> None:
     app = App(make_settings(marketing_cap="2/7d", campaign_stale_hours="12"))
     try:

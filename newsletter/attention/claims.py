@@ -45,6 +45,7 @@ from newsletter.attention.decide import (
     Hold,
     Upcoming,
     decide,
+    sends_at_once,
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
@@ -65,7 +66,10 @@ from newsletter.models import (
     SubscriberPreferences,
 )
 
-MARKETING = (DeliveryKind.DRIP.value, DeliveryKind.CAMPAIGN.value)
+# Plain strings, read once: an enum member's ``.value`` is a descriptor call, per row here.
+DRIP = DeliveryKind.DRIP.value
+CAMPAIGN = DeliveryKind.CAMPAIGN.value
+MARKETING = (DRIP, CAMPAIGN)
 IN_FLIGHT = (DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value)
 UPCOMING_CAMPAIGN_STATES = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
 HOLDING_CAMPAIGN_STATES = (*UPCOMING_CAMPAIGN_STATES, CampaignState.PAUSED.value)
@@ -76,8 +80,11 @@ HOLD_NEAR = timedelta(days=2)  # a local day lies within a day of its UTC date
 class _Facts:
     """What one claim knows about the subscribers of its batch."""
 
+    subscriber_ids: list[int] = field(default_factory=list)
     zones: dict[int, str] = field(default_factory=dict)
-    tags: dict[int, list[str]] = field(default_factory=dict)
+    # Read only when a campaign's segment must be matched (``_tags``): most claims have
+    # no such campaign, and JSON per subscriber is the costliest column to read.
+    tags: dict[int, list[str]] | None = None
     topics_off: dict[int, set[str]] = field(default_factory=dict)
     frequency: dict[int, str] = field(default_factory=dict)
     sequences: dict[int, str] = field(default_factory=dict)  # enrollment id -> sequence
@@ -107,7 +114,7 @@ def apply_attention(
     horizon = max(longest(policy.caps_for("weekly")), timedelta(days=1))
     facts = _load_facts(session, marketing, subscriber_ids, now=now, horizon=horizon)
     _load_upcoming(session, facts, policy, marketing, subscriber_ids, now=now, horizon=horizon)
-    drip_ids = {r.subscriber_id for r in marketing if r.kind == DeliveryKind.DRIP.value}
+    drip_ids = {r.subscriber_id for r in marketing if r.kind == DRIP}
     _load_holds(session, facts, policy, sorted(i for i in drip_ids if i is not None), now=now)
     by_subscriber: dict[int, list[Claimed]] = defaultdict(list)
     for row in marketing:
@@ -151,14 +158,14 @@ def _load_facts(
     now: datetime,
     horizon: timedelta,
 ) -> _Facts:
-    facts = _Facts()
-    for sid, zone, tags in session.connection().execute(
-        select(Subscriber.id, Subscriber.timezone, Subscriber.tags).where(
-            in_list(session, Subscriber.id, ids)
+    facts = _Facts(subscriber_ids=ids)
+    facts.zones.update(
+        session.connection()
+        .execute(
+            select(Subscriber.id, Subscriber.timezone).where(in_list(session, Subscriber.id, ids))
         )
-    ):
-        facts.zones[sid] = zone
-        facts.tags[sid] = list(tags or [])
+        .all()
+    )
     for sid, off, frequency in session.connection().execute(
         select(
             SubscriberPreferences.subscriber_id,
@@ -194,6 +201,20 @@ def _load_facts(
             at = sent_at if status == DeliveryStatus.SENT.value and sent_at else updated_at
             facts.used[row_sid].append(at)
     return facts
+
+
+def _tags(session: Session, facts: _Facts) -> dict[int, list[str]]:
+    """The tags of the claim's subscribers, read on first use."""
+    if facts.tags is None:
+        facts.tags = {
+            sid: list(tags or [])
+            for sid, tags in session.connection().execute(
+                select(Subscriber.id, Subscriber.tags).where(
+                    in_list(session, Subscriber.id, facts.subscriber_ids)
+                )
+            )
+        }
+    return facts.tags
 
 
 def _load_upcoming(
@@ -257,7 +278,7 @@ def _load_upcoming(
             facts.campaigns[found.id] = found
     for q in queued:
         sid = q.subscriber_id
-        if q.kind == DeliveryKind.CAMPAIGN.value:
+        if q.kind == CAMPAIGN:
             campaign = facts.campaigns.get(q.campaign_id)
             if campaign is None or campaign.state != CampaignState.SENDING.value:
                 continue
@@ -305,10 +326,11 @@ def _upcoming_campaigns(
         )
         .all()
     )
+    tags = _tags(session, facts)
     for campaign in campaigns:
         segment = Segment(tuple(campaign.include_tags or ()), tuple(campaign.exclude_tags or ()))
         for sid in ids:
-            if (sid, campaign.id) in have or not segment.matches(facts.tags.get(sid, ())):
+            if (sid, campaign.id) in have or not segment.matches(tags.get(sid, ())):
                 continue
             assert campaign.scheduled_at is not None
             at = campaign.scheduled_at
@@ -368,13 +390,14 @@ def _load_holds(
         )
         .all()
     )
+    tags = _tags(session, facts)
     for campaign in campaigns:
         segment = segment_from(
             campaign.include_tags or (), campaign.exclude_tags or (), campaign.where_attributes
         )
         topic = policy.topic_of(campaign.item_id, campaign_topic=campaign.topic)
         for sid in ids:
-            if not segment.matches(facts.tags.get(sid, ()), attributes.get(sid) or {}):
+            if not segment.matches(tags.get(sid, ()), attributes.get(sid) or {}):
                 continue
             assert campaign.scheduled_at is not None
             when = campaign.scheduled_at
@@ -414,7 +437,7 @@ def _decide_one(
         if topic is not None and topic in off:
             opted_out[row.id] = topic
             continue
-        if row.kind == DeliveryKind.CAMPAIGN.value:
+        if row.kind == CAMPAIGN:
             priority = campaign.priority if campaign else 2
             stale = stale_limit(row.deferred_from or row.due_at, stale_hours=policy.stale_hours)
             candidates.append(
@@ -436,11 +459,20 @@ def _decide_one(
     holds = [
         h for h, topic in facts.holds.get(subscriber_id, []) if topic is None or topic not in off
     ]
+    used = facts.used.get(subscriber_id, [])
+    upcoming = facts.upcoming.get(subscriber_id, [])
+    caps = policy.caps_for(facts.frequency.get(subscriber_id))
+    if len(candidates) == 1 and sends_at_once(
+        candidates[0], used=used, upcoming=upcoming, caps=caps, now=now, holds=holds
+    ):
+        # Most subscribers of a batch have one email and room for it: the same answer
+        # as ``decide`` (tests/test_attention_core.py compares them), without its work.
+        return Decision(send=[candidates[0].id]), opted_out
     decision = decide(
         candidates,
-        used=facts.used.get(subscriber_id, []),
-        upcoming=facts.upcoming.get(subscriber_id, []),
-        caps=policy.caps_for(facts.frequency.get(subscriber_id)),
+        used=used,
+        upcoming=upcoming,
+        caps=caps,
         zone=policy.zone(facts.zones.get(subscriber_id)),
         now=now,
         holds=holds,
@@ -457,6 +489,8 @@ def _write(
     *,
     now: datetime,
 ) -> None:
+    if not opted_out and not decision.skip and not decision.defer:
+        return  # every row goes now: the claim leases them
     by_id = {r.id: r for r in rows}
     skips: list[dict[str, Any]] = [
         {"id": rid, "error": f"opted out of topic {topic!r} in the preference centre"}

@@ -55,6 +55,8 @@ class AttentionPolicy:
     items: Mapping[str, ItemFacts] = field(default_factory=dict)
     topics: Topics = field(default_factory=Topics)
     _zones: dict[str, tzinfo] = field(default_factory=dict)
+    # topic_of's answers: the claim asks the same few questions for every row of a batch.
+    _topics: dict[tuple[str, str | None, str | None], str | None] = field(default_factory=dict)
 
     def zone(self, name: str | None) -> tzinfo:
         key = name or ""
@@ -75,13 +77,18 @@ class AttentionPolicy:
     def topic_of(
         self, item_id: str, *, sequence: str | None = None, campaign_topic: str | None = None
     ) -> str | None:
+        key = (item_id, sequence, campaign_topic)
+        if key in self._topics:
+            return self._topics[key]
         facts = self.items.get(item_id, ItemFacts(None, ()))
-        return self.topics.topic_for(
+        topic = self.topics.topic_for(
             campaign_topic=campaign_topic,
             item_topic=facts.topic,
             sequence=sequence,
             tags=facts.tags,
         )
+        self._topics[key] = topic
+        return topic
 
 
 def load_topics(
