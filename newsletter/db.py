@@ -107,7 +107,7 @@ def _sqlite_pragmas(synchronous: str, dbapi_connection: Any, _record: Any) -> No
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={synchronous}")  # one of SQLITE_SYNCHRONOUS
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={sqlite_writers.BUSY_TIMEOUT_MS}")
     # No automatic checkpoint at commit (it ran inside whichever request committed past
     # 1,000 pages); ``Checkpointer`` does it in the background instead.
     cursor.execute("PRAGMA wal_autocheckpoint=0")

@@ -13,13 +13,19 @@ The turn belongs to a DBAPI connection (not a thread): it is handed on after tha
 connection's commit or rollback, and, as a backstop, when the connection goes back to the
 pool, is invalidated or closed. A thread that already holds the turn (through another
 connection, or ``hold``) begins without queueing, so nesting behaves as it did before:
-SQLite's busy handler decides. Writers in other processes still meet SQLite's busy
-handler only.
+SQLite's busy handler decides.
+
+Writers in other processes cannot join that queue. Between processes, ``BEGIN IMMEDIATE``
+is tried again every millisecond while another process writes (``_begin_immediate``),
+instead of SQLite's busy handler, whose growing sleeps let a process that commits and
+begins again keep the database for seconds.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Iterator
@@ -27,8 +33,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
-TURN_TIMEOUT_SECONDS = 30.0  # as long as SQLite's busy timeout; then SQLite's handler decides
+BUSY_TIMEOUT_MS = 30_000  # each SQLite connection's busy timeout (``PRAGMA busy_timeout``)
+TURN_TIMEOUT_SECONDS = BUSY_TIMEOUT_MS / 1000  # as long; then SQLite's handler decides
 
 
 class TurnLock:
@@ -125,7 +133,7 @@ def install(engine: Engine) -> None:
         if not lock.held_here():
             lock.acquire(raw)  # on timeout: no turn, SQLite's busy handler decides
         try:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _begin_immediate(connection)
         except BaseException:
             lock.release(raw)
             raise
@@ -152,3 +160,38 @@ def install(engine: Engine) -> None:
     event.listen(engine, "begin", begin)
     for name in ("checkin", "invalidate", "soft_invalidate", "close", "close_detached"):
         event.listen(engine, name, gone)
+
+
+POLL_SECONDS = 0.001  # between two tries of BEGIN IMMEDIATE while another process writes
+
+
+def _begin_immediate(connection: Any) -> None:
+    """``BEGIN IMMEDIATE``, tried every ``POLL_SECONDS`` while another process holds the
+    writer, for up to ``TURN_TIMEOUT_SECONDS`` (then SQLite's "database is locked").
+
+    SQLite's own busy handler sleeps longer and longer between tries (1, 2, 5 ... 25, 50,
+    100 ms), so a writer of another process that commits and begins again (a sending
+    worker going through its batches) takes the database back again and again while this
+    one sleeps: signups waited up to 0.6 s behind a send that holds the writer for 35 ms
+    at a time. Tried every millisecond, a waiter gets in at the next gap.
+    """
+    raw = _raw(connection.connection)
+    deadline = time.monotonic() + TURN_TIMEOUT_SECONDS
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if not _busy(exc.orig) or time.monotonic() >= deadline:
+                    raise
+            time.sleep(POLL_SECONDS)
+    finally:
+        raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
+def _busy(error: BaseException | None) -> bool:
+    """Whether ``error`` is SQLite's "database is locked" (SQLITE_BUSY, any variant)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(error, sqlite3.OperationalError) and code is not None and code & 0xFF == 5

@@ -4,6 +4,9 @@ transaction after transaction cannot make subscribe wait for the busy timeout.""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -12,13 +15,20 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import OperationalError
 
+from newsletter import sqlite_writers
 from newsletter.app import App
 from newsletter.db import make_engine, transaction, writer_lock
 from newsletter.group_commit import GroupCommit
 from newsletter.jobs import deliver
 from newsletter.models import Delivery, Subscriber
-from newsletter.sqlite_writers import TurnLock, turn_lock
+from newsletter.sqlite_writers import (
+    BUSY_TIMEOUT_MS,
+    TurnLock,
+    _busy,
+    turn_lock,
+)
 from newsletter.subscriptions import (
     SubscribeOutcome,
     SubscribeRequest,
@@ -118,6 +128,103 @@ def test_nested_transactions_of_one_thread_do_not_wait_for_themselves(tmp_path: 
         assert turn_lock(engine).held_here()
     assert not turn_lock(engine).held_here()
     engine.dispose()
+
+
+# Another process that writes batch after batch: 15 ms holding SQLite's writer, 2 ms
+# between (a sending worker's claims and records). Plain sqlite3, SQLite's busy handler.
+_OTHER_WRITER = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+ready = False
+while True:
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("INSERT INTO t (n) VALUES (NULL)")
+    time.sleep(0.015)
+    db.execute("COMMIT")
+    if not ready:
+        print("ready", flush=True)
+        ready = True
+    time.sleep(0.002)
+"""
+
+
+def _other_writer(path: Path) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_WRITER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def test_a_writer_gets_in_between_the_batches_of_another_process(tmp_path: Path) -> None:
+    """SQLite's busy handler sleeps 1, 2, 5 ... 50, 100 ms between tries and kept missing
+    the other process's 2 ms gaps: waits of 0.4 s at the median and over 1 s at worst.
+    Tried every millisecond, each transaction waits about one of its batches."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+    other = _other_writer(tmp_path / "two.db")
+    waits: list[float] = []
+    try:
+        for _ in range(20):
+            started = time.monotonic()
+            with engine.begin() as conn:
+                waits.append(time.monotonic() - started)
+                conn.execute(text("INSERT INTO t (n) VALUES (NULL)"))
+            time.sleep(0.007)
+    finally:
+        other.kill()
+        other.wait()
+    with engine.connect() as conn:
+        # Every connection goes back to SQLite's busy timeout after its BEGIN.
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == BUSY_TIMEOUT_MS
+    engine.dispose()
+    assert max(waits) < 0.25, sorted(waits)[-5:]
+
+
+def test_a_writer_that_never_gets_in_fails_after_the_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_writers, "TURN_TIMEOUT_SECONDS", 0.2)
+    engine = make_engine(f"sqlite:///{tmp_path / 'held.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER PRIMARY KEY)"))
+    holder = sqlite3.connect(tmp_path / "held.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(OperationalError, match="database is locked"), engine.begin():
+            pass
+        assert 0.2 <= time.monotonic() - started < 2
+        raw = engine.raw_connection()  # the pool's one connection, the one that failed
+        try:
+            assert raw.driver_connection is not None
+            timeout = raw.driver_connection.execute("PRAGMA busy_timeout").fetchone()
+            assert timeout == (BUSY_TIMEOUT_MS,)
+        finally:
+            raw.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        engine.dispose()
+
+
+def test_only_sqlite_busy_counts_as_busy(tmp_path: Path) -> None:
+    first = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
+    second = sqlite3.connect(tmp_path / "b.db", isolation_level=None, timeout=0)
+    first.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        second.execute("BEGIN IMMEDIATE")
+    with pytest.raises(sqlite3.OperationalError) as syntax:
+        second.execute("BEGIN NONSENSE")
+    first.execute("ROLLBACK")
+    assert _busy(locked.value)
+    assert not _busy(syntax.value)
+    assert not _busy(None)
+    assert not _busy(ValueError("database is locked"))
+    first.close()
+    second.close()
 
 
 def _subscribe_latencies(app: App, count: int, busy: Callable[[], bool]) -> list[float]:
