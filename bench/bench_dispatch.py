@@ -42,6 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -203,7 +204,9 @@ def run_workers(
     ready, results, start = context.Queue(), context.Queue(), context.Event()
     processes = [
         context.Process(
-            target=_worker, args=(environ, f"bench-{n}", batch_size, ready, start, results)
+            target=_worker,
+            args=(environ, f"bench-{n}", batch_size, ready, start, results),
+            daemon=True,  # a failed run never waits for the others at exit
         )
         for n in range(workers)
     ]
@@ -211,18 +214,32 @@ def run_workers(
         process.start()
     try:
         for _ in processes:
-            ready.get(timeout=120)
+            _get(ready, processes, timeout=120)
         started = time.perf_counter()
         start.set()
-        ends = [results.get(timeout=600) for _ in processes]
+        ends = [_get(results, processes, timeout=600) for _ in processes]
     finally:
         for process in processes:
             process.join(timeout=30)
-    if any(process.exitcode != 0 for process in processes):
-        raise RuntimeError("a worker process failed")
+            if process.is_alive():
+                process.terminate()
     seconds = max(end for end, _, _, _ in ends) - started
     cpu = os.times_result((sum(e[1] for e in ends), sum(e[2] for e in ends), 0.0, 0.0, 0.0))
     return seconds, cpu, [body for e in ends for body in e[3]]
+
+
+def _get(queue: Any, processes: list[Any], *, timeout: float) -> Any:
+    """The next item of ``queue``; raises at once when a worker process has died (its
+    traceback is on stderr), instead of waiting out ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return queue.get(timeout=0.5)
+        except Empty:
+            failed = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            if failed:
+                raise RuntimeError(f"a worker process failed (exit codes {failed})") from None
+    raise RuntimeError(f"no word from the worker processes in {timeout:.0f} s")
 
 
 def check_bodies(bodies: list[bytes], count: int) -> None:
@@ -282,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workers", type=int, default=1, help="worker processes draining the queue together"
     )
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="bench-dispatch-") as folder:
         tmp = Path(folder)

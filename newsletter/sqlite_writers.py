@@ -13,7 +13,7 @@ The turn belongs to a DBAPI connection (not a thread): it is handed on after tha
 connection's commit or rollback, and, as a backstop, when the connection goes back to the
 pool, is invalidated or closed. A thread that already holds the turn (through another
 connection, or ``hold``) begins without queueing, so nesting behaves as it did before:
-SQLite's busy handler decides.
+its ``BEGIN IMMEDIATE`` waits for the busy timeout, then fails ("database is locked").
 
 Writers in other processes cannot join that queue. Between processes, ``BEGIN IMMEDIATE``
 is tried again every millisecond while another process writes (``_begin_immediate``),
@@ -23,6 +23,7 @@ begins again keep the database for seconds.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
@@ -33,10 +34,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, event
-from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 30_000  # each SQLite connection's busy timeout (``PRAGMA busy_timeout``)
-TURN_TIMEOUT_SECONDS = BUSY_TIMEOUT_MS / 1000  # as long; then SQLite's handler decides
+TURN_TIMEOUT_SECONDS = BUSY_TIMEOUT_MS / 1000  # as long; then BEGIN IMMEDIATE decides
 
 
 class TurnLock:
@@ -131,7 +133,7 @@ def install(engine: Engine) -> None:
     def begin(connection: Any) -> None:
         raw = _raw(connection.connection)
         if not lock.held_here():
-            lock.acquire(raw)  # on timeout: no turn, SQLite's busy handler decides
+            lock.acquire(raw)  # on timeout: no turn; BEGIN IMMEDIATE waits on its own
         try:
             _begin_immediate(connection)
         except BaseException:
@@ -167,13 +169,19 @@ POLL_SECONDS = 0.001  # between two tries of BEGIN IMMEDIATE while another proce
 
 def _begin_immediate(connection: Any) -> None:
     """``BEGIN IMMEDIATE``, tried every ``POLL_SECONDS`` while another process holds the
-    writer, for up to ``TURN_TIMEOUT_SECONDS`` (then SQLite's "database is locked").
+    writer, for up to ``TURN_TIMEOUT_SECONDS`` (then SQLite's "database is locked", as
+    SQLAlchemy's ``OperationalError``).
 
     SQLite's own busy handler sleeps longer and longer between tries (1, 2, 5 ... 25, 50,
     100 ms), so a writer of another process that commits and begins again (a sending
     worker going through its batches) takes the database back again and again while this
     one sleeps: signups waited up to 0.6 s behind a send that holds the writer for 35 ms
     at a time. Tried every millisecond, a waiter gets in at the next gap.
+
+    The tries go to the DBAPI connection: a failed statement through SQLAlchemy rolls the
+    connection back, which would hand this process's turn to the next thread while this
+    one still waits. Only the last try, when the time is up or the error is not "busy",
+    goes through SQLAlchemy, so the caller sees its error.
     """
     raw = _raw(connection.connection)
     deadline = time.monotonic() + TURN_TIMEOUT_SECONDS
@@ -181,14 +189,24 @@ def _begin_immediate(connection: Any) -> None:
     try:
         while True:
             try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                raw.execute("BEGIN IMMEDIATE")
                 return
-            except OperationalError as exc:
-                if not _busy(exc.orig) or time.monotonic() >= deadline:
-                    raise
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc) or time.monotonic() >= deadline:
+                    break
             time.sleep(POLL_SECONDS)
+        connection.exec_driver_sql("BEGIN IMMEDIATE")  # raises as SQLAlchemy does, or began
     finally:
+        _restore_busy_timeout(raw)
+
+
+def _restore_busy_timeout(raw: Any) -> None:
+    """The connection's busy timeout back to ``BUSY_TIMEOUT_MS`` (what ``make_engine``
+    sets), never hiding the error that ended the begin."""
+    try:
         raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    except sqlite3.Error:
+        log.warning("could not restore the SQLite busy timeout", exc_info=True)
 
 
 def _busy(error: BaseException | None) -> bool:

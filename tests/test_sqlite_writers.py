@@ -210,6 +210,48 @@ def test_a_writer_that_never_gets_in_fails_after_the_timeout(
         engine.dispose()
 
 
+def test_writers_keep_their_order_while_another_process_writes(tmp_path: Path) -> None:
+    """While a writer outside the engine (another process) holds the database, the first
+    waiter keeps this process's turn as it polls and the others queue behind it: they get
+    in in the order they asked. (Polling through SQLAlchemy rolled the connection back at
+    each try, which handed the turn on: all eight polled at once, in any order.)"""
+    engine = make_engine(f"sqlite:///{tmp_path / 'order.db'}", pool_size=10)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (n INTEGER)"))
+    other = sqlite3.connect(tmp_path / "order.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    order: list[int] = []
+
+    def write(n: int) -> None:
+        with engine.begin() as conn:
+            order.append(n)
+            conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    try:
+        for thread in threads:
+            thread.start()
+            time.sleep(0.02)
+        assert turn_lock(engine)._holder is not None  # the first waiter kept the turn
+        assert order == []
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    for thread in threads:
+        thread.join(10)
+    engine.dispose()
+    assert order == list(range(8))
+
+
+def test_a_busy_timeout_that_cannot_be_restored_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = sqlite3.connect(tmp_path / "c.db")
+    closed.close()
+    sqlite_writers._restore_busy_timeout(closed)  # would raise ProgrammingError unguarded
+    assert "could not restore the SQLite busy timeout" in caplog.text
+
+
 def test_only_sqlite_busy_counts_as_busy(tmp_path: Path) -> None:
     first = sqlite3.connect(tmp_path / "b.db", isolation_level=None)
     second = sqlite3.connect(tmp_path / "b.db", isolation_level=None, timeout=0)

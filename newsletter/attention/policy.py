@@ -56,7 +56,9 @@ class AttentionPolicy:
     topics: Topics = field(default_factory=Topics)
     _zones: dict[str, tzinfo] = field(default_factory=dict)
     # topic_of's answers: the claim asks the same few questions for every row of a batch.
-    _topics: dict[tuple[str, str | None, str | None], str | None] = field(default_factory=dict)
+    _topics: dict[tuple[str, str | None, str | None], str | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def zone(self, name: str | None) -> tzinfo:
         key = name or ""
