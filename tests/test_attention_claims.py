@@ -61,6 +61,36 @@ def campaign(
         return row.id
 
 
+def scheduled(
+    app: App,
+    *,
+    name: str,
+    at: datetime,
+    include_tags: tuple[str, ...] = (),
+    priority: int = 2,
+    pause_drips: bool = False,
+    local_time: str | None = None,
+) -> None:
+    """A scheduled campaign whose audience is not frozen yet (not in the ledger)."""
+    with transaction(app.sessions) as session:
+        session.add(
+            Campaign(
+                name=name,
+                item_id="campaigns/seven-day-reset",
+                state="scheduled",
+                include_tags=list(include_tags),
+                exclude_tags=[],
+                pause_drips=pause_drips,
+                audience_frozen=False,
+                created_at=NOW,
+                updated_at=NOW,
+                scheduled_at=at,
+                local_time=local_time,
+                priority=priority,
+            )
+        )
+
+
 def subscriber(app: App, email: str, **fields: object) -> tuple[int, int]:
     """An active UTC subscriber enrolled in back-pain-basics past its welcome."""
     with transaction(app.sessions) as session:
@@ -176,21 +206,7 @@ def test_a_drip_gives_way_to_an_unfrozen_campaign_only_where_its_tags_match(app:
     segment, for the subscribers its tags select (read only when such a campaign exists)."""
     vip, vip_e = subscriber(app, "vip@example.org", tags=["vip"])
     other, other_e = subscriber(app, "other@example.org", tags=["other"])
-    with transaction(app.sessions) as session:
-        session.add(
-            Campaign(
-                name="launch",
-                item_id="campaigns/seven-day-reset",
-                state="scheduled",
-                include_tags=["vip"],
-                exclude_tags=[],
-                audience_frozen=False,
-                created_at=NOW,
-                updated_at=NOW,
-                scheduled_at=NOW + timedelta(hours=5),
-                priority=3,
-            )
-        )
+    scheduled(app, name="launch", at=NOW + timedelta(hours=5), include_tags=("vip",), priority=3)
     queue(app, drip(vip, vip_e), drip(other, other_e))
     with app.sessions() as session:
         ids = {r.subscriber_id: r.id for r in session.scalars(select(Delivery))}
@@ -416,21 +432,10 @@ def test_an_unfrozen_campaign_holds_the_day_it_falls_on_in_each_zone(uncapped: A
     here, here_e = subscriber(app, "utc@example.org", tags=["vip"])
     tokyo, tokyo_e = subscriber(app, "tokyo@example.org", tags=["vip"], timezone="Asia/Tokyo")
     _outside, out_e = subscriber(app, "out@example.org")
-    with transaction(app.sessions) as session:
-        session.add(
-            Campaign(
-                name="sale",
-                item_id="campaigns/seven-day-reset",
-                state="scheduled",
-                include_tags=["vip"],
-                exclude_tags=[],
-                pause_drips=True,
-                audience_frozen=False,
-                created_at=NOW,
-                updated_at=NOW,
-                scheduled_at=NOW + timedelta(hours=11),  # 20:00 UTC; 05:00 on the 25th in Tokyo
-            )
-        )
+    # 20:00 UTC; 05:00 on the 25th in Tokyo
+    scheduled(
+        app, name="sale", at=NOW + timedelta(hours=11), include_tags=("vip",), pause_drips=True
+    )
     queue(app, drip(here, here_e), drip(tokyo, tokyo_e), drip(_outside, out_e))
     with app.sessions() as session:
         ids = {r.subscriber_id: r.id for r in session.scalars(select(Delivery))}
@@ -441,22 +446,13 @@ def test_an_unfrozen_campaign_holds_the_day_it_falls_on_in_each_zone(uncapped: A
 def test_a_local_time_campaign_holds_its_local_day_in_each_zone(uncapped: App) -> None:
     app = uncapped
     tokyo, tokyo_e = subscriber(app, "tokyo2@example.org", timezone="Asia/Tokyo")
-    with transaction(app.sessions) as session:
-        session.add(
-            Campaign(
-                name="sale",
-                item_id="campaigns/seven-day-reset",
-                state="scheduled",
-                include_tags=[],
-                exclude_tags=[],
-                pause_drips=True,
-                audience_frozen=False,
-                created_at=NOW,
-                updated_at=NOW,
-                scheduled_at=NOW + timedelta(hours=11),
-                local_time="2026-11-24T20:00:00",  # 11:00 UTC in Tokyo: that Tokyo day
-            )
-        )
+    scheduled(
+        app,
+        name="sale",
+        at=NOW + timedelta(hours=11),
+        pause_drips=True,
+        local_time="2026-11-24T20:00:00",  # 11:00 UTC in Tokyo: that Tokyo day
+    )
     queue(app, drip(tokyo, tokyo_e))
     assert claim(app) == []
     [(_d, until, reason)] = deferrals(app)
