@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_dispatch.py [--count 20000] [--backend sendgrid|outbox]
         [--item tips/meet-your-ql] [--batch-size 1000] [--database-url URL] [--analyze]
-        [--workers N]
+        [--workers N] [--history N]
 
 A fresh database (a SQLite file in a temporary folder, or ``--database-url``, whose schema
 ``public`` is DROPPED) gets ``--count`` subscribers with distinct names and one queued
@@ -24,6 +24,11 @@ last worker's end, and the CPU is all the workers' together. Afterwards every ro
 ``sent`` after one attempt and the bodies posted (SendGrid) must hold every delivery id
 exactly once.
 
+``--history N``: before the run, N other subscribers each get one email sent three days
+ago (ledger key ``old:<id>``): the history a shop's earlier sends leave, which a claim must
+not read its way through (its cap counts the last week's sends of the batch's subscribers
+only). The figures count only the run's emails.
+
 Prints project emails/s (and per CPU-second), ceiling emails/s and the ratio.
 """
 
@@ -40,7 +45,7 @@ import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from queue import Empty
 from typing import Any
@@ -62,6 +67,7 @@ from bench.common import fresh_engine
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 API_KEY = "SG.bench-key"
+HISTORY_KEY = "old"  # ledger keys of the --history rows
 CONCURRENCY = 4  # SendGridMailer's default: the threads of one mailer, and of the ceiling
 
 
@@ -79,6 +85,23 @@ def sink_process() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def add_history(engine: Engine, count: int, item_id: str) -> None:
+    """``count`` other subscribers, each with one email of ``item_id`` sent three days
+    ago (``--history``)."""
+    if count <= 0:
+        return
+    sent = NOW - timedelta(days=3)
+    populate(engine, count, item_id, prefix=HISTORY_KEY, key=HISTORY_KEY, due=sent)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE deliveries SET status = 'sent', attempts = 1, sent_at = due_at, "
+                "updated_at = due_at WHERE key LIKE :pattern"
+            ),
+            {"pattern": f"{HISTORY_KEY}:%"},
+        )
 
 
 def populate(
@@ -149,12 +172,13 @@ def _drain(app: App, batch_size: int, *, worker: str) -> None:
 
 
 def _check_sent(app: App) -> int:
-    """Emails sent; raises unless every row is ``sent``, each after one attempt."""
+    """Emails sent by the run (``--history`` rows left out); raises unless every row is
+    ``sent``, each after one attempt."""
     with app.sessions() as session:
         others = session.execute(
-            select(Delivery.status, func.count(), func.max(Delivery.attempts)).group_by(
-                Delivery.status
-            )
+            select(Delivery.status, func.count(), func.max(Delivery.attempts))
+            .where(Delivery.key.not_like(f"{HISTORY_KEY}:%"))
+            .group_by(Delivery.status)
         ).all()
     if any(status != "sent" or attempts != 1 for status, _, attempts in others):
         raise RuntimeError(f"not every email was sent once: {others}")
@@ -298,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers", type=int, default=1, help="worker processes draining the queue together"
     )
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=0,
+        help="emails already sent to other subscribers (three days ago) in the ledger",
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -306,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(folder)
         url = args.database_url or f"sqlite:///{tmp / 'bench.db'}"
         engine = fresh_engine(url)
+        add_history(engine, args.history, args.item)
         populate(engine, args.count, args.item)
         if args.analyze:
             with engine.begin() as conn:
@@ -352,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{args.backend}, {args.count} emails of {args.item}, {args.batch_size} per "
                 f"claim, {engine.dialect.name}{', analysed' if args.analyze else ''}, "
-                f"{args.workers} worker process(es), load {os.getloadavg()[0]:.2f}",
+                f"{args.workers} worker process(es), {args.history} rows of history, "
+                f"load {os.getloadavg()[0]:.2f}",
                 flush=True,
             )
             total = cpu.user + cpu.system

@@ -266,7 +266,7 @@ def _claim_once(
     eligible: set[int] = set()
     # Plain tuples, built positionally: a mapping and a dict per row cost more than the
     # columns are worth (the select above lists them in ``Claimed``'s field order).
-    for *values, ok in session.connection().execute(due):
+    for *values, ok in session.connection().execute(due).all():
         row = Claimed(*values)
         if ok:
             eligible.add(row.id)

@@ -18,6 +18,7 @@ from newsletter.app import App
 from newsletter.cli import main
 from newsletter.compose import message_id_for
 from newsletter.db import make_engine, transaction, upgrade
+from newsletter.dispatch import _fresh_nonces
 from newsletter.models import Delivery
 from newsletter.settings import Settings
 from tests.backends import BACKENDS, Backend, Received, environ, running_backend
@@ -141,3 +142,14 @@ def test_smtp_declares_8bitmime_or_sends_7bit(
         assert jorg.raw.isascii()
     # A body that is ASCII already (the tip's text is) still goes plainly.
     assert ann.raw.isascii() or ann.mail_options == ("BODY=8BITMIME",)
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 1000])
+def test_a_batch_draws_one_fresh_nonce_per_email(count: int) -> None:
+    """The batch's nonces come from one read of the random source: exactly ``count``
+    of them, each 16 hex digits (8 random bytes), none repeated."""
+    nonces = list(_fresh_nonces(count))
+    assert len(nonces) == count
+    assert all(re.fullmatch(r"[0-9a-f]{16}", n) for n in nonces)
+    assert len(set(nonces)) == count
+    assert len(set(_fresh_nonces(count)) | set(nonces)) == 2 * count  # a new draw each call

@@ -49,7 +49,7 @@ from newsletter.attention.decide import (
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
-from newsletter.bound_lists import in_list, not_in_list
+from newsletter.bound_lists import in_list, unindexed
 from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
 from newsletter.ledger import Attention, Claimed
@@ -71,6 +71,9 @@ DRIP = DeliveryKind.DRIP.value
 CAMPAIGN = DeliveryKind.CAMPAIGN.value
 MARKETING = (DRIP, CAMPAIGN)
 IN_FLIGHT = (DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value)
+QUEUED = DeliveryStatus.QUEUED.value
+SENT = DeliveryStatus.SENT.value
+UNKNOWN = DeliveryStatus.UNKNOWN.value
 UPCOMING_CAMPAIGN_STATES = (CampaignState.SCHEDULED.value, CampaignState.SENDING.value)
 HOLDING_CAMPAIGN_STATES = (*UPCOMING_CAMPAIGN_STATES, CampaignState.PAUSED.value)
 HOLD_NEAR = timedelta(days=2)  # a local day lies within a day of its UTC date
@@ -95,6 +98,20 @@ class _Facts:
     holds: dict[int, list[tuple[Hold, str | None]]] = field(
         default_factory=lambda: defaultdict(list)
     )
+    # Other queued marketing rows of these subscribers due within the horizon.
+    queued: list[_Queued] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Queued:
+    """A queued marketing row of a subscriber in the claim (not in its batch)."""
+
+    subscriber_id: int
+    kind: str
+    due_at: datetime
+    campaign_id: int | None
+    enrollment_id: int | None
+    step: int | None
 
 
 def apply_attention(
@@ -175,31 +192,43 @@ def _load_facts(
     ):
         facts.topics_off[sid] = set(off or [])
         facts.frequency[sid] = frequency
-    # The batch's own rows (queued: the status filter leaves them out anyway) are left
-    # out in Python, not by ``id NOT IN (batch)`` tested on every row found.
+    # One read of these subscribers' marketing rows serves the cap (rows sent or in flight
+    # within the horizon: ``used``) and the priorities (rows queued before ``now +
+    # horizon``: ``_load_upcoming``). The batch's own rows (still queued) are left out in
+    # Python, not by ``id NOT IN (batch)`` tested on every row found.
     batch = {r.id for r in rows}
-    since = now - horizon
-    counted = session.connection().execute(
+    since, until = now - horizon, now + horizon
+    status = unindexed(session, Delivery.status)  # by subscriber, never by status
+    found = session.connection().execute(
         select(
             Delivery.id,
             Delivery.subscriber_id,
             Delivery.status,
             Delivery.sent_at,
             Delivery.updated_at,
+            Delivery.kind,
+            Delivery.due_at,
+            Delivery.campaign_id,
+            Delivery.enrollment_id,
+            Delivery.step,
         ).where(
             in_list(session, Delivery.subscriber_id, ids),
             Delivery.kind.in_(MARKETING),
             or_(
-                Delivery.status.in_(IN_FLIGHT),
-                and_(Delivery.status == DeliveryStatus.SENT.value, Delivery.sent_at > since),
-                and_(Delivery.status == DeliveryStatus.UNKNOWN.value, Delivery.updated_at > since),
+                status.in_(IN_FLIGHT),
+                and_(status == SENT, Delivery.sent_at > since),
+                and_(status == UNKNOWN, Delivery.updated_at > since),
+                and_(status == QUEUED, Delivery.due_at < until),
             ),
         )
     )
-    for row_id, row_sid, status, sent_at, updated_at in counted:
-        if row_sid is not None and row_id not in batch:
-            at = sent_at if status == DeliveryStatus.SENT.value and sent_at else updated_at
-            facts.used[row_sid].append(at)
+    for row_id, row_sid, status, sent_at, updated_at, *queued in found:
+        if row_sid is None or row_id in batch:
+            continue
+        if status == QUEUED:
+            facts.queued.append(_Queued(row_sid, *queued))
+        else:
+            facts.used[row_sid].append(sent_at if status == SENT and sent_at else updated_at)
     return facts
 
 
@@ -229,25 +258,7 @@ def _load_upcoming(
 ) -> None:
     """Other emails of these subscribers due before ``now + horizon``, with their priority."""
     until = now + horizon
-    batch = [r.id for r in rows]
-    queued = list(
-        session.connection().execute(
-            select(
-                Delivery.subscriber_id,
-                Delivery.kind,
-                Delivery.due_at,
-                Delivery.campaign_id,
-                Delivery.enrollment_id,
-                Delivery.step,
-            ).where(
-                in_list(session, Delivery.subscriber_id, ids),
-                Delivery.kind.in_(MARKETING),
-                Delivery.status == DeliveryStatus.QUEUED.value,
-                not_in_list(session, Delivery.id, batch),
-                Delivery.due_at < until,
-            )
-        )
-    )
+    queued = facts.queued
     enrollment_ids = {r.enrollment_id for r in rows if r.enrollment_id is not None}
     enrollment_ids |= {q.enrollment_id for q in queued if q.enrollment_id is not None}
     if enrollment_ids:
@@ -279,12 +290,14 @@ def _load_upcoming(
     for q in queued:
         sid = q.subscriber_id
         if q.kind == CAMPAIGN:
-            campaign = facts.campaigns.get(q.campaign_id)
+            campaign = facts.campaigns.get(q.campaign_id) if q.campaign_id is not None else None
             if campaign is None or campaign.state != CampaignState.SENDING.value:
                 continue
             priority, label = campaign.priority, f"campaign {campaign.name}"
         else:
-            sequence = facts.sequences.get(q.enrollment_id)
+            sequence = (
+                facts.sequences.get(q.enrollment_id) if q.enrollment_id is not None else None
+            )
             if _exempt(policy, sequence, q.step):
                 continue
             priority, label = policy.sequence_priority(sequence), f"sequence {sequence}"

@@ -1,0 +1,107 @@
+"""A claim's work does not grow with the ledger's history (issue 19).
+
+SQLite plans without statistics (nothing runs ``ANALYZE``): a filter ``status = 'sent'``
+next to ``subscriber_id IN (the batch's)`` made it walk every sent row of the ledger by
+status to find the few of the batch's subscribers; with a million sent rows a claim of
+1,000 spent 0.3 s there. The work is counted in SQLite virtual-machine steps (its progress
+handler), which no machine load changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from newsletter.app import App
+from newsletter.attention.claims import attention_for
+from newsletter.db import transaction
+from newsletter.ledger import claim_batch
+from newsletter.models import Delivery
+from tests.conftest import NOW
+from tests.factories import add_subscribers, queue_deliveries
+
+STEP = 100  # VM instructions per progress-handler call
+
+
+@contextmanager
+def counted_steps(session: Session) -> Iterator[list[int]]:
+    """Count the SQLite VM steps (in units of ``STEP``) run on this session's connection."""
+    raw: Any = session.connection().connection.driver_connection
+    calls = [0]
+
+    def tick() -> int:
+        calls[0] += 1
+        return 0
+
+    raw.set_progress_handler(tick, STEP)
+    try:
+        yield calls
+    finally:
+        raw.set_progress_handler(None, STEP)
+
+
+def add_history(app: App, count: int) -> None:
+    """``count`` marketing emails sent to other subscribers three days ago: the ledger
+    history a shop's earlier sends leave."""
+    sent = NOW - timedelta(days=3)
+    with transaction(app.sessions) as session:
+        ids = add_subscribers(session, count, prefix="old")
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "key": f"old:{i}",
+                    "kind": "drip",
+                    "subscriber_id": i,
+                    "item_id": "tips/meet-your-ql",
+                    "status": "sent",
+                    "attempts": 1,
+                    "due_at": sent,
+                    "created_at": sent,
+                    "updated_at": sent,
+                    "sent_at": sent,
+                }
+                for i in ids
+            ],
+        )
+
+
+def claim_steps(app: App) -> int:
+    """VM steps of one claim (cap rules included) of the queued rows; rolled back."""
+    session = app.sessions()
+    try:
+        session.connection().exec_driver_sql("SELECT 1")
+        with counted_steps(session) as calls:
+            rows = claim_batch(
+                session,
+                worker="w",
+                limit=100,
+                now=NOW,
+                lease=timedelta(minutes=5),
+                attention=attention_for(app),
+            )
+        assert len(rows) == 20
+        return calls[0]
+    finally:
+        session.rollback()
+        session.close()
+
+
+def test_a_claim_costs_the_same_with_a_hundred_times_the_history(app: App) -> None:
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner has no statistics; PostgreSQL's has")
+    with transaction(app.sessions) as session:
+        ids = add_subscribers(session, 20, prefix="new")
+        queue_deliveries(session, ids, item_id="tips/meet-your-ql")
+    add_history(app, 100)
+    small = claim_steps(app)
+    add_history(app, 10_000)
+    large = claim_steps(app)
+    # Before the fix: ~40x more steps (every sent row visited); now the same probes.
+    assert large <= small * 1.2 + 10, (small, large)
