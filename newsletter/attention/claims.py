@@ -295,9 +295,7 @@ def _load_upcoming(
                 continue
             priority, label = campaign.priority, f"campaign {campaign.name}"
         else:
-            sequence = (
-                facts.sequences.get(q.enrollment_id) if q.enrollment_id is not None else None
-            )
+            sequence = facts.sequences.get(q.enrollment_id) if q.enrollment_id is not None else None
             if _exempt(policy, sequence, q.step):
                 continue
             priority, label = policy.sequence_priority(sequence), f"sequence {sequence}"
