@@ -31,7 +31,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from newsletter.addresses import email_hash
 from newsletter.backoff import bounded_wait, retry_delay
-from newsletter.bound_lists import in_list, not_in_list
+from newsletter.bound_lists import in_list, not_in_list, unindexed
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.models import (
     Campaign,
@@ -402,7 +402,7 @@ def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> li
                 _eligible_marketing().label("eligible"),
             ).where(
                 in_list(session, Delivery.id, ids),
-                Delivery.status == DeliveryStatus.LEASED.value,
+                _status(session) == DeliveryStatus.LEASED.value,
             )
         )
         .all()
@@ -415,7 +415,8 @@ def skip_withdrawn(session: Session, ids: Sequence[int], *, now: datetime) -> li
         session.connection().execute(
             update(Delivery)
             .where(
-                in_list(session, Delivery.id, drop), Delivery.status == DeliveryStatus.LEASED.value
+                in_list(session, Delivery.id, drop),
+                _status(session) == DeliveryStatus.LEASED.value,
             )
             .values(
                 status=DeliveryStatus.SKIPPED.value,
@@ -457,7 +458,7 @@ def mark_sending(
         session.connection().execute(statement.values(**values))
         return list(ids)
     owned = statement.where(
-        Delivery.status == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
+        _status(session) == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
     )
     marked = session.connection().execute(owned.values(**values).returning(Delivery.id)).scalars()
     return sorted(marked)
@@ -477,9 +478,10 @@ def record_results(
     table = Delivery.__table__
     assert isinstance(table, Table)
     # Spelled with OR, not IN: an expanding IN cannot be used in an executemany.
+    status = _status(session)
     in_flight = or_(
-        table.c.status == DeliveryStatus.LEASED.value,
-        table.c.status == DeliveryStatus.SENDING.value,
+        status == DeliveryStatus.LEASED.value,
+        status == DeliveryStatus.SENDING.value,
     )
     # Outgoing webhooks (email.sent / email.failed) for the rows this call settles.
     held = _held(session, results) if listened(session, "email.sent", "email.failed") else set()
@@ -579,7 +581,7 @@ def _held(session: Session, results: Sequence[SendResult]) -> set[int]:
         session.connection().scalars(
             select(Delivery.id).where(
                 in_list(session, Delivery.id, ids),
-                Delivery.status.in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
+                _status(session).in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
             )
         )
     )
@@ -631,7 +633,7 @@ def release(session: Session, ids: Sequence[int], *, now: datetime, worker: str)
             update(Delivery)
             .where(
                 in_list(session, Delivery.id, ids),
-                Delivery.status.in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
+                _status(session).in_([DeliveryStatus.LEASED.value, DeliveryStatus.SENDING.value]),
                 Delivery.leased_by == worker,
             )
             .values(
@@ -652,7 +654,7 @@ def still_leased(session: Session, ids: Sequence[int], worker: str) -> list[int]
         return []
     statement = select(Delivery.id).where(
         in_list(session, Delivery.id, ids),
-        Delivery.status == DeliveryStatus.LEASED.value,
+        _status(session) == DeliveryStatus.LEASED.value,
         Delivery.leased_by == worker,
     )
     return sorted(session.scalars(statement))
@@ -711,6 +713,13 @@ def requeue_unknown(session: Session, *, now: datetime, before: datetime | None 
             updated_at=now,
         ),
     )
+
+
+def _status(session: Session) -> Any:
+    """``deliveries.status`` for a filter next to ``id IN (a list)``: SQLite would
+    otherwise walk every row of that status by ``ix_deliveries_claim`` instead of looking
+    up the listed ids (``bound_lists.unindexed``)."""
+    return unindexed(session, Delivery.status)
 
 
 def _rowcount(session: Session, statement: Any) -> int:
