@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, select, text, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
@@ -69,7 +69,7 @@ from newsletter.ledger import (
     skip_withdrawn,
     still_leased,
 )
-from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, Subscriber
+from newsletter.models import Campaign, DeliveryKind, Enrollment, Subscriber
 from newsletter.one_line import one_line
 from newsletter.send_backoff import backoff_until, set_backoff
 from newsletter.sending_halt import halt_reason, key_fingerprint, set_halt
@@ -193,8 +193,12 @@ def deliver_due(
             # chunk is marked ``sending`` stops its email.
             withdrawn = set(skip_withdrawn(session, ids, now=now))
             renewed = lease + (moment - now)
-            owned = set(mark_sending(session, ids, now=now, worker=worker, lease=renewed))
-            built.store(session, owned)
+            owned = set(
+                mark_sending(
+                    session, ids, now=now, worker=worker, lease=renewed, nonces=built.nonces
+                )
+            )
+            built.store_links(session, owned)
         report.commits += 1
         report.add(pending)
         if withdrawn:
@@ -357,14 +361,10 @@ class _Built:
     nonces: dict[int, str] = field(default_factory=dict)
     links: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
-    def store(self, session: Session, owned: set[int]) -> None:
-        """Write the nonces and links of the rows in ``owned`` (just marked ``sending``
-        by this worker, in the caller's transaction): never those of a row whose lease
-        ran out and that another worker may have claimed."""
-        _store_nonces(
-            session,
-            [{"b_id": i, "b_nonce": self.nonces[i]} for i in sorted(owned) if i in self.nonces],
-        )
+    def store_links(self, session: Session, owned: set[int]) -> None:
+        """Write the links of the rows in ``owned`` (just marked ``sending`` by this
+        worker, with their nonces, in the caller's transaction): never those of a row
+        whose lease ran out and that another worker may have claimed."""
         links = {i: self.links[i] for i in sorted(owned) if i in self.links}
         if links:
             store_links(session, links)
@@ -500,32 +500,6 @@ def _fresh_nonces(count: int) -> Iterator[str]:
     pool = secrets.token_hex(NONCE_BYTES * count)
     width = 2 * NONCE_BYTES
     return (pool[i : i + width] for i in range(0, len(pool), width))
-
-
-def _store_nonces(session: Session, nonces: list[dict[str, object]]) -> None:
-    """``deliveries.message_nonce`` of the rows that had none: one ``UPDATE ... FROM
-    unnest`` on PostgreSQL (an executemany there is a round of statements per row), one
-    executemany on SQLite (in-process, cheap)."""
-    if not nonces:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(
-            text(
-                "UPDATE deliveries SET message_nonce = v.nonce FROM unnest("
-                "CAST(:ids AS bigint[]), CAST(:nonces AS text[])) AS v(id, nonce) "
-                "WHERE deliveries.id = v.id"
-            ),
-            {"ids": [n["b_id"] for n in nonces], "nonces": [n["b_nonce"] for n in nonces]},
-        )
-        return
-    table = Delivery.__table__
-    assert isinstance(table, Table)
-    session.connection().execute(
-        update(table)
-        .where(table.c.id == bindparam("b_id"))
-        .values(message_nonce=bindparam("b_nonce")),
-        nonces,
-    )
 
 
 class BatchRenderer:

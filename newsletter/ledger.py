@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
@@ -44,6 +44,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
     Suppression,
+    UTCDateTime,
 )
 from newsletter.webhooks.emit import emails_settled, listened
 
@@ -436,32 +437,102 @@ def mark_sending(
     now: datetime,
     worker: str | None = None,
     lease: timedelta | None = None,
+    nonces: Mapping[int, str] | None = None,
 ) -> list[int]:
     """Record that these rows are about to be handed to the provider; return their ids.
 
     With ``worker``, only rows still ``leased`` by that worker are marked: a row whose
     lease expired and went back to the queue (maybe claimed by another worker) is left
     alone and must not be sent by this one. ``lease`` renews the lease from ``now``.
-    Caller commits.
+    ``nonces`` (the random part of the Message-ID of rows that had none) are written to
+    the rows marked, never to others: on PostgreSQL by the same statement (a second
+    ``UPDATE`` would write every email's row a second time, indexes and all). Caller
+    commits.
     """
     if not ids:
         return []
+    expires = None if lease is None else now + lease
+    nonces = {i: nonces[i] for i in ids if i in nonces} if nonces else {}
+    if nonces and worker is not None and session.get_bind().dialect.name == "postgresql":
+        return _mark_with_nonces(session, ids, nonces, now=now, worker=worker, expires=expires)
     statement = (
         update(Delivery)
         .where(in_list(session, Delivery.id, ids))
         .execution_options(synchronize_session=False)
     )
     values: dict[str, object] = {"status": DeliveryStatus.SENDING.value, "updated_at": now}
-    if lease is not None:
-        values["lease_expires_at"] = now + lease
+    if expires is not None:
+        values["lease_expires_at"] = expires
     if worker is None:
         session.connection().execute(statement.values(**values))
-        return list(ids)
-    owned = statement.where(
-        _status(session) == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
+        marked = list(ids)
+    else:
+        owned = statement.where(
+            _status(session) == DeliveryStatus.LEASED.value, Delivery.leased_by == worker
+        )
+        result = session.connection().execute(owned.values(**values).returning(Delivery.id))
+        marked = sorted(result.scalars())
+    if nonces:
+        _store_nonces(session, {i: nonces[i] for i in marked if i in nonces})
+    return marked
+
+
+def _mark_with_nonces(
+    session: Session,
+    ids: Sequence[int],
+    nonces: Mapping[int, str],
+    *,
+    now: datetime,
+    worker: str,
+    expires: datetime | None,
+) -> list[int]:
+    """``mark_sending`` on PostgreSQL with nonces: one ``UPDATE ... FROM unnest``."""
+    statement = text(
+        "UPDATE deliveries AS d SET status = :sending, updated_at = :now, "
+        "lease_expires_at = COALESCE(:expires, d.lease_expires_at), "
+        "message_nonce = COALESCE(v.nonce, d.message_nonce) "
+        "FROM unnest(CAST(:ids AS bigint[]), CAST(:nonces AS text[])) AS v(id, nonce) "
+        "WHERE d.id = v.id AND d.status = :leased AND d.leased_by = :worker RETURNING d.id"
+    ).bindparams(bindparam("now", type_=UTCDateTime()), bindparam("expires", type_=UTCDateTime()))
+    result = session.connection().execute(
+        statement,
+        {
+            "sending": DeliveryStatus.SENDING.value,
+            "leased": DeliveryStatus.LEASED.value,
+            "now": now,
+            "expires": expires,
+            "ids": list(ids),
+            "nonces": [nonces.get(i) for i in ids],
+            "worker": worker,
+        },
     )
-    marked = session.connection().execute(owned.values(**values).returning(Delivery.id)).scalars()
-    return sorted(marked)
+    return sorted(result.scalars())
+
+
+def _store_nonces(session: Session, nonces: Mapping[int, str]) -> None:
+    """``deliveries.message_nonce`` of these rows: one ``UPDATE ... FROM unnest`` on
+    PostgreSQL (an executemany there is a round of statements per row), one executemany
+    on SQLite (in-process, cheap; only the indexes of changed columns are written)."""
+    if not nonces:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(
+            text(
+                "UPDATE deliveries SET message_nonce = v.nonce FROM unnest("
+                "CAST(:ids AS bigint[]), CAST(:nonces AS text[])) AS v(id, nonce) "
+                "WHERE deliveries.id = v.id"
+            ),
+            {"ids": list(nonces), "nonces": list(nonces.values())},
+        )
+        return
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    session.connection().execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"))
+        .values(message_nonce=bindparam("b_nonce")),
+        [{"b_id": i, "b_nonce": n} for i, n in nonces.items()],
+    )
 
 
 def record_results(

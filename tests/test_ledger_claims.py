@@ -212,6 +212,43 @@ def test_mark_sending_renews_the_lease_from_now(app: App) -> None:
         assert mark_sending(session, [delivery_id], now=later, worker="other", lease=LEASE) == []
 
 
+@pytest.mark.parametrize("lease", [LEASE, None])
+def test_mark_sending_writes_the_nonces_of_the_rows_it_marks_only(
+    app: App, lease: timedelta | None
+) -> None:
+    """Nonces go to the rows this worker marks: not to a row another worker holds, not
+    to a row outside the chunk; a row given none keeps its own."""
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(
+            session,
+            [add_subscriber(session, f"n{i}@example.org").id for i in range(4)],
+            item_id="tips/a",
+        )
+    mine, kept, theirs, outside = ids
+    claim(app)
+    with transaction(app.sessions) as session:
+        session.execute(update(Delivery).where(Delivery.id == kept).values(message_nonce="old"))
+        session.execute(update(Delivery).where(Delivery.id == theirs).values(leased_by="other"))
+        marked = mark_sending(
+            session,
+            [mine, kept, theirs],
+            now=NOW,
+            worker="w",
+            lease=lease,
+            nonces={mine: "a1", theirs: "c3", outside: "d4"},
+        )
+    assert marked == [mine, kept]
+    rows = {i: fetch(app, i) for i in ids}
+    assert {i: (r.status, r.message_nonce) for i, r in rows.items()} == {
+        mine: ("sending", "a1"),
+        kept: ("sending", "old"),
+        theirs: ("leased", None),
+        outside: ("leased", None),
+    }
+    expected = NOW + LEASE  # renewed from ``now``, or left as the claim set it
+    assert rows[mine].lease_expires_at == expected
+
+
 def test_an_outcome_for_a_row_still_leased_is_recorded(app: App) -> None:
     """A render failure is recorded before the row is ever marked ``sending``."""
     with transaction(app.sessions) as session:
