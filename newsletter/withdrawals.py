@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from newsletter.addresses import email_hash
+from newsletter.bound_lists import unindexed
 from newsletter.models import (
     ConsentEvent,
     ConsentKind,
@@ -103,7 +104,8 @@ def record_withdrawals(
             update(Delivery)
             .where(
                 Delivery.subscriber_id.in_(sorted(members)),
-                Delivery.status == DeliveryStatus.QUEUED.value,
+                # by the subscribers' rows, not every queued row (SQLite, no statistics)
+                unindexed(session, Delivery.status) == DeliveryStatus.QUEUED.value,
             )
             .values(
                 status=DeliveryStatus.SKIPPED.value, error=f"subscriber {reason}", updated_at=now

@@ -32,7 +32,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
@@ -49,7 +49,7 @@ from newsletter.attention.decide import (
     stale_limit,
 )
 from newsletter.attention.policy import AttentionPolicy, build_policy
-from newsletter.bound_lists import in_list, unindexed
+from newsletter.bound_lists import in_list, not_in_list, unindexed
 from newsletter.campaigns.schedule import Segment, segment_from
 from newsletter.drip.timing import resolve_local
 from newsletter.ledger import Attention, Claimed
@@ -193,15 +193,14 @@ def _load_facts(
         facts.topics_off[sid] = set(off or [])
         facts.frequency[sid] = frequency
     # One read of these subscribers' marketing rows serves the cap (rows sent or in flight
-    # within the horizon: ``used``) and the priorities (rows queued before ``now +
-    # horizon``: ``_load_upcoming``). The batch's own rows (still queued) are left out in
-    # Python, not by ``id NOT IN (batch)`` tested on every row found.
-    batch = {r.id for r in rows}
+    # within the horizon: ``used``) and the priorities (other rows queued before ``now +
+    # horizon``: ``_load_upcoming``). The batch's own rows are still queued: left out in
+    # SQL (a thousand rows of ten columns each cost more to fetch than to skip there).
+    batch = [r.id for r in rows]
     since, until = now - horizon, now + horizon
     status = unindexed(session, Delivery.status)  # by subscriber, never by status
     found = session.connection().execute(
         select(
-            Delivery.id,
             Delivery.subscriber_id,
             Delivery.status,
             Delivery.sent_at,
@@ -218,17 +217,20 @@ def _load_facts(
                 status.in_(IN_FLIGHT),
                 and_(status == SENT, Delivery.sent_at > since),
                 and_(status == UNKNOWN, Delivery.updated_at > since),
-                and_(status == QUEUED, Delivery.due_at < until),
+                and_(
+                    status == QUEUED,
+                    Delivery.due_at < until,
+                    not_in_list(session, Delivery.id, batch),
+                ),
             ),
         )
     )
-    for row_id, row_sid, status, sent_at, updated_at, *queued in found:
-        if row_sid is None or row_id in batch:
-            continue
-        if status == QUEUED:
-            facts.queued.append(_Queued(row_sid, *queued))
+    for owner, state, sent_at, updated_at, kind, due_at, campaign, enrollment, step in found:
+        subscriber = cast(int, owner)  # one of ``ids``: never NULL
+        if state == QUEUED:
+            facts.queued.append(_Queued(subscriber, kind, due_at, campaign, enrollment, step))
         else:
-            facts.used[row_sid].append(sent_at if status == SENT and sent_at else updated_at)
+            facts.used[subscriber].append(sent_at if state == SENT and sent_at else updated_at)
     return facts
 
 

@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from newsletter.bound_lists import unindexed
 from newsletter.content.model import Sequence
 from newsletter.models import (
     Delivery,
@@ -119,8 +120,11 @@ def exit_sequence(
     session.execute(
         update(Delivery)
         .where(
+            # Found by the subscriber's rows (indexed), not by every queued row: an
+            # enrollment's rows are its subscriber's.
+            Delivery.subscriber_id == enrollment.subscriber_id,
             Delivery.enrollment_id == enrollment.id,
-            Delivery.status == DeliveryStatus.QUEUED.value,
+            unindexed(session, Delivery.status) == DeliveryStatus.QUEUED.value,
         )
         .values(status=DeliveryStatus.SKIPPED.value, error=EXIT_SKIP_ERROR, updated_at=now)
     )
