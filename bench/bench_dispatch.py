@@ -62,6 +62,7 @@ from newsletter.settings import load_settings
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.bench_planning import CpuMeter
 from bench.common import fresh_engine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,15 +156,20 @@ class RecordingMailer(SendGridMailer):
         return super()._post(body)
 
 
-def run_project(app: App, batch_size: int) -> tuple[float, os.times_result, int]:
-    """Wall seconds, CPU times of this process (its threads included) and emails sent."""
+def run_project(app: App, batch_size: int) -> tuple[float, os.times_result, int, float | None]:
+    """Wall seconds, CPU times of this process (its threads included), emails sent and,
+    on PostgreSQL, the CPU seconds of its server backends (``/proc``: the server must run
+    on this machine)."""
+    server = CpuMeter(app.engine) if app.engine.dialect.name == "postgresql" else None
     before = os.times()
     started = time.perf_counter()
     _drain(app, batch_size, worker="worker")
     seconds = time.perf_counter() - started
     after = os.times()
     cpu = os.times_result((after.user - before.user, after.system - before.system, 0.0, 0.0, 0.0))
-    return seconds, cpu, _check_sent(app)
+    mine = cpu.user + cpu.system
+    server_cpu = None if server is None else server.spent() - mine
+    return seconds, cpu, _check_sent(app), server_cpu
 
 
 def _drain(app: App, batch_size: int, *, worker: str) -> None:
@@ -361,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             }
             settings = load_settings(environ, env_file=None)
             bodies: list[bytes] = []
+            server_cpu: float | None = None
             if args.workers > 1:
                 seconds, cpu, bodies = run_workers(environ, args.batch_size, args.workers)
                 app = App(settings)
@@ -373,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 app = App(settings, mailer=mailer)
                 try:
                     app.library  # noqa: B018 - load the content outside the timing
-                    seconds, cpu, sent = run_project(app, args.batch_size)
+                    seconds, cpu, sent, server_cpu = run_project(app, args.batch_size)
                 finally:
                     app.close()
                 if isinstance(mailer, RecordingMailer):
@@ -399,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"CPU per email: {total / sent * 1e6:.0f} us "
                 f"(user {cpu.user / sent * 1e6:.0f} us, system {cpu.system / sent * 1e6:.0f} us)"
             )
+            if server_cpu is not None:
+                print(f"PostgreSQL server CPU per email: {server_cpu / sent * 1e6:.0f} us")
             if args.backend == "sendgrid":
                 ceiling = bare_client(sink, bodies, threads=CONCURRENCY)
                 label = f"bare httpx client, same {len(bodies)} bodies"
