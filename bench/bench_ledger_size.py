@@ -41,12 +41,12 @@ from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
 from newsletter.ledger import claim_batch, mark_sending, record_results, skip_withdrawn
 from newsletter.models import Delivery, Enrollment, Subscriber, SubscriberStatus
-from newsletter.settings import load_settings
 from newsletter.withdrawals import Withdrawal, record_withdrawals
 
 if __package__ in (None, ""):  # run as a script: make the ``bench`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.bench_dispatch import NOW, ROOT, populate
+from bench.bench_dispatch import NOW, populate
+from bench.bench_planning import settings_for
 from bench.common import add_backend_options, backend_urls, fresh_engine
 
 REPEAT = 15
@@ -157,19 +157,7 @@ def run(url: str, size: int, tmp: str) -> dict[str, tuple[float, float]]:
     populate(engine, BATCH, "tips/meet-your-ql")
     populate(engine, 1, "tips/meet-your-ql", prefix="leaver", key="leaver")
     populate(engine, 1, "tips/meet-your-ql", prefix="member", key="member")
-    app = App(
-        load_settings(
-            {
-                "NEWSLETTER_DATABASE_URL": url,
-                "NEWSLETTER_VAR_DIR": tmp,
-                "NEWSLETTER_SECRET_KEY": "bench",
-                "NEWSLETTER_CONTENT_DIR": str(ROOT / "content"),
-                "NEWSLETTER_TEMPLATES_DIR": str(ROOT / "templates" / "emails"),
-                "NEWSLETTER_POSTAL_ADDRESS": "1 Bench Street, Berlin",
-            },
-            env_file=None,
-        )
-    )
+    app = App(settings_for(url, tmp))
     leaver, member = subscriber_of(engine, "leaver"), subscriber_of(engine, "member")
     with transaction(app.sessions) as session:  # the member's queued step is a drip row
         enroll(session, member, app.library.sequence(SEQUENCE), now=NOW)
