@@ -11,10 +11,13 @@ Each operation runs ``REPEAT`` times in a transaction that is rolled back; the m
 shown:
 
 - **claim**: ``claim_batch`` of 1,000 due rows with the cap rules (``attention_for``);
-- **chunk**: a chunk's writes on 100 of them (``skip_withdrawn``, ``mark_sending``,
-  ``record_results``), after the claim, in its transaction (only the chunk is timed);
+- **chunk**: a chunk's writes on 100 of them (``skip_withdrawn``, ``mark_sending`` with
+  their nonces, ``record_results``), after the claim, in its transaction (only the chunk
+  is timed);
 - **unsubscribe**: ``record_withdrawals`` of one subscriber with one queued email;
-- **exit**: ``exit_sequence`` of one enrollment with one queued step.
+- **exit**: ``exit_sequence`` of one enrollment with one queued step;
+- **events**: SendGrid ``delivered`` events settling 100 of the queued rows
+  (``events.store.reconcile``, what the event webhook's drain does).
 
 PostgreSQL's tables are vacuumed and analysed after each load, as autovacuum would have.
 The database named by ``--postgres-url`` is wiped (schema ``public`` dropped).
@@ -39,6 +42,8 @@ from newsletter.attention.claims import attention_for
 from newsletter.automation.enrolling import enroll, exit_sequence
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
+from newsletter.events.parsing import ParsedEvent
+from newsletter.events.store import reconcile
 from newsletter.ledger import claim_batch, mark_sending, record_results, skip_withdrawn
 from newsletter.models import Delivery, Enrollment, Subscriber, SubscriberStatus
 from newsletter.withdrawals import Withdrawal, record_withdrawals
@@ -93,7 +98,8 @@ def chunk(app: App) -> Callable[[Session], object]:
         ids = sorted(r.id for r in rows)[:CHUNK]
         started = time.perf_counter()
         assert skip_withdrawn(session, ids, now=NOW) == []
-        assert mark_sending(session, ids, now=NOW, worker="w", lease=LEASE) == ids
+        nonces = {i: f"{i:016x}" for i in ids}  # as dispatch marks them (PostgreSQL: one UPDATE)
+        assert mark_sending(session, ids, now=NOW, worker="w", lease=LEASE, nonces=nonces) == ids
         record_results(
             session,
             [SendResult(i, SendStatus.SENT, provider_message_id="m") for i in ids],
@@ -117,6 +123,30 @@ def unsubscribe(leaver: int) -> Callable[[Session], object]:
 def leave(member: int) -> Callable[[Session], object]:
     def work(session: Session) -> None:
         assert exit_sequence(session, member, SEQUENCE, now=NOW)
+
+    return work
+
+
+def settle(ids: list[int]) -> Callable[[Session], object]:
+    events = [
+        ParsedEvent(
+            event="delivered",
+            occurred_at=NOW,
+            logical_key=f"delivered:{i}",
+            email=None,
+            email_hash=None,
+            sg_event_id=f"bench-{i}",
+            sg_message_id="bench.filter",
+            delivery_id=i,
+            bounce_type=None,
+            reason=None,
+            payload={},
+        )
+        for i in ids
+    ]
+
+    def work(session: Session) -> None:
+        assert reconcile(session, events, now=NOW) == len(ids)
 
     return work
 
@@ -179,11 +209,17 @@ def run(url: str, size: int, tmp: str) -> dict[str, tuple[float, float]]:
             )
         )
     analyse(engine)
+    with engine.connect() as conn:
+        queued = conn.execute(
+            select(Delivery.id).where(Delivery.key.like("bench:%")).order_by(Delivery.id)
+        ).scalars()
+        event_ids = list(queued)[:CHUNK]
     operations = {
         "claim": claim(app),
         "chunk": chunk(app),
         "unsubscribe": unsubscribe(leaver),
         "exit": leave(member),
+        "events": settle(event_ids),
     }
     small = {name: timed(app, work) for name, work in operations.items()}
     grow(engine, size)

@@ -459,7 +459,7 @@ def _build_messages(app: App, facts: _Facts, rows: Sequence[Claimed], *, now: da
             skeleton = _skeleton(one_line(rendered.subject), *planned, subjects)
         nonce = row.message_nonce
         if nonce is None:
-            # Stored with the chunk's ``sending`` mark, by one statement (``_Built``).
+            # Stored by the chunk's ``sending`` mark (``ledger.mark_sending``).
             nonce = next(fresh)
             row.message_nonce = nonce
             built.nonces[row.id] = nonce

@@ -301,6 +301,37 @@ def test_the_cap_setting_is_read(make_settings, setting: str) -> None:  # type: 
         app.close()
 
 
+def test_a_batch_row_does_not_compete_with_its_own_batch(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """With room for two, a high-priority campaign row and a drip row claimed together
+    both go: the campaign is not also an upcoming rival the drip must give way to."""
+    app = App(make_settings(marketing_cap="2/24h"))
+    try:
+        sid, eid = subscriber(app, "pair@example.org")
+        launch = campaign(app, "launch", priority=3)
+        queue(app, drip(sid, eid), camp(sid, launch))
+        assert len(claim(app)) == 2
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize(("updated", "claimed"), [(timedelta(hours=1), 0), (timedelta(days=2), 1)])
+def test_an_email_of_unknown_fate_counts_against_the_cap_within_its_period(
+    app: App, updated: timedelta, claimed: int
+) -> None:
+    """An ``unknown`` email probably went out: it takes its slot from when its fate became
+    unknown, until the cap's period (1/24h) has passed."""
+    sid, eid = subscriber(app, f"unknown-{claimed}@example.org")
+    queue(app, drip(sid, eid, "tips/walking", step=2, due=NOW - updated))
+    with transaction(app.sessions) as session:
+        session.execute(
+            update(Delivery)
+            .where(Delivery.key == f"drip:{eid}:tips/walking")
+            .values(status="unknown", updated_at=NOW - updated)
+        )
+    queue(app, drip(sid, eid))
+    assert len(claim(app)) == claimed
+
+
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_cannot_both_use_the_last_slot(app: App) -> None:

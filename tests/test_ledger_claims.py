@@ -226,13 +226,14 @@ def test_mark_sending_writes_the_nonces_of_the_rows_it_marks_only(
         )
     mine, kept, theirs, outside = ids
     claim(app)
+    later = NOW + timedelta(minutes=2)
     with transaction(app.sessions) as session:
         session.execute(update(Delivery).where(Delivery.id == kept).values(message_nonce="old"))
         session.execute(update(Delivery).where(Delivery.id == theirs).values(leased_by="other"))
         marked = mark_sending(
             session,
             [mine, kept, theirs],
-            now=NOW,
+            now=later,
             worker="w",
             lease=lease,
             nonces={mine: "a1", theirs: "c3", outside: "d4"},
@@ -245,8 +246,10 @@ def test_mark_sending_writes_the_nonces_of_the_rows_it_marks_only(
         theirs: ("leased", None),
         outside: ("leased", None),
     }
-    expected = NOW + LEASE  # renewed from ``now``, or left as the claim set it
-    assert rows[mine].lease_expires_at == expected
+    # renewed from ``now``, or left as the claim set it
+    expected = NOW + LEASE if lease is None else later + lease
+    assert rows[mine].lease_expires_at == rows[kept].lease_expires_at == expected
+    assert rows[theirs].lease_expires_at == rows[outside].lease_expires_at == NOW + LEASE
 
 
 def test_an_outcome_for_a_row_still_leased_is_recorded(app: App) -> None:

@@ -24,13 +24,23 @@ from newsletter.attention.claims import attention_for
 from newsletter.automation.enrolling import enroll, exit_sequence
 from newsletter.db import transaction
 from newsletter.delivery.base import SendResult, SendStatus
-from newsletter.ledger import claim_batch, mark_sending, record_results, skip_withdrawn
-from newsletter.models import Delivery, Enrollment, SubscriberStatus
+from newsletter.events.parsing import ParsedEvent
+from newsletter.events.store import reconcile
+from newsletter.ledger import (
+    claim_batch,
+    mark_sending,
+    record_results,
+    release,
+    skip_withdrawn,
+    still_leased,
+)
+from newsletter.models import Campaign, Delivery, DeliveryKind, Enrollment, SubscriberStatus
 from newsletter.withdrawals import Withdrawal, record_withdrawals
 from tests.conftest import NOW
 from tests.factories import add_subscribers, queue_deliveries
 
 STEP = 10  # VM instructions per progress-handler call
+LEASE = timedelta(minutes=5)
 
 
 @contextmanager
@@ -228,4 +238,113 @@ def test_leaving_a_sequence_costs_the_same_however_many_emails_are_queued(app: A
     few = steps_of(app, leave)
     queue_others(app, 1000)
     many = steps_of(app, leave)
+    assert many <= few * 1.2 + 10, (few, many)
+
+
+def event(delivery_id: int) -> ParsedEvent:
+    return ParsedEvent(
+        event="delivered",
+        occurred_at=NOW,
+        logical_key=f"delivered:{delivery_id}",
+        email=None,
+        email_hash=None,
+        sg_event_id=f"e{delivery_id}",
+        sg_message_id="m.filter",
+        delivery_id=delivery_id,
+        bounce_type=None,
+        reason=None,
+        payload={},
+    )
+
+
+def test_event_reconciling_costs_the_same_however_many_emails_are_queued(app: App) -> None:
+    """SendGrid events settle their deliveries by id (before: every queued, failed,
+    unknown and sending row, by status, whenever a batch names ten or more)."""
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner has no statistics; PostgreSQL's has")
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(session, add_subscribers(session, 20, prefix="ev"), item_id="x")
+    events = [event(i) for i in ids]
+
+    def settle(session: Session) -> None:
+        assert reconcile(session, events, now=NOW) == 20
+
+    few = steps_of(app, settle)
+    queue_others(app, 1000)
+    many = steps_of(app, settle)
+    assert many <= few * 1.2 + 10, (few, many)
+
+
+def test_a_claim_beside_a_campaign_being_frozen_reads_its_own_subscribers(app: App) -> None:
+    """While a sending campaign's audience is still being written to the ledger, a claim
+    asks which of its subscribers already have a row: by those subscribers (before: every
+    row the campaign has so far)."""
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner has no statistics; PostgreSQL's has")
+    with transaction(app.sessions) as session:
+        ids = queue_deliveries(session, add_subscribers(session, 20, prefix="fz"), item_id="x")
+        freezing = Campaign(
+            name="freezing",
+            item_id="campaigns/seven-day-reset",
+            state="sending",
+            include_tags=[],
+            exclude_tags=[],
+            audience_cursor=0,
+            audience_frozen=False,
+            created_at=NOW,
+            updated_at=NOW,
+            scheduled_at=NOW - timedelta(minutes=5),
+            started_at=NOW,
+        )
+        session.add(freezing)
+        session.flush()
+        campaign_id = freezing.id
+
+    def add_audience(count: int) -> None:
+        with transaction(app.sessions) as session:
+            others = add_subscribers(session, count, prefix="au")
+            queue_deliveries(
+                session,
+                others,
+                item_id="campaigns/seven-day-reset",
+                kind=DeliveryKind.CAMPAIGN,
+                due_at=NOW + timedelta(days=1),
+            )
+            session.execute(
+                update(Delivery)
+                .where(Delivery.subscriber_id.in_(others))
+                .values(campaign_id=campaign_id)
+            )
+
+    def claim_twenty(session: Session) -> None:
+        rows = claim_batch(
+            session, worker="w", limit=100, now=NOW, lease=LEASE, attention=attention_for(app)
+        )
+        assert sorted(r.id for r in rows) == ids
+
+    add_audience(100)
+    few = steps_of(app, claim_twenty)
+    add_audience(1000)
+    many = steps_of(app, claim_twenty)
+    assert many <= few * 1.2 + 10, (few, many)
+
+
+def test_giving_rows_back_costs_the_same_however_many_rows_are_leased(app: App) -> None:
+    """``still_leased`` and ``release`` look up their rows by id (before: every leased
+    row, by status)."""
+    if app.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's planner has no statistics; PostgreSQL's has")
+    with transaction(app.sessions) as session:
+        mine = queue_deliveries(session, add_subscribers(session, 10, prefix="g"), item_id="x")
+        others = queue_deliveries(session, add_subscribers(session, 1000, prefix="h"), item_id="x")
+        lease(session, mine, "w")
+
+    def give_back(session: Session) -> None:
+        assert still_leased(session, mine, "w") == mine
+        release(session, mine, now=NOW, worker="w")
+
+    few = steps_of(app, give_back)
+    with transaction(app.sessions) as session:
+        lease(session, others, "other")
+    many = steps_of(app, give_back)
     assert many <= few * 1.2 + 10, (few, many)

@@ -329,12 +329,14 @@ def _upcoming_campaigns(
     """Campaigns whose audience is not in the ledger yet, matched by their tags."""
     if not campaigns:
         return
+    campaign_ids = [c.id for c in campaigns]
     have = set(
         session.connection()
         .execute(
             select(Delivery.subscriber_id, Delivery.campaign_id).where(
                 in_list(session, Delivery.subscriber_id, ids),
-                in_list(session, Delivery.campaign_id, [c.id for c in campaigns]),
+                # by the batch's subscribers, not every row of a campaign being frozen
+                in_list(session, unindexed(session, Delivery.campaign_id), campaign_ids),
             )
         )
         .all()

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from newsletter.addresses import email_hash, normalize_email
 from newsletter.app import App
+from newsletter.bound_lists import unindexed
 from newsletter.campaigns.audience import audience_zones
 from newsletter.campaigns.planner import freeze_audience
 from newsletter.campaigns.rules import (
@@ -157,9 +158,9 @@ def _queued_due(app: App, keys: list[str], *, now: datetime) -> bool:
         return bool(
             session.scalar(
                 select(func.count()).where(
-                    Delivery.key.in_(keys),
-                    Delivery.status == DeliveryStatus.QUEUED.value,
-                    Delivery.due_at <= now,
+                    Delivery.key.in_(keys),  # by key, not every due queued row (SQLite)
+                    unindexed(session, Delivery.status) == DeliveryStatus.QUEUED.value,
+                    unindexed(session, Delivery.due_at) <= now,
                 )
             )
         )

@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Dialect, Table, bindparam, func, literal, 
 from sqlalchemy.orm import Session
 
 from newsletter.app import App
+from newsletter.bound_lists import unindexed
 from newsletter.db import transaction
 from newsletter.events import postgres
 from newsletter.events.parsing import ParsedBatch, ParsedEvent
@@ -235,7 +236,8 @@ def _to_report(
         return {}
     ids = session.scalars(
         select(Delivery.id).where(
-            Delivery.id.in_(sorted(first_seen)), Delivery.status.in_(RECONCILABLE)
+            Delivery.id.in_(sorted(first_seen)),
+            unindexed(session, Delivery.status).in_(RECONCILABLE),
         )
     )
     return {i: ("sent", first_seen[i].provider_message_id, None) for i in ids}
@@ -245,7 +247,9 @@ def _settle_portable(session: Session, first_seen: dict[int, ParsedEvent], *, no
     open_ids = sorted(  # updated in id order: no deadlock between concurrent batches
         session.scalars(
             select(Delivery.id).where(
-                Delivery.id.in_(list(first_seen)), Delivery.status.in_(RECONCILABLE)
+                Delivery.id.in_(list(first_seen)),
+                # by id, not every queued or failed row (SQLite, no statistics)
+                unindexed(session, Delivery.status).in_(RECONCILABLE),
             )
         )
     )
