@@ -301,6 +301,36 @@ def test_the_cap_setting_is_read(make_settings, setting: str) -> None:  # type: 
         app.close()
 
 
+def test_a_row_moved_twice_remembers_the_due_time_it_was_first_moved_from(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """``deferred_from`` keeps the first due time over later moves: a campaign's staleness
+    counts from when it was meant to go, not from its last postponement."""
+    app = App(make_settings(campaign_stale_hours="96"))
+    try:
+        _moved_twice(app)
+    finally:
+        app.close()
+
+
+def _moved_twice(app: App) -> None:
+    sid, eid = subscriber(app, "twice@example.org")
+    reset = campaign(app, "reset")
+    queue(app, drip(sid, eid, "tips/walking", step=2, due=NOW - timedelta(hours=1)))
+    sent(app, f"drip:{eid}:tips/walking", NOW - timedelta(hours=1))
+    queue(app, camp(sid, reset))
+    assert claim(app) == []  # the cap (1/24h) is full: moved
+    key = f"campaign:{reset}:{sid}"
+    first_move = ledger(app)[key][1]
+    assert first_move > NOW
+    # another email went out meanwhile: at its new due time the row is moved again
+    queue(app, drip(sid, eid, step=1, due=first_move - timedelta(minutes=30)))
+    sent(app, f"drip:{eid}:tips/meet-your-ql", first_move - timedelta(minutes=30))
+    assert claim(app, now=first_move) == []
+    with app.sessions() as session:
+        row = session.scalars(select(Delivery).where(Delivery.key == key)).one()
+    assert row.due_at > first_move
+    assert row.deferred_from == NOW
+
+
 def test_a_batch_row_does_not_compete_with_its_own_batch(make_settings) -> None:  # type: ignore[no-untyped-def]
     """With room for two, a high-priority campaign row and a drip row claimed together
     both go: the campaign is not also an upcoming rival the drip must give way to."""
