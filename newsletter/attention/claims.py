@@ -524,15 +524,9 @@ class _Writes:
     ) -> None:
         if not opted_out and not decision.skip and not decision.defer:
             return  # every row goes now: the claim leases them
-        self.skips += [
-            {
-                "b_id": rid,
-                "b_error": f"opted out of topic {topic!r} in the preference centre"[:1000],
-            }
-            for rid, topic in opted_out.items()
-        ]
+        self.skips += [{"b_id": rid, "b_error": _opted_out(t)} for rid, t in opted_out.items()]
         self.skips += [{"b_id": s.id, "b_error": s.reason[:1000]} for s in decision.skip]
-        due = {r.id: r.due_at for r in rows}
+        due = {r.id: r.due_at for r in rows} if decision.defer else {}
         for d in decision.defer:
             self.defers.append(
                 {
